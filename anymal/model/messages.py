@@ -1,0 +1,84 @@
+"""Chat messages with typed content parts, Hugging Face style.
+
+    [{"role": "user", "content": [{"type": "image", "path": "duck.png"},
+                                  {"type": "text", "text": "What is this?"}]}]
+
+A modality part carries its input under `path`, under its own type name (`"image": <PIL/array>`),
+or as `url` (local `file://` only). Parts may appear anywhere, any number of times.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InputError
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class MediaPart:
+    modality: str
+    source: Any  # path, PIL image, array, bytes
+
+    def __repr__(self) -> str:
+        src = self.source if isinstance(self.source, str) else type(self.source).__name__
+        return f"MediaPart({self.modality}, {src})"
+
+
+Part = str | MediaPart
+
+
+def _media_source(part: dict, kind: str, where: str) -> Any:
+    for key in ("path", kind, "url"):
+        if key in part and part[key] is not None:
+            src = part[key]
+            if key == "url" and isinstance(src, str):
+                if not src.startswith("file://"):
+                    raise InputError(f"{where}: only local file:// urls are accepted here, got {src[:40]!r}")
+                src = src[len("file://"):]
+            return src
+    raise InputError(f"{where}: a {kind!r} part needs 'path' (or '{kind}' with in-memory data)")
+
+
+def normalize(messages: list[dict], modalities: set[str]) -> list[tuple[str, list[Part]]]:
+    """Validate messages and return [(role, [text | MediaPart, ...]), ...]."""
+    if not isinstance(messages, list) or not messages:
+        raise InputError("messages: expected a non-empty list of {'role', 'content'} dicts")
+    out = []
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise InputError(f"{where}: expected a dict with 'role' and 'content'")
+        role = str(m["role"]).lower()
+        if role not in ROLES:
+            raise InputError(f"{where}.role: {m['role']!r} is not one of {ROLES}")
+        content = m["content"]
+        if isinstance(content, str):
+            out.append((role, [content]))
+            continue
+        if not isinstance(content, list):
+            raise InputError(f"{where}.content: expected a string or a list of typed parts")
+        parts: list[Part] = []
+        for j, p in enumerate(content):
+            pw = f"{where}.content[{j}]"
+            kind = p.get("type") if isinstance(p, dict) else None
+            if kind == "text":
+                if not isinstance(p.get("text"), str):
+                    raise InputError(f"{pw}: a text part needs a string 'text'")
+                parts.append(p["text"])
+            elif kind in modalities:
+                if role == "assistant":
+                    raise InputError(f"{pw}: assistant messages cannot contain {kind} inputs")
+                parts.append(MediaPart(kind, _media_source(p, kind, pw)))
+            else:
+                known = ", ".join(sorted({"text", *modalities}))
+                raise InputError(f"{pw}: unknown part type {kind!r}; this model accepts: {known}")
+        out.append((role, parts))
+    return out
+
+
+def from_prompt(prompt: str, media: list[MediaPart]) -> list[dict]:
+    """`chat("What is this?", image=...)`: media first, then the question (the training layout)."""
+    parts = [{"type": m.modality, "path": m.source} for m in media]
+    return [{"role": "user", "content": parts + [{"type": "text", "text": prompt}]}]

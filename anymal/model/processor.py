@@ -1,0 +1,128 @@
+"""Turns chat messages into token ids, modality slots and loss labels, and batches of them.
+
+The LLM's own chat template is applied to the text, with each modality part replaced by a private
+marker; the rendered string is split at the markers, each text piece tokenized, and every marker
+expanded into the modality's fixed number of slots that the model later fills with projected
+tokens. Loss labels are kept only on characters the template renders for assistant turns
+(their text and end-of-turn token), found by rendering each conversation prefix.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import InputError
+from .messages import MediaPart, normalize
+
+IGNORE = -100
+_MARK = re.compile("\ue000(\\d+)\ue001")
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    slots: list[str | None]  # per position: modality name, or None for text
+    media: list[MediaPart] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # [B, T]; slot positions hold the pad id
+    attention_mask: torch.Tensor  # [B, T]
+    labels: torch.Tensor | None  # [B, T] or None for generation
+    slots: dict[str, torch.Tensor]  # modality -> bool [B, T]
+    media: dict[str, list[MediaPart]]  # modality -> inputs, in row-major slot order
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+class Processor:
+    def __init__(self, tokenizer, tokens_per_item: dict[str, int], max_length: int = 1024):
+        self.tok = tokenizer
+        self.tokens_per_item = tokens_per_item
+        self.max_length = max_length
+        if not getattr(tokenizer, "is_fast", False):
+            raise InputError("anymal needs a fast (Rust) tokenizer to place loss labels exactly")
+
+    def _render(self, msgs: list[dict], gen: bool) -> str:
+        return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+
+    def encode(self, messages: list[dict], add_generation_prompt: bool = False) -> Encoded:
+        conv = normalize(messages, set(self.tokens_per_item))
+        media: list[MediaPart] = []
+        text_msgs = []
+        for role, parts in conv:
+            pieces = []
+            for p in parts:
+                if isinstance(p, MediaPart):
+                    pieces.append(f"\ue000{len(media)}\ue001")
+                    media.append(p)
+                else:
+                    pieces.append(p)
+            text_msgs.append({"role": role, "content": "\n".join(pieces)})
+        full = self._render(text_msgs, add_generation_prompt)
+        spans = self._assistant_spans(text_msgs, full)
+
+        ids: list[int] = []
+        labels: list[int] = []
+        slots: list[str | None] = []
+        pos = 0
+        for m in list(_MARK.finditer(full)) + [None]:
+            end = m.start() if m else len(full)
+            if end > pos:
+                enc = self.tok(full[pos:end], add_special_tokens=False, return_offsets_mapping=True)
+                for tid, (s, _) in zip(enc["input_ids"], enc["offset_mapping"]):
+                    ids.append(tid)
+                    labels.append(tid if any(a <= pos + s < b for a, b in spans) else IGNORE)
+                    slots.append(None)
+            if m:
+                item = media[int(m.group(1))]
+                n = self.tokens_per_item[item.modality]
+                ids += [self.tok.pad_token_id] * n
+                labels += [IGNORE] * n
+                slots += [item.modality] * n
+                pos = m.end()
+        if len(ids) > self.max_length:
+            raise InputError(f"sample is {len(ids)} tokens long (text + modality tokens); the limit is "
+                             f"{self.max_length} (model.llm.max_length)")
+        return Encoded(ids, labels, slots, media)
+
+    def _assistant_spans(self, msgs: list[dict], full: str) -> list[tuple[int, int]]:
+        spans = []
+        for i, m in enumerate(msgs):
+            if m["role"] != "assistant" or i == 0:
+                continue
+            before = self._render(msgs[:i], True)
+            upto = self._render(msgs[: i + 1], False)
+            if not (upto.startswith(before) and full.startswith(upto)):
+                raise InputError("the chat template does not render conversations prefix-stably; "
+                                 "cannot locate assistant turns for the loss mask")
+            spans.append((len(before), len(upto)))
+        return spans
+
+    def collate(self, samples: list[Encoded], padding_side: str = "right") -> Batch:
+        T = max(len(s.input_ids) for s in samples)
+        B = len(samples)
+        pad = self.tok.pad_token_id
+        ids = torch.full((B, T), pad, dtype=torch.long)
+        mask = torch.zeros((B, T), dtype=torch.long)
+        labels = torch.full((B, T), IGNORE, dtype=torch.long)
+        slots = {m: torch.zeros((B, T), dtype=torch.bool) for m in self.tokens_per_item}
+        media: dict[str, list[MediaPart]] = {m: [] for m in self.tokens_per_item}
+        for i, s in enumerate(samples):
+            n = len(s.input_ids)
+            sl = slice(T - n, T) if padding_side == "left" else slice(0, n)
+            ids[i, sl] = torch.tensor(s.input_ids)
+            mask[i, sl] = 1
+            labels[i, sl] = torch.tensor(s.labels)
+            for m in slots:
+                slots[m][i, sl] = torch.tensor([x == m for x in s.slots])
+            for item in s.media:
+                media[item.modality].append(item)
+        return Batch(ids, mask, labels, {m: v for m, v in slots.items() if v.any()},
+                     {m: v for m, v in media.items() if v})
