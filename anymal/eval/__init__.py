@@ -1,0 +1,1 @@
+"""Evaluation: captioning metrics on a manifest, with pinned decoding and written reports."""

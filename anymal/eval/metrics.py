@@ -1,0 +1,27 @@
+"""Captioning metrics via the pycocoevalcap scorers, called directly.
+
+(`COCOEvalCap.evaluate()` would also run SPICE, which downloads CoreNLP at run time.) Text is
+normalised like the COCO tokenizer does (lower case, punctuation stripped) without its Java step.
+CIDEr's IDF comes from the evaluated references, so it is unstable on small sets: report the size.
+"""
+from __future__ import annotations
+
+import re
+
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.rouge.rouge import Rouge
+
+
+def coco_normalize(text: str) -> str:
+    text = text.lower().replace("’", "'").replace("“", " ").replace("”", " ")
+    return " ".join(re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text))
+
+
+def caption_scores(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    gts = {i: [coco_normalize(r) for r in refs] for i, refs in enumerate(references)}
+    res = {i: [coco_normalize(p) or "empty"] for i, p in enumerate(predictions)}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    cider, _ = Cider().compute_score(gts, res)
+    rouge, _ = Rouge().compute_score(gts, res)
+    return {"BLEU-1": bleu[0], "BLEU-4": bleu[3], "CIDEr": float(cider), "ROUGE-L": float(rouge)}

@@ -1,0 +1,1 @@
+"""Training: named stages (what is frozen), the loop, curves."""

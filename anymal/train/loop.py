@@ -1,0 +1,131 @@
+"""The training loop (plain PyTorch): AdamW, warm-up + cosine, clipping, accumulation, seeded."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from ..config import TrainConfig, dump_yaml
+from ..data.dataset import Prepared, collate, prepare
+from ..data.feature_cache import FeatureCache
+from ..data.jsonl import SkipReport, read_jsonl
+from ..errors import DataError
+from ..model.anymal import AnyMAL
+from .plots import plot_curves
+from .stages import apply_stage, plan_table
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    checkpoint: Path
+    first_loss: float
+    final_loss: float
+    val_loss: float | None
+    skipped: int
+    steps: int
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _load(cfg: TrainConfig, model: AnyMAL, path: str, skipped: SkipReport, progress: bool, desc: str) -> list[Prepared]:
+    samples, bad = read_jsonl(path, list(model.projectors), cfg.data.media_root, cfg.data.on_error)
+    for reason, n in bad.reasons.items():
+        skipped.reasons[reason] += n
+        skipped.examples.setdefault(reason, bad.examples[reason])
+    caches = {m: FeatureCache(e) for m, e in model.encoders.items()} if cfg.data.feature_cache else None
+    return prepare(samples, model, caches, cfg.data.on_error, skipped, desc=desc, progress=progress)
+
+
+@torch.no_grad()
+def evaluate_loss(model: AnyMAL, items: list[Prepared], batch_size: int) -> float:
+    total, count = 0.0, 0
+    for i in range(0, len(items), batch_size):
+        batch, feats = collate(model, items[i:i + batch_size])
+        n = int((batch.labels[:, 1:] != -100).sum())
+        total += float(model(batch, feats).loss) * n
+        count += n
+    return total / max(count, 1)
+
+
+def train(cfg: TrainConfig, progress: bool = True, log=print) -> RunResult:
+    seed_everything(cfg.seed)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_yaml(cfg, out / "config.yaml")
+    model = AnyMAL.from_pretrained(cfg.init_from) if cfg.init_from else AnyMAL.from_config(cfg.model)
+    params = apply_stage(model, cfg.stage)
+    table = plan_table(model)
+    (out / "plan.txt").write_text(table + "\n")
+    log(f"stage {cfg.stage!r}:\n{table}")
+
+    skipped = SkipReport()
+    train_items = _load(cfg, model, cfg.data.train, skipped, progress, "preparing train")
+    val_items = _load(cfg, model, cfg.data.val, skipped, progress, "preparing val") if cfg.data.val else []
+    log(skipped.summary())
+    if not train_items:
+        raise DataError(f"{cfg.data.train}: no usable training samples ({skipped.summary()})")
+
+    o = cfg.optim
+    opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
+    sched = get_cosine_schedule_with_warmup(opt, o.warmup_steps, o.max_steps)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order: list[int] = []
+    metrics = (out / "metrics.jsonl").open("w")
+    first = last = math.nan
+    val_loss = None
+    t0, seen, tokens = time.time(), 0, 0
+    bar = tqdm(range(1, o.max_steps + 1), desc=f"train {cfg.stage}", disable=not progress, unit="step")
+    for step in bar:
+        opt.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for _ in range(o.grad_accum):
+            idx = []
+            while len(idx) < min(o.batch_size, len(train_items)):
+                if not order:
+                    order = torch.randperm(len(train_items), generator=gen).tolist()
+                idx.append(order.pop())
+            batch, feats = collate(model, [train_items[i] for i in idx])
+            loss = model(batch, feats).loss / o.grad_accum
+            loss.backward()
+            step_loss += float(loss.detach())
+            seen += len(idx)
+            tokens += batch.num_tokens
+        gnorm = float(torch.nn.utils.clip_grad_norm_(params, o.max_grad_norm))
+        opt.step()
+        sched.step()
+        first = step_loss if step == 1 else first
+        last = step_loss
+        bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
+        if step % cfg.log_every == 0 or step == 1 or step == o.max_steps:
+            dt = time.time() - t0
+            metrics.write(json.dumps({"step": step, "loss": step_loss, "lr": sched.get_last_lr()[0],
+                                      "grad_norm": gnorm, "samples_per_s": seen / dt, "tokens_per_s": tokens / dt}) + "\n")
+            metrics.flush()
+        if val_items and ((cfg.eval_every and step % cfg.eval_every == 0) or step == o.max_steps):
+            val_loss = evaluate_loss(model, val_items, o.batch_size)
+            metrics.write(json.dumps({"step": step, "val_loss": val_loss}) + "\n")
+            metrics.flush()
+    metrics.close()
+    plot_curves(out / "metrics.jsonl", out / "curves.png")
+    model.stage = cfg.stage
+    model.lineage = model.lineage + [{"stage": cfg.stage, "init_from": cfg.init_from, "data": cfg.data.train,
+                                      "steps": o.max_steps, "seed": cfg.seed}]
+    ckpt = model.save_pretrained(out / "checkpoint", stage=cfg.stage, extra={"training": {
+        "first_loss": first, "final_loss": last, "val_loss": val_loss, "skipped_samples": skipped.total,
+        "train_samples": len(train_items), "seconds": round(time.time() - t0, 1)}})
+    log(f"done: loss {first:.3f} -> {last:.3f}" + (f", val loss {val_loss:.3f}" if val_loss is not None else "")
+        + f"; checkpoint {ckpt}")
+    return RunResult(out, ckpt, first, last, val_loss, skipped.total, o.max_steps)

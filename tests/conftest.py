@@ -1,0 +1,111 @@
+"""Shared fixtures: tiny random backbones (no weights, no network, seconds) and small real inputs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from anymal.config import LLMConfig, ModalityConfig, ModelConfig  # noqa: E402
+from anymal.encoders.base import Encoder  # noqa: E402
+from anymal.encoders.media import letterbox, load_image  # noqa: E402
+from anymal.registry import ENCODERS  # noqa: E402
+
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+CORPUS = ["What is this? A frog. A duck on a pond. Describe the image briefly.",
+          "The quick brown fox jumps over the lazy dog. Hello world, what do you see?"] * 20
+
+
+class TinyCNN(Encoder):
+    """A 2-layer random conv net: 32x32 RGB -> 4x4 grid of 24-d tokens."""
+
+    def __init__(self, name: str, modality: str):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 24, 3, 2, 1), nn.AdaptiveAvgPool2d(4))
+        self.modality, self.id, self.dim, self.num_tokens, self.grid = modality, name, 24, 16, (4, 4)
+        self.preprocess_id = "letterbox32"
+
+    def preprocess(self, item):
+        img = letterbox(load_image(item), 32)
+        return torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1) / 255.0
+
+    def forward(self, x):
+        return self.net(x).flatten(2).transpose(1, 2)
+
+
+if "tiny-cnn" not in ENCODERS:
+    ENCODERS.register("tiny-cnn")(TinyCNN)
+
+
+def make_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=["<|im_start|>"])
+    fast.chat_template = CHATML
+    return fast
+
+
+def save_tiny_llama(path: Path, hidden: int = 32, seed: int = 0) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = make_tokenizer()
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+                      initializer_range=0.3)  # large init: varied, non-degenerate random outputs
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory) -> Path:
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def tiny_config(llm_dir: Path, projector: str = "mlp", num_tokens: int | None = 4) -> ModelConfig:
+    return ModelConfig(llm=LLMConfig(id=str(llm_dir), max_length=256),
+                       modalities={"image": ModalityConfig(encoder="tiny-cnn", projector=projector,
+                                                           num_tokens=num_tokens, width=32, heads=4)})
+
+
+@pytest.fixture
+def tiny_model(tiny_llm_dir):
+    from anymal import AnyMAL
+
+    torch.manual_seed(0)
+    return AnyMAL.from_config(tiny_config(tiny_llm_dir))
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory) -> list[Path]:
+    """A few small real-looking images: distinct colours and shapes."""
+    d = tmp_path_factory.mktemp("imgs")
+    out = []
+    for i, color in enumerate([(200, 30, 30), (30, 160, 40), (20, 40, 200), (230, 200, 20)]):
+        img = Image.new("RGB", (48 + 8 * i, 40), (255, 255, 255))
+        img.paste(color, (4 + i, 4, 30 + 2 * i, 30))
+        p = d / f"img{i}.png"
+        img.save(p)
+        out.append(p)
+    return out

@@ -1,0 +1,73 @@
+"""Placeholder expansion, interleaving and the assistant-only loss mask."""
+import pytest
+
+from anymal.errors import InputError
+from anymal.model.processor import IGNORE
+
+
+def _conv(images, answer="A frog."):
+    return [{"role": "user", "content": [{"type": "image", "path": str(images[0])},
+                                         {"type": "text", "text": "What is this?"}]},
+            {"role": "assistant", "content": answer}]
+
+
+def test_each_image_expands_to_projector_token_count(tiny_model, images):
+    enc = tiny_model.processor.encode(_conv(images))
+    assert enc.slots.count("image") == tiny_model.projectors["image"].num_tokens == 4
+    assert len(enc.media) == 1 and enc.media[0].source == str(images[0])
+    assert all(l == IGNORE for l, s in zip(enc.labels, enc.slots) if s)
+
+
+def test_interleaved_parts_keep_their_order(tiny_model, images):
+    tok = tiny_model.llm.tokenizer
+    msgs = [{"role": "user", "content": [
+        {"type": "text", "text": "Hello"}, {"type": "image", "path": str(images[0])},
+        {"type": "text", "text": "world"}, {"type": "image", "path": str(images[1])}, {"type": "text", "text": "fox"}]}]
+    enc = tiny_model.processor.encode(msgs, add_generation_prompt=True)
+    runs, prev = [], None  # collapse into [text, image, text, image, text, ...]
+    for i, s in enumerate(enc.slots):
+        kind = s or "text"
+        if kind != prev:
+            runs.append([kind, []])
+            prev = kind
+        runs[-1][1].append(enc.input_ids[i])
+    kinds = [k for k, _ in runs]
+    assert kinds == ["text", "image", "text", "image", "text"]
+    assert "Hello" in tok.decode(runs[0][1]) and "world" in tok.decode(runs[2][1]) and "fox" in tok.decode(runs[4][1])
+    assert [m.source for m in enc.media] == [str(images[0]), str(images[1])]
+    assert tok.decode(runs[4][1]).endswith("<|im_start|>assistant\n")
+
+
+def test_loss_only_on_assistant_turns(tiny_model, images):
+    tok = tiny_model.llm.tokenizer
+    msgs = _conv(images) + [{"role": "user", "content": "And the colour?"}, {"role": "assistant", "content": "Green."}]
+    enc = tiny_model.processor.encode(msgs)
+    kept = [t for t, l in zip(enc.input_ids, enc.labels) if l != IGNORE]
+    # hand-checked: the two answers, each with its end-of-turn token and newline, nothing else
+    assert tok.decode(kept) == "A frog.<|im_end|>\nGreen.<|im_end|>\n"
+    assert all(l in (IGNORE, t) for t, l in zip(enc.input_ids, enc.labels))
+
+
+def test_batch_masks_and_padding_sides(tiny_model, images):
+    p = tiny_model.processor
+    a = p.encode(_conv(images))
+    b = p.encode(_conv(images, "A duck on a pond, what do you see?"))
+    right = p.collate([a, b], "right")
+    left = p.collate([a, b], "left")
+    assert right.attention_mask[0, 0] == 1 and right.attention_mask[0, -1] == 0
+    assert left.attention_mask[0, 0] == 0 and left.attention_mask[0, -1] == 1
+    assert int(right.slots["image"].sum()) == 8 and len(right.media["image"]) == 2
+
+
+def test_bad_messages_are_clear_errors(tiny_model):
+    with pytest.raises(InputError, match=r"messages\[0\].content\[0\]: unknown part type 'audio'"):
+        tiny_model.processor.encode([{"role": "user", "content": [{"type": "audio", "path": "x.wav"}]}])
+    with pytest.raises(InputError, match="role"):
+        tiny_model.processor.encode([{"role": "robot", "content": "hi"}])
+    with pytest.raises(InputError, match="needs 'path'"):
+        tiny_model.processor.encode([{"role": "user", "content": [{"type": "image"}]}])
+
+
+def test_too_long_sample_is_refused(tiny_model):
+    with pytest.raises(InputError, match="limit is 256"):
+        tiny_model.processor.encode([{"role": "user", "content": "fox " * 400}])

@@ -1,0 +1,56 @@
+"""Projector shapes, token counts, pooling and output scale."""
+import pytest
+import torch
+
+from anymal.config import ModalityConfig
+from anymal.projectors import build_projector
+from anymal.projectors.base import pool_tokens
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp", "resampler"])
+@pytest.mark.parametrize("n", [4, 9, None])
+def test_shapes_and_token_counts(kind, n):
+    cfg = ModalityConfig(projector=kind, num_tokens=n, width=32, heads=4, depth=2)
+    p = build_projector(cfg, in_dim=40, in_tokens=49, out_dim=24, embed_rms=0.5, grid=(7, 7))
+    y = p(torch.randn(3, 49, 40))
+    assert y.shape == (3, n or 49, 24)
+    assert p.num_tokens == (n or 49)
+
+
+@pytest.mark.parametrize("rms", [0.13, 25.3])  # SmolLM2-like and Gemma-like (sqrt(640)-scaled) embeddings
+def test_output_matches_llm_embedding_scale(rms):
+    p = build_projector(ModalityConfig(projector="mlp", num_tokens=4), 40, 49, 64, rms, (7, 7))
+    y = p(torch.randn(8, 49, 40) * 7.0)
+    got = float(y.detach().pow(2).mean().sqrt())
+    assert got == pytest.approx(rms, rel=0.05)
+
+
+def test_resampler_can_emit_more_tokens_than_it_reads():
+    p = build_projector(ModalityConfig(projector="resampler", num_tokens=64, width=32, heads=4), 40, 16, 24, 1.0, (4, 4))
+    assert p(torch.randn(2, 16, 40)).shape == (2, 64, 24)
+
+
+def test_pooling_is_spatial_on_grids():
+    x = torch.zeros(1, 16, 1)
+    x[0, [0, 1, 4, 5], 0] = 1.0  # top-left 2x2 block of a 4x4 grid
+    y = pool_tokens(x, 4, (4, 4))
+    assert y[0, :, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_linear_refuses_to_invent_tokens():
+    p = build_projector(ModalityConfig(projector="linear", num_tokens=64), 40, 16, 24, 1.0, (4, 4))
+    with pytest.raises(ValueError, match="cannot make 64 tokens from 16"):
+        p(torch.randn(1, 16, 40))
+
+
+def test_gradients_reach_projector_only(tiny_model, images):
+    msgs = [[{"role": "user", "content": [{"type": "image", "path": str(images[0])}, {"type": "text", "text": "What?"}]},
+             {"role": "assistant", "content": "A frog."}]]
+    batch = tiny_model.processor.collate([tiny_model.processor.encode(m) for m in msgs])
+    from anymal.train.stages import apply_stage
+
+    params = apply_stage(tiny_model, "align")
+    tiny_model(batch).loss.backward()
+    assert params and all(p.grad is not None for p in params)
+    assert all(p.grad is None for p in tiny_model.llm.parameters())
+    assert all(p.grad is None for p in tiny_model.encoders.parameters())
