@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,11 @@ def load_image(item: Any, background: tuple[int, int, int] = (255, 255, 255)) ->
                 raise InputError(f"{path}: empty file (0 bytes), expected an image")
             src = path
         try:
-            img = Image.open(src)  # lazy: reads the header only
+            with warnings.catch_warnings():  # our own pixel limit below replaces PIL's warning
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(src)  # lazy: reads the header only
+        except Image.DecompressionBombError as e:
+            raise InputError(f"{name}: {e} (downscale it)") from None
         except UnidentifiedImageError:
             raise InputError(f"{name}: not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF...)") from None
         except OSError as e:
