@@ -72,6 +72,9 @@ class TrainConfig:
     log_every: int = 5
     eval_every: int = 50  # validation loss cadence (0 = only at the end)
     init_from: str | None = None  # start projectors from a checkpoint directory
+    # dtype of the *frozen* LLM while training (AnyMAL trains against a low-precision LLM and infers
+    # with the full-precision one); None = model.llm.dtype. The checkpoint records model.llm.dtype.
+    llm_train_dtype: Literal["float32", "bfloat16"] | None = None
 
 
 _DACITE = dacite.Config(strict=True, cast=[tuple], type_hooks={float: float})

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__
@@ -22,7 +23,7 @@ from ..projectors import build_projector
 from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoint
 from .generation import GenerationSettings, TextStream, decode_tokens
 from .messages import MediaPart, from_prompt
-from .processor import Batch, Encoded, Processor
+from .processor import IGNORE, Batch, Encoded, Processor
 
 
 class AnyMAL(nn.Module):
@@ -111,9 +112,20 @@ class AnyMAL(nn.Module):
         return embeds
 
     def forward(self, batch: Batch, features: dict[str, torch.Tensor] | None = None):
+        """LLM outputs; with labels, `.loss` is the mean next-token loss on labelled (assistant) tokens.
+
+        Logits are computed only at positions that predict a label: the 49k-way LM head over every
+        prompt and modality position would be wasted work.
+        """
         embeds = self.embed(batch, features)
-        return self.llm.model(inputs_embeds=embeds, attention_mask=batch.attention_mask.to(self.device),
-                              labels=batch.labels.to(self.device) if batch.labels is not None else None)
+        mask = batch.attention_mask.to(self.device)
+        if batch.labels is None:
+            return self.llm.model(inputs_embeds=embeds, attention_mask=mask)
+        targets = batch.labels[:, 1:].to(self.device)
+        keep = (targets != IGNORE).any(0).nonzero().squeeze(1)
+        out = self.llm.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep)
+        out.loss = F.cross_entropy(out.logits.float().flatten(0, 1), targets[:, keep].flatten(), ignore_index=IGNORE)
+        return out
 
     # ---------------------------------------------------------------- generation
     def _prepare(self, conversations: list[list[dict]]) -> tuple[torch.Tensor, torch.Tensor]:

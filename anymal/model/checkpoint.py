@@ -84,7 +84,7 @@ def check_facts(manifest: dict, actual: dict, path: str | Path) -> None:
                 problems.append(f"{m} projector {k}: checkpoint {rec['projector'].get(k)!r}, built {have['projector'].get(k)!r}")
     if problems:
         raise ManifestMismatchError(
-            f"{path}: the checkpoint does not match the backbones being loaded:\n  - " + "\n  - ".join(problems)
-            + "\nFix: load it without overriding its backbones (they are recorded in the manifest), "
-              "or train a new adapter for these backbones with `anymal train RECIPE --set model.llm.id=...`."
+            f"{path}: the checkpoint does not match the backbones being loaded ({'; '.join(problems)}). "
+            "Fix: load it without overriding its backbones (they are recorded in its anymal_config.json), "
+            "or train an adapter for these backbones: `anymal train RECIPE --set model.llm.id=...`"
         )

@@ -66,6 +66,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> RunResult:
     out.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml")
     model = AnyMAL.from_pretrained(cfg.init_from) if cfg.init_from else AnyMAL.from_config(cfg.model)
+    if cfg.llm_train_dtype:
+        model.llm.model.to(getattr(torch, cfg.llm_train_dtype))
     params = apply_stage(model, cfg.stage)
     table = plan_table(model)
     (out / "plan.txt").write_text(table + "\n")

