@@ -122,10 +122,16 @@ def cmd_eval(a) -> int:
 
 
 def cmd_data(a) -> int:
+    if a.name == "emoji":
+        from .data.emoji import build_emoji
+
+        print(json.dumps(build_emoji(a.out, variants=a.variants, seed=a.seed, limit=a.limit, progress=not a.no_progress)))
+        return 0
     from .data.tuxpaint import build_tuxpaint
 
     counts = build_tuxpaint(a.out, a.stamps, size=a.size, train_variants=a.train_variants, seed=a.seed,
-                            include_symbols=a.include_symbols, progress=not a.no_progress)
+                            include_symbols=a.include_symbols, splits=tuple(a.splits.split(",")),
+                            progress=not a.no_progress)
     print(json.dumps(counts))
     return 0
 
@@ -197,16 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="build datasets from installed packages")
     dsub = d.add_subparsers(dest="what", required=True)
-    tx = dsub.add_parser("build", help="build a dataset").add_subparsers(dest="name", required=True).add_parser(
-        "tuxpaint", help="Tux Paint stamps -> captioning set split by caption")
+    builders = dsub.add_parser("build", help="build a dataset").add_subparsers(dest="name", required=True)
+    tx = builders.add_parser("tuxpaint", help="Tux Paint stamps -> captioning set split by caption")
     tx.add_argument("--out", default="data/tuxpaint")
     tx.add_argument("--stamps", default="/usr/share/tuxpaint/stamps")
     tx.add_argument("--size", type=int, default=224)
     tx.add_argument("--train-variants", type=int, default=2, help="augmented copies of each train image")
     tx.add_argument("--seed", type=int, default=0)
     tx.add_argument("--include-symbols", action="store_true")
+    tx.add_argument("--splits", default="train,val,test", help="comma-separated subset to write")
     tx.add_argument("--no-progress", action="store_true")
     tx.set_defaults(fn=cmd_data)
+    em = builders.add_parser("emoji", help="Noto Color Emoji + CLDR names -> broad-vocabulary captioning set")
+    em.add_argument("--out", default="data/emoji")
+    em.add_argument("--variants", type=int, default=1)
+    em.add_argument("--seed", type=int, default=0)
+    em.add_argument("--limit", type=int, help="only the first N emoji")
+    em.add_argument("--no-progress", action="store_true")
+    em.set_defaults(fn=cmd_data)
 
     i = sub.add_parser("info", help="what a checkpoint holds")
     i.add_argument("model", nargs="?")

@@ -42,7 +42,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train: str = ""  # JSONL manifest (LLaVA or messages format)
+    train: str | list[str] = ""  # JSONL manifest(s) (LLaVA or messages format); several are concatenated
     val: str | None = None
     media_root: str | None = None  # relative media paths resolve here (default: the manifest's folder)
     on_error: Literal["skip", "fail"] = "skip"  # bad samples: skip-and-count, or stop at the first
@@ -129,10 +129,13 @@ def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfi
     data = apply_overrides(data, list(overrides))
     cfg = from_dict(TrainConfig, data, where=f"recipe {p}")
     # relative data paths in a recipe are relative to the recipe file
-    for name in ("train", "val", "media_root"):
-        v = getattr(cfg.data, name)
-        if v and not Path(v).is_absolute() and not Path(v).exists() and (p.parent / v).exists():
-            setattr(cfg.data, name, str(p.parent / v))
+    def near_recipe(v: str) -> str:
+        return str(p.parent / v) if not Path(v).is_absolute() and not Path(v).exists() and (p.parent / v).exists() else v
+
+    cfg.data.train = [near_recipe(v) for v in cfg.data.train] if isinstance(cfg.data.train, list) else near_recipe(cfg.data.train)
+    for name in ("val", "media_root"):
+        if getattr(cfg.data, name):
+            setattr(cfg.data, name, near_recipe(getattr(cfg.data, name)))
     return cfg
 
 

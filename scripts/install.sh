@@ -10,6 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 APT_PACKAGES=(
   tuxpaint-stamps-default   # real captioned images (Tux Paint stamps, GPL-2): training/eval data
   librsvg2-bin              # rsvg-convert: renders the SVG stamps
+  fonts-noto-color-emoji    # Noto Color Emoji (OFL-1.1): broad-vocabulary alignment data
 )
 if ! python3 -c 'import sys, venv; assert sys.version_info >= (3, 11)' 2>/dev/null; then
   APT_PACKAGES+=(python3 python3-venv python3-dev)

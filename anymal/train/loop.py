@@ -40,11 +40,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load(cfg: TrainConfig, model: AnyMAL, path: str, skipped: SkipReport, progress: bool, desc: str) -> list[Prepared]:
-    samples, bad = read_jsonl(path, list(model.projectors), cfg.data.media_root, cfg.data.on_error)
-    for reason, n in bad.reasons.items():
-        skipped.reasons[reason] += n
-        skipped.examples.setdefault(reason, bad.examples[reason])
+def _load(cfg: TrainConfig, model: AnyMAL, paths: str | list[str], skipped: SkipReport, progress: bool,
+          desc: str) -> list[Prepared]:
+    samples = []
+    for path in [paths] if isinstance(paths, str) else paths:
+        got, bad = read_jsonl(path, list(model.projectors), cfg.data.media_root, cfg.data.on_error)
+        samples += got
+        for reason, n in bad.reasons.items():
+            skipped.reasons[reason] += n
+            skipped.examples.setdefault(reason, bad.examples[reason])
     caches = {m: FeatureCache(e) for m, e in model.encoders.items()} if cfg.data.feature_cache else None
     return prepare(samples, model, caches, cfg.data.on_error, skipped, desc=desc, progress=progress)
 
