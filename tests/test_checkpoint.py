@@ -65,19 +65,25 @@ def test_missing_or_corrupt_checkpoint_files(tiny_model, tmp_path):
         AnyMAL.from_pretrained(ck)
 
 
-def test_hf_vision_tower_by_local_path(tmp_path, tiny_llm_dir, images):
-    """Any HF vision model dir goes through the same registry (tiny random CLIP vision tower)."""
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_hf_vision_tower_by_local_path(tmp_path, tiny_llm_dir, images, family):
+    """Any HF vision model dir goes through the same registry (tiny random CLIP / SigLIP towers)."""
+    import transformers as tf
 
-    cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=8)
-    CLIPVisionModel(cfg).save_pretrained(tmp_path / "clip")
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "clip")
+    common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=32, patch_size=8)
+    if family == "clip":
+        tf.CLIPVisionModel(tf.CLIPVisionConfig(**common)).save_pretrained(tmp_path / family)
+        proc = tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    else:
+        tf.SiglipVisionModel(tf.SiglipVisionConfig(**common)).save_pretrained(tmp_path / family)
+        proc = tf.SiglipImageProcessor(size={"height": 32, "width": 32})
+    proc.save_pretrained(tmp_path / family)
     config = tiny_config(tiny_llm_dir)
-    config.modalities["image"].encoder = str(tmp_path / "clip")
+    config.modalities["image"].encoder = str(tmp_path / family)
     model = AnyMAL.from_config(config)
     enc = model.encoders["image"]
-    assert (enc.dim, enc.num_tokens, enc.grid) == (32, 16, (4, 4))  # CLS dropped: 4x4 patches
+    assert (enc.dim, enc.num_tokens, enc.grid) == (32, 16, (4, 4))  # CLIP's CLS dropped: 4x4 patches
     assert isinstance(model.chat("What?", image=str(images[0]), max_new_tokens=3), str)
 
 

@@ -99,3 +99,14 @@ def test_default_checkpoint_manifest():
     assert m["modalities"]["image"]["encoder"]["id"] == "efficientnet-lite0"
     size = sum(f.stat().st_size for f in (PACKAGE_DIR / "assets" / "default").iterdir())
     assert size < 8_000_000  # adapters only
+
+
+def test_demo_answers_about_bundled_examples(capsys):
+    from anymal.cli import main
+
+    assert main(["demo"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    examples = sorted(EXAMPLES.glob("*.png"))
+    assert len(lines) == len(examples) + 1 and len(examples) == 4
+    named = sum(p.stem in line.split("->", 1)[1].lower() for p, line in zip(examples, lines))
+    assert named >= 2, lines  # held-out images; the README shows this output

@@ -54,3 +54,12 @@ def test_gradients_reach_projector_only(tiny_model, images):
     assert params and all(p.grad is not None for p in params)
     assert all(p.grad is None for p in tiny_model.llm.parameters())
     assert all(p.grad is None for p in tiny_model.encoders.parameters())
+
+
+def test_backbones_stay_frozen_and_in_eval_mode(tiny_model):
+    tiny_model.train()
+    assert not tiny_model.llm.training and not tiny_model.llm.model.training
+    assert not any(e.training for e in tiny_model.encoders.values())
+    assert tiny_model.projectors.training
+    assert not any(p.requires_grad for p in tiny_model.llm.parameters())
+    assert not any(p.requires_grad for p in tiny_model.encoders.parameters())

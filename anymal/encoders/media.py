@@ -76,3 +76,55 @@ def letterbox(img: Image.Image, size: int, fill: tuple[int, int, int] = (255, 25
     canvas = Image.new("RGB", (size, size), fill)
     canvas.paste(img.resize((nw, nh), Image.BICUBIC), ((size - nw) // 2, (size - nh) // 2))
     return canvas
+
+
+# ---- audio ---------------------------------------------------------------------------------
+MAX_AUDIO_SECONDS = float(os.environ.get("ANYMAL_MAX_AUDIO_SECONDS", 30.0))
+
+
+def load_audio(item: Any, sample_rate: int = 16000, max_seconds: float = MAX_AUDIO_SECONDS) -> np.ndarray:
+    """Path / bytes / (waveform, rate) -> mono float32 at `sample_rate` (soundfile decode, soxr resample).
+
+    WAV/FLAC/OGG/MP3 (libsndfile). Multi-channel audio is averaged to mono. Empty, silent, corrupt
+    and over-long inputs are errors that name the input (longer clips are refused, not cut: a silent
+    truncation would answer about part of the file).
+    """
+    import soundfile as sf
+    import soxr
+
+    name = describe(item)
+    if isinstance(item, tuple) and len(item) == 2:
+        wave, rate = np.asarray(item[0], dtype=np.float32), int(item[1])
+    else:
+        if isinstance(item, (bytes, bytearray)):
+            src: Any = io.BytesIO(item)
+        else:
+            path = Path(item)
+            if not path.is_file():
+                raise InputError(f"{path}: no such file")
+            if path.stat().st_size == 0:
+                raise InputError(f"{path}: empty file (0 bytes), expected audio")
+            src = path
+        try:
+            info = sf.info(src)
+            if info.frames / max(info.samplerate, 1) > max_seconds:
+                raise InputError(f"{name}: {info.frames / info.samplerate:.1f} s of audio exceeds the "
+                                 f"{max_seconds:.0f} s limit (trim it, or raise ANYMAL_MAX_AUDIO_SECONDS)")
+            if isinstance(src, io.BytesIO):
+                src.seek(0)
+            wave, rate = sf.read(src, dtype="float32", always_2d=True)
+        except sf.LibsndfileError as e:
+            raise InputError(f"{name}: not a readable audio file (WAV, FLAC, OGG, MP3): {e}") from None
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)
+    if wave.size == 0:
+        raise InputError(f"{name}: the audio has no samples")
+    if len(wave) / rate > max_seconds:
+        raise InputError(f"{name}: {len(wave) / rate:.1f} s of audio exceeds the {max_seconds:.0f} s limit")
+    if not np.isfinite(wave).all():
+        raise InputError(f"{name}: the audio contains NaN or infinite samples")
+    if float(np.abs(wave).max()) < 1e-4:
+        raise InputError(f"{name}: the audio is silent (peak amplitude below -80 dBFS)")
+    if rate != sample_rate:
+        wave = soxr.resample(wave, rate, sample_rate)
+    return np.ascontiguousarray(wave, dtype=np.float32)
