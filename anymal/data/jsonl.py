@@ -1,0 +1,168 @@
+"""Read training/eval manifests in the two formats the community uses.
+
+LLaVA:     {"id": ..., "image": "a.png" | [...], "conversations": [{"from": "human", "value": "<image>\\nWhat is this?"},
+                                                              {"from": "gpt", "value": "A frog."}]}
+messages:  {"messages": [{"role": "user", "content": "<image>What is this?"}, {"role": "assistant", ...}],
+            "images": ["a.png"]}
+
+`<image>` placeholders (generally `<modality>`) mark where each listed file goes, in order; content may
+also be a list of typed parts. Relative paths resolve against `media_root` (default: the manifest's
+folder). Every problem names the file, line and field. With `on_error="skip"` bad lines are counted
+and reported, never silently dropped.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+
+LLAVA_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+LIST_KEYS = {"image": "images", "audio": "audios", "video": "videos", "imu": "imus", "points": "points"}
+
+
+@dataclass
+class Sample:
+    messages: list[dict]
+    where: str  # "file:line", for error reports
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class SkipReport:
+    """Counts of skipped samples by reason, with the first few locations for each."""
+    reasons: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: str, detail: str) -> None:
+        self.reasons[reason] += 1
+        self.examples.setdefault(reason, [])
+        if len(self.examples[reason]) < 3:
+            self.examples[reason].append(detail)
+
+    @property
+    def total(self) -> int:
+        return sum(self.reasons.values())
+
+    def summary(self) -> str:
+        if not self.total:
+            return "skipped 0 samples"
+        lines = [f"skipped {self.total} samples:"]
+        for reason, n in self.reasons.most_common():
+            lines.append(f"  {n} x {reason}, e.g. {'; '.join(self.examples[reason])}")
+        return "\n".join(lines)
+
+
+def _media_list(rec: dict, modality: str, where: str) -> list[str]:
+    for key in (modality, LIST_KEYS.get(modality, modality + "s")):
+        if key in rec and rec[key] is not None:
+            v = rec[key]
+            items = v if isinstance(v, list) else [v]
+            if not all(isinstance(x, str) and x for x in items):
+                raise DataError(f"{where}: field {key!r}: expected a path string or a list of path strings")
+            return items
+    return []
+
+
+def _resolve(p: str, root: Path, where: str, field_name: str) -> str:
+    path = Path(p) if Path(p).is_absolute() else root / p
+    if not path.is_file():
+        raise DataError(f"{where}: field {field_name!r}: media file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise DataError(f"{where}: field {field_name!r}: media file {path} is empty (0 bytes)")
+    return str(path)
+
+
+def _to_parts(text: str, queues: dict[str, list[str]], where: str) -> list[dict]:
+    pattern = re.compile("<(" + "|".join(map(re.escape, queues)) + ")>") if queues else None
+    parts: list[dict] = []
+    pos = 0
+    for m in pattern.finditer(text) if pattern else []:
+        before = text[pos:m.start()].strip("\n")
+        if before:
+            parts.append({"type": "text", "text": before})
+        kind = m.group(1)
+        if not queues[kind]:
+            raise DataError(f"{where}: more <{kind}> placeholders than listed {kind} files")
+        parts.append({"type": kind, "path": queues[kind].pop(0)})
+        pos = m.end()
+    rest = text[pos:].strip("\n")
+    if rest:
+        parts.append({"type": "text", "text": rest})
+    return parts
+
+
+def parse_record(rec: Any, where: str, modalities: list[str], root: Path) -> Sample:
+    if not isinstance(rec, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    queues = {m: [_resolve(p, root, where, m) for p in _media_list(rec, m, where)] for m in modalities}
+    if "conversations" in rec:
+        turns = rec["conversations"]
+        if not isinstance(turns, list) or not turns:
+            raise DataError(f"{where}: field 'conversations': expected a non-empty list")
+        raw = []
+        for i, t in enumerate(turns):
+            if not isinstance(t, dict) or t.get("from") not in LLAVA_ROLES or not isinstance(t.get("value"), str):
+                raise DataError(f"{where}: field 'conversations'[{i}]: expected {{'from': 'human'|'gpt', 'value': str}}")
+            raw.append((LLAVA_ROLES[t["from"]], t["value"]))
+    elif "messages" in rec:
+        msgs = rec["messages"]
+        if not isinstance(msgs, list) or not msgs:
+            raise DataError(f"{where}: field 'messages': expected a non-empty list")
+        raw = []
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or "content" not in m:
+                raise DataError(f"{where}: field 'messages'[{i}]: expected {{'role': 'user'|'assistant'|'system', 'content': ...}}")
+            raw.append((m["role"], m["content"]))
+    else:
+        raise DataError(f"{where}: expected a 'conversations' (LLaVA) or 'messages' field")
+    # LLaVA convention: a single listed file with no placeholder goes before the first user text
+    for m, q in queues.items():
+        if len(q) == 1 and not any(isinstance(c, str) and f"<{m}>" in c for _, c in raw):
+            k = next((i for i, (r, _) in enumerate(raw) if r == "user"), None)
+            if k is not None and isinstance(raw[k][1], str):
+                raw[k] = (raw[k][0], f"<{m}>\n" + raw[k][1])
+    messages = []
+    for role, content in raw:
+        if isinstance(content, str):
+            content = _to_parts(content, queues, where)
+        elif not isinstance(content, list):
+            raise DataError(f"{where}: message content must be a string or a list of parts")
+        messages.append({"role": role, "content": content})
+    for m, q in queues.items():
+        if q:
+            raise DataError(f"{where}: {len(q)} listed {m} file(s) have no <{m}> placeholder")
+    if not any(msg["role"] == "assistant" for msg in messages):
+        raise DataError(f"{where}: no assistant turn, nothing to learn or score")
+    meta = rec.get("meta") if isinstance(rec.get("meta"), dict) else {}
+    return Sample(messages, where, meta)
+
+
+def read_jsonl(path: str | Path, modalities: list[str], media_root: str | None = None,
+               on_error: str = "fail") -> tuple[list[Sample], SkipReport]:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: manifest not found")
+    root = Path(media_root) if media_root else p.parent
+    samples, skipped = [], SkipReport()
+    with p.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{p}:{n}"
+            try:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+                samples.append(parse_record(rec, where, modalities, root))
+            except DataError as e:
+                if on_error == "fail":
+                    raise
+                msg = str(e)[len(where) + 2:] if str(e).startswith(where) else str(e)
+                skipped.add(re.sub(r"\S*/\S*", "<path>", msg).split(" (")[0], str(e))
+    return samples, skipped
