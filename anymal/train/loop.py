@@ -29,6 +29,7 @@ class RunResult:
     checkpoint: Path
     first_loss: float
     final_loss: float
+    initial_val_loss: float | None
     val_loss: float | None
     skipped: int
     steps: int
@@ -92,6 +93,9 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> RunResult:
     metrics = (out / "metrics.jsonl").open("w")
     first = last = math.nan
     val_loss = None
+    initial_val = evaluate_loss(model, val_items, o.batch_size) if val_items else None
+    if initial_val is not None:
+        metrics.write(json.dumps({"step": 0, "val_loss": initial_val}) + "\n")
     t0, seen, tokens = time.time(), 0, 0
     bar = tqdm(range(1, o.max_steps + 1), desc=f"train {cfg.stage}", disable=not progress, unit="step")
     for step in bar:
@@ -130,8 +134,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> RunResult:
     model.lineage = model.lineage + [{"stage": cfg.stage, "init_from": cfg.init_from, "data": cfg.data.train,
                                       "steps": o.max_steps, "seed": cfg.seed}]
     ckpt = model.save_pretrained(out / "checkpoint", stage=cfg.stage, extra={"training": {
-        "first_loss": first, "final_loss": last, "val_loss": val_loss, "skipped_samples": skipped.total,
+        "first_loss": first, "final_loss": last, "initial_val_loss": initial_val, "val_loss": val_loss, "skipped_samples": skipped.total,
         "train_samples": len(train_items), "seconds": round(time.time() - t0, 1)}})
     log(f"done: loss {first:.3f} -> {last:.3f}" + (f", val loss {val_loss:.3f}" if val_loss is not None else "")
         + f"; checkpoint {ckpt}")
-    return RunResult(out, ckpt, first, last, val_loss, skipped.total, o.max_steps)
+    return RunResult(out, ckpt, first, last, initial_val, val_loss, skipped.total, o.max_steps)
