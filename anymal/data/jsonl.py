@@ -96,30 +96,31 @@ def _to_parts(text: str, queues: dict[str, list[str]], where: str) -> list[dict]
     return parts
 
 
+# manifest field -> (is a turn well formed?, turn -> (role, content), what a turn must look like)
+_FORMATS = {
+    "conversations": (lambda t: t.get("from") in LLAVA_ROLES and isinstance(t.get("value"), str),
+                      lambda t: (LLAVA_ROLES[t["from"]], t["value"]), "{'from': 'human'|'gpt', 'value': str}"),
+    "messages": (lambda t: t.get("role") in ("system", "user", "assistant") and "content" in t,
+                 lambda t: (t["role"], t["content"]), "{'role': 'user'|'assistant'|'system', 'content': ...}"),
+}
+
+
 def parse_record(rec: Any, where: str, modalities: list[str], root: Path) -> Sample:
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     queues = {m: [_resolve(p, root, where, m) for p in _media_list(rec, m, where)] for m in modalities}
-    if "conversations" in rec:
-        turns = rec["conversations"]
-        if not isinstance(turns, list) or not turns:
-            raise DataError(f"{where}: field 'conversations': expected a non-empty list")
-        raw = []
-        for i, t in enumerate(turns):
-            if not isinstance(t, dict) or t.get("from") not in LLAVA_ROLES or not isinstance(t.get("value"), str):
-                raise DataError(f"{where}: field 'conversations'[{i}]: expected {{'from': 'human'|'gpt', 'value': str}}")
-            raw.append((LLAVA_ROLES[t["from"]], t["value"]))
-    elif "messages" in rec:
-        msgs = rec["messages"]
-        if not isinstance(msgs, list) or not msgs:
-            raise DataError(f"{where}: field 'messages': expected a non-empty list")
-        raw = []
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or "content" not in m:
-                raise DataError(f"{where}: field 'messages'[{i}]: expected {{'role': 'user'|'assistant'|'system', 'content': ...}}")
-            raw.append((m["role"], m["content"]))
-    else:
+    fmt = next((k for k in _FORMATS if k in rec), None)
+    if fmt is None:
         raise DataError(f"{where}: expected a 'conversations' (LLaVA) or 'messages' field")
+    well_formed, to_turn, shape = _FORMATS[fmt]
+    turns = rec[fmt]
+    if not isinstance(turns, list) or not turns:
+        raise DataError(f"{where}: field '{fmt}': expected a non-empty list")
+    raw = []
+    for i, t in enumerate(turns):
+        if not isinstance(t, dict) or not well_formed(t):
+            raise DataError(f"{where}: field '{fmt}'[{i}]: expected {shape}")
+        raw.append(to_turn(t))
     # LLaVA convention: a single listed file with no placeholder goes before the first user text
     for m, q in queues.items():
         if len(q) == 1 and not any(isinstance(c, str) and f"<{m}>" in c for _, c in raw):

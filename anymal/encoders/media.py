@@ -22,6 +22,18 @@ def describe(item: Any) -> str:
     return f"<in-memory {type(item).__name__}>"
 
 
+def _source(item: Any, expected: str) -> io.BytesIO | Path:
+    """Bytes or an existing, non-empty file path, ready for a decoder."""
+    if isinstance(item, (bytes, bytearray)):
+        return io.BytesIO(item)
+    path = Path(item)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes), expected {expected}")
+    return path
+
+
 def load_image(item: Any, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Path / bytes / PIL image / HxWx3 uint8 array -> RGB PIL image (alpha composited on `background`)."""
     name = describe(item)
@@ -32,15 +44,7 @@ def load_image(item: Any, background: tuple[int, int, int] = (255, 255, 255)) ->
             raise InputError(f"{name}: expected an HxW or HxWxC uint8 array, got {item.dtype} {item.shape}")
         img = Image.fromarray(item)
     else:
-        if isinstance(item, (bytes, bytearray)):
-            src = io.BytesIO(item)
-        else:
-            path = Path(item)
-            if not path.is_file():
-                raise InputError(f"{path}: no such file")
-            if path.stat().st_size == 0:
-                raise InputError(f"{path}: empty file (0 bytes), expected an image")
-            src = path
+        src = _source(item, "an image")
         try:
             with warnings.catch_warnings():  # our own pixel limit below replaces PIL's warning
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -96,15 +100,7 @@ def load_audio(item: Any, sample_rate: int = 16000, max_seconds: float = MAX_AUD
     if isinstance(item, tuple) and len(item) == 2:
         wave, rate = np.asarray(item[0], dtype=np.float32), int(item[1])
     else:
-        if isinstance(item, (bytes, bytearray)):
-            src: Any = io.BytesIO(item)
-        else:
-            path = Path(item)
-            if not path.is_file():
-                raise InputError(f"{path}: no such file")
-            if path.stat().st_size == 0:
-                raise InputError(f"{path}: empty file (0 bytes), expected audio")
-            src = path
+        src = _source(item, "audio")
         try:
             info = sf.info(src)
             if info.frames / max(info.samplerate, 1) > max_seconds:
