@@ -1,0 +1,94 @@
+"""IMU (6-axis motion) input files, documented format, with errors that name file, line and column.
+
+CSV: a header row, columns `ax,ay,az` (accelerometer, m/s^2) and `gx,gy,gz` (gyroscope, rad/s), plus
+either a `t` column (seconds, increasing) or a sample rate given by the caller (`--imu-rate HZ`).
+Extra columns are ignored. `.npy`: a float array [T, 6] in the same column order, with a rate.
+In memory: `(array [T, 6], rate)`. Every input is resampled (linear interpolation) to `target_rate`.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+COLUMNS = ("ax", "ay", "az", "gx", "gy", "gz")
+MAX_IMU_SECONDS = float(os.environ.get("ANYMAL_MAX_IMU_SECONDS", 600.0))
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = [h.strip().lower() for h in next(reader, [])]
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise InputError(f"{path}:1: header lacks column(s) {', '.join(missing)}; expected "
+                             f"{','.join(COLUMNS)} (+ optional t); got {','.join(header) or 'nothing'}")
+        cols = [header.index(c) for c in COLUMNS]
+        tcol = header.index("t") if "t" in header else None
+        rows, times = [], []
+        for line, row in enumerate(reader, 2):
+            if not row or not any(x.strip() for x in row):
+                continue
+            try:
+                rows.append([float(row[i]) for i in cols])
+                if tcol is not None:
+                    times.append(float(row[tcol]))
+            except (ValueError, IndexError):
+                bad = next((header[i] for i in cols + ([tcol] if tcol is not None else [])
+                            if i >= len(row) or not _is_float(row[i])), "?")
+                raise InputError(f"{path}:{line}: column {bad!r}: expected a number") from None
+    return np.asarray(rows, np.float64).reshape(-1, 6), (np.asarray(times) if tcol is not None else None)
+
+
+def _is_float(x: str) -> bool:
+    try:
+        float(x)
+        return True
+    except ValueError:
+        return False
+
+
+def load_imu(item: Any, rate: float | None = None, target_rate: float = 50.0,
+             max_seconds: float = MAX_IMU_SECONDS) -> np.ndarray:
+    """CSV / .npy path or (array, rate) -> float32 [T, 6] at `target_rate` Hz."""
+    name = str(item) if isinstance(item, (str, Path)) else "<in-memory IMU>"
+    times = None
+    if isinstance(item, tuple) and len(item) == 2:
+        data, rate = np.asarray(item[0], np.float64), float(item[1])
+    else:
+        path = Path(item)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: empty file (0 bytes), expected IMU CSV or .npy")
+        if path.suffix.lower() == ".npy":
+            try:
+                data = np.load(path, allow_pickle=False).astype(np.float64)
+            except (ValueError, OSError) as e:
+                raise InputError(f"{path}: not a readable .npy array ({e})") from None
+        else:
+            data, times = _read_csv(path)
+    if data.ndim != 2 or data.shape[1] != 6:
+        raise InputError(f"{name}: expected [T, 6] samples ({','.join(COLUMNS)}), got shape {list(data.shape)}")
+    if len(data) < 2:
+        raise InputError(f"{name}: needs at least 2 samples, got {len(data)}")
+    if not np.isfinite(data).all():
+        raise InputError(f"{name}: contains NaN or infinite values")
+    if times is None:
+        if not rate or rate <= 0:
+            raise InputError(f"{name}: no 't' column, so a sample rate is needed (e.g. --imu-rate 50)")
+        times = np.arange(len(data)) / rate
+    elif np.any(np.diff(times) <= 0):
+        k = int(np.argmax(np.diff(times) <= 0)) + 3  # CSV line of the offending sample
+        raise InputError(f"{name}:{k}: column 't': timestamps must increase")
+    duration = float(times[-1] - times[0])
+    if duration > max_seconds:
+        raise InputError(f"{name}: {duration:.0f} s of IMU data exceeds the {max_seconds:.0f} s limit")
+    grid = times[0] + np.arange(int(np.floor(duration * target_rate)) + 1) / target_rate
+    out = np.stack([np.interp(grid, times, data[:, j]) for j in range(6)], 1)
+    return out.astype(np.float32)
