@@ -11,6 +11,7 @@ APT_PACKAGES=(
   tuxpaint-stamps-default   # real captioned images (Tux Paint stamps, GPL-2): training/eval data
   librsvg2-bin              # rsvg-convert: renders the SVG stamps
   fonts-noto-color-emoji    # Noto Color Emoji (OFL-1.1): broad-vocabulary alignment data
+  sweethome3d-furniture     # 820 named OBJ furniture models (PD / CC-BY-3.0): real 3-D data
 )
 if ! python3 -c 'import sys, venv; assert sys.version_info >= (3, 11)' 2>/dev/null; then
   APT_PACKAGES+=(python3 python3-venv python3-dev)
