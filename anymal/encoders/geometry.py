@@ -6,13 +6,13 @@ always gives the same points.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
+from .media import as_source
 
 MESH_SUFFIXES = {".ply", ".obj", ".off", ".stl", ".glb", ".gltf"}
 
@@ -39,16 +39,11 @@ def load_points(item: Any, n: int = 1024, seed: int = 0, file_type: str | None =
     if isinstance(item, np.ndarray):
         pts = item
     else:
-        if isinstance(item, (bytes, bytearray)):
+        src = as_source(item, "a mesh or .npy point cloud")
+        if not isinstance(src, Path):
             if not file_type:
                 raise InputError("in-memory mesh bytes need file_type= (ply, obj, off, stl)")
-            src: Any = io.BytesIO(item)
         else:
-            src = Path(item)
-            if not src.is_file():
-                raise InputError(f"{src}: no such file")
-            if src.stat().st_size == 0:
-                raise InputError(f"{src}: empty file (0 bytes), expected a mesh or .npy point cloud")
             file_type = file_type or src.suffix.lower().lstrip(".")
             if src.suffix.lower() == ".npy":
                 try:

@@ -22,7 +22,7 @@ def describe(item: Any) -> str:
     return f"<in-memory {type(item).__name__}>"
 
 
-def _source(item: Any, expected: str) -> io.BytesIO | Path:
+def as_source(item: Any, expected: str) -> io.BytesIO | Path:
     """Bytes or an existing, non-empty file path, ready for a decoder."""
     if isinstance(item, (bytes, bytearray)):
         return io.BytesIO(item)
@@ -44,7 +44,7 @@ def load_image(item: Any, background: tuple[int, int, int] = (255, 255, 255)) ->
             raise InputError(f"{name}: expected an HxW or HxWxC uint8 array, got {item.dtype} {item.shape}")
         img = Image.fromarray(item)
     else:
-        src = _source(item, "an image")
+        src = as_source(item, "an image")
         try:
             with warnings.catch_warnings():  # our own pixel limit below replaces PIL's warning
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -100,7 +100,7 @@ def load_audio(item: Any, sample_rate: int = 16000, max_seconds: float = MAX_AUD
     if isinstance(item, tuple) and len(item) == 2:
         wave, rate = np.asarray(item[0], dtype=np.float32), int(item[1])
     else:
-        src = _source(item, "audio")
+        src = as_source(item, "audio")
         try:
             info = sf.info(src)
             if info.frames / max(info.samplerate, 1) > max_seconds:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .media import as_source
 
 COLUMNS = ("ax", "ay", "az", "gx", "gy", "gz")
 MAX_IMU_SECONDS = float(os.environ.get("ANYMAL_MAX_IMU_SECONDS", 600.0))
@@ -61,11 +62,9 @@ def load_imu(item: Any, rate: float | None = None, target_rate: float = 50.0,
     if isinstance(item, tuple) and len(item) == 2:
         data, rate = np.asarray(item[0], np.float64), float(item[1])
     else:
-        path = Path(item)
-        if not path.is_file():
-            raise InputError(f"{path}: no such file")
-        if path.stat().st_size == 0:
-            raise InputError(f"{path}: empty file (0 bytes), expected IMU CSV or .npy")
+        path = as_source(item, "IMU CSV or .npy")
+        if not isinstance(path, Path):
+            raise InputError("in-memory IMU data must be given as (array [T, 6], rate)")
         if path.suffix.lower() == ".npy":
             try:
                 data = np.load(path, allow_pickle=False).astype(np.float64)
