@@ -71,3 +71,19 @@ def test_bad_messages_are_clear_errors(tiny_model):
 def test_too_long_sample_is_refused(tiny_model):
     with pytest.raises(InputError, match="limit is 256"):
         tiny_model.processor.encode([{"role": "user", "content": "fox " * 400}])
+
+
+def test_plain_template_for_models_without_one(tmp_path):
+    """Base models (Gemma 3 270M) get a plain template: prefix-stable, EOS only after answers, a stop string."""
+    from anymal.llm.templates import PLAIN_TEMPLATE, ensure_chat_template
+    from anymal.model.processor import Processor
+    from conftest import make_tokenizer
+
+    tok = make_tokenizer()
+    tok.chat_template = None
+    assert ensure_chat_template(tok) == ["\nUser:"] and tok.chat_template == PLAIN_TEMPLATE
+    enc = Processor(tok, {"image": 4}).encode([{"role": "user", "content": "What is this?"},
+                                               {"role": "assistant", "content": "A frog."}])
+    assert tok.decode(enc.input_ids) == "User: What is this?\nAssistant: A frog.<|im_end|>\n"
+    assert tok.decode([t for t, l in zip(enc.input_ids, enc.labels) if l != IGNORE]) == " A frog.<|im_end|>\n"
+    assert ensure_chat_template(make_tokenizer()) == []  # a model's own template is kept

@@ -29,7 +29,7 @@ class LanguageModel(nn.Module):
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        ensure_chat_template(tokenizer)
+        self.default_stop = ensure_chat_template(tokenizer)
         self.hidden_size = int(model.get_input_embeddings().embedding_dim)
         self.embed_rms = self._embedding_rms()
         self.eos_token_ids = self._eos_ids()

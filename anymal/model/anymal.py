@@ -139,7 +139,7 @@ class AnyMAL(nn.Module):
         s = settings or GenerationSettings()
         embeds, mask = self._prepare(conversations)
         eos = self.llm.eos_token_ids
-        streams = [TextStream(self.llm.tokenizer, s.stop, eos) for _ in conversations]
+        streams = [TextStream(self.llm.tokenizer, s.stop + self.llm.default_stop, eos) for _ in conversations]
         for step in decode_tokens(self.llm.model, embeds, mask, s, eos):
             for st, t in zip(streams, step.tolist()):
                 st.push(t)
@@ -153,7 +153,7 @@ class AnyMAL(nn.Module):
         s = settings or GenerationSettings()
         embeds, mask = self._prepare([messages])
         eos = self.llm.eos_token_ids
-        st = TextStream(self.llm.tokenizer, s.stop, eos)
+        st = TextStream(self.llm.tokenizer, s.stop + self.llm.default_stop, eos)
         for step in decode_tokens(self.llm.model, embeds, mask, s, eos):
             piece = st.push(int(step[0]))
             if piece:

@@ -92,7 +92,7 @@ class TextStream:
         if tid in self.eos:
             return self._finish(self.text)
         self.ids.append(tid)
-        self.text = self.tok.decode(self.ids, skip_special_tokens=True)
+        self.text = self.tok.decode(self.ids, skip_special_tokens=True).lstrip()  # "Assistant: A" -> "A"
         for st in self.stop:
             k = self.text.find(st, max(0, self.sent - len(st)))
             if k >= 0:
