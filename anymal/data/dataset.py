@@ -39,7 +39,7 @@ def prepare(samples: list[Sample], model, caches: dict[str, FeatureCache] | None
         except AnymalError as e:
             if on_error == "fail":
                 raise type(e)(f"{s.where}: {e}") from None
-            skipped.add(type(e).__name__ + ": " + str(e).split(": ", 1)[-1][:60], f"{s.where}: {e}")
+            skipped.add_error(s.where, e)
     return out
 
 

@@ -44,6 +44,17 @@ class SkipReport:
         if len(self.examples[reason]) < 3:
             self.examples[reason].append(detail)
 
+    def add_error(self, where: str, error: Exception) -> None:
+        """Count an error under a reason shared by all files it hit (paths collapsed, details dropped)."""
+        msg = str(error)
+        msg = msg[len(where) + 2:] if msg.startswith(f"{where}: ") else msg
+        self.add(re.sub(r"\S*/[^\s:]*", "<path>", msg).split(" (")[0], f"{where}: {msg}")
+
+    def merge(self, other: "SkipReport") -> None:
+        for reason, n in other.reasons.items():
+            self.reasons[reason] += n
+            self.examples.setdefault(reason, other.examples[reason])
+
     @property
     def total(self) -> int:
         return sum(self.reasons.values())
@@ -164,6 +175,5 @@ def read_jsonl(path: str | Path, modalities: list[str], media_root: str | None =
             except DataError as e:
                 if on_error == "fail":
                     raise
-                msg = str(e)[len(where) + 2:] if str(e).startswith(where) else str(e)
-                skipped.add(re.sub(r"\S*/\S*", "<path>", msg).split(" (")[0], str(e))
+                skipped.add_error(where, e)
     return samples, skipped

@@ -19,6 +19,7 @@ from ..data.feature_cache import FeatureCache
 from ..data.jsonl import SkipReport, read_jsonl
 from ..errors import DataError
 from ..model.anymal import AnyMAL
+from ..model.processor import IGNORE
 from .plots import plot_curves
 from .stages import apply_stage, plan_table
 
@@ -41,16 +42,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load(cfg: TrainConfig, model: AnyMAL, paths: str | list[str], skipped: SkipReport, progress: bool,
-          desc: str) -> list[Prepared]:
+def _load(cfg: TrainConfig, model: AnyMAL, paths: str | list[str], caches: dict[str, FeatureCache] | None,
+          skipped: SkipReport, progress: bool, desc: str) -> list[Prepared]:
     samples = []
     for path in [paths] if isinstance(paths, str) else paths:
         got, bad = read_jsonl(path, list(model.projectors), cfg.data.media_root, cfg.data.on_error)
         samples += got
-        for reason, n in bad.reasons.items():
-            skipped.reasons[reason] += n
-            skipped.examples.setdefault(reason, bad.examples[reason])
-    caches = {m: FeatureCache(e) for m, e in model.encoders.items()} if cfg.data.feature_cache else None
+        skipped.merge(bad)
     return prepare(samples, model, caches, cfg.data.on_error, skipped, desc=desc, progress=progress)
 
 
@@ -59,7 +57,7 @@ def evaluate_loss(model: AnyMAL, items: list[Prepared], batch_size: int) -> floa
     total, count = 0.0, 0
     for i in range(0, len(items), batch_size):
         batch, feats = collate(model, items[i:i + batch_size])
-        n = int((batch.labels[:, 1:] != -100).sum())
+        n = int((batch.labels[:, 1:] != IGNORE).sum())
         total += float(model(batch, feats).loss) * n
         count += n
     return total / max(count, 1)
@@ -79,9 +77,12 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> RunResult:
     log(f"stage {cfg.stage!r}:\n{table}")
 
     skipped = SkipReport()
-    train_items = _load(cfg, model, cfg.data.train, skipped, progress, "preparing train")
-    val_items = _load(cfg, model, cfg.data.val, skipped, progress, "preparing val") if cfg.data.val else []
+    caches = {m: FeatureCache(e) for m, e in model.encoders.items()} if cfg.data.feature_cache else None
+    train_items = _load(cfg, model, cfg.data.train, caches, skipped, progress, "preparing train")
+    val_items = _load(cfg, model, cfg.data.val, caches, skipped, progress, "preparing val") if cfg.data.val else []
     log(skipped.summary())
+    if caches:
+        log("feature cache: " + ", ".join(f"{m} {c.hits} reused / {c.misses} encoded" for m, c in caches.items()))
     if not train_items:
         raise DataError(f"{cfg.data.train}: no usable training samples ({skipped.summary()})")
 
