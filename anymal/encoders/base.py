@@ -15,7 +15,8 @@ class Encoder(nn.Module):
     Subclasses set `modality`, `id`, `dim` (feature width), `num_tokens` (features per input) and
     optionally `grid` (rows, cols) when the tokens form a 2-D map, and implement:
       - `preprocess(item) -> Tensor`: one raw input (path, PIL image, array) to a model-ready tensor;
-      - `forward(x) -> Tensor[B, num_tokens, dim]`.
+      - `forward(x) -> Tensor[B, num_tokens, dim]`;
+      - `load(item)` too when inputs vary in length (see there).
     `preprocess_id` names everything that changes the features for the same file: it keys the
     feature cache.
     """
@@ -36,6 +37,23 @@ class Encoder(nn.Module):
 
     def preprocess(self, item: Any) -> torch.Tensor:
         raise NotImplementedError
+
+    def load(self, item: Any) -> tuple[torch.Tensor, int]:
+        """(model-ready input of a fixed shape, number of output tokens that carry signal).
+
+        Encoders whose inputs vary in length (audio, IMU) pad to a fixed window and override this to
+        report how many of the `num_tokens` outputs cover real signal, so projectors can keep the
+        token count proportional to the real length.
+        """
+        return self.preprocess(item), self.num_tokens
+
+    @torch.no_grad()
+    def encode(self, items: list[Any]) -> list[torch.Tensor]:
+        """Features of each input, trimmed to its valid tokens: a list of [n_i, dim] tensors."""
+        loaded = [self.load(it) for it in items]
+        device = next(self.parameters()).device
+        feats = self(torch.stack([x for x, _ in loaded]).to(device))
+        return [f[:n] for f, (_, n) in zip(feats, loaded)]
 
     def facts(self) -> dict:
         return {"id": self.id, "dim": self.dim, "num_tokens": self.num_tokens,
