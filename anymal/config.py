@@ -32,6 +32,7 @@ class ModalityConfig:
     depth: int = 2  # resampler layers
     width: int = 512  # resampler width
     heads: int = 8  # resampler attention heads
+    frames: int = 4  # video only: frames sampled uniformly per clip (AnyMAL used 4)
 
 
 @dataclass

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from anymal.config import ModalityConfig
+from anymal.errors import ConfigError
 from anymal.projectors import build_projector
 from anymal.projectors.base import pool_tokens
 
@@ -38,9 +39,36 @@ def test_pooling_is_spatial_on_grids():
 
 
 def test_linear_refuses_to_invent_tokens():
-    p = build_projector(ModalityConfig(projector="linear", num_tokens=64), 40, 16, 24, 1.0, (4, 4))
-    with pytest.raises(ValueError, match="cannot make 64 tokens from 16"):
-        p(torch.randn(1, 16, 40))
+    with pytest.raises(ConfigError, match="num_tokens=64 is more than the encoder's 16"):
+        build_projector(ModalityConfig(projector="linear", num_tokens=64), 40, 16, 24, 1.0, (4, 4))
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp", "resampler"])
+def test_token_count_is_proportional_to_the_real_length(kind):
+    # a Whisper-like encoder: 1500 frames for a padded 30 s window, 10 output tokens for a full one
+    p = build_projector(ModalityConfig(projector=kind, num_tokens=10, width=32, heads=4), 40, 1500, 24, 1.0, None)
+    assert [p.tokens_for(n) for n in (1500, 150, 151, 1)] == [10, 1, 2, 1]
+    assert p(torch.randn(2, 300, 40)).shape == (2, 2, 24)  # a 6 s clip
+    with pytest.raises(ValueError, match="at most 1500"):
+        p.tokens_for(1501)
+
+
+def test_video_tokenwise_pooling_keeps_frames_apart():
+    p = build_projector(ModalityConfig(projector="linear", num_tokens=4), 1, 4 * 16, 1, 1.0, (4, 4), frames=4)
+    with torch.no_grad():
+        p.proj.weight.fill_(1.0), p.proj.bias.zero_()
+    x = torch.arange(4.0).repeat_interleave(16).reshape(1, 64, 1)  # frame f is all f
+    assert p.project(x, 4)[0, :, 0].tolist() == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(ConfigError, match="multiple of the 4 video frames"):
+        build_projector(ModalityConfig(projector="mlp", num_tokens=9), 8, 64, 8, 1.0, (4, 4), frames=4)
+
+
+def test_resampler_knows_which_frame_a_patch_came_from():
+    p = build_projector(ModalityConfig(projector="resampler", num_tokens=4, width=8, heads=2), 8, 2 * 9, 8, 1.0,
+                        (3, 3), frames=2)
+    pos = p.positions(18)
+    assert pos.shape == (18, 8)
+    assert torch.allclose(pos[9] - pos[0], (p.frame_pos[1] - p.frame_pos[0])[0])  # same patch, next frame
 
 
 def test_gradients_reach_projector_only(tiny_model, images):

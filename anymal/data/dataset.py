@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from tqdm import tqdm
 
 from ..errors import AnymalError
@@ -18,8 +17,7 @@ from .jsonl import Sample, SkipReport
 
 @dataclass
 class Prepared:
-    encoded: Encoded
-    features: dict[str, list[torch.Tensor]]  # per modality, in order of appearance (empty without cache)
+    encoded: Encoded  # with `.features` when the feature cache is on
     where: str
 
 
@@ -28,14 +26,15 @@ def prepare(samples: list[Sample], model, caches: dict[str, FeatureCache] | None
     out = []
     for s in tqdm(samples, desc=desc, disable=not progress, unit="sample"):
         try:
-            enc = model.processor.encode(s.messages)
-            feats: dict[str, list[torch.Tensor]] = {}
-            for item in enc.media:
-                if caches is not None:
-                    feats.setdefault(item.modality, []).append(caches[item.modality].get(item.source))
-                else:  # still decode once, so a bad file is found now and not mid-training
-                    model.encoders[item.modality].preprocess(item.source)
-            out.append(Prepared(enc, feats, s.where))
+            media = model.processor.media(s.messages)
+            if caches is not None:
+                feats = [caches[p.modality].get(p.source) for p in media]
+                enc = model.encode_conversation(s.messages, features=feats)
+            else:  # still decode once, so a bad file is found now and not mid-training
+                counts = [model.projectors[p.modality].tokens_for(model.encoders[p.modality].load(p.source)[1])
+                          for p in media]
+                enc = model.processor.encode(s.messages, counts=counts)
+            out.append(Prepared(enc, s.where))
         except AnymalError as e:
             if on_error == "fail":
                 raise type(e)(f"{s.where}: {e}") from None
@@ -43,9 +42,5 @@ def prepare(samples: list[Sample], model, caches: dict[str, FeatureCache] | None
     return out
 
 
-def collate(model, items: list[Prepared]) -> tuple[Batch, dict[str, torch.Tensor] | None]:
-    batch = model.processor.collate([p.encoded for p in items], padding_side="right")
-    if not any(p.features for p in items):
-        return batch, None
-    feats = {m: torch.stack([f for p in items for f in p.features.get(m, [])]) for m in batch.slots}
-    return batch, feats
+def collate(model, items: list[Prepared]) -> Batch:
+    return model.processor.collate([p.encoded for p in items], padding_side="right")

@@ -39,7 +39,7 @@ class FeatureCache:
         return self.dir / h[:2] / f"{h}.safetensors"
 
     def get(self, path: str | Path) -> torch.Tensor:
-        """Features [num_tokens, dim] for one file; raises `InputError` for undecodable files."""
+        """Features [valid tokens, dim] for one file; raises `InputError` for undecodable files."""
         key = self._key(path)
         if key.is_file():
             try:
@@ -48,9 +48,7 @@ class FeatureCache:
                 return t
             except Exception:  # a damaged entry is recomputed, not trusted
                 pass
-        x = self.encoder.preprocess(path)
-        with torch.no_grad():
-            feats = self.encoder(x[None])[0].contiguous()
+        feats = self.encoder.encode([path])[0].contiguous()
         key.parent.mkdir(parents=True, exist_ok=True)
         tmp = key.with_name(f".{key.name}.{os.getpid()}.tmp")
         save_file({"features": feats}, str(tmp))

@@ -60,5 +60,10 @@ class Encoder(nn.Module):
                 "grid": list(self.grid) if self.grid else None, "preprocess": self.preprocess_id}
 
 
-def load_encoder(name: str, modality: str) -> Encoder:
+def load_encoder(name: str, modality: str, frames: int = 4) -> Encoder:
+    """The frozen encoder `name` for `modality`; a video encoder is `frames` frames through an image one."""
+    if modality == "video":
+        from .video import VideoEncoder
+
+        return VideoEncoder(load_encoder(name, "image"), frames).freeze()
     return ENCODERS.build(name, modality=modality).freeze()

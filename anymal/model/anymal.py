@@ -16,7 +16,7 @@ from torch import nn
 from .. import __version__
 from ..config import ModelConfig, from_dict, to_dict
 from ..encoders import Encoder, load_encoder
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 from ..llm import LanguageModel, load_llm
 from ..paths import DEFAULT_CHECKPOINT
 from ..projectors import build_projector
@@ -33,7 +33,8 @@ class AnyMAL(nn.Module):
         self.llm = llm
         self.encoders = nn.ModuleDict(encoders)
         self.projectors = nn.ModuleDict({
-            m: build_projector(cfg, enc.dim, enc.num_tokens, llm.hidden_size, llm.embed_rms, enc.grid)
+            m: build_projector(cfg, enc.dim, enc.num_tokens, llm.hidden_size, llm.embed_rms, enc.grid,
+                               getattr(enc, "frames", None))
             for m, cfg in config.modalities.items() for enc in [encoders[m]]
         })
         self.processor = Processor(llm.tokenizer, {m: p.num_tokens for m, p in self.projectors.items()},
@@ -45,7 +46,7 @@ class AnyMAL(nn.Module):
     @classmethod
     def from_config(cls, config: ModelConfig) -> "AnyMAL":
         llm = load_llm(config.llm.id, config.llm.dtype)
-        encoders = {m: load_encoder(c.encoder, m) for m, c in config.modalities.items()}
+        encoders = {m: load_encoder(c.encoder, m, frames=c.frames) for m, c in config.modalities.items()}
         return cls(config, llm, encoders)
 
     @classmethod
@@ -96,28 +97,57 @@ class AnyMAL(nn.Module):
     def device(self) -> torch.device:
         return self.llm.model.get_input_embeddings().weight.device
 
-    def encode_media(self, modality: str, items: list[MediaPart]) -> torch.Tensor:
-        enc = self.encoders[modality]
-        x = torch.stack([enc.preprocess(it.source) for it in items]).to(self.device)
-        with torch.no_grad():
-            return enc(x)
+    def encode_media(self, items: list[MediaPart]) -> list[torch.Tensor]:
+        """Frozen-encoder features of each input ([n_i, dim], trimmed to real signal), one batch per modality."""
+        out: list[torch.Tensor | None] = [None] * len(items)
+        for m in dict.fromkeys(it.modality for it in items):
+            idx = [i for i, it in enumerate(items) if it.modality == m]
+            for i, f in zip(idx, self.encoders[m].encode([items[i].source for i in idx])):
+                out[i] = f
+        return out  # type: ignore[return-value]
 
-    def embed(self, batch: Batch, features: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def token_counts(self, media: list[MediaPart], features: list[torch.Tensor]) -> list[int]:
+        return [self.projectors[p.modality].tokens_for(f.shape[0]) for p, f in zip(media, features)]
+
+    def encode_conversation(self, messages: list[dict], add_generation_prompt: bool = False,
+                            features: list[torch.Tensor] | None = None) -> Encoded:
+        """Tokenize a conversation, encoding its media first (their lengths set the slot counts)."""
+        media = self.processor.media(messages)
+        feats = features if features is not None else self.encode_media(media)
+        enc = self.processor.encode(messages, add_generation_prompt, self.token_counts(media, feats))
+        enc.features = feats
+        return enc
+
+    def project(self, modality: str, features: list[torch.Tensor]) -> torch.Tensor:
+        """Projected tokens of every input, concatenated in order: [sum of counts, hidden]."""
+        proj = self.projectors[modality]
+        out: list[torch.Tensor | None] = [None] * len(features)
+        for n in dict.fromkeys(f.shape[0] for f in features):  # equal lengths share one batched call
+            idx = [i for i, f in enumerate(features) if f.shape[0] == n]
+            tokens = proj(torch.stack([features[i] for i in idx]).to(self.device).float())
+            for i, t in zip(idx, tokens):
+                out[i] = t
+        return torch.cat(out)  # type: ignore[arg-type]
+
+    def embed(self, batch: Batch) -> torch.Tensor:
         """Token embeddings with every modality slot replaced by its projected tokens."""
         embeds = self.llm.embed(batch.input_ids.to(self.device))
         for m, slot in batch.slots.items():
-            feats = features[m] if features and m in features else self.encode_media(m, batch.media[m])
-            tokens = self.projectors[m](feats.to(self.device).float()).to(embeds.dtype)
-            embeds = embeds.masked_scatter(slot.to(self.device).unsqueeze(-1), tokens.reshape(-1, tokens.shape[-1]))
+            feats = batch.features[m] if batch.features else self.encode_media(batch.media[m])
+            tokens = self.project(m, feats).to(embeds.dtype)
+            if tokens.shape[0] != int(slot.sum()):
+                raise InputError(f"{m}: {tokens.shape[0]} projected tokens for {int(slot.sum())} slots; "
+                                 "were the token counts computed with another model?")
+            embeds = embeds.masked_scatter(slot.to(self.device).unsqueeze(-1), tokens)
         return embeds
 
-    def forward(self, batch: Batch, features: dict[str, torch.Tensor] | None = None):
+    def forward(self, batch: Batch):
         """LLM outputs; with labels, `.loss` is the mean next-token loss on labelled (assistant) tokens.
 
         Logits are computed only at positions that predict a label: the 49k-way LM head over every
         prompt and modality position would be wasted work.
         """
-        embeds = self.embed(batch, features)
+        embeds = self.embed(batch)
         mask = batch.attention_mask.to(self.device)
         if batch.labels is None:
             return self.llm.model(inputs_embeds=embeds, attention_mask=mask)
@@ -129,7 +159,12 @@ class AnyMAL(nn.Module):
 
     # ---------------------------------------------------------------- generation
     def _prepare(self, conversations: list[list[dict]]) -> tuple[torch.Tensor, torch.Tensor]:
-        encoded: list[Encoded] = [self.processor.encode(c, add_generation_prompt=True) for c in conversations]
+        media = [self.processor.media(c) for c in conversations]
+        flat = self.encode_media([p for ms in media for p in ms])
+        encoded: list[Encoded] = []
+        for c, ms in zip(conversations, media):
+            feats, flat = flat[:len(ms)], flat[len(ms):]
+            encoded.append(self.encode_conversation(c, True, feats))
         batch = self.processor.collate(encoded, padding_side="left")
         with torch.no_grad():
             return self.embed(batch), batch.attention_mask.to(self.device)

@@ -2,8 +2,8 @@
 
 The LLM's own chat template is applied to the text, with each modality part replaced by a private
 marker; the rendered string is split at the markers, each text piece tokenized, and every marker
-expanded into the modality's fixed number of slots that the model later fills with projected
-tokens. Loss labels are kept only on characters the template renders for assistant turns
+expanded into slots that the model later fills with projected tokens: a fixed number per modality,
+or a per-input count (audio and IMU tokens are proportional to the clip's real length). Loss labels are kept only on characters the template renders for assistant turns
 (their text and end-of-turn token), found by rendering each conversation prefix.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Encoded:
     labels: list[int]
     slots: list[str | None]  # per position: modality name, or None for text
     media: list[MediaPart] = field(default_factory=list)
+    features: list[torch.Tensor] | None = None  # encoder features per media item, when already known
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Batch:
     labels: torch.Tensor | None  # [B, T] or None for generation
     slots: dict[str, torch.Tensor]  # modality -> bool [B, T]
     media: dict[str, list[MediaPart]]  # modality -> inputs, in row-major slot order
+    features: dict[str, list[torch.Tensor]] | None = None  # modality -> [n_i, dim] per input, same order
 
     @property
     def num_tokens(self) -> int:
@@ -52,7 +54,14 @@ class Processor:
     def _render(self, msgs: list[dict], gen: bool) -> str:
         return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
 
-    def encode(self, messages: list[dict], add_generation_prompt: bool = False) -> Encoded:
+    def media(self, messages: list[dict]) -> list[MediaPart]:
+        """The modality inputs of a conversation, in order of appearance."""
+        return [p for _, parts in normalize(messages, set(self.tokens_per_item)) for p in parts
+                if isinstance(p, MediaPart)]
+
+    def encode(self, messages: list[dict], add_generation_prompt: bool = False,
+               counts: list[int] | None = None) -> Encoded:
+        """Token ids, labels and slots; `counts[i]` slots for the i-th input (default: the modality's)."""
         conv = normalize(messages, set(self.tokens_per_item))
         media: list[MediaPart] = []
         text_msgs = []
@@ -65,6 +74,8 @@ class Processor:
                 else:
                     pieces.append(p)
             text_msgs.append({"role": role, "content": "\n".join(pieces)})
+        if counts is not None and len(counts) != len(media):
+            raise InputError(f"{len(counts)} token counts given for {len(media)} modality inputs")
         full = self._render(text_msgs, add_generation_prompt)
         spans = self._assistant_spans(text_msgs, full)
 
@@ -81,8 +92,9 @@ class Processor:
                     labels.append(tid if any(a <= pos + s < b for a, b in spans) else IGNORE)
                     slots.append(None)
             if m:
-                item = media[int(m.group(1))]
-                n = self.tokens_per_item[item.modality]
+                k = int(m.group(1))
+                item = media[k]
+                n = counts[k] if counts is not None else self.tokens_per_item[item.modality]
                 ids += [self.tok.pad_token_id] * n
                 labels += [IGNORE] * n
                 slots += [item.modality] * n
@@ -114,6 +126,8 @@ class Processor:
         labels = torch.full((B, T), IGNORE, dtype=torch.long)
         slots = {m: torch.zeros((B, T), dtype=torch.bool) for m in self.tokens_per_item}
         media: dict[str, list[MediaPart]] = {m: [] for m in self.tokens_per_item}
+        feats: dict[str, list[torch.Tensor]] = {m: [] for m in self.tokens_per_item}
+        have_features = all(s.features is not None for s in samples)
         for i, s in enumerate(samples):
             n = len(s.input_ids)
             sl = slice(T - n, T) if padding_side == "left" else slice(0, n)
@@ -122,7 +136,10 @@ class Processor:
             labels[i, sl] = torch.tensor(s.labels)
             for m in slots:
                 slots[m][i, sl] = torch.tensor([x == m for x in s.slots])
-            for item in s.media:
+            for k, item in enumerate(s.media):
                 media[item.modality].append(item)
+                if have_features:
+                    feats[item.modality].append(s.features[k])
         return Batch(ids, mask, labels, {m: v for m, v in slots.items() if v.any()},
-                     {m: v for m, v in media.items() if v})
+                     {m: v for m, v in media.items() if v},
+                     {m: v for m, v in feats.items() if v} if have_features else None)

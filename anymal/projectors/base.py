@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModalityConfig
+from ..errors import ConfigError
 from ..registry import PROJECTORS
 
 
@@ -32,23 +33,57 @@ class Projector(nn.Module):
     """
 
     def __init__(self, in_dim: int, out_dim: int, in_tokens: int, num_tokens: int,
-                 embed_rms: float, grid: tuple[int, int] | None = None):
+                 embed_rms: float, grid: tuple[int, int] | None = None, frames: int | None = None):
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
-        self.in_tokens, self.num_tokens, self.grid = in_tokens, num_tokens, grid
+        self.in_tokens, self.num_tokens, self.grid, self.frames = in_tokens, num_tokens, grid, frames
         self.out_norm = nn.LayerNorm(out_dim)
         with torch.no_grad():
             self.out_norm.weight.fill_(embed_rms)
 
-    def project(self, x: torch.Tensor) -> torch.Tensor:
+    def tokens_for(self, n_in: int) -> int:
+        """Output tokens for an input with `n_in` valid encoder tokens: proportional to its real length.
+
+        Fixed-size inputs (images) always have `in_tokens`, so they get exactly `num_tokens`; a 3 s
+        clip in Whisper's 30 s window gets a tenth of the tokens of a full one (at least one).
+        """
+        if n_in > self.in_tokens:
+            raise ValueError(f"projector built for at most {self.in_tokens} input tokens, got {n_in}")
+        return max(1, math.ceil(self.num_tokens * n_in / self.in_tokens))
+
+    def project(self, x: torch.Tensor, n_out: int) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out_norm(self.project(x))
+        """[B, n_in, in_dim] (one length per call) -> [B, tokens_for(n_in), out_dim]."""
+        return self.out_norm(self.project(x, self.tokens_for(x.shape[1])))
+
+
+class TokenwiseProjector(Projector):
+    """Pool the encoder tokens to the output count, then map each one (LLaVA's linear and MLP)."""
+
+    proj: nn.Module
+
+    def __init__(self, **facts):
+        super().__init__(**facts)
+        if self.num_tokens > self.in_tokens:
+            raise ConfigError(f"num_tokens={self.num_tokens} is more than the encoder's {self.in_tokens} tokens; "
+                              f"a pooling projector can make at most {self.in_tokens} (or null to keep them all)")
+        if self.frames and self.num_tokens % self.frames:
+            raise ConfigError(f"num_tokens={self.num_tokens} must be a multiple of the {self.frames} video "
+                              f"frames for a token-wise projector (e.g. {self.frames * max(1, self.num_tokens // self.frames)})")
+
+    def project(self, x: torch.Tensor, n_out: int) -> torch.Tensor:
+        if self.frames:  # video: pool each frame's grid separately, keep frames in order
+            b, n, d = x.shape
+            per = pool_tokens(x.reshape(b * self.frames, n // self.frames, d), n_out // self.frames, self.grid)
+            return self.proj(per.reshape(b, n_out, d))
+        grid = self.grid if x.shape[1] == self.in_tokens else None  # a partial input is no full grid
+        return self.proj(pool_tokens(x, n_out, grid))
 
 
 def build_projector(cfg: ModalityConfig, in_dim: int, in_tokens: int, out_dim: int,
-                    embed_rms: float, grid: tuple[int, int] | None) -> Projector:
+                    embed_rms: float, grid: tuple[int, int] | None, frames: int | None = None) -> Projector:
     n = cfg.num_tokens or in_tokens
     return PROJECTORS.build(cfg.projector, cfg=cfg, in_dim=in_dim, out_dim=out_dim, in_tokens=in_tokens,
-                            num_tokens=n, embed_rms=embed_rms, grid=grid)
+                            num_tokens=n, embed_rms=embed_rms, grid=grid, frames=frames)

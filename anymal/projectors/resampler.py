@@ -3,6 +3,10 @@
 A fixed set of learned latent queries cross-attends to the encoder's tokens (keys/values are the
 tokens *and* the latents, as in Flamingo), followed by a feed-forward block, `depth` times. The
 output token count is the number of latents, whatever the number of input tokens.
+
+Input positions are learned. For video (frames x patches) they are factorised, as in Flamingo's
+temporal embeddings: a per-patch position shared by all frames plus a per-frame position, so the
+resampler knows which frame a patch came from (and hence the direction of motion).
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import torch
 from torch import nn
 
 from ..registry import PROJECTORS
-from .base import Projector
+from .base import Projector, pool_tokens
 
 
 class ResamplerBlock(nn.Module):
@@ -34,16 +38,21 @@ class PerceiverResampler(Projector):
         super().__init__(**facts)
         w = cfg.width
         self.inp = nn.Linear(self.in_dim, w)
-        self.pos = nn.Parameter(torch.randn(self.in_tokens, w) * 0.02)  # where each input token sits
+        per_frame = self.in_tokens // (self.frames or 1)
+        self.pos = nn.Parameter(torch.randn(per_frame, w) * 0.02)  # where each token sits (in its frame)
+        self.frame_pos = nn.Parameter(torch.randn(self.frames, 1, w) * 0.02) if self.frames else None
         self.latents = nn.Parameter(torch.randn(self.num_tokens, w) * 0.02)
         self.blocks = nn.ModuleList(ResamplerBlock(w, cfg.heads) for _ in range(cfg.depth))
         self.out = nn.Linear(w, self.out_dim)
 
-    def project(self, x):
-        if x.shape[1] != self.in_tokens:
-            raise ValueError(f"resampler built for {self.in_tokens} input tokens, got {x.shape[1]}")
-        x = self.inp(x) + self.pos
+    def positions(self, n: int) -> torch.Tensor:
+        if self.frame_pos is None:
+            return self.pos[:n]  # variable-length inputs (audio) use the leading positions
+        return (self.frame_pos + self.pos).flatten(0, 1)[:n]
+
+    def project(self, x, n_out):
+        x = self.inp(x) + self.positions(x.shape[1])
         lat = self.latents.expand(x.shape[0], -1, -1)
         for blk in self.blocks:
             lat = blk(lat, x)
-        return self.out(lat)
+        return self.out(pool_tokens(lat, n_out, None))

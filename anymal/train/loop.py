@@ -56,9 +56,9 @@ def _load(cfg: TrainConfig, model: AnyMAL, paths: str | list[str], caches: dict[
 def evaluate_loss(model: AnyMAL, items: list[Prepared], batch_size: int) -> float:
     total, count = 0.0, 0
     for i in range(0, len(items), batch_size):
-        batch, feats = collate(model, items[i:i + batch_size])
+        batch = collate(model, items[i:i + batch_size])
         n = int((batch.labels[:, 1:] != IGNORE).sum())
-        total += float(model(batch, feats).loss) * n
+        total += float(model(batch).loss) * n
         count += n
     return total / max(count, 1)
 
@@ -108,8 +108,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> RunResult:
                 if not order:
                     order = torch.randperm(len(train_items), generator=gen).tolist()
                 idx.append(order.pop())
-            batch, feats = collate(model, [train_items[i] for i in idx])
-            loss = model(batch, feats).loss / o.grad_accum
+            batch = collate(model, [train_items[i] for i in idx])
+            loss = model(batch).loss / o.grad_accum
             loss.backward()
             step_loss += float(loss.detach())
             seen += len(idx)
