@@ -15,7 +15,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from anymal.config import LLMConfig, ModalityConfig, ModelConfig  # noqa: E402
 from anymal.encoders.base import Encoder  # noqa: E402
-from anymal.encoders.media import letterbox, load_image  # noqa: E402
+from anymal.encoders.media import describe, letterbox, load_image  # noqa: E402
+from anymal.errors import InputError  # noqa: E402
 from anymal.registry import ENCODERS  # noqa: E402
 
 CHATML = (
@@ -44,8 +45,34 @@ class TinyCNN(Encoder):
         return self.net(x).flatten(2).transpose(1, 2)
 
 
-if "tiny-cnn" not in ENCODERS:
-    ENCODERS.register("tiny-cnn")(TinyCNN)
+class TinySeq(Encoder):
+    """A random 1-D conv over a mono signal padded to 64 samples: 16 tokens, 1 per 4 real samples."""
+
+    window = 64
+
+    def __init__(self, name: str, modality: str):
+        super().__init__()
+        torch.manual_seed(1)
+        self.net = nn.Conv1d(1, 12, 4, 4)
+        self.modality, self.id, self.dim, self.num_tokens = modality, name, 12, 16
+        self.preprocess_id = "pad64"
+
+    def load(self, item):
+        x = torch.as_tensor(np.load(item) if isinstance(item, (str, Path)) else item, dtype=torch.float32)
+        if not 0 < len(x) <= self.window:
+            raise InputError(f"{describe(item)}: expected 1 to {self.window} samples, got {len(x)}")
+        return torch.nn.functional.pad(x, (0, self.window - len(x)))[None], -(-len(x) // 4)
+
+    def preprocess(self, item):
+        return self.load(item)[0]
+
+    def forward(self, x):
+        return self.net(x).transpose(1, 2)
+
+
+for _name, _cls in (("tiny-cnn", TinyCNN), ("tiny-seq", TinySeq)):
+    if _name not in ENCODERS:
+        ENCODERS.register(_name)(_cls)
 
 
 def make_tokenizer():
