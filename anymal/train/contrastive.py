@@ -1,0 +1,210 @@
+"""Contrastive pretraining of a small encoder against frozen sentence embeddings (IMU2CLIP / Point-Bind style).
+
+The encoder exposes `pooled(x) -> [B, feat_dim]`; a trainable linear head maps that to the 384-d
+MiniLM space, and a symmetric InfoNCE loss pulls each input towards its caption embedding. Many
+inputs share a meaning (every walking window has the same caption), so positives are defined by a
+`groups` id, not by the diagonal: a row's loss is -log of the softmax mass on *all* columns of its
+group (multi-positive InfoNCE). Without that, identical captions in a batch would be pushed apart.
+
+Writes into the run dir: metrics.jsonl, loss.png, weights.safetensors (encoder.*, head.*,
+logit_scale and caller-supplied extra tensors) and facts.json (config, facts, best epoch).
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+from tqdm import tqdm
+
+
+@dataclass
+class ContrastiveConfig:
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 30
+    temperature: float = 0.07  # initial value when learned, else fixed (CLIP's init)
+    learn_temperature: bool = True
+    seed: int = 0
+    threads: int | None = 2  # the target machine has 2 cores
+    progress: bool = True
+
+
+@dataclass
+class ContrastiveSet:
+    """N examples. `batch(idx, rng, train)` builds the encoder input for rows `idx` (augmenting when
+    `train`); `text` holds each row's caption embedding [N, D]; equal `groups` ids mean the same meaning."""
+
+    batch: Callable[[np.ndarray, np.random.Generator, bool], torch.Tensor]
+    text: torch.Tensor
+    groups: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+
+def group_ids(texts: list[str]) -> torch.Tensor:
+    """Identical texts -> identical ids (first-seen order)."""
+    ids: dict[str, int] = {}
+    return torch.tensor([ids.setdefault(t, len(ids)) for t in texts], dtype=torch.long)
+
+
+def info_nce(z: torch.Tensor, t: torch.Tensor, groups: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric multi-positive InfoNCE between unit vectors z [B, D] (inputs) and t [B, D] (texts)."""
+    logits = logit_scale * z @ t.T
+    pos = groups[:, None] == groups[None, :]  # symmetric, so the same mask serves both directions
+
+    def one_way(lg: torch.Tensor) -> torch.Tensor:
+        return (torch.logsumexp(lg, 1) - torch.logsumexp(lg.masked_fill(~pos, float("-inf")), 1)).mean()
+
+    return 0.5 * (one_way(logits) + one_way(logits.T))
+
+
+class ContrastiveModel(nn.Module):
+    def __init__(self, encoder: nn.Module, feat_dim: int, embed_dim: int, cfg: ContrastiveConfig):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(feat_dim, embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature)),
+                                        requires_grad=cfg.learn_temperature)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.encoder.pooled(x)), dim=-1)
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.clamp(max=math.log(100.0)).exp()  # CLIP's cap on 1/temperature
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def evaluate_set(model: ContrastiveModel, data: ContrastiveSet, batch_size: int = 256) -> dict:
+    """Mean loss over fixed batches, and accuracy of picking the right group among the set's distinct texts."""
+    was = model.training
+    model.eval()
+    rng = np.random.default_rng(0)
+    idx = np.arange(len(data))
+    z = torch.cat([model.embed(data.batch(idx[i:i + batch_size], rng, False)) for i in range(0, len(idx), batch_size)])
+    losses = [info_nce(z[i:i + batch_size], data.text[i:i + batch_size], data.groups[i:i + batch_size],
+                       model.scale()).item() for i in range(0, len(idx), batch_size)]
+    first = {int(g): i for i, g in reversed(list(enumerate(data.groups)))}  # one text row per group
+    rows = torch.tensor(sorted(first.values()))
+    pred = data.groups[rows][(z @ data.text[rows].T).argmax(1)]
+    model.train(was)
+    return {"val_loss": float(np.mean(losses)), "val_acc": float((pred == data.groups).float().mean())}
+
+
+def _lr(step: int, total: int, cfg: ContrastiveConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def train_contrastive(encoder: nn.Module, feat_dim: int, train: ContrastiveSet, val: ContrastiveSet | None,
+                      cfg: ContrastiveConfig, out_dir: str | Path, extra_tensors: dict[str, torch.Tensor] | None = None,
+                      facts: dict | None = None) -> dict:
+    """Train `encoder` (+ head) and write the run dir; keeps the epoch with the best val accuracy."""
+    from .plots import plot_curves
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_all(cfg.seed)
+    model = ContrastiveModel(encoder, feat_dim, train.text.shape[1], cfg)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    n = len(train)
+    steps_per_epoch = max(1, n // cfg.batch_size)  # drop the ragged last batch: tiny batches make InfoNCE noisy
+    total = steps_per_epoch * cfg.epochs
+    best: dict = {"val_acc": -1.0}
+    best_state: dict[str, torch.Tensor] = {}
+    t0, step = time.time(), 0
+    bar = tqdm(total=total, desc="contrastive", disable=not cfg.progress)
+    with (out / "metrics.jsonl").open("w") as log:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            perm = rng.permutation(n)
+            for b in range(steps_per_epoch):
+                idx = np.sort(perm[b * cfg.batch_size:(b + 1) * cfg.batch_size])
+                for g in opt.param_groups:
+                    g["lr"] = _lr(step, total, cfg)
+                loss = info_nce(model.embed(train.batch(idx, rng, True)), train.text[idx], train.groups[idx], model.scale())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                row = {"step": step, "epoch": epoch, "loss": round(loss.item(), 5),
+                       "lr": opt.param_groups[0]["lr"], "temperature": round(1.0 / model.scale().item(), 5)}
+                log.write(json.dumps(row) + "\n")
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.3f}")
+            if val is not None:
+                metrics = evaluate_set(model, val)
+                log.write(json.dumps({"step": step, "epoch": epoch, **metrics}) + "\n")
+                log.flush()
+                if metrics["val_acc"] > best["val_acc"]:
+                    best = {"epoch": epoch, **metrics}
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    bar.close()
+    if best_state:
+        model.load_state_dict(best_state)
+    else:
+        best = {"epoch": cfg.epochs}
+    seconds = time.time() - t0
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({k: v.detach().float().contiguous() for k, v in (extra_tensors or {}).items()})
+    save_file(tensors, str(out / "weights.safetensors"))
+    summary = {"config": asdict(cfg), "facts": facts or {}, "best": best, "train_examples": n,
+               "val_examples": len(val) if val is not None else 0, "steps": total, "seconds": round(seconds, 1),
+               "params": sum(p.numel() for p in encoder.parameters()),
+               "final_temperature": round(1.0 / model.scale().item(), 5)}
+    (out / "facts.json").write_text(json.dumps(summary, indent=1))
+    plot_curves(out / "metrics.jsonl", out / "loss.png")
+    return {"model": model, **summary}
+
+
+# ---- frozen-feature baselines -----------------------------------------------------------------
+def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, l2: float = 1e-3,
+                 iters: int = 200) -> torch.Tensor:
+    """Multinomial logistic regression (L-BFGS, standardised features) -> predicted test labels."""
+    mu, sd = train_x.mean(0), train_x.std(0).clamp(min=1e-6)
+    xs, xt = (train_x - mu) / sd, (test_x - mu) / sd
+    classes = torch.unique(train_y)
+    y = torch.searchsorted(classes, train_y)
+    w = torch.zeros(xs.shape[1], len(classes), requires_grad=True)
+    b = torch.zeros(len(classes), requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(xs @ w + b, y) + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return classes[(xt @ w + b).argmax(1)]
+
+
+def majority_accuracy(train_y: torch.Tensor, test_y: torch.Tensor) -> float:
+    """Accuracy of always answering the most frequent training class."""
+    vals, counts = torch.unique(train_y, return_counts=True)
+    return float((test_y == vals[counts.argmax()]).float().mean())

@@ -1,0 +1,109 @@
+"""Audio set builder (Asterisk speech, TTS, Tux Paint sounds) and speech metrics / Whisper baseline."""
+import json
+import shutil
+from collections import defaultdict
+
+import pytest
+
+from anymal.data import speech
+from anymal.data.jsonl import read_jsonl
+from anymal.data.speech import (ASTERISK_DIR, ASTERISK_TRANSCRIPTS, build_audio, clean_transcript,
+                                read_transcripts, sound_answer)
+from anymal.data.tuxpaint import STAMPS_DIR
+from anymal.encoders.media import load_audio
+from anymal.errors import InputError
+from anymal.eval.speech import normalize_text, sound_naming_accuracy, wer_cer
+
+HAVE_ASTERISK = ASTERISK_DIR.is_dir() and ASTERISK_TRANSCRIPTS.is_file()
+HAVE_ALL = HAVE_ASTERISK and STAMPS_DIR.is_dir() and bool(shutil.which("espeak-ng")) and bool(shutil.which("flite"))
+needs_asterisk = pytest.mark.skipif(not HAVE_ASTERISK, reason="apt asterisk-core-sounds-en(-wav) not installed")
+needs_all = pytest.mark.skipif(not HAVE_ALL, reason="needs apt asterisk-core-sounds-en(-wav), "
+                                                    "tuxpaint-stamps-default, espeak-ng and flite")
+
+
+def test_wer_cer_hand_checked():
+    r = wer_cer(["the cat sat down"], ["the cat sat up"])
+    assert r["wer"] == pytest.approx(1 / 4) and r["substitutions"] == 1
+    assert r["cer"] == pytest.approx(4 / 14)  # "up" -> "down": 4 character edits in 14 characters
+    assert wer_cer(["Hello, World!"], ["hello world"])["wer"] == 0.0  # case and punctuation ignored
+    # corpus-level: 1 deletion over 2 + 4 reference words
+    assert wer_cer(["yes", "one two three"], ["yes", "one two three four"])["wer"] == pytest.approx(1 / 6)
+    assert normalize_text("Waldo’s  premier—provider, Press 1.") == "waldo's premier provider press 1"
+    with pytest.raises(InputError, match="empty after normalisation"):
+        wer_cer(["x"], ["?!"])
+
+
+def test_sound_answer_rule_and_accuracy():
+    assert sound_answer("A duck.") == "The sound of a duck."
+    assert sound_answer("A Tamworth pig.") == "The sound of a Tamworth pig."
+    assert sound_answer("“No U-Turn”.") is None and sound_answer("Hard candy—yum!") is None
+    assert sound_answer("Nun stands for nisht or nothing. If the dreidel lands on nun, you do nothing.") is None
+    assert sound_naming_accuracy(["The sound of two ducks.", "A cat."], ["duck", "dog"]) == 0.5
+
+
+def test_clean_transcript():
+    assert clean_transcript("dash [-]") == "dash"
+    assert clean_transcript("Please  enter your   password.") == "Please enter your password."
+    for non_speech in ("[ascending tones]", "(1 second of silence)", "<beep ascending>"):
+        assert clean_transcript(non_speech) is None
+
+
+@needs_asterisk
+def test_asterisk_transcripts():
+    t = read_transcripts()
+    assert t["digits/mon-10"] == "November" and len(t) >= 560
+    assert clean_transcript(t["letters/at"]) == "at"
+
+
+@needs_all
+def test_small_build_is_split_by_transcript_and_loadable(tmp_path):
+    stats = build_audio(tmp_path, limit={"asterisk": 10, "tts": 2, "sounds": 4}, val=0.3, test=0.3, progress=False)
+    totals = defaultdict(int)
+    where = defaultdict(set)  # normalised transcript/caption -> splits
+    for split in ("train", "val", "test"):
+        samples, skipped = read_jsonl(tmp_path / f"{split}.jsonl", ["audio"])
+        assert skipped.total == 0 and len(samples) == stats["counts"][split]["total"]
+        for s in samples:
+            totals[s.meta["kind"] + "/" + s.meta["source"]] += 1
+            text = s.meta.get("transcript") or s.meta["caption"]
+            where[normalize_text(text)].add(split)
+            user, answer = s.messages
+            assert user["content"][0]["type"] == "audio" and user["content"][1]["type"] == "text"
+            wave = load_audio(user["content"][0]["path"])
+            assert wave.ndim == 1 and len(wave) / 16000 == pytest.approx(s.meta["seconds"], abs=0.02)
+            if s.meta["kind"] == "sound":
+                assert answer["content"][0]["text"].startswith("The sound of ") and s.meta["object"]
+            else:
+                assert answer["content"][0]["text"] == s.meta["transcript"]
+    assert all(len(v) == 1 for v in where.values()), "a transcript or caption is in two splits"
+    assert totals["speech/asterisk"] == 10 and totals["sound/tuxpaint"] == 4
+    assert totals["speech/espeak-ng"] + totals["speech/flite"] == 4  # 2 sentences x 2 voices
+    assert json.loads((tmp_path / "stats.json").read_text())["counts"] == stats["counts"]
+    assert "CC-BY-SA-3.0" in (tmp_path / "README.md").read_text()
+    # deterministic: a second build writes identical manifests
+    build_audio(tmp_path / "again", limit={"asterisk": 10, "tts": 2, "sounds": 4}, val=0.3, test=0.3, progress=False)
+    for split in ("train", "val", "test"):
+        assert (tmp_path / f"{split}.jsonl").read_bytes() == (tmp_path / "again" / f"{split}.jsonl").read_bytes()
+
+
+@needs_all
+def test_tts_failures_are_counted(tmp_path, monkeypatch):
+    monkeypatch.setattr(speech, "VOICES", [("espeak-ng", "xx-no-such-voice"), ("flite", "no-such-voice")])
+    stats = build_audio(tmp_path, sources=("tts",), limit=3, tts_per_sentence=2, progress=False)
+    assert stats["skipped"] == {"TTS failed (espeak-ng)": 3, "TTS failed (flite)": 3}
+    assert sum(c["total"] for c in stats["counts"].values()) == 0
+
+
+@pytest.mark.integration
+@needs_asterisk
+def test_whisper_baseline_on_a_real_asterisk_clip(tmp_path):
+    pytest.importorskip("ctranslate2")
+    from anymal.eval.speech import whisper_baseline
+
+    rec = {"messages": [{"role": "user", "content": "<audio>Transcribe this audio."},
+                        {"role": "assistant", "content": "Please enter your password followed by the pound key."}],
+           "audios": [str(ASTERISK_DIR / "agent-pass.wav")],
+           "meta": {"kind": "speech", "transcript": "Please enter your password followed by the pound key."}}
+    (tmp_path / "m.jsonl").write_text(json.dumps(rec) + "\n")
+    (pred,) = whisper_baseline(tmp_path / "m.jsonl")
+    assert wer_cer([pred], [rec["meta"]["transcript"]])["wer"] <= 0.2, pred
