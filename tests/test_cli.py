@@ -62,3 +62,34 @@ def test_repl_multi_turn_with_attached_image(ckpt, images, monkeypatch, capsys):
     assert main(["chat", "--model", str(ckpt), "--max-new-tokens", "3"]) == 0
     out, err = capsys.readouterr()
     assert out.count("anymal> ") == 2 and "exist.png: no such file" in err
+
+
+def test_mixed_inputs_keep_command_line_order(tiny_llm_dir, images, tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    from anymal import AnyMAL
+    from anymal.config import LLMConfig, ModalityConfig, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(llm=LLMConfig(id=str(tiny_llm_dir), max_length=256), modalities={
+        "image": ModalityConfig(encoder="tiny-cnn", num_tokens=4),
+        "audio": ModalityConfig(encoder="tiny-seq", projector="linear", num_tokens=8)})
+    ck = AnyMAL.from_config(cfg).save_pretrained(tmp_path / "ck2", stage="align")
+    clip = tmp_path / "clip.npy"
+    np.save(clip, np.ones(20, np.float32))
+    args = ["chat", "--model", str(ck), "--audio", str(clip), "--image", str(images[0]), "--audio", str(clip),
+            "--json", "--max-new-tokens", "3", "Which came first?"]
+    assert main(args) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert [i["type"] for i in rec["inputs"]] == ["audio", "image", "audio"]
+    assert main(["chat", "--model", str(ck), "--imu", str(clip), "Hi"]) == 2  # this model has no IMU adapter
+    assert "unknown part type 'imu'" in capsys.readouterr().err
+
+
+def test_data_build_options_are_checked(capsys):
+    assert main(["data", "build", "emoji", "--out", "/tmp/x", "--opt", "colour=red"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset 'emoji' has no option colour; its options:" in err and "variants" in err
+    assert main(["data", "build", "emoji", "--opt", "novalue"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err

@@ -79,10 +79,8 @@ def windows_for(user: int, rec: int, n: int, seg: tuple[int, int, int], split: s
     s, e, label = seg
     if label <= 6:  # activity: non-overlapping crops of random length from a random offset
         out, pos = [], s + rng.randrange(0, max(1, min(MIN_LEN // 2, e - s - MIN_LEN + 1)))
-        while True:
-            length = rng.randint(MIN_LEN, MAX_LEN)
-            if pos + length > e:
-                break
+        while e - pos >= MIN_LEN:
+            length = rng.randint(MIN_LEN, min(MAX_LEN, e - pos))
             out.append(Window(user, rec, pos, pos + length, label))
             pos += length
         return out

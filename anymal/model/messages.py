@@ -4,7 +4,9 @@
                                   {"type": "text", "text": "What is this?"}]}]
 
 A modality part carries its input under `path`, under its own type name (`"image": <PIL/array>`),
-or as `url` (local `file://` only). Parts may appear anywhere, any number of times.
+or as `url` (local `file://` only). Parts may appear anywhere, any number of times. Signals without
+their own clock (an IMU `.npy`, a CSV without `t`, a raw waveform) add `"rate": HZ`; the source is
+then the pair `(input, rate)`.
 """
 from __future__ import annotations
 
@@ -37,6 +39,11 @@ def _media_source(part: dict, kind: str, where: str) -> Any:
                 if not src.startswith("file://"):
                     raise InputError(f"{where}: only local file:// urls are accepted here, got {src[:40]!r}")
                 src = src[len("file://"):]
+            if part.get("rate") is not None:
+                try:
+                    return (src, float(part["rate"]))
+                except (TypeError, ValueError):
+                    raise InputError(f"{where}.rate: expected a number (Hz), got {part['rate']!r}") from None
             return src
     raise InputError(f"{where}: a {kind!r} part needs 'path' (or '{kind}' with in-memory data)")
 
@@ -80,5 +87,5 @@ def normalize(messages: list[dict], modalities: set[str]) -> list[tuple[str, lis
 
 def from_prompt(prompt: str, media: list[MediaPart]) -> list[dict]:
     """`chat("What is this?", image=...)`: media first, then the question (the training layout)."""
-    parts = [{"type": m.modality, "path": m.source} for m in media]
+    parts = [{"type": m.modality, "path": m.source} for m in media]  # (input, rate) pairs stay pairs
     return [{"role": "user", "content": parts + [{"type": "text", "text": prompt}]}]

@@ -7,9 +7,34 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import AnymalError
+from ..errors import AnymalError
 
-MODALITY_FLAGS = ["image"]  # later issues add audio, video, imu, points
+MODALITY_FLAGS = ["image", "audio", "video", "imu", "points"]
+
+
+class _Input(argparse.Action):
+    """`--image a.png --audio b.wav --image c.png`: one list, in command-line order."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        items = list(getattr(namespace, "inputs", None) or [])
+        items.append((self.dest, value))
+        setattr(namespace, "inputs", items)
+
+
+def _media(a) -> list:
+    from ..model.messages import MediaPart
+
+    media = []
+    for modality, path in getattr(a, "inputs", None) or []:
+        if not Path(path).is_file():  # fail fast, before the model loads
+            raise AnymalError(f"{path}: no such file")
+        rate = a.imu_rate if modality == "imu" and a.imu_rate else None
+        media.append(MediaPart(modality, (path, rate) if rate else path))
+    return media
+
+
+def _path_of(part) -> str:
+    return str(part.source[0] if isinstance(part.source, tuple) else part.source)
 
 
 def _quiet_libraries() -> None:
@@ -21,25 +46,22 @@ def _quiet_libraries() -> None:
 
 
 def _settings(a):
-    from .model.generation import GenerationSettings
+    from ..model.generation import GenerationSettings
 
     return GenerationSettings(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p,
                               repetition_penalty=a.repetition_penalty, seed=a.seed, stop=a.stop or [])
 
 
 def _load_model(path: str | None):
-    from .model.anymal import AnyMAL
+    from ..model.anymal import AnyMAL
 
     return AnyMAL.from_pretrained(path)
 
 
 def cmd_chat(a) -> int:
-    from .model.messages import MediaPart, from_prompt
+    from ..model.messages import from_prompt
 
-    media = [MediaPart(m, p) for m in MODALITY_FLAGS for p in (getattr(a, m) or [])]
-    for part in media:  # fail fast, before the model loads, on unreadable inputs
-        if not Path(part.source).is_file():
-            raise AnymalError(f"{part.source}: no such file")
+    media = _media(a)
     model = _load_model(a.model)
     s = _settings(a)
     if a.prompt is not None:
@@ -47,21 +69,21 @@ def cmd_chat(a) -> int:
         if a.json:
             reply = model.generate([messages], s)[0]
             print(json.dumps({"reply": reply, "model": str(a.model or "default"),
-                              "inputs": [{"type": m.modality, "path": str(m.source)} for m in media]}))
+                              "inputs": [{"type": m.modality, "path": _path_of(m)} for m in media]}))
         else:
             for piece in model.stream(messages, s):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
         return 0
-    return _repl(model, s, media)
+    return _repl(model, s, media, a.imu_rate)
 
 
-def _repl(model, s, media) -> int:
-    from .model.messages import MediaPart
+def _repl(model, s, media, imu_rate: float | None = None) -> int:
+    from ..model.messages import MediaPart
 
-    print("anymal chat — /image PATH attaches an image to the next message, /reset clears, /quit exits.",
-          file=sys.stderr)
+    print("anymal chat — /image PATH (or /audio, /video, /imu, /points) attaches an input to the next "
+          "message, /reset clears, /quit exits.", file=sys.stderr)
     history: list[dict] = []
     pending = list(media)
     while True:
@@ -81,7 +103,8 @@ def _repl(model, s, media) -> int:
             if not Path(arg).is_file():
                 print(f"error: {arg}: no such file", file=sys.stderr)
             else:
-                pending.append(MediaPart(cmd[1:], arg))
+                rate = imu_rate if cmd == "/imu" else None
+                pending.append(MediaPart(cmd[1:], (arg, rate) if rate else arg))
             continue
         parts = [{"type": m.modality, "path": m.source} for m in pending] + [{"type": "text", "text": line}]
         pending = []
@@ -102,8 +125,8 @@ def _repl(model, s, media) -> int:
 
 
 def cmd_train(a) -> int:
-    from .config import load_train_config
-    from .train.loop import train
+    from ..config import load_train_config
+    from ..train.loop import train
 
     cfg = load_train_config(a.recipe, a.set or [])
     train(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr))
@@ -111,7 +134,7 @@ def cmd_train(a) -> int:
 
 
 def cmd_eval(a) -> int:
-    from .eval.captioning import evaluate_captions
+    from ..eval.captioning import evaluate_captions
 
     model = _load_model(a.model)
     res = evaluate_captions(model, a.data, a.out, limit=a.limit, batch_size=a.batch_size, progress=not a.no_progress)
@@ -122,23 +145,23 @@ def cmd_eval(a) -> int:
 
 
 def cmd_data(a) -> int:
-    if a.name == "emoji":
-        from .data.emoji import build_emoji
+    import yaml
 
-        print(json.dumps(build_emoji(a.out, variants=a.variants, seed=a.seed, limit=a.limit, progress=not a.no_progress)))
-        return 0
-    from .data.tuxpaint import build_tuxpaint
+    from ..data.builders import build
 
-    counts = build_tuxpaint(a.out, a.stamps, size=a.size, train_variants=a.train_variants, seed=a.seed,
-                            include_symbols=a.include_symbols, splits=tuple(a.splits.split(",")),
-                            progress=not a.no_progress)
-    print(json.dumps(counts))
+    options = {"progress": not a.no_progress}
+    for kv in a.opt or []:
+        key, eq, value = kv.partition("=")
+        if not eq:
+            raise AnymalError(f"--opt {kv!r}: expected KEY=VALUE, e.g. --opt seed=1")
+        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    print(json.dumps(build(a.name, a.out or f"data/{a.name}", **options)))
     return 0
 
 
 def cmd_info(a) -> int:
-    from .model.checkpoint import read_manifest
-    from .paths import DEFAULT_CHECKPOINT
+    from ..model.checkpoint import read_manifest
+    from ..paths import DEFAULT_CHECKPOINT
 
     path = Path(a.model) if a.model else DEFAULT_CHECKPOINT
     m = read_manifest(path)
@@ -157,7 +180,7 @@ def cmd_info(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    from .paths import PACKAGE_DIR
+    from ..paths import PACKAGE_DIR
 
     model = _load_model(a.model)
     examples = sorted((PACKAGE_DIR / "assets" / "examples").glob("*.png"))
@@ -172,11 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="anymal", description="Any-modality augmented language models.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    c = sub.add_parser("chat", help="ask about images (one prompt, or an interactive REPL without one)")
+    c = sub.add_parser("chat", help="ask about images, audio, video, IMU and 3-D inputs (one prompt, or a REPL)")
     c.add_argument("prompt", nargs="?")
     c.add_argument("--model", help="checkpoint directory (default: the shipped adapters)")
     for m in MODALITY_FLAGS:
-        c.add_argument(f"--{m}", action="append", metavar="PATH", help=f"{m} input (repeatable)")
+        c.add_argument(f"--{m}", action=_Input, metavar="PATH", help=f"{m} input (repeatable; order is kept)")
+    c.add_argument("--imu-rate", type=float, metavar="HZ",
+                   help="sample rate of --imu files that have no t column (.npy, CSV without t)")
     c.add_argument("--max-new-tokens", type=int, default=128)
     c.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     c.add_argument("--top-p", type=float, default=1.0)
@@ -204,23 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="build datasets from installed packages")
     dsub = d.add_subparsers(dest="what", required=True)
     builders = dsub.add_parser("build", help="build a dataset").add_subparsers(dest="name", required=True)
-    tx = builders.add_parser("tuxpaint", help="Tux Paint stamps -> captioning set split by caption")
-    tx.add_argument("--out", default="data/tuxpaint")
-    tx.add_argument("--stamps", default="/usr/share/tuxpaint/stamps")
-    tx.add_argument("--size", type=int, default=224)
-    tx.add_argument("--train-variants", type=int, default=2, help="augmented copies of each train image")
-    tx.add_argument("--seed", type=int, default=0)
-    tx.add_argument("--include-symbols", action="store_true")
-    tx.add_argument("--splits", default="train,val,test", help="comma-separated subset to write")
-    tx.add_argument("--no-progress", action="store_true")
-    tx.set_defaults(fn=cmd_data)
-    em = builders.add_parser("emoji", help="Noto Color Emoji + CLDR names -> broad-vocabulary captioning set")
-    em.add_argument("--out", default="data/emoji")
-    em.add_argument("--variants", type=int, default=1)
-    em.add_argument("--seed", type=int, default=0)
-    em.add_argument("--limit", type=int, help="only the first N emoji")
-    em.add_argument("--no-progress", action="store_true")
-    em.set_defaults(fn=cmd_data)
+    from ..data.builders import BUILDERS
+
+    for name, (_, _, about) in BUILDERS.items():
+        b = builders.add_parser(name, help=about)
+        b.add_argument("--out", help=f"output directory (default: data/{name})")
+        b.add_argument("--opt", action="append", metavar="KEY=VALUE",
+                       help="a builder option, e.g. --opt seed=1 --opt limit=20 (unknown keys list the known ones)")
+        b.add_argument("--no-progress", action="store_true")
+        b.set_defaults(fn=cmd_data)
 
     i = sub.add_parser("info", help="what a checkpoint holds")
     i.add_argument("model", nargs="?")

@@ -1,0 +1,37 @@
+"""Dataset builders by name (`anymal data build NAME`): each turns installed packages into JSONL manifests.
+
+Imports are lazy so that `anymal data build audio` does not import the video or 3-D stacks.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Callable
+
+from ..errors import ConfigError
+
+# name -> (module, function, one-line description)
+BUILDERS: dict[str, tuple[str, str, str]] = {
+    "tuxpaint": ("anymal.data.tuxpaint", "build_tuxpaint", "Tux Paint stamps -> image captioning, split by caption"),
+    "emoji": ("anymal.data.emoji", "build_emoji", "Noto Color Emoji + CLDR names -> broad-vocabulary captions"),
+    "audio": ("anymal.data.speech", "build_audio",
+              "Asterisk prompts + espeak-ng/flite speech -> transcripts; Tux Paint sounds -> captions"),
+}
+
+
+def builder(name: str) -> Callable[..., dict]:
+    if name not in BUILDERS:
+        raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(BUILDERS))}")
+    module, fn, _ = BUILDERS[name]
+    return getattr(importlib.import_module(module), fn)
+
+
+def build(name: str, out: str, **options: Any) -> dict:
+    """Run builder `name`; options it does not take are an error that lists the ones it does."""
+    fn = builder(name)
+    params = inspect.signature(fn).parameters
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        known = ", ".join(p for p in params if p != "out")
+        raise ConfigError(f"dataset {name!r} has no option {', '.join(unknown)}; its options: {known}")
+    return fn(out, **options)
