@@ -58,3 +58,35 @@ def test_bad_samples_are_skipped_and_counted_or_fatal(tmp_path, images, tiny_llm
     assert any("skipped 4 samples" in l and "broken.png" in l for l in logs)
     with pytest.raises(DataError, match="train.jsonl:6: expected a JSON object, got str"):
         train(load_train_config(recipe, ["data.on_error=fail"]), progress=False, log=lambda *_: None)
+
+
+def test_add_a_modality_keeping_a_trained_adapter_frozen(tmp_path, images, tiny_llm_dir, monkeypatch):
+    import numpy as np
+    import torch
+
+    monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
+    first = train(load_train_config(_recipe(tmp_path, tiny_llm_dir, _dataset(tmp_path, images)),
+                                    ["optim.max_steps=3"]), progress=False, log=lambda *_: None)
+    clips = []
+    for i in range(4):
+        clips.append(tmp_path / f"clip{i}.npy")
+        np.save(clips[-1], np.sin(np.arange(10 + 12 * i, dtype=np.float32) * (i + 1)))
+    recs = [{"messages": [{"role": "user", "content": "<audio><image>What is this?"},
+                          {"role": "assistant", "content": f"Sound {i}."}], "audios": [str(c)], "images": [str(im)]}
+            for i, (c, im) in enumerate(zip(clips, images))]
+    data = tmp_path / "av.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    recipe = _recipe(tmp_path, tiny_llm_dir, data)
+    overrides = [f"init_from={first.checkpoint}", "freeze=[projectors.image]", f"output_dir={tmp_path / 'run2'}",
+                 "model.modalities.audio={encoder: tiny-seq, projector: linear, num_tokens: 8}", "optim.max_steps=5"]
+    cfg = load_train_config(recipe, overrides)
+    res = train(cfg, progress=False, log=lambda *_: None)
+    before, after = AnyMAL.from_pretrained(first.checkpoint), AnyMAL.from_pretrained(res.checkpoint)
+    for k, v in before.projectors["image"].state_dict().items():
+        assert torch.equal(v, after.projectors["image"].state_dict()[k]), k
+    plan = (tmp_path / "run2" / "plan.txt").read_text()
+    assert "projectors.image  frozen" in plan and "projectors.audio  yes" in plan
+    assert after.lineage[0]["steps"] == 3 and after.lineage[-1]["init_from"] == str(first.checkpoint)
+    with pytest.raises(Exception, match="freeze: no component 'projectors.video'"):
+        train(load_train_config(recipe, overrides[:-1] + ["freeze=[projectors.video]"]), progress=False,
+              log=lambda *_: None)

@@ -70,6 +70,26 @@ class AnyMAL(nn.Module):
         model.stage, model.lineage = manifest["stage"], manifest.get("lineage", [])
         return model
 
+    def init_adapters_from(self, path: str | Path) -> list[str]:
+        """Start the projectors of the modalities this model shares with checkpoint `path` from its weights.
+
+        Used to add modalities to a trained model (e.g. keep the image adapter, train audio): shared
+        modalities are fact-checked like a full load; the others keep their fresh initialisation.
+        """
+        manifest = read_manifest(path)
+        shared = [m for m in manifest["modalities"] if m in self.projectors]
+        check_facts({**manifest, "modalities": {m: manifest["modalities"][m] for m in shared}}, self.facts(), path)
+        state = read_weights(path)
+        for m in shared:
+            prefix = f"projectors.{m}."
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            try:
+                self.projectors[m].load_state_dict(sub, strict=True)
+            except RuntimeError as e:
+                raise CheckpointError(f"{path}: the {m} adapter does not fit the model being built: {e}") from None
+        self.lineage = manifest.get("lineage", [])
+        return shared
+
     def adapters(self) -> nn.Module:
         """The trainable part that a checkpoint stores."""
         return nn.ModuleDict({"projectors": self.projectors})

@@ -68,10 +68,13 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> RunResult:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml")
-    model = AnyMAL.from_pretrained(cfg.init_from) if cfg.init_from else AnyMAL.from_config(cfg.model)
+    model = AnyMAL.from_config(cfg.model)
+    if cfg.init_from:
+        loaded = model.init_adapters_from(cfg.init_from)
+        log(f"projectors {', '.join(loaded) or '(none)'} start from {cfg.init_from}")
     if cfg.llm_train_dtype:
         model.llm.model.to(getattr(torch, cfg.llm_train_dtype))
-    params = apply_stage(model, cfg.stage)
+    params = apply_stage(model, cfg.stage, cfg.freeze)
     table = plan_table(model)
     (out / "plan.txt").write_text(table + "\n")
     log(f"stage {cfg.stage!r}:\n{table}")

@@ -1,13 +1,16 @@
 """Named training stages and the freeze plan each one implies.
 
 `align` (AnyMAL / LLaVA stage 1): frozen encoders and frozen LLM, only the projectors learn.
-The plan is applied, then printed and saved as a table so a run states exactly what trained.
+A recipe's `freeze` list re-freezes named components on top of the stage. The plan is applied,
+then printed and saved as a table so a run states exactly what trained.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from torch import nn
+
+from ..errors import ConfigError
 
 STAGES: dict[str, Callable[[nn.Module], list[str]]] = {}
 
@@ -24,13 +27,20 @@ def _align(model) -> list[str]:
     return [f"projectors.{m}" for m in model.projectors]
 
 
-def apply_stage(model, name: str) -> list[nn.Parameter]:
-    """Freeze everything, unfreeze the stage's components; return the trainable parameters."""
+def apply_stage(model, name: str, freeze: list[str] | tuple[str, ...] = ()) -> list[nn.Parameter]:
+    """Freeze everything, unfreeze the stage's components, then re-freeze the named overrides
+    (e.g. `projectors.image` to keep a trained image adapter while others learn); return what trains."""
     if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r}; known: {', '.join(STAGES)}")
+        raise ConfigError(f"unknown stage {name!r}; known: {', '.join(STAGES)}")
     model.requires_grad_(False)
     for comp in STAGES[name](model):
         model.get_submodule(comp).requires_grad_(True)
+    for comp in freeze:
+        try:
+            model.get_submodule(comp).requires_grad_(False)
+        except AttributeError:
+            names = [f"projectors.{m}" for m in model.projectors]
+            raise ConfigError(f"freeze: no component {comp!r}; e.g. {', '.join(names)}") from None
     return [p for p in model.parameters() if p.requires_grad]
 
 
