@@ -11,7 +11,7 @@ import torch
 from anymal import AnyMAL, GenerationSettings
 from anymal.config import load_train_config
 from anymal.data.tuxpaint import STAMPS_DIR, build_tuxpaint
-from anymal.eval.captioning import evaluate_captions
+from anymal.eval.runner import evaluate
 from anymal.paths import PACKAGE_DIR
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def test_short_real_training_run_lowers_loss(tux, tmp_path):
 
 
 def test_shipped_default_names_held_out_objects(default_model, tux, tmp_path):
-    res = evaluate_captions(default_model, tux / "test.jsonl", tmp_path / "eval", batch_size=16, progress=False)
+    res = evaluate(default_model, "image-caption", tux / "test.jsonl", tmp_path / "eval", batch_size=16, progress=False)
     assert res["n"] >= 60 and res["skipped"] == 0
     preds = [json.loads(l)["prediction"] for l in (tmp_path / "eval" / "predictions.jsonl").open()]
     # answers are short captions that depend on the image (not one memorised sentence)...
@@ -67,7 +67,7 @@ def test_shipped_default_names_held_out_objects(default_model, tux, tmp_path):
     # ...and score at least what the README states for the shipped adapter (regression guard)
     assert res["scores"]["ROUGE-L"] >= 0.30 and res["scores"]["BLEU-1"] >= 0.25, res["scores"]
     assert res["scores"]["object_named"] >= 0.03, res["scores"]
-    for f in ("results.json", "results.md", "predictions.jsonl", "object_named_by_category.png"):
+    for f in ("results.json", "results.md", "predictions.jsonl", "by_group.png"):
         assert (tmp_path / "eval" / f).is_file()
 
 

@@ -134,12 +134,15 @@ def cmd_train(a) -> int:
 
 
 def cmd_eval(a) -> int:
-    from ..eval.captioning import evaluate_captions
+    from ..eval.runner import evaluate
+    from ..eval.tasks import get_task
 
+    get_task(a.task)  # an unknown task fails before the model loads
     model = _load_model(a.model)
-    res = evaluate_captions(model, a.data, a.out, limit=a.limit, batch_size=a.batch_size, progress=not a.no_progress)
-    print((Path(a.out) / "results.md").read_text(), end="")
-    print(f"wrote {a.out}/results.json, results.md, predictions.jsonl, object_named_by_category.png "
+    out = a.out or f"runs/eval/{a.task}"
+    res = evaluate(model, a.task, a.data, out, limit=a.limit, batch_size=a.batch_size, progress=not a.no_progress)
+    print((Path(out) / "results.md").read_text(), end="")
+    print(f"wrote {out}/: results.json, results.md, predictions.jsonl, plots "
           f"(n={res['n']}, skipped={res['skipped']})", file=sys.stderr)
     return 0
 
@@ -217,10 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(fn=cmd_train)
 
-    e = sub.add_parser("eval", help="captioning metrics on a manifest (pinned greedy decoding)")
+    from ..eval.tasks import TASKS
+
+    e = sub.add_parser("eval", help="run an evaluation task (pinned greedy decoding) and write a report")
     e.add_argument("--model", help="checkpoint directory (default: the shipped adapters)")
-    e.add_argument("--data", required=True, help="JSONL manifest, e.g. data/tuxpaint/test.jsonl")
-    e.add_argument("--out", default="runs/eval")
+    e.add_argument("--task", default="image-caption", choices=sorted(TASKS))
+    e.add_argument("--data", help="JSONL manifest (default: the task's own, e.g. data/tuxpaint/test.jsonl)")
+    e.add_argument("--out", help="report directory (default: runs/eval/TASK)")
     e.add_argument("--limit", type=int)
     e.add_argument("--batch-size", type=int, default=8)
     e.add_argument("--no-progress", action="store_true")

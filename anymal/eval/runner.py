@@ -1,0 +1,146 @@
+"""`anymal eval`: run a registered task on a manifest with pinned decoding and write a report.
+
+Decoding is pinned per task (greedy, fixed max tokens, the manifest's own instructions) and recorded
+with the model manifest, a hash of the data and the package versions, so a README number can be
+regenerated exactly; greedy batched decoding gives the same answers at any batch size.
+Writes results.json, results.md, predictions.jsonl and plots (per-group bars; a confusion matrix
+for closed-label tasks).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .. import __version__
+from ..data.jsonl import read_jsonl
+from ..errors import DataError
+from ..model.generation import GenerationSettings
+from .tasks import Row, Task, get_task
+
+PINNED = GenerationSettings(max_new_tokens=48, temperature=0.0, repetition_penalty=1.0)
+
+
+def split_reference(messages: list[dict]) -> tuple[list[dict], str]:
+    """Prompt = everything before the last assistant turn; reference = that turn's text."""
+    k = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    ref = messages[k]["content"]
+    if isinstance(ref, list):
+        ref = " ".join(p.get("text", "") for p in ref if isinstance(p, dict))
+    return messages[:k], ref
+
+
+def predict(model, prompts: list[list[dict]], settings: GenerationSettings, batch_size: int = 8,
+            progress: bool = True, desc: str = "eval") -> list[str]:
+    out: list[str] = []
+    for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, unit="batch"):
+        out += model.generate(prompts[i:i + batch_size], settings)
+    return out
+
+
+def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | None = None,
+             out_dir: str | Path = "runs/eval", limit: int | None = None, batch_size: int = 8,
+             progress: bool = True) -> dict:
+    t = get_task(task) if isinstance(task, str) else task
+    manifest = Path(manifest or t.manifest)
+    if not manifest.is_file():
+        raise DataError(f"{manifest}: no such manifest; build it with `{t.build}`")
+    samples, skipped = read_jsonl(manifest, list(model.projectors), on_error="skip")
+    samples = [s for s in samples if t.select(s.meta)]
+    samples = samples[:limit] if limit else samples
+    settings = replace(PINNED, max_new_tokens=t.max_new_tokens)
+    prompts, refs = zip(*[split_reference(s.messages) for s in samples]) if samples else ((), ())
+    preds = predict(model, list(prompts), settings, batch_size, progress, desc=t.name)
+    rows = []
+    for s, p, r in zip(samples, preds, refs):
+        verdict = t.judge(Row(p, r, s.meta), list(refs))
+        rows.append({"where": s.where, "prediction": p, "reference": r, **verdict,
+                     "group": str(s.meta.get(t.group_by, "-")),
+                     **({"label": s.meta.get(t.label_key)} if t.label_key else {})})
+    keys = [k for k in rows[0] if k not in ("where", "prediction", "reference", "group", "label")] if rows else []
+    scores = {k: sum(float(r[k]) for r in rows) / len(rows) for k in keys}
+    if t.corpus and preds:
+        scores.update(t.corpus(list(preds), list(refs)))
+    by_group = defaultdict(list)
+    for r in rows:
+        if t.primary in r:
+            by_group[r["group"]].append(float(r[t.primary]))
+    result = {
+        "task": t.name, "about": t.about, "manifest": str(manifest), "n": len(rows), "skipped": skipped.total,
+        "data_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(), "primary": t.primary,
+        "scores": scores, "by_group": {k: sum(v) / len(v) for k, v in sorted(by_group.items())},
+        "group_by": t.group_by, "notes": t.notes, "decoding": asdict(settings), "batch_size": batch_size,
+        "versions": _versions(), "model": {"stage": model.stage, **model.facts()},
+    }
+    write_report(result, rows, Path(out_dir))
+    return result
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+
+    return {"anymal": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def write_report(result: dict, rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    with (out / "predictions.jsonl").open("w") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    lines = [f"| {result['task']} | value (n={result['n']}) |", "|---|---|"]
+    lines += [f"| {k} | {v:.3f} |" for k, v in result["scores"].items()]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    groups = result["by_group"]
+    if groups:
+        fig, ax = plt.subplots(figsize=(max(4, len(groups) * 0.7), 3.2))
+        ax.bar(list(groups), list(groups.values()), color="#4c72b0")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(result["primary"])
+        ax.set_title(f"{result['task']}: {result['primary']} per {result['group_by']} (n={result['n']})")
+        plt.setp(ax.get_xticklabels(), rotation=40, ha="right")
+        fig.tight_layout()
+        fig.savefig(out / "by_group.png", dpi=110)
+        plt.close(fig)
+    if rows and "label" in rows[0]:
+        confusion_plot(rows, out / "confusion.png", result["task"])
+
+
+def confusion_plot(rows: list[dict], path: Path, title: str) -> None:
+    """Rows: true label (meta) vs the reference the answer was matched to (or 'no match')."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .matching import match_label
+
+    refs = sorted({r["reference"] for r in rows})
+    label_of = {r["reference"]: str(r["label"]) for r in rows}
+    labels = sorted(set(label_of.values()))
+    cols = labels + ["no match"]
+    m = np.zeros((len(labels), len(cols)), int)
+    for r in rows:
+        hit = match_label(r["prediction"], refs)
+        m[labels.index(str(r["label"])), cols.index(label_of[hit]) if hit else -1] += 1
+    fig, ax = plt.subplots(figsize=(1 + 0.5 * len(cols), 1 + 0.45 * len(labels)))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    for (i, j), v in np.ndenumerate(m):
+        if v:
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=6)
+    ax.set_xlabel("answer matched to")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title}: confusion (n={len(rows)})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
