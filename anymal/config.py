@@ -72,6 +72,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 5
     eval_every: int = 50  # validation loss cadence (0 = only at the end)
+    save_every: int = 0  # also write the checkpoint every N steps (0 = only at the end)
     init_from: str | None = None  # start the projectors of shared modalities from a checkpoint directory
     freeze: list[str] = field(default_factory=list)  # components kept frozen on top of the stage, e.g. projectors.image
     # dtype of the *frozen* LLM while training (AnyMAL trains against a low-precision LLM and infers

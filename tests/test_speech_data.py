@@ -26,8 +26,8 @@ def test_wer_cer_hand_checked():
     assert r["wer"] == pytest.approx(1 / 4) and r["substitutions"] == 1
     assert r["cer"] == pytest.approx(4 / 14)  # "up" -> "down": 4 character edits in 14 characters
     assert wer_cer(["Hello, World!"], ["hello world"])["wer"] == 0.0  # case and punctuation ignored
-    # corpus-level: 1 deletion over 2 + 4 reference words
-    assert wer_cer(["yes", "one two three"], ["yes", "one two three four"])["wer"] == pytest.approx(1 / 6)
+    # corpus-level, not a mean of per-clip rates: 1 deletion over 1 + 4 reference words
+    assert wer_cer(["yes", "one two three"], ["yes", "one two three four"])["wer"] == pytest.approx(1 / 5)
     assert normalize_text("Waldo’s  premier—provider, Press 1.") == "waldo's premier provider press 1"
     with pytest.raises(InputError, match="empty after normalisation"):
         wer_cer(["x"], ["?!"])
@@ -92,6 +92,15 @@ def test_tts_failures_are_counted(tmp_path, monkeypatch):
     stats = build_audio(tmp_path, sources=("tts",), limit=3, tts_per_sentence=2, progress=False)
     assert stats["skipped"] == {"TTS failed (espeak-ng)": 3, "TTS failed (flite)": 3}
     assert sum(c["total"] for c in stats["counts"].values()) == 0
+
+
+def test_unknown_source_is_an_error_naming_it(tmp_path):
+    from anymal.errors import DataError
+
+    with pytest.raises(DataError, match="bogus"):
+        build_audio(tmp_path, sources="asterisk,bogus", progress=False)
+    with pytest.raises(DataError, match="bogus"):
+        build_audio(tmp_path, limit={"bogus": 1}, progress=False)
 
 
 @pytest.mark.integration

@@ -16,6 +16,13 @@ BUILDERS: dict[str, tuple[str, str, str]] = {
     "emoji": ("anymal.data.emoji", "build_emoji", "Noto Color Emoji + CLDR names -> broad-vocabulary captions"),
     "audio": ("anymal.data.speech", "build_audio",
               "Asterisk prompts + espeak-ng/flite speech -> transcripts; Tux Paint sounds -> captions"),
+    "video": ("anymal.data.stamp_video", "build_video",
+              "Tux Paint stamps moving in 4 directions (with their sounds) -> video captions/QA, split by caption"),
+    "hapt": ("anymal.data.hapt_windows", "build_hapt", "UCI HAPT smartphone IMU -> activity windows, split by user"),
+    "furniture": ("anymal.data.furniture", "build_furniture",
+                  "Sweet Home 3D furniture meshes -> point clouds with captions, split by model name"),
+    "interleaved": ("anymal.data.interleaved", "build_interleaved",
+                    "image + IMU and image + sound questions from the built tuxpaint, audio and hapt sets"),
 }
 
 

@@ -134,7 +134,8 @@ def build_hapt(out: str | Path, caps: dict[str, int] | None = None, transition_v
                 if not wins:
                     skipped.add("segment shorter than 2.56 s", f"user {user} rec {r} @ {seg[0] / RATE:.1f} s")
                 pools[split][seg[2]] += wins
-    counts: dict = {"windows": {}, "bytes": 0, "split_users": {k: [v.start, v.stop - 1] for k, v in SPLIT_USERS.items()}}
+    users = {k: [v.start, v.stop - 1] for k, v in SPLIT_USERS.items()}
+    counts: dict = {"windows": {}, "bytes": 0, "split_users": users}
     for split in splits:
         rng = random.Random(f"{seed}:{split}")
         chosen = []

@@ -76,8 +76,7 @@ _PLAIN_NOUN_PHRASE = re.compile(r"^[^.!?“”\"—:;]+\.$")
 def read_transcripts(path: Path = ASTERISK_TRANSCRIPTS) -> dict[str, str]:
     """`key: transcript` lines (key = path under en_US_f_Allison/ without .wav); `;` lines are comments."""
     if not path.is_file():
-        raise DataError(f"{path}: Asterisk transcripts not found; install them with "
-                        "`apt-get install asterisk-core-sounds-en asterisk-core-sounds-en-wav`")
+        raise DataError(f"{path}: Asterisk transcripts not found; apt-get install asterisk-core-sounds-en")
     out = {}
     with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, 1):
@@ -110,18 +109,16 @@ def sound_answer(caption: str) -> str | None:
 
 def _key_order(keys: list[str], limit: int | None) -> list[str]:
     """All keys in order, or a deterministic hash-shuffled subset (so a small build spans the splits)."""
-    if limit is None:
-        return keys
-    return sorted(keys, key=lambda k: hashlib.sha256(k.encode()).hexdigest())[:limit]
+    return keys if limit is None else sorted(keys, key=lambda k: hashlib.sha256(k.encode()).hexdigest())[:limit]
 
 
 @lru_cache(maxsize=None)
 def _flite_voices() -> frozenset[str]:
-    try:
-        out = subprocess.run(["flite", "-lv"], capture_output=True, text=True, timeout=30).stdout
+    try:  # "Voices available: kal awb_time kal16 awb rms slt"
+        return frozenset(subprocess.run(["flite", "-lv"], capture_output=True, text=True,
+                                        timeout=30).stdout.split(":", 1)[-1].split())
     except (OSError, subprocess.SubprocessError):
         return frozenset()
-    return frozenset(out.split(":", 1)[-1].split())
 
 
 def synthesize(text: str, engine: str, voice: str, rate: float, tmp: Path) -> np.ndarray:
@@ -258,17 +255,19 @@ def _sounds(out: Path, val: float, test: float, seed: int, limit: int | None, sk
     return recs
 
 
-def build_audio(out: str | Path, seed: int = 0, val: float = 0.1, test: float = 0.1, tts_per_sentence: int = 2,
-                sources: tuple[str, ...] = SOURCES, limit: int | dict[str, int] | None = None,
+def build_audio(out: str | Path, seed: int = 0, val: float = 0.1, test: float = 0.1, tts_per_sentence: int = 1,
+                sources: tuple[str, ...] | str = SOURCES, limit: int | dict[str, int] | None = None,
                 progress: bool = True) -> dict:
     """Write `{out}/{train,val,test}.jsonl`, `audio/`, `stats.json`, `README.md`; return the stats.
 
     `limit` caps the clips (Asterisk, sounds) or sentences (TTS) per source, as an int for every
     source or a dict {source: n}; the subset is a deterministic hash sample, so it spans the splits.
     """
-    if set(sources) - set(SOURCES):
-        raise DataError(f"unknown audio sources {sorted(set(sources) - set(SOURCES))}, expected some of {SOURCES}")
+    sources = tuple(x.strip() for x in sources.split(",")) if isinstance(sources, str) else tuple(sources)
     lim = limit if isinstance(limit, dict) else {s: limit for s in SOURCES}
+    if set(sources) - set(SOURCES) or set(lim) - set(SOURCES):
+        raise DataError(f"unknown audio sources {sorted((set(sources) | set(lim)) - set(SOURCES))}, "
+                        f"expected some of {SOURCES} (in `sources` and `limit`)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start, skipped, recs = time.time(), SkipReport(), []

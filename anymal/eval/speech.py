@@ -11,6 +11,7 @@ are left as they are ("press 1" != "press one"), as are spellings ("xray" != "x-
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import time
 from pathlib import Path
@@ -92,7 +93,8 @@ def whisper_transcribe(paths: list[str], batch_size: int = 8, compute_type: str 
     from ..encoders.media import load_audio
 
     path = whisper_dir()
-    model = ctranslate2.models.Whisper(str(path), device="cpu", compute_type=compute_type, intra_threads=2)
+    model = ctranslate2.models.Whisper(str(path), device="cpu", compute_type=compute_type,
+                                      intra_threads=min(4, os.cpu_count() or 1))
     tok = Tokenizer.from_file(str(path / "tokenizer.json"))
     # English-only model: no language or task token, just start-of-transcript + no timestamps
     prompt = [tok.token_to_id("<|startoftranscript|>"), tok.token_to_id("<|notimestamps|>")]

@@ -44,14 +44,31 @@ class ContrastiveConfig:
 @dataclass
 class ContrastiveSet:
     """N examples. `batch(idx, rng, train)` builds the encoder input for rows `idx` (augmenting when
-    `train`); `text` holds each row's caption embedding [N, D]; equal `groups` ids mean the same meaning."""
+    `train`); `text` holds each row's caption embedding [N, D], or V alternative captions [N, V, D]
+    (one drawn per row and step; variant `val_variant` is used for validation); equal `groups` ids
+    ([N] or [N, V]) mean the same meaning."""
 
     batch: Callable[[np.ndarray, np.random.Generator, bool], torch.Tensor]
     text: torch.Tensor
     groups: torch.Tensor
+    val_variant: int = 0
+
+    def __post_init__(self):
+        if self.text.ndim == 2:
+            self.text = self.text[:, None]
+        if self.groups.ndim == 1:
+            self.groups = self.groups[:, None].expand(-1, self.text.shape[1])
+        if self.text.shape[:2] != self.groups.shape:
+            raise ValueError(f"text {list(self.text.shape)} and groups {list(self.groups.shape)} disagree")
 
     def __len__(self) -> int:
         return len(self.groups)
+
+    def targets(self, idx: np.ndarray, rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(text [B, D], groups [B]) of rows idx: a random variant each when `rng`, else `val_variant`."""
+        v = torch.from_numpy(rng.integers(0, self.text.shape[1], len(idx))) if rng is not None else self.val_variant
+        rows = torch.from_numpy(np.asarray(idx))
+        return self.text[rows, v], self.groups[rows, v]
 
 
 def group_ids(texts: list[str]) -> torch.Tensor:
@@ -100,13 +117,14 @@ def evaluate_set(model: ContrastiveModel, data: ContrastiveSet, batch_size: int 
     rng = np.random.default_rng(0)
     idx = np.arange(len(data))
     z = torch.cat([model.embed(data.batch(idx[i:i + batch_size], rng, False)) for i in range(0, len(idx), batch_size)])
-    losses = [info_nce(z[i:i + batch_size], data.text[i:i + batch_size], data.groups[i:i + batch_size],
+    text, groups = data.targets(idx, None)
+    losses = [info_nce(z[i:i + batch_size], text[i:i + batch_size], groups[i:i + batch_size],
                        model.scale()).item() for i in range(0, len(idx), batch_size)]
-    first = {int(g): i for i, g in reversed(list(enumerate(data.groups)))}  # one text row per group
+    first = {int(g): i for i, g in reversed(list(enumerate(groups)))}  # one text row per group
     rows = torch.tensor(sorted(first.values()))
-    pred = data.groups[rows][(z @ data.text[rows].T).argmax(1)]
+    pred = groups[rows][(z @ text[rows].T).argmax(1)]
     model.train(was)
-    return {"val_loss": float(np.mean(losses)), "val_acc": float((pred == data.groups).float().mean())}
+    return {"val_loss": float(np.mean(losses)), "val_acc": float((pred == groups).float().mean())}
 
 
 def _lr(step: int, total: int, cfg: ContrastiveConfig) -> float:
@@ -119,7 +137,7 @@ def _lr(step: int, total: int, cfg: ContrastiveConfig) -> float:
 def train_contrastive(encoder: nn.Module, feat_dim: int, train: ContrastiveSet, val: ContrastiveSet | None,
                       cfg: ContrastiveConfig, out_dir: str | Path, extra_tensors: dict[str, torch.Tensor] | None = None,
                       facts: dict | None = None) -> dict:
-    """Train `encoder` (+ head) and write the run dir; keeps the epoch with the best val accuracy."""
+    """Train `encoder` (+ head) and write the run dir; keeps the epoch with the lowest val loss."""
     from .plots import plot_curves
 
     out = Path(out_dir)
@@ -127,14 +145,14 @@ def train_contrastive(encoder: nn.Module, feat_dim: int, train: ContrastiveSet, 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_all(cfg.seed)
-    model = ContrastiveModel(encoder, feat_dim, train.text.shape[1], cfg)
+    model = ContrastiveModel(encoder, feat_dim, train.text.shape[-1], cfg)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     n = len(train)
     steps_per_epoch = max(1, n // cfg.batch_size)  # drop the ragged last batch: tiny batches make InfoNCE noisy
     total = steps_per_epoch * cfg.epochs
-    best: dict = {"val_acc": -1.0}
+    best: dict = {"val_loss": float("inf")}
     best_state: dict[str, torch.Tensor] = {}
     t0, step = time.time(), 0
     bar = tqdm(total=total, desc="contrastive", disable=not cfg.progress)
@@ -146,7 +164,8 @@ def train_contrastive(encoder: nn.Module, feat_dim: int, train: ContrastiveSet, 
                 idx = np.sort(perm[b * cfg.batch_size:(b + 1) * cfg.batch_size])
                 for g in opt.param_groups:
                     g["lr"] = _lr(step, total, cfg)
-                loss = info_nce(model.embed(train.batch(idx, rng, True)), train.text[idx], train.groups[idx], model.scale())
+                text, groups = train.targets(idx, rng)
+                loss = info_nce(model.embed(train.batch(idx, rng, True)), text, groups, model.scale())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -160,7 +179,7 @@ def train_contrastive(encoder: nn.Module, feat_dim: int, train: ContrastiveSet, 
                 metrics = evaluate_set(model, val)
                 log.write(json.dumps({"step": step, "epoch": epoch, **metrics}) + "\n")
                 log.flush()
-                if metrics["val_acc"] > best["val_acc"]:
+                if metrics["val_loss"] < best["val_loss"]:  # the loss is far less noisy than accuracy on small sets
                     best = {"epoch": epoch, **metrics}
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     bar.close()

@@ -132,6 +132,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> RunResult:
             val_loss = evaluate_loss(model, val_items, o.batch_size)
             metrics.write(json.dumps({"step": step, "val_loss": val_loss}) + "\n")
             metrics.flush()
+        if cfg.save_every and step % cfg.save_every == 0 and step < o.max_steps:  # a run cut short keeps its progress
+            model.save_pretrained(out / "checkpoint", stage=cfg.stage, extra={"training": {"partial_step": step}})
     metrics.close()
     plot_curves(out / "metrics.jsonl", out / "curves.png")
     model.stage = cfg.stage

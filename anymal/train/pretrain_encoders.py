@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,8 @@ import torch
 from ..data.jsonl import read_jsonl
 from ..errors import DataError
 from ..text_embed import embed_texts
-from .contrastive import ContrastiveConfig, ContrastiveSet, group_ids, linear_probe, majority_accuracy, train_contrastive
+from .contrastive import (ContrastiveConfig, ContrastiveSet, group_ids, linear_probe, majority_accuracy,
+                          train_contrastive)
 
 
 def _records(data_dir: Path, split: str, modality: str) -> list[tuple[str, str, dict]]:
@@ -45,12 +45,12 @@ def _copy_shipped(run: Path, dest: Path, config: dict) -> Path:
 
 
 # ---- IMU -----------------------------------------------------------------------------------
-def _imu_arrays(data_dir: Path, split: str) -> tuple[list[np.ndarray], list[str], torch.Tensor]:
+def _imu_arrays(data_dir: Path, split: str) -> tuple[list[np.ndarray], torch.Tensor]:
     from ..encoders.imu import fit_window, read_imu_item
 
     recs = _records(data_dir, split, "imu")
     xs = [fit_window(read_imu_item(p))[0] for p, _, _ in recs]
-    return xs, [c for _, c, _ in recs], torch.tensor([m["label"] for _, _, m in recs])
+    return xs, torch.tensor([m["label"] for _, _, m in recs])
 
 
 def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
@@ -62,9 +62,13 @@ def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
     return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
 
 
-def _imu_set(xs: list[np.ndarray], captions: list[str], labels: torch.Tensor, mean: np.ndarray,
-             std: np.ndarray) -> ContrastiveSet:
+def _imu_set(xs: list[np.ndarray], labels: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> ContrastiveSet:
+    """Targets: the 3 caption paraphrases of each row's activity (canonical first), all one group."""
+    from ..data.hapt_windows import CAPTIONS
     from ..encoders.imu import pack
+
+    classes = sorted(CAPTIONS)
+    table = torch.stack([embed_texts(CAPTIONS[c]) for c in classes])  # [12, 3, 384]
 
     def batch(idx: np.ndarray, rng: np.random.Generator, train: bool) -> torch.Tensor:
         out = []
@@ -81,7 +85,7 @@ def _imu_set(xs: list[np.ndarray], captions: list[str], labels: torch.Tensor, me
             out.append(pack(x.astype(np.float32), mean, std))
         return torch.stack(out)
 
-    return ContrastiveSet(batch, embed_texts(captions), labels.clone())
+    return ContrastiveSet(batch, table[torch.searchsorted(torch.tensor(classes), labels)], labels.clone())
 
 
 def pretrain_imu(data_dir: str | Path, out_dir: str | Path, cfg: ContrastiveConfig | None = None,
@@ -90,15 +94,15 @@ def pretrain_imu(data_dir: str | Path, out_dir: str | Path, cfg: ContrastiveConf
     from ..encoders.imu import RATE, STRIDE, TOKENS, WEIGHTS_DIR, WINDOW, IMUEncoder, IMUNet
 
     data_dir, out = Path(data_dir), Path(out_dir)
-    cfg = cfg or ContrastiveConfig(epochs=40, batch_size=128, lr=2e-3)
-    xs, caps, labels = _imu_arrays(data_dir, "train")
+    cfg = cfg or ContrastiveConfig(epochs=30, batch_size=128, lr=2e-3)
+    xs, labels = _imu_arrays(data_dir, "train")
     allx = np.concatenate(xs)
     mean, std = allx.mean(0), allx.std(0) + 1e-6  # per-channel constants, shipped with the weights
-    vx, vcaps, vlabels = _imu_arrays(data_dir, "val")
+    vx, vlabels = _imu_arrays(data_dir, "val")
     torch.manual_seed(cfg.seed)
     net = IMUNet(channels, dim)
     arch = {"channels": list(channels), "dim": dim, "window": WINDOW, "tokens": TOKENS, "stride": STRIDE, "rate": RATE}
-    res = train_contrastive(net, dim, _imu_set(xs, caps, labels, mean, std), _imu_set(vx, vcaps, vlabels, mean, std),
+    res = train_contrastive(net, dim, _imu_set(xs, labels, mean, std), _imu_set(vx, vlabels, mean, std),
                             cfg, out, extra_tensors={"norm.mean": torch.tensor(mean), "norm.std": torch.tensor(std)},
                             facts={"arch": arch, "data": str(data_dir)})
     config = {"arch": arch, "norm_id": "hapt-train-users-1-21", "data": "UCI HAPT users 1-21 (build_hapt)",
@@ -132,6 +136,7 @@ def evaluate_imu_encoder(encoder=None, data_dir: str | Path = "data/hapt", split
     """Held-out users: zero-shot 12-way accuracy (nearest canonical caption), linear probe, chance, majority."""
     from ..data.hapt import LABELS
     from ..data.hapt_windows import CAPTIONS
+    from ..encoders import imu  # noqa: F401  (registers imu-cnn)
     from ..encoders.base import load_encoder
 
     enc = encoder or load_encoder("imu-cnn", "imu")
@@ -152,4 +157,101 @@ def evaluate_imu_encoder(encoder=None, data_dir: str | Path = "data/hapt", split
                                     for c in classes if (te_y == c).any()}}
 
 
-__all__ = ["evaluate_imu_encoder", "pretrain_imu"]
+# ---- points --------------------------------------------------------------------------------
+def _points_set(paths: list[str], captions: list[str], categories: list[str], n: int) -> ContrastiveSet:
+    """Targets: the object's caption (variant 0) or its category's caption (1), drawn per step."""
+    from ..encoders.geometry import normalize_cloud
+    from ..encoders.points import random_yaw
+
+    clouds = [np.load(p).astype(np.float32) for p in paths]  # [2048, 3] each, from build_furniture
+
+    def batch(idx: np.ndarray, rng: np.random.Generator, train: bool) -> torch.Tensor:
+        out = []
+        for i in idx:
+            c = clouds[i]
+            if train:  # a fresh subset, random heading, mild stretch and jitter
+                c = random_yaw(c[rng.choice(len(c), n, replace=len(c) < n)], rng)
+                c = c * rng.uniform(0.9, 1.1, 3).astype(np.float32) + rng.normal(0, 0.005, c.shape).astype(np.float32)
+            else:
+                c = c[np.random.default_rng(0).choice(len(c), n, replace=len(c) < n)]
+            out.append(torch.from_numpy(normalize_cloud(c)))
+        return torch.stack(out)
+
+    from ..data.furniture import category_prompt
+
+    cap_groups = group_ids(captions)
+    cats = sorted(set(categories))
+    text = torch.stack([embed_texts(captions), embed_texts([category_prompt(c) for c in categories])], 1)
+    groups = torch.stack([cap_groups, int(cap_groups.max()) + 1 + torch.tensor([cats.index(c) for c in categories])], 1)
+    return ContrastiveSet(batch, text, groups, val_variant=1)  # pick the epoch by held-out category accuracy
+
+
+def pretrain_points(data_dir: str | Path, out_dir: str | Path, cfg: ContrastiveConfig | None = None,
+                    ship: bool = False, groups: int = 16, neighbours: int = 32, width: int = 96,
+                    dim: int = 256) -> dict:
+    """Contrastive PointNet pretraining on the furniture train names (val names pick the epoch); writes eval.json."""
+    from ..encoders.points import N_POINTS, WEIGHTS_DIR, PointNetEncoder, PointNetNet
+
+    data_dir, out = Path(data_dir), Path(out_dir)
+    cfg = cfg or ContrastiveConfig(epochs=40, batch_size=64, lr=2e-3)
+    sets = {}
+    for split in ("train", "val"):
+        recs = _records(data_dir, split, "points")
+        sets[split] = _points_set([p for p, _, _ in recs], [c for _, c, _ in recs],
+                                  [m["category"] for _, _, m in recs], N_POINTS)
+    torch.manual_seed(cfg.seed)
+    net = PointNetNet(groups, neighbours, width, dim)
+    arch = {"groups": groups, "neighbours": neighbours, "width": width, "dim": dim, "points": N_POINTS}
+    res = train_contrastive(net, dim, sets["train"], sets["val"], cfg, out, facts={"arch": arch, "data": str(data_dir)})
+    config = {"arch": arch, "data": "sweethome3d-furniture train names (build_furniture)",
+              "training": {k: res[k] for k in ("config", "best", "train_examples", "steps", "seconds", "params")}}
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    enc = PointNetEncoder("pointnet", "points", weights_dir=_copy_shipped(out, out / "encoder", config)).freeze()
+    metrics = evaluate_points_encoder(enc, data_dir)
+    (out / "eval.json").write_text(json.dumps(metrics, indent=1))
+    if ship:
+        _copy_shipped(out, WEIGHTS_DIR, {**config, "eval": metrics})
+    return metrics
+
+
+@torch.no_grad()
+def _points_features(enc, data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+    recs = _records(data_dir, split, "points")
+    pooled, emb = [], []
+    for i in range(0, len(recs), 128):
+        x = torch.stack([enc.preprocess(p) for p, _, _ in recs[i:i + 128]])
+        pooled.append(enc.net.pooled(x))
+        emb.append(enc.embed(x))
+    return torch.cat(pooled), torch.cat(emb), [m["category"] for _, _, m in recs], [c for _, c, _ in recs]
+
+
+def evaluate_points_encoder(encoder=None, data_dir: str | Path = "data/furniture", split: str = "test") -> dict:
+    """Held-out names: zero-shot category accuracy (nearest category prompt), linear probe, majority,
+    chance; and caption retrieval (R@1, R@5 among the split's distinct captions)."""
+    from ..data.furniture import CATEGORY_PHRASES, category_prompt
+    from ..encoders import points  # noqa: F401  (registers pointnet)
+    from ..encoders.base import load_encoder
+
+    enc = encoder or load_encoder("pointnet", "points")
+    data_dir = Path(data_dir)
+    cats = sorted(CATEGORY_PHRASES)
+    tr_pooled, _, tr_cat, _ = _points_features(enc, data_dir, "train")
+    te_pooled, te_emb, te_cat, te_caps = _points_features(enc, data_dir, split)
+    tr_y = torch.tensor([cats.index(c) for c in tr_cat])
+    te_y = torch.tensor([cats.index(c) for c in te_cat])
+    prompts = embed_texts([category_prompt(c) for c in cats])
+    zs = (te_emb @ prompts.T).argmax(1)
+    distinct = sorted(set(te_caps))
+    target = torch.tensor([distinct.index(c) for c in te_caps])
+    ranks = (te_emb @ embed_texts(distinct).T).argsort(1, descending=True)
+    hit = ranks == target[:, None]
+    return {"split": split, "n": len(te_y), "categories": len(cats),
+            "zero_shot_category_acc": _accuracy(zs, te_y),
+            "linear_probe_category_acc": _accuracy(linear_probe(tr_pooled, tr_y, te_pooled), te_y),
+            "chance_acc": round(1 / len(cats), 4), "majority_acc": round(majority_accuracy(tr_y, te_y), 4),
+            "caption_retrieval": {"captions": len(distinct), "r@1": round(float(hit[:, :1].any(1).float().mean()), 4),
+                                  "r@5": round(float(hit[:, :5].any(1).float().mean()), 4),
+                                  "chance_r@1": round(1 / len(distinct), 4)}}
+
+
+__all__ = ["evaluate_imu_encoder", "evaluate_points_encoder", "pretrain_imu", "pretrain_points"]
