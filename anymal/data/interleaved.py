@@ -65,7 +65,7 @@ def build_interleaved(out: str | Path, tuxpaint: str | Path = "data/tuxpaint", a
     """Write `{train,val,test}.jsonl` under `out` (media referenced from the source sets); return counts."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = {"train": 1200, "val": 100, "test": 150, **(pairs or {})}
+    pairs = pairs or {"train": 1200, "val": 100, "test": 150}  # image+IMU pairs per split
     counts: dict = {}
     for split, n_pairs in pairs.items():
         rng = random.Random(f"{seed}:{split}")

@@ -60,19 +60,26 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
         verdict = t.judge(Row(p, r, s.meta), list(refs))
         rows.append({"where": s.where, "prediction": p, "reference": r, **verdict,
                      "group": str(s.meta.get(t.group_by, "-")),
-                     **({"label": s.meta.get(t.label_key)} if t.label_key else {})})
-    keys = [k for k in rows[0] if k not in ("where", "prediction", "reference", "group", "label")] if rows else []
-    scores = {k: sum(float(r[k]) for r in rows) / len(rows) for k in keys}
+                     **({"label": str(s.meta.get(t.label_key))} if t.label_key else {})})
+    # numeric verdicts are averaged over the rows that have them (a video caption has no 'object' answer)
+    keys = dict.fromkeys(k for r in rows for k, v in r.items() if isinstance(v, (bool, int, float)))
+    scores = {k: sum(float(r[k]) for r in rows if k in r) / sum(k in r for r in rows) for k in keys}
     if t.corpus and preds:
         scores.update(t.corpus(list(preds), list(refs)))
     by_group = defaultdict(list)
     for r in rows:
         if t.primary in r:
             by_group[r["group"]].append(float(r[t.primary]))
+    baselines = {}
+    if t.label_key and rows:  # always answering the most frequent label
+        labels = [r["label"] for r in rows]
+        baselines["majority class"] = {"accuracy": max(map(labels.count, set(labels))) / len(labels)}
+    if t.baseline and rows:
+        baselines.update(t.baseline(samples, progress))
     result = {
         "task": t.name, "about": t.about, "manifest": str(manifest), "n": len(rows), "skipped": skipped.total,
         "data_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(), "primary": t.primary,
-        "scores": scores, "by_group": {k: sum(v) / len(v) for k, v in sorted(by_group.items())},
+        "scores": scores, "baselines": baselines, "by_group": {k: sum(v) / len(v) for k, v in sorted(by_group.items())},
         "group_by": t.group_by, "notes": t.notes, "decoding": asdict(settings), "batch_size": batch_size,
         "versions": _versions(), "model": {"stage": model.stage, **model.facts()},
     }
@@ -100,6 +107,8 @@ def write_report(result: dict, rows: list[dict], out: Path) -> None:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     lines = [f"| {result['task']} | value (n={result['n']}) |", "|---|---|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in result["scores"].items()]
+    for name, scores in result.get("baselines", {}).items():
+        lines += [f"| baseline: {name} — {k} | {v:.3f} |" for k, v in scores.items() if isinstance(v, (int, float))]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     groups = result["by_group"]
     if groups:
@@ -117,28 +126,24 @@ def write_report(result: dict, rows: list[dict], out: Path) -> None:
 
 
 def confusion_plot(rows: list[dict], path: Path, title: str) -> None:
-    """Rows: true label (meta) vs the reference the answer was matched to (or 'no match')."""
+    """True label (meta) vs the label the judge read from the answer ('no match' when none)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .matching import match_label
-
-    refs = sorted({r["reference"] for r in rows})
-    label_of = {r["reference"]: str(r["label"]) for r in rows}
-    labels = sorted(set(label_of.values()))
+    labels = sorted({r["label"] for r in rows})
     cols = labels + ["no match"]
     m = np.zeros((len(labels), len(cols)), int)
     for r in rows:
-        hit = match_label(r["prediction"], refs)
-        m[labels.index(str(r["label"])), cols.index(label_of[hit]) if hit else -1] += 1
-    fig, ax = plt.subplots(figsize=(1 + 0.5 * len(cols), 1 + 0.45 * len(labels)))
+        hit = r.get("predicted")
+        m[labels.index(r["label"]), cols.index(hit) if hit in labels else -1] += 1
+    fig, ax = plt.subplots(figsize=(1.5 + 0.5 * len(cols), 1.2 + 0.45 * len(labels)))
     ax.imshow(m, cmap="Blues")
     ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     for (i, j), v in np.ndenumerate(m):
         if v:
             ax.text(j, i, str(v), ha="center", va="center", fontsize=6)
-    ax.set_xlabel("answer matched to")
+    ax.set_xlabel("answer read as")
     ax.set_ylabel("true")
     ax.set_title(f"{title}: confusion (n={len(rows)})", fontsize=9)
     fig.tight_layout()

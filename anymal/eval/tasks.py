@@ -37,6 +37,7 @@ class Task:
     max_new_tokens: int = 48
     primary: str = ""  # the headline score
     notes: list[str] = field(default_factory=list)
+    baseline: Callable[[list, bool], dict] | None = None  # (samples, progress) -> {name: scores} on the same items
 
 
 TASKS: dict[str, Task] = {}
@@ -65,9 +66,117 @@ def _captions(preds: list[str], refs: list[str]) -> dict:
 
 
 def _label(row: Row, refs: list[str]) -> dict:
-    return {"accuracy": match_label(row.prediction, sorted(set(refs))) == row.reference}
+    """Closed label set = the task's distinct references; the label is the reference itself."""
+    hit = match_label(row.prediction, sorted(set(refs)))
+    return {"accuracy": hit == row.reference, "predicted": hit}
 
 
 register(Task("image-caption", "data/tuxpaint/test.jsonl", "anymal data build tuxpaint",
               "Tux Paint held-out captions (split by caption)", _object_named, corpus=_captions,
               primary="object_named", notes=["CIDEr's IDF comes from the evaluated references: unstable on small sets"]))
+
+
+# ---- audio -----------------------------------------------------------------------------------
+def _exact(row: Row, refs: list[str]) -> dict:
+    from .speech import normalize_text
+
+    return {"exact": normalize_text(row.prediction) == normalize_text(row.reference)}
+
+
+def _wer(preds: list[str], refs: list[str]) -> dict:
+    from .speech import wer_cer
+
+    r = wer_cer(preds, refs)
+    return {"WER": r["wer"], "CER": r["cer"]}
+
+
+def _whisper_decoder(samples: list, progress: bool) -> dict:
+    """Whisper tiny.en end to end (its own decoder, CTranslate2, greedy) on the very same clips."""
+    from .speech import whisper_transcribe
+
+    paths = [next(p["path"] for m in s.messages for p in m["content"] if isinstance(p, dict) and p.get("type") == "audio")
+             for s in samples]
+    refs = [s.messages[-1]["content"] for s in samples]
+    return {"whisper-tiny.en own decoder": _wer(whisper_transcribe(paths), refs)}
+
+
+register(Task("speech-transcribe", "data/audio/test.jsonl", "anymal data build audio",
+              "held-out Asterisk prompts + espeak-ng/flite speech (split by transcript)", _exact,
+              select=lambda m: m.get("kind") == "speech", corpus=_wer, group_by="source", primary="exact",
+              max_new_tokens=64, baseline=_whisper_decoder,
+              notes=["WER normalisation: lower case, punctuation removed; digits and number words differ"]))
+register(Task("sound-name", "data/audio/test.jsonl", "anymal data build audio",
+              "held-out Tux Paint sound effects (split by caption): is the sound's source named?", _object_named,
+              select=lambda m: m.get("kind") == "sound", primary="object_named",
+              notes=["tiny held-out set (the caption split leaves few sounds): read with care"]))
+
+
+# ---- video -----------------------------------------------------------------------------------
+def _video(row: Row, refs: list[str]) -> dict:
+    from .matching import contains_phrase
+
+    out = {}
+    if row.meta.get("task") in ("caption", "direction"):
+        out["direction_correct"] = contains_phrase(row.prediction, row.meta["direction"])
+    if row.meta.get("task") in ("caption", "object"):
+        out["object_named"] = names_object(row.prediction, row.meta["object"])
+    return out
+
+
+register(Task("video-motion", "data/video/test.jsonl", "anymal data build video",
+              "held-out Tux Paint stamps moving in 4 directions: direction and object", _video,
+              group_by="direction", primary="direction_correct",
+              notes=["chance for the direction is 0.25 (4 balanced directions)"]))
+
+
+# ---- IMU -------------------------------------------------------------------------------------
+def _activity(row: Row, refs: list[str]) -> dict:
+    from ..data.hapt import LABELS
+    from ..data.hapt_windows import CAPTIONS
+
+    label_of = {c: LABELS[k] for k, cs in CAPTIONS.items() for c in cs}
+    hit = match_label(row.prediction, sorted(label_of))
+    predicted = label_of.get(hit) if hit else None
+    return {"accuracy": predicted == row.meta["activity"], "predicted": predicted}
+
+
+register(Task("imu-activity", "data/hapt/test.jsonl", "anymal data build hapt",
+              "UCI HAPT windows of held-out users 26-30: is the activity named?", _activity,
+              group_by="activity", label_key="activity", primary="accuracy",
+              notes=["matcher: the answer is mapped to the closest of the 36 activity captions (3 per activity)"]))
+
+
+# ---- 3-D -------------------------------------------------------------------------------------
+def _furniture(row: Row, refs: list[str]) -> dict:
+    from .matching import contains_phrase
+
+    name = row.meta["name"]
+    return {"category_named": contains_phrase(row.prediction, row.meta["category"].lower()),
+            "object_named": names_object(row.prediction, object_word(name + "."))}
+
+
+register(Task("points-category", "data/furniture/test.jsonl", "anymal data build furniture",
+              "Sweet Home 3D models with held-out names: category and object named", _furniture,
+              primary="category_named"))
+
+
+# ---- interleaved -----------------------------------------------------------------------------
+def _interleaved(row: Row, refs: list[str]) -> dict:
+    import re
+
+    from ..data.interleaved import ACTIVITY
+
+    if row.meta["kind"] == "image+imu":
+        m = re.search(r"you are (.*?)(?: while| and|[.,]|$)", row.prediction, re.I)
+        doing = match_label(m.group(1), sorted(ACTIVITY.values())) if m else None
+        activity_ok = doing == row.meta["activity"]
+        object_ok = names_object(row.prediction, row.meta["object"])
+        return {"activity_correct": activity_ok, "object_named": object_ok, "both_correct": activity_ok and object_ok}
+    said_yes = row.prediction.strip().lower().startswith("yes")
+    said_no = row.prediction.strip().lower().startswith("no")
+    return {"match_correct": (said_yes and row.meta["match"]) or (said_no and not row.meta["match"])}
+
+
+register(Task("interleaved", "data/interleaved/test.jsonl", "anymal data build interleaved",
+              "image + IMU (activity and object) and image + sound (do they match?) questions", _interleaved,
+              group_by="kind", primary="both_correct"))
