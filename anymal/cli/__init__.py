@@ -162,6 +162,16 @@ def cmd_data(a) -> int:
     return 0
 
 
+def cmd_pretrain(a) -> int:
+    from ..train import pretrain_encoders as pe
+
+    fn = {"imu": pe.pretrain_imu, "points": pe.pretrain_points}[a.encoder]
+    data = a.data or {"imu": "data/hapt", "points": "data/furniture"}[a.encoder]
+    res = fn(data, a.out or f"runs/pretrain-{a.encoder}", ship=a.ship)
+    print(json.dumps(res, indent=1, default=str))
+    return 0
+
+
 def cmd_info(a) -> int:
     from ..model.checkpoint import read_manifest
     from ..paths import DEFAULT_CHECKPOINT
@@ -182,16 +192,41 @@ def cmd_info(a) -> int:
     return 0
 
 
+# (inputs as (modality, example file), question): every example is from a held-out test split
+DEMO = [
+    *[([("image", f)], "What is this?") for f in ("goat.png", "strawberry.png", "truck.png", "umbrella.png")],
+    ([("audio", "goat-sound.flac")], "What makes this sound?"),
+    ([("audio", "speech-call-forward.flac")], "Transcribe this audio."),
+    ([("video", "goat-moving-up.mp4")], "Describe the video briefly."),
+    ([("imu", "walking-upstairs.csv")], "What is the person doing?"),
+    ([("points", "bench.npy")], "What is this 3D object?"),
+    ([("image", "umbrella.png"), ("imu", "walking-upstairs.csv")], "Given what I see and how I'm moving, what am I doing?"),
+]
+
+
 def cmd_demo(a) -> int:
+    from ..model.messages import MediaPart, from_prompt
     from ..paths import PACKAGE_DIR
 
     model = _load_model(a.model)
-    examples = sorted((PACKAGE_DIR / "assets" / "examples").glob("*.png"))
-    for img in examples:
-        reply = model.chat("What is this?", image=str(img), max_new_tokens=32)
-        print(f"{img.name}: What is this? -> {reply}")
+    examples = PACKAGE_DIR / "assets" / "examples"
+    for inputs, question in DEMO:
+        if any(m not in model.projectors for m, _ in inputs):
+            continue  # a checkpoint without that adapter
+        media = [MediaPart(m, str(examples / f)) for m, f in inputs]
+        reply = model.generate([from_prompt(question, media)], _settings(a))[0]
+        print(f"[{' + '.join(f for _, f in inputs)}] {question} -> {reply}")
     print(model.chat("In one sentence, what can you do?", max_new_tokens=40))
     return 0
+
+
+def _generation_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.1)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--stop", action="append", help="stop string (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,12 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument(f"--{m}", action=_Input, metavar="PATH", help=f"{m} input (repeatable; order is kept)")
     c.add_argument("--imu-rate", type=float, metavar="HZ",
                    help="sample rate of --imu files that have no t column (.npy, CSV without t)")
-    c.add_argument("--max-new-tokens", type=int, default=128)
-    c.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    c.add_argument("--top-p", type=float, default=1.0)
-    c.add_argument("--repetition-penalty", type=float, default=1.1)
-    c.add_argument("--seed", type=int)
-    c.add_argument("--stop", action="append", help="stop string (repeatable)")
+    _generation_args(c, max_new_tokens=128)
     c.add_argument("--json", action="store_true", help="print {'reply': ...} as JSON")
     c.set_defaults(fn=cmd_chat)
 
@@ -245,13 +275,21 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("--no-progress", action="store_true")
         b.set_defaults(fn=cmd_data)
 
+    pt = sub.add_parser("pretrain", help="contrastively pretrain the small IMU / 3-D encoders against MiniLM")
+    pt.add_argument("encoder", choices=["imu", "points"])
+    pt.add_argument("--data", help="built dataset (default: data/hapt or data/furniture)")
+    pt.add_argument("--out", help="run directory (default: runs/pretrain-ENCODER)")
+    pt.add_argument("--ship", action="store_true", help="also replace the weights shipped in the package")
+    pt.set_defaults(fn=cmd_pretrain)
+
     i = sub.add_parser("info", help="what a checkpoint holds")
     i.add_argument("model", nargs="?")
     i.add_argument("--json", action="store_true")
     i.set_defaults(fn=cmd_info)
 
-    dm = sub.add_parser("demo", help="answer about the bundled example images with the shipped model")
+    dm = sub.add_parser("demo", help="answer about the bundled held-out examples (every modality) with the shipped model")
     dm.add_argument("--model")
+    _generation_args(dm, max_new_tokens=40)
     dm.set_defaults(fn=cmd_demo)
     return p
 
