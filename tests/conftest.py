@@ -136,3 +136,11 @@ def images(tmp_path_factory) -> list[Path]:
         img.save(p)
         out.append(p)
     return out
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The shipped default checkpoint with the real backbones (integration tests only)."""
+    from anymal import AnyMAL
+
+    return AnyMAL.from_pretrained()

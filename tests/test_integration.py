@@ -26,11 +26,6 @@ def tux(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def default_model() -> AnyMAL:
-    return AnyMAL.from_pretrained()
-
-
 def test_efficientnet_recognises_a_real_photo(default_model):
     enc = default_model.encoders["image"]
     x = enc.preprocess(STAMPS_DIR / "animals" / "amphibians" / "frog.png")[None]

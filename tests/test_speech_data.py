@@ -57,7 +57,8 @@ def test_asterisk_transcripts():
 
 @needs_all
 def test_small_build_is_split_by_transcript_and_loadable(tmp_path):
-    stats = build_audio(tmp_path, limit={"asterisk": 10, "tts": 2, "sounds": 4}, val=0.3, test=0.3, progress=False)
+    stats = build_audio(tmp_path, limit={"asterisk": 10, "tts": 2, "sounds": 4}, val=0.3, test=0.3,
+                        tts_per_sentence=2, progress=False)
     totals = defaultdict(int)
     where = defaultdict(set)  # normalised transcript/caption -> splits
     for split in ("train", "val", "test"):
@@ -81,7 +82,8 @@ def test_small_build_is_split_by_transcript_and_loadable(tmp_path):
     assert json.loads((tmp_path / "stats.json").read_text())["counts"] == stats["counts"]
     assert "CC-BY-SA-3.0" in (tmp_path / "README.md").read_text()
     # deterministic: a second build writes identical manifests
-    build_audio(tmp_path / "again", limit={"asterisk": 10, "tts": 2, "sounds": 4}, val=0.3, test=0.3, progress=False)
+    build_audio(tmp_path / "again", limit={"asterisk": 10, "tts": 2, "sounds": 4}, val=0.3, test=0.3,
+                tts_per_sentence=2, progress=False)
     for split in ("train", "val", "test"):
         assert (tmp_path / f"{split}.jsonl").read_bytes() == (tmp_path / "again" / f"{split}.jsonl").read_bytes()
 

@@ -1,0 +1,66 @@
+"""Every modality with the real backbones and real held-out data: training, answers, interleaving."""
+from pathlib import Path
+
+import pytest
+
+from anymal import GenerationSettings
+from anymal.config import load_train_config
+from anymal.data.furniture import build_furniture
+from anymal.data.hapt_windows import build_hapt
+from anymal.data.speech import build_audio
+from anymal.data.stamp_video import build_video
+from anymal.eval.tasks import TASKS, Row
+from anymal.model.messages import MediaPart, from_prompt
+from anymal.paths import PACKAGE_DIR, RECIPES_DIR
+
+pytestmark = pytest.mark.integration
+EXAMPLES = PACKAGE_DIR / "assets" / "examples"
+
+
+@pytest.fixture(scope="session")
+def small_sets(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("sets")
+    build_audio(root / "audio", sources=("asterisk", "sounds"), limit=12, progress=False)
+    build_video(root / "video", limit=4, progress=False)
+    build_hapt(root / "hapt", limit=2, progress=False)
+    build_furniture(root / "furniture", limit=30, progress=False)
+    return {n: root / n for n in ("audio", "video", "hapt", "furniture")}
+
+
+def test_short_real_training_lowers_loss_for_every_new_modality(small_sets, tmp_path):
+    from anymal.train.loop import train
+
+    train_files = [str(small_sets[n] / "train.jsonl") for n in ("audio", "video", "hapt", "furniture")]
+    cfg = load_train_config(RECIPES_DIR / "all-modalities.yaml", [
+        f"data.train={train_files}", f"data.val={small_sets['hapt'] / 'train.jsonl'}", "optim.max_steps=12",
+        "optim.batch_size=8", "optim.warmup_steps=2", "optim.lr=2e-3", "save_every=0", "init_from=null",
+        "freeze=[]", f"output_dir={tmp_path / 'run'}"])
+    res = train(cfg, progress=False, log=lambda *_: None)
+    assert res.skipped == 0
+    assert res.val_loss < 0.95 * res.initial_val_loss, (res.initial_val_loss, res.val_loss)
+
+
+def _ask(model, question, *inputs):
+    media = [MediaPart(m, str(EXAMPLES / f)) for m, f in inputs]
+    return model.generate([from_prompt(question, media)], GenerationSettings(max_new_tokens=40))[0]
+
+
+def test_shipped_default_answers_every_modality(default_model):
+    assert set(default_model.projectors) == {"image", "audio", "video", "imu", "points"}
+    sound = _ask(default_model, "What makes this sound?", ("audio", "goat-sound.flac"))
+    assert sound.startswith("The sound of"), sound
+    video = _ask(default_model, "Which way does the object move?", ("video", "goat-moving-up.mp4"))
+    assert any(d in video.lower() for d in ("left to right", "right to left", "top to bottom", "bottom to top")), video
+    imu = _ask(default_model, "What is the person doing?", ("imu", "walking-upstairs.csv"))
+    assert TASKS["imu-activity"].judge(Row(imu, "", {"activity": "walking upstairs"}), [])["predicted"], imu
+    points = _ask(default_model, "What is this 3D object?", ("points", "bench.npy"))
+    assert "3D model" in points, points
+
+
+def test_interleaved_answers_use_both_inputs(default_model):
+    q = "Given what I see and how I'm moving, what am I doing?"
+    base = _ask(default_model, q, ("image", "umbrella.png"), ("imu", "walking-upstairs.csv"))
+    other_image = _ask(default_model, q, ("image", "truck.png"), ("imu", "walking-upstairs.csv"))
+    other_motion = _ask(default_model, q, ("image", "umbrella.png"), ("imu", "lying-down.csv"))
+    assert base.startswith("You are"), base
+    assert other_image != base and other_motion != base, (base, other_image, other_motion)
