@@ -90,3 +90,19 @@ def test_add_a_modality_keeping_a_trained_adapter_frozen(tmp_path, images, tiny_
     with pytest.raises(Exception, match="freeze: no component 'projectors.video'"):
         train(load_train_config(recipe, overrides[:-1] + ["freeze=[projectors.video]"]), progress=False,
               log=lambda *_: None)
+
+
+def test_save_every_writes_intermediate_checkpoints(tmp_path, images, tiny_llm_dir, monkeypatch):
+    monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
+    saved = []
+    real = AnyMAL.save_pretrained
+
+    def spy(self, path, stage=None, extra=None):
+        saved.append((extra or {}).get("training", {}).get("partial_step", "final"))
+        return real(self, path, stage, extra)
+
+    monkeypatch.setattr(AnyMAL, "save_pretrained", spy)
+    cfg = load_train_config(_recipe(tmp_path, tiny_llm_dir, _dataset(tmp_path, images)),
+                            ["optim.max_steps=5", "save_every=2"])
+    train(cfg, progress=False, log=lambda *_: None)
+    assert saved == [2, 4, "final"]
