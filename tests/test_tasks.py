@@ -69,3 +69,18 @@ def test_interleaved_builder_pairs_within_splits(tmp_path):
     assert "You are walking upstairs while looking at" in recs[0]["messages"][1]["content"]
     with pytest.raises(Exception, match="val.jsonl: missing"):
         build_interleaved(tmp_path / "out2", src["tuxpaint"], src["audio"], src["hapt"], pairs={"val": 2})
+
+
+@pytest.mark.integration
+def test_speech_baseline_runs_whisper_on_the_task_samples(tmp_path):
+    from anymal.data.jsonl import read_jsonl
+    from anymal.eval.runner import split_reference
+
+    wav = "/usr/share/asterisk/sounds/en_US_f_Allison/call-fwd-on-busy.wav"
+    rec = {"messages": [{"role": "user", "content": "<audio>Transcribe this audio."},
+                        {"role": "assistant", "content": "Call-Forward on Busy."}], "audios": [wav]}
+    (tmp_path / "m.jsonl").write_text(json.dumps(rec) + "\n")
+    samples, _ = read_jsonl(tmp_path / "m.jsonl", ["audio"])
+    refs = [split_reference(s.messages)[1] for s in samples]
+    out = TASKS["speech-transcribe"].baseline(samples, refs, False)
+    assert out["whisper-tiny.en own decoder"]["WER"] <= 0.5, out

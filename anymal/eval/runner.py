@@ -75,7 +75,7 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
         labels = [r["label"] for r in rows]
         baselines["majority class"] = {"accuracy": max(map(labels.count, set(labels))) / len(labels)}
     if t.baseline and rows:
-        baselines.update(t.baseline(samples, progress))
+        baselines.update(t.baseline(samples, list(refs), progress))
     result = {
         "task": t.name, "about": t.about, "manifest": str(manifest), "n": len(rows), "skipped": skipped.total,
         "data_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(), "primary": t.primary,

@@ -37,7 +37,7 @@ class Task:
     max_new_tokens: int = 48
     primary: str = ""  # the headline score
     notes: list[str] = field(default_factory=list)
-    baseline: Callable[[list, bool], dict] | None = None  # (samples, progress) -> {name: scores} on the same items
+    baseline: Callable[[list, list[str], bool], dict] | None = None  # (samples, refs, progress) -> {name: scores}
 
 
 TASKS: dict[str, Task] = {}
@@ -90,13 +90,12 @@ def _wer(preds: list[str], refs: list[str]) -> dict:
     return {"WER": r["wer"], "CER": r["cer"]}
 
 
-def _whisper_decoder(samples: list, progress: bool) -> dict:
+def _whisper_decoder(samples: list, refs: list[str], progress: bool) -> dict:
     """Whisper tiny.en end to end (its own decoder, CTranslate2, greedy) on the very same clips."""
     from .speech import whisper_transcribe
 
     paths = [next(p["path"] for m in s.messages for p in m["content"] if isinstance(p, dict) and p.get("type") == "audio")
              for s in samples]
-    refs = [s.messages[-1]["content"] for s in samples]
     return {"whisper-tiny.en own decoder": _wer(whisper_transcribe(paths), refs)}
 
 
