@@ -32,8 +32,8 @@ def test_short_real_training_lowers_loss_for_every_new_modality(small_sets, tmp_
 
     train_files = [str(small_sets[n] / "train.jsonl") for n in ("audio", "video", "hapt", "furniture")]
     cfg = load_train_config(RECIPES_DIR / "all-modalities.yaml", [
-        f"data.train={train_files}", f"data.val={small_sets['hapt'] / 'train.jsonl'}", "optim.max_steps=12",
-        "optim.batch_size=8", "optim.warmup_steps=2", "optim.lr=2e-3", "save_every=0", "init_from=null",
+        f"data.train={train_files}", f"data.val={small_sets['hapt'] / 'train.jsonl'}", "optim.max_steps=24",
+        "optim.batch_size=8", "optim.warmup_steps=2", "optim.lr=3e-3", "save_every=0", "init_from=null",
         "freeze=[]", f"output_dir={tmp_path / 'run'}"])
     res = train(cfg, progress=False, log=lambda *_: None)
     assert res.skipped == 0
