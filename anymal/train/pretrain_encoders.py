@@ -88,6 +88,18 @@ def _imu_set(xs: list[np.ndarray], labels: torch.Tensor, mean: np.ndarray, std: 
     return ContrastiveSet(batch, table[torch.searchsorted(torch.tensor(classes), labels)], labels.clone())
 
 
+def _evaluate_and_ship(out: Path, config: dict, make_encoder, evaluate, data_dir, shipped_dir: Path,
+                       ship: bool) -> dict:
+    """Write the run's config, evaluate the encoder rebuilt from its saved weights, optionally ship it."""
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    enc = make_encoder(_copy_shipped(out, out / "encoder", config)).freeze()
+    metrics = evaluate(enc, data_dir)
+    (out / "eval.json").write_text(json.dumps(metrics, indent=1))
+    if ship:
+        _copy_shipped(out, shipped_dir, {**config, "eval": metrics})
+    return metrics
+
+
 def pretrain_imu(data_dir: str | Path, out_dir: str | Path, cfg: ContrastiveConfig | None = None,
                  ship: bool = False, channels: tuple[int, ...] = (32, 64, 128, 192), dim: int = 192) -> dict:
     """Contrastive IMU pretraining on the HAPT train users (val users pick the epoch); writes eval.json."""
@@ -107,13 +119,8 @@ def pretrain_imu(data_dir: str | Path, out_dir: str | Path, cfg: ContrastiveConf
                             facts={"arch": arch, "data": str(data_dir)})
     config = {"arch": arch, "norm_id": "hapt-train-users-1-21", "data": "UCI HAPT users 1-21 (build_hapt)",
               "training": {k: res[k] for k in ("config", "best", "train_examples", "steps", "seconds", "params")}}
-    (out / "config.json").write_text(json.dumps(config, indent=1))
-    enc = IMUEncoder("imu-cnn", "imu", weights_dir=_copy_shipped(out, out / "encoder", config)).freeze()
-    metrics = evaluate_imu_encoder(enc, data_dir)
-    (out / "eval.json").write_text(json.dumps(metrics, indent=1))
-    if ship:
-        _copy_shipped(out, WEIGHTS_DIR, {**config, "eval": metrics})
-    return metrics
+    return _evaluate_and_ship(out, config, lambda d: IMUEncoder("imu-cnn", "imu", weights_dir=d),
+                              evaluate_imu_encoder, data_dir, WEIGHTS_DIR, ship)
 
 
 @torch.no_grad()
@@ -205,13 +212,8 @@ def pretrain_points(data_dir: str | Path, out_dir: str | Path, cfg: ContrastiveC
     res = train_contrastive(net, dim, sets["train"], sets["val"], cfg, out, facts={"arch": arch, "data": str(data_dir)})
     config = {"arch": arch, "data": "sweethome3d-furniture train names (build_furniture)",
               "training": {k: res[k] for k in ("config", "best", "train_examples", "steps", "seconds", "params")}}
-    (out / "config.json").write_text(json.dumps(config, indent=1))
-    enc = PointNetEncoder("pointnet", "points", weights_dir=_copy_shipped(out, out / "encoder", config)).freeze()
-    metrics = evaluate_points_encoder(enc, data_dir)
-    (out / "eval.json").write_text(json.dumps(metrics, indent=1))
-    if ship:
-        _copy_shipped(out, WEIGHTS_DIR, {**config, "eval": metrics})
-    return metrics
+    return _evaluate_and_ship(out, config, lambda d: PointNetEncoder("pointnet", "points", weights_dir=d),
+                              evaluate_points_encoder, data_dir, WEIGHTS_DIR, ship)
 
 
 @torch.no_grad()
