@@ -36,9 +36,19 @@ class ModalityConfig:
 
 
 @dataclass
+class LoRAConfig:
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.05
+    # module names inside the LLM (Llama/Gemma/Qwen attention and MLP), or ["all-linear"]
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
 class ModelConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     modalities: dict[str, ModalityConfig] = field(default_factory=lambda: {"image": ModalityConfig()})
+    lora: LoRAConfig | None = None  # LoRA layers on the LLM (stage `instruct`); None = none
 
 
 @dataclass
@@ -67,14 +77,18 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    stage: Literal["align"] = "align"
+    stage: Literal["align", "instruct-proj", "instruct", "full"] = "align"  # see anymal/train/stages.py
     output_dir: str = "runs/align"
     seed: int = 0
     log_every: int = 5
     eval_every: int = 50  # validation loss cadence (0 = only at the end)
     save_every: int = 0  # also write the checkpoint every N steps (0 = only at the end)
     init_from: str | None = None  # start the projectors of shared modalities from a checkpoint directory
+    # which of init_from's adapters to take (None = every shared one); leave one out to retrain it
+    # from scratch, e.g. with a different projector kind
+    init_modalities: list[str] | None = None
     freeze: list[str] = field(default_factory=list)  # components kept frozen on top of the stage, e.g. projectors.image
+    train: list[str] = field(default_factory=list)  # components trained on top of the stage, e.g. projectors.audio
     # dtype of the *frozen* LLM while training (AnyMAL trains against a low-precision LLM and infers
     # with the full-precision one); None = model.llm.dtype. The checkpoint records model.llm.dtype.
     llm_train_dtype: Literal["float32", "bfloat16"] | None = None

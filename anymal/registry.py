@@ -49,3 +49,4 @@ class Registry(Generic[T]):
 ENCODERS: Registry = Registry("encoder")
 PROJECTORS: Registry = Registry("projector")
 LLMS: Registry = Registry("llm")
+STAGES: Registry = Registry("training stage")

@@ -15,7 +15,7 @@ def test_round_trip_is_bit_exact(tiny_model, images, tmp_path):
             p.add_(torch.randn_like(p) * 0.1)  # not the init: a real trained state
     tiny_model.save_pretrained(tmp_path / "ck", stage="align")
     loaded = AnyMAL.from_pretrained(tmp_path / "ck")
-    a, b = tiny_model.adapters().state_dict(), loaded.adapters().state_dict()
+    a, b = tiny_model.adapter_state(), loaded.adapter_state()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     conv = [[{"role": "user", "content": [{"type": "image", "path": str(images[0])}, {"type": "text", "text": "What?"}]}]]
     s = GenerationSettings(max_new_tokens=8)

@@ -268,3 +268,17 @@ def test_pointnet_held_out_accuracy(pts_enc, tmp_path_factory):
     m = evaluate_points_encoder(pts_enc, _data("furniture", build_furniture, tmp_path_factory))
     assert m["zero_shot_category_acc"] > m["majority_acc"] + 0.05
     assert m["caption_retrieval"]["r@5"] > 5 * m["caption_retrieval"]["chance_r@1"]
+
+
+def test_feature_cache_keys_a_clockless_file_by_its_rate(imu_enc, tmp_path):
+    """The same CSV read at 50 Hz and at 25 Hz is two different signals: two cache entries."""
+    from anymal.data.feature_cache import FeatureCache
+
+    t = np.arange(200) / 50
+    sig = np.stack([np.sin(2 * np.pi * t), np.cos(t), 9.8 + 0 * t, 0 * t, 0.1 * t, 0 * t], 1)
+    f = tmp_path / "clockless.csv"
+    np.savetxt(f, sig, delimiter=",", header="ax,ay,az,gx,gy,gz", comments="")
+    cache = FeatureCache(imu_enc, tmp_path / "cache")
+    at50, at25 = cache.get((str(f), 50.0)), cache.get((str(f), 25.0))
+    assert cache.misses == 2 and at50.shape[0] != at25.shape[0]  # 4 s vs 8 s: different token counts
+    assert torch.equal(cache.get((str(f), 50.0)), at50) and cache.hits == 1

@@ -133,6 +133,15 @@ def cmd_train(a) -> int:
     return 0
 
 
+def cmd_export(a) -> int:
+    from ..model.export import export_merged
+
+    if not a.merge:
+        raise AnymalError("export: nothing to do; --merge folds the LoRA layers into the LLM")
+    print(f"wrote {export_merged(a.model, a.out)} (LoRA merged; the LLM is in its llm/ folder)", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(a) -> int:
     from ..eval.runner import evaluate
     from ..eval.tasks import get_task
@@ -249,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. optim.lr=1e-4")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(fn=cmd_train)
+
+    x = sub.add_parser("export", help="write a standalone checkpoint with the LoRA layers merged into the LLM")
+    x.add_argument("model", help="an instruct (LoRA) checkpoint directory")
+    x.add_argument("--merge", action="store_true", help="fold LoRA into the base weights (W + BA * alpha/r)")
+    x.add_argument("--out", required=True, help="output checkpoint directory")
+    x.set_defaults(fn=cmd_export)
 
     from ..eval.tasks import TASKS
 

@@ -34,13 +34,15 @@ class FeatureCache:
         self.dir = Path(root or cache_dir() / "features") / f"{slug}-{encoder_fingerprint(encoder)}"
         self.hits = self.misses = 0
 
-    def _key(self, path: str | Path) -> Path:
-        h = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    def _key(self, source) -> Path:
+        # a (file, rate) source (a clock-less IMU file) depends on the rate as much as on the bytes
+        path, rate = source if isinstance(source, tuple) else (source, None)
+        h = hashlib.sha256(Path(path).read_bytes() + (f"|rate={rate}".encode() if rate is not None else b"")).hexdigest()
         return self.dir / h[:2] / f"{h}.safetensors"
 
-    def get(self, path: str | Path) -> torch.Tensor:
-        """Features [valid tokens, dim] for one file; raises `InputError` for undecodable files."""
-        key = self._key(path)
+    def get(self, source) -> torch.Tensor:
+        """Features [valid tokens, dim] for one file (or (file, rate)); raises `InputError` for undecodable files."""
+        key = self._key(source)
         if key.is_file():
             try:
                 t = load_file(str(key))["features"]
@@ -48,7 +50,7 @@ class FeatureCache:
                 return t
             except Exception:  # a damaged entry is recomputed, not trusted
                 pass
-        feats = self.encoder.encode([path])[0].contiguous()
+        feats = self.encoder.encode([source])[0].contiguous()
         key.parent.mkdir(parents=True, exist_ok=True)
         tmp = key.with_name(f".{key.name}.{os.getpid()}.tmp")
         save_file({"features": feats}, str(tmp))

@@ -7,6 +7,8 @@ sqrt(hidden), so a projector must emit tokens at that scale, not at the raw tabl
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -39,8 +41,9 @@ class LanguageModel(nn.Module):
         return self.model.get_input_embeddings().weight.dtype
 
     def train(self, mode: bool = True):
-        # frozen: stays in eval mode (no dropout) whatever the parent module does
-        return super().train(False)
+        # frozen: stays in eval mode (no dropout) whatever the parent module does; a stage that
+        # trains LLM weights (LoRA, full) gets train mode
+        return super().train(mode and any(p.requires_grad for p in self.parameters()))
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings()(ids)
@@ -109,5 +112,23 @@ def _hf(name: str, dtype: str = "float32") -> LanguageModel:
         ) from None
 
 
-def load_llm(name: str, dtype: str = "float32") -> LanguageModel:
+LOCAL_LLM = "./llm"  # LLM id of a checkpoint that carries its own (fine-tuned or merged) LLM
+
+
+def load_llm(name: str, dtype: str = "float32", root: str | Path | None = None) -> LanguageModel:
+    """A registered name, Hugging Face id or directory; `./llm` is the one inside checkpoint `root`."""
+    if name == LOCAL_LLM:
+        if root is None or not (Path(root) / "llm").is_dir():
+            raise ConfigError(f"LLM {name!r} lives inside its checkpoint, but {root}/llm is missing")
+        return _from_dir(name, Path(root) / "llm", dtype)
     return LLMS.build(name, dtype=dtype)
+
+
+def save_llm_dir(llm: LanguageModel, path: Path) -> None:
+    """Hugging Face directory (safetensors + tokenizer), written beside and then renamed into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    llm.model.save_pretrained(tmp)
+    llm.tokenizer.save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)

@@ -17,7 +17,8 @@ from .. import __version__
 from ..config import ModelConfig, from_dict, to_dict
 from ..encoders import Encoder, load_encoder
 from ..errors import CheckpointError, InputError
-from ..llm import LanguageModel, load_llm
+from ..llm import LOCAL_LLM, LanguageModel, load_llm, save_llm_dir
+from ..llm.lora import LORA_MARK, apply_lora, has_lora
 from ..paths import DEFAULT_CHECKPOINT
 from ..projectors import build_projector
 from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoint
@@ -44,8 +45,11 @@ class AnyMAL(nn.Module):
 
     # ---------------------------------------------------------------- building and checkpoints
     @classmethod
-    def from_config(cls, config: ModelConfig) -> "AnyMAL":
-        llm = load_llm(config.llm.id, config.llm.dtype)
+    def from_config(cls, config: ModelConfig, root: str | Path | None = None) -> "AnyMAL":
+        """Build backbones and fresh adapters; `root` resolves a checkpoint-relative LLM id (`./llm`)."""
+        llm = load_llm(config.llm.id, config.llm.dtype, root=root)
+        if config.lora:
+            apply_lora(llm, config.lora)
         encoders = {m: load_encoder(c.encoder, m, frames=c.frames) for m, c in config.modalities.items()}
         return cls(config, llm, encoders)
 
@@ -53,31 +57,36 @@ class AnyMAL(nn.Module):
     def from_pretrained(cls, path: str | Path | None = None, *, llm: str | None = None) -> "AnyMAL":
         """Load a checkpoint directory (default: the adapters shipped inside the package).
 
-        `llm=` swaps the language model; the manifest check then tells whether the adapters fit it.
+        Everything needed is in the manifest (LoRA layers, a checkpoint's own fine-tuned LLM), so the
+        path is the only argument. `llm=` swaps the language model; the manifest check then tells
+        whether the adapters fit it.
         """
         path = Path(path) if path is not None else DEFAULT_CHECKPOINT
         manifest = read_manifest(path)
         config = from_dict(ModelConfig, manifest["config"], where=f"{path}/anymal_config.json config")
         if llm:
             config.llm.id = llm
-        model = cls.from_config(config)
+        model = cls.from_config(config, root=path)
         check_facts(manifest, model.facts(), path)
-        state = read_weights(path)
-        try:
-            model.adapters().load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise CheckpointError(f"{path}: adapter weights do not fit the model built from its manifest: {e}") from None
+        model.load_adapter_state(read_weights(path), path)
         model.stage, model.lineage = manifest["stage"], manifest.get("lineage", [])
         return model
 
-    def init_adapters_from(self, path: str | Path) -> list[str]:
+    def init_adapters_from(self, path: str | Path, only: list[str] | None = None) -> list[str]:
         """Start the projectors of the modalities this model shares with checkpoint `path` from its weights.
 
         Used to add modalities to a trained model (e.g. keep the image adapter, train audio): shared
         modalities are fact-checked like a full load; the others keep their fresh initialisation.
+        `only` restricts it to the named modalities (each must be in both).
         """
         manifest = read_manifest(path)
         shared = [m for m in manifest["modalities"] if m in self.projectors]
+        if only is not None:
+            missing = sorted(set(only) - set(shared))
+            if missing:
+                raise CheckpointError(f"{path}: init_modalities {missing} not shared by the checkpoint "
+                                      f"and the model being built (shared: {', '.join(shared) or 'none'})")
+            shared = [m for m in shared if m in only]
         check_facts({**manifest, "modalities": {m: manifest["modalities"][m] for m in shared}}, self.facts(), path)
         state = read_weights(path)
         for m in shared:
@@ -87,12 +96,31 @@ class AnyMAL(nn.Module):
                 self.projectors[m].load_state_dict(sub, strict=True)
             except RuntimeError as e:
                 raise CheckpointError(f"{path}: the {m} adapter does not fit the model being built: {e}") from None
+        lora = {k: v for k, v in state.items() if LORA_MARK in k}
+        if lora and has_lora(self.llm):  # stage chaining instruct -> instruct keeps the LoRA layers
+            want = {k for k in self.state_dict() if LORA_MARK in k}
+            if want != set(lora):
+                raise CheckpointError(f"{path}: its LoRA layers differ from model.lora (rank or target modules)")
+            self.load_state_dict(lora, strict=False)
+            shared.append("llm.lora")
         self.lineage = manifest.get("lineage", [])
         return shared
 
-    def adapters(self) -> nn.Module:
-        """The trainable part that a checkpoint stores."""
-        return nn.ModuleDict({"projectors": self.projectors})
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """The trained part a checkpoint stores: every projector, plus the LoRA layers if any."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith("projectors.") or LORA_MARK in k}
+
+    def load_adapter_state(self, state: dict[str, torch.Tensor], path: str | Path) -> None:
+        want = set(self.adapter_state())
+        missing, unexpected = sorted(want - set(state)), sorted(set(state) - want)
+        if missing or unexpected:
+            raise CheckpointError(f"{path}: adapter weights do not fit the model built from its manifest: "
+                                  f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                                  f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
+        try:
+            self.load_state_dict(state, strict=False)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: adapter weights do not fit the model built from its manifest: {e}") from None
 
     def facts(self) -> dict:
         return {
@@ -106,11 +134,18 @@ class AnyMAL(nn.Module):
             },
         }
 
-    def save_pretrained(self, path: str | Path, stage: str | None = None, extra: dict | None = None) -> Path:
+    def save_pretrained(self, path: str | Path, stage: str | None = None, extra: dict | None = None,
+                        with_llm: bool = False) -> Path:
+        """Write manifest + adapter weights; `with_llm` also writes the LLM itself to `<path>/llm`
+        (after full fine-tuning, or a LoRA merge) and points the manifest at it (`./llm`)."""
         stage = stage or self.stage
+        config, facts = to_dict(self.config), self.facts()
+        if with_llm:
+            save_llm_dir(self.llm, Path(path) / LOCAL_LLM[2:])
+            config["llm"]["id"] = facts["llm"]["id"] = LOCAL_LLM
         manifest = {"anymal_version": __version__, "stage": stage, "lineage": self.lineage,
-                    "config": to_dict(self.config), **self.facts(), **(extra or {})}
-        return write_checkpoint(path, manifest, self.adapters().state_dict())
+                    "config": config, **facts, **(extra or {})}
+        return write_checkpoint(path, manifest, self.adapter_state())
 
     # ---------------------------------------------------------------- forward
     @property

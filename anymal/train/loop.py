@@ -13,15 +13,15 @@ import torch
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from ..config import TrainConfig, dump_yaml
+from ..config import LoRAConfig, TrainConfig, dump_yaml
 from ..data.dataset import Prepared, collate, prepare
 from ..data.feature_cache import FeatureCache
 from ..data.jsonl import SkipReport, read_jsonl
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..model.anymal import AnyMAL
 from ..model.processor import IGNORE
 from .plots import plot_curves
-from .stages import apply_stage, plan_table
+from .stages import Stage, apply_stage, get_stage, plan_table
 
 
 @dataclass
@@ -63,18 +63,34 @@ def evaluate_loss(model: AnyMAL, items: list[Prepared], batch_size: int) -> floa
     return total / max(count, 1)
 
 
+def check_plan(cfg: TrainConfig, log) -> Stage:
+    """Stage-level consistency, before anything heavy is built."""
+    st = get_stage(cfg.stage)
+    if st.needs_lora and cfg.model.lora is None:
+        cfg.model.lora = LoRAConfig()
+        log(f"stage {cfg.stage!r} trains LoRA layers: model.lora not set, using {cfg.model.lora}")
+    if st.saves_llm and cfg.model.lora is not None:
+        raise ConfigError(f"stage {cfg.stage!r} trains every LLM weight; LoRA layers on top are redundant: "
+                          "remove model.lora from the recipe")
+    if cfg.data.feature_cache and any(c.startswith("encoders") for c in cfg.train):
+        raise ConfigError("train: an encoder cannot learn while its features come from the feature cache; "
+                          "set data.feature_cache: false")
+    return st
+
+
 def train(cfg: TrainConfig, progress: bool = True, log=print) -> RunResult:
     seed_everything(cfg.seed)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    st = check_plan(cfg, log)
     dump_yaml(cfg, out / "config.yaml")
     model = AnyMAL.from_config(cfg.model)
     if cfg.init_from:
-        loaded = model.init_adapters_from(cfg.init_from)
+        loaded = model.init_adapters_from(cfg.init_from, cfg.init_modalities)
         log(f"projectors {', '.join(loaded) or '(none)'} start from {cfg.init_from}")
     if cfg.llm_train_dtype:
         model.llm.model.to(getattr(torch, cfg.llm_train_dtype))
-    params = apply_stage(model, cfg.stage, cfg.freeze)
+    params = apply_stage(model, cfg.stage, cfg.freeze, cfg.train)
     table = plan_table(model)
     (out / "plan.txt").write_text(table + "\n")
     log(f"stage {cfg.stage!r}:\n{table}")
@@ -133,13 +149,14 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> RunResult:
             metrics.write(json.dumps({"step": step, "val_loss": val_loss}) + "\n")
             metrics.flush()
         if cfg.save_every and step % cfg.save_every == 0 and step < o.max_steps:  # a run cut short keeps its progress
-            model.save_pretrained(out / "checkpoint", stage=cfg.stage, extra={"training": {"partial_step": step}})
+            model.save_pretrained(out / "checkpoint", stage=cfg.stage, with_llm=st.saves_llm,
+                                  extra={"training": {"partial_step": step}})
     metrics.close()
     plot_curves(out / "metrics.jsonl", out / "curves.png")
     model.stage = cfg.stage
     model.lineage = model.lineage + [{"stage": cfg.stage, "init_from": cfg.init_from, "data": cfg.data.train,
                                       "steps": o.max_steps, "seed": cfg.seed}]
-    ckpt = model.save_pretrained(out / "checkpoint", stage=cfg.stage, extra={"training": {
+    ckpt = model.save_pretrained(out / "checkpoint", stage=cfg.stage, with_llm=st.saves_llm, extra={"training": {
         "first_loss": first, "final_loss": last, "initial_val_loss": initial_val, "val_loss": val_loss, "skipped_samples": skipped.total,
         "train_samples": len(train_items), "seconds": round(time.time() - t0, 1)}})
     log(f"done: loss {first:.3f} -> {last:.3f}" + (f", val loss {val_loss:.3f}" if val_loss is not None else "")

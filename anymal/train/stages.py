@@ -1,61 +1,116 @@
-"""Named training stages and the freeze plan each one implies.
+"""Named training stages: which components learn, and what the checkpoint then has to hold.
 
-`align` (AnyMAL / LLaVA stage 1): frozen encoders and frozen LLM, only the projectors learn.
-A recipe's `freeze` list re-freezes named components on top of the stage. The plan is applied,
-then printed and saved as a table so a run states exactly what trained.
+    align          projectors only, on captions             (AnyMAL / LLaVA stage 1)
+    instruct-proj  projectors only, on instruction data     (AnyMAL's stage-2 variant 1)
+    instruct       projectors + LoRA on the LLM             (AnyMAL's stage-2 variant 2)
+    full           projectors + every LLM weight            (LLaVA stage 2)
+
+Components are named `projectors`, `projectors.<modality>`, `encoders.<modality>`, `llm`, `llm.lora`.
+A recipe's `train` list adds components, its `freeze` list removes them (applied last), so
+`freeze: [projectors.image]` keeps a trained image adapter while the others learn. The resulting
+plan is printed and saved as a table so a run states exactly what trained.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import nn
 
 from ..errors import ConfigError
-
-STAGES: dict[str, Callable[[nn.Module], list[str]]] = {}
-
-
-def stage(name: str):
-    def deco(fn):
-        STAGES[name] = fn
-        return fn
-    return deco
+from ..llm.lora import has_lora, lora_parameters
+from ..registry import STAGES
 
 
-@stage("align")
-def _align(model) -> list[str]:
-    return [f"projectors.{m}" for m in model.projectors]
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    trains: tuple[str, ...]
+    about: str
+    needs_lora: bool = False  # the model is built with LoRA layers (ModelConfig.lora)
+    saves_llm: bool = False  # the checkpoint holds the whole LLM, not only adapters
 
 
-def apply_stage(model, name: str, freeze: list[str] | tuple[str, ...] = ()) -> list[nn.Parameter]:
-    """Freeze everything, unfreeze the stage's components, then re-freeze the named overrides
-    (e.g. `projectors.image` to keep a trained image adapter while others learn); return what trains."""
-    if name not in STAGES:
-        raise ConfigError(f"unknown stage {name!r}; known: {', '.join(STAGES)}")
-    model.requires_grad_(False)
-    for comp in STAGES[name](model):
-        model.get_submodule(comp).requires_grad_(True)
-    for comp in freeze:
+def _register(name: str, trains: tuple[str, ...], about: str, **kw) -> None:
+    STAGES.register(name)(lambda n: Stage(n, trains, about, **kw))
+
+
+_register("align", ("projectors",), "AnyMAL/LLaVA stage 1 (captions): only the projectors learn")
+_register("instruct-proj", ("projectors",), "AnyMAL stage 2, variant 1 (instructions): only the projectors learn")
+_register("instruct", ("projectors", "llm.lora"), "AnyMAL stage 2, variant 2: projectors + LoRA on the LLM",
+          needs_lora=True)
+_register("full", ("projectors", "llm"), "LLaVA stage 2: projectors + every LLM weight", saves_llm=True)
+
+
+def get_stage(name: str) -> Stage:
+    return STAGES.build(name)
+
+
+def component_names(model) -> list[str]:
+    names = ["llm"] + (["llm.lora"] if has_lora(model.llm) else []) + ["projectors"]
+    names += [f"projectors.{m}" for m in model.projectors] + [f"encoders.{m}" for m in model.encoders]
+    return names
+
+
+def component(model, name: str) -> list[nn.Parameter]:
+    """The parameters behind a component name; unknown names list the valid ones."""
+    if name == "llm.lora":
+        params = list(lora_parameters(model.llm).values())
+        if params:
+            return params
+    elif name in ("llm", "projectors") or name.split(".")[0] in ("projectors", "encoders") and name.count(".") == 1:
         try:
-            model.get_submodule(comp).requires_grad_(False)
+            return list(model.get_submodule(name).parameters())
         except AttributeError:
-            names = [f"projectors.{m}" for m in model.projectors]
-            raise ConfigError(f"freeze: no component {comp!r}; e.g. {', '.join(names)}") from None
-    return [p for p in model.parameters() if p.requires_grad]
+            pass
+    hint = " (the model has no LoRA layers: set model.lora or use stage instruct)" if name == "llm.lora" else ""
+    raise ConfigError(f"no component {name!r}{hint}; components: {', '.join(component_names(model))}")
+
+
+def apply_stage(model, name: str, freeze: list[str] | tuple[str, ...] = (),
+                train: list[str] | tuple[str, ...] = ()) -> list[nn.Parameter]:
+    """Freeze everything, unfreeze the stage's and `train`'s components, re-freeze `freeze`; return what trains."""
+    st = get_stage(name)
+    if st.needs_lora and not has_lora(model.llm):
+        raise ConfigError(f"stage {name!r} trains LoRA layers, but the model has none: set model.lora "
+                          "(rank, alpha, dropout, target_modules) in the recipe")
+    model.requires_grad_(False)
+    for comp in (*st.trains, *train):
+        for p in component(model, comp):
+            p.requires_grad_(True)
+    for comp in freeze:
+        for p in component(model, comp):
+            p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError(f"stage {name!r} with freeze={list(freeze)} leaves nothing to train")
+    return params
+
+
+def plan_rows(model) -> list[tuple[str, str, int, str]]:
+    """(component, trainable yes/partly/frozen, parameters, dtype) per component."""
+    lora = set(map(id, lora_parameters(model.llm).values()))
+    comps = [("llm", [p for p in model.llm.parameters() if id(p) not in lora])]
+    if lora:
+        comps.append(("llm.lora", [p for p in model.llm.parameters() if id(p) in lora]))
+    comps += [(f"encoders.{m}", list(e.parameters())) for m, e in model.encoders.items()]
+    comps += [(f"projectors.{m}", list(p.parameters())) for m, p in model.projectors.items()]
+    rows = []
+    for name, ps in comps:
+        n = sum(p.numel() for p in ps)
+        ntrain = sum(p.numel() for p in ps if p.requires_grad)
+        flag = "yes" if ntrain == n and n else ("partly" if ntrain else "frozen")
+        dtypes = sorted({str(p.dtype).replace("torch.", "") for p in ps}) or ["-"]
+        rows.append((name, flag, n, "/".join(dtypes)))
+    return rows
 
 
 def plan_table(model) -> str:
     rows = [("component", "trainable", "params", "dtype")]
-    comps = [("llm", model.llm)]
-    comps += [(f"encoders.{m}", e) for m, e in model.encoders.items()]
-    comps += [(f"projectors.{m}", p) for m, p in model.projectors.items()]
-    for name, mod in comps:
-        ps = list(mod.parameters())
-        n = sum(p.numel() for p in ps)
-        ntrain = sum(p.numel() for p in ps if p.requires_grad)
-        flag = "yes" if ntrain == n and n else ("partly" if ntrain else "frozen")
-        rows.append((name, flag, f"{n:,}", str(ps[0].dtype).replace("torch.", "") if ps else "-"))
+    rows += [(c, f, f"{n:,}", d) for c, f, n, d in plan_rows(model)]
+    total = sum(n for _, _, n, _ in plan_rows(model))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
     lines.insert(1, "  ".join("-" * x for x in w))
+    lines.append(f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
     return "\n".join(lines)
