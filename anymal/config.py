@@ -58,6 +58,7 @@ class DataConfig:
     media_root: str | None = None  # relative media paths resolve here (default: the manifest's folder)
     on_error: Literal["skip", "fail"] = "skip"  # bad samples: skip-and-count, or stop at the first
     feature_cache: bool = True  # encode every input once, reuse the frozen features afterwards
+    group_by_length: bool = True  # sort each step's samples by length before cutting micro-batches
 
 
 @dataclass
@@ -92,6 +93,8 @@ class TrainConfig:
     # dtype of the *frozen* LLM while training (AnyMAL trains against a low-precision LLM and infers
     # with the full-precision one); None = model.llm.dtype. The checkpoint records model.llm.dtype.
     llm_train_dtype: Literal["float32", "bfloat16"] | None = None
+    on_nan: Literal["stop", "skip"] = "stop"  # a non-finite loss stops the run (naming step and samples) or skips the step
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # under torchrun with several processes (see anymal/train/distributed.py)
 
 
 _DACITE = dacite.Config(strict=True, cast=[tuple], type_hooks={float: float})

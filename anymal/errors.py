@@ -23,3 +23,7 @@ class CheckpointError(AnymalError):
 
 class ConfigError(AnymalError, ValueError):
     """A recipe/config value has the wrong type or an unknown key."""
+
+
+class TrainingError(AnymalError):
+    """Training cannot go on (non-finite loss, a resume that does not match the run)."""

@@ -129,7 +129,7 @@ def cmd_train(a) -> int:
     from ..train.loop import train
 
     cfg = load_train_config(a.recipe, a.set or [])
-    train(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr))
+    train(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr), resume=a.resume)
     return 0
 
 
@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train adapters from a YAML recipe")
     t.add_argument("recipe")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. optim.lr=1e-4")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in the recipe's output_dir from its last saved state (save_every)")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(fn=cmd_train)
 

@@ -6,6 +6,7 @@ reserved, so a prompt can hold any number of inputs of any registered modality, 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,6 +26,15 @@ from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoi
 from .generation import GenerationSettings, TextStream, decode_tokens
 from .messages import MediaPart, from_prompt
 from .processor import IGNORE, Batch, Encoded, Processor
+
+
+@dataclass
+class LossOutput:
+    """What a labelled forward returns (a dataclass: DDP finds its tensors and passes it through)."""
+    loss: torch.Tensor
+    loss_sum: torch.Tensor
+    num_labels: int
+    logits: torch.Tensor  # only at the positions that predict a label
 
 
 class AnyMAL(nn.Module):
@@ -197,7 +207,8 @@ class AnyMAL(nn.Module):
         return embeds
 
     def forward(self, batch: Batch):
-        """LLM outputs; with labels, `.loss` is the mean next-token loss on labelled (assistant) tokens.
+        """LLM outputs; with labels, `.loss` is the mean next-token loss on labelled (assistant) tokens,
+        `.loss_sum` its sum and `.num_labels` their count (the trainer weights batches by tokens).
 
         Logits are computed only at positions that predict a label: the 49k-way LM head over every
         prompt and modality position would be wasted work.
@@ -209,8 +220,10 @@ class AnyMAL(nn.Module):
         targets = batch.labels[:, 1:].to(self.device)
         keep = (targets != IGNORE).any(0).nonzero().squeeze(1)
         out = self.llm.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep)
-        out.loss = F.cross_entropy(out.logits.float().flatten(0, 1), targets[:, keep].flatten(), ignore_index=IGNORE)
-        return out
+        loss_sum = F.cross_entropy(out.logits.float().flatten(0, 1), targets[:, keep].flatten(),
+                                   ignore_index=IGNORE, reduction="sum")
+        n = int((targets != IGNORE).sum())
+        return LossOutput(loss_sum / max(n, 1), loss_sum, n, out.logits)
 
     # ---------------------------------------------------------------- generation
     def _prepare(self, conversations: list[list[dict]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,11 @@
-"""The training loop (plain PyTorch): AdamW, warm-up + cosine, clipping, accumulation, seeded."""
+"""The training loop (plain PyTorch): AdamW, warm-up + cosine, clipping, accumulation, seeded,
+data-parallel under torchrun, resumable from its last saved state.
+
+Each step's loss is the mean over *every* labelled token of the global step (all micro-batches, all
+ranks), so the result does not depend on how a step is split across processes or accumulation.
+"""
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -13,15 +17,18 @@ import torch
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from ..config import LoRAConfig, TrainConfig, dump_yaml
+from ..config import LoRAConfig, TrainConfig, dump_yaml, to_dict
 from ..data.dataset import Prepared, collate, prepare
 from ..data.feature_cache import FeatureCache
 from ..data.jsonl import SkipReport, read_jsonl
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, TrainingError
 from ..model.anymal import AnyMAL
 from ..model.processor import IGNORE
-from .plots import plot_curves
+from . import distributed as dist
+from .runlog import RunLog
+from .sampling import StepSampler
 from .stages import Stage, apply_stage, get_stage, plan_table
+from .state import load_state, restore_trainable, rng_state, save_state, set_rng_state, trainable_state
 
 
 @dataclass
@@ -34,33 +41,13 @@ class RunResult:
     val_loss: float | None
     skipped: int
     steps: int
+    nan_steps: int = 0
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _load(cfg: TrainConfig, model: AnyMAL, paths: str | list[str], caches: dict[str, FeatureCache] | None,
-          skipped: SkipReport, progress: bool, desc: str) -> list[Prepared]:
-    samples = []
-    for path in [paths] if isinstance(paths, str) else paths:
-        got, bad = read_jsonl(path, list(model.projectors), cfg.data.media_root, cfg.data.on_error)
-        samples += got
-        skipped.merge(bad)
-    return prepare(samples, model, caches, cfg.data.on_error, skipped, desc=desc, progress=progress)
-
-
-@torch.no_grad()
-def evaluate_loss(model: AnyMAL, items: list[Prepared], batch_size: int) -> float:
-    total, count = 0.0, 0
-    for i in range(0, len(items), batch_size):
-        batch = collate(model, items[i:i + batch_size])
-        n = int((batch.labels[:, 1:] != IGNORE).sum())
-        total += float(model(batch).loss) * n
-        count += n
-    return total / max(count, 1)
 
 
 def check_plan(cfg: TrainConfig, log) -> Stage:
@@ -78,87 +65,167 @@ def check_plan(cfg: TrainConfig, log) -> Stage:
     return st
 
 
-def train(cfg: TrainConfig, progress: bool = True, log=print) -> RunResult:
-    seed_everything(cfg.seed)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    st = check_plan(cfg, log)
-    dump_yaml(cfg, out / "config.yaml")
+def _load(cfg: TrainConfig, model: AnyMAL, paths: str | list[str], caches: dict[str, FeatureCache] | None,
+          skipped: SkipReport, progress: bool, desc: str) -> list[Prepared]:
+    samples = []
+    for path in [paths] if isinstance(paths, str) else paths:
+        got, bad = read_jsonl(path, list(model.projectors), cfg.data.media_root, cfg.data.on_error)
+        samples += got
+        skipped.merge(bad)
+    return prepare(samples, model, caches, cfg.data.on_error, skipped, desc=desc, progress=progress)
+
+
+def _num_labels(batch) -> int:
+    return int((batch.labels[:, 1:] != IGNORE).sum())
+
+
+@torch.no_grad()
+def evaluate_loss(model: AnyMAL, items: list[Prepared], batch_size: int) -> float:
+    total, count = 0.0, 0
+    for i in range(0, len(items), batch_size):
+        out = model(collate(model, items[i:i + batch_size]))
+        total += float(out.loss_sum)
+        count += out.num_labels
+    return total / max(count, 1)
+
+
+def _build(cfg: TrainConfig, d: dist.Dist, log) -> tuple[AnyMAL, list[torch.nn.Parameter]]:
     model = AnyMAL.from_config(cfg.model)
     if cfg.init_from:
         loaded = model.init_adapters_from(cfg.init_from, cfg.init_modalities)
-        log(f"projectors {', '.join(loaded) or '(none)'} start from {cfg.init_from}")
+        log(f"{', '.join(loaded) or '(nothing)'} start from {cfg.init_from}")
     if cfg.llm_train_dtype:
         model.llm.model.to(getattr(torch, cfg.llm_train_dtype))
-    params = apply_stage(model, cfg.stage, cfg.freeze, cfg.train)
-    table = plan_table(model)
-    (out / "plan.txt").write_text(table + "\n")
-    log(f"stage {cfg.stage!r}:\n{table}")
+    model.to(d.device)
+    return model, apply_stage(model, cfg.stage, cfg.freeze, cfg.train)
 
+
+def _data(cfg: TrainConfig, model: AnyMAL, d: dist.Dist, progress: bool, log):
     skipped = SkipReport()
     caches = {m: FeatureCache(e) for m, e in model.encoders.items()} if cfg.data.feature_cache else None
-    train_items = _load(cfg, model, cfg.data.train, caches, skipped, progress, "preparing train")
-    val_items = _load(cfg, model, cfg.data.val, caches, skipped, progress, "preparing val") if cfg.data.val else []
+    train_items: list[Prepared] = []
+    val_items: list[Prepared] = []
+    for turn in (0, 1):  # rank 0 fills the feature cache first; the other ranks then read it
+        if (turn == 0) == d.main:
+            train_items = _load(cfg, model, cfg.data.train, caches, skipped, progress and d.main, "preparing train")
+            val_items = _load(cfg, model, cfg.data.val, caches, skipped, progress and d.main,
+                              "preparing val") if cfg.data.val else []
+        dist.barrier(d)
     log(skipped.summary())
     if caches:
         log("feature cache: " + ", ".join(f"{m} {c.hits} reused / {c.misses} encoded" for m, c in caches.items()))
     if not train_items:
         raise DataError(f"{cfg.data.train}: no usable training samples ({skipped.summary()})")
+    return train_items, val_items, skipped
+
+
+def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = False) -> RunResult:
+    d = dist.setup()
+    log = log if d.main else (lambda *_: None)
+    seed_everything(cfg.seed)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    st = check_plan(cfg, log)
+    if d.main:
+        dump_yaml(cfg, out / "config.yaml")
+    model, params = _build(cfg, d, log)
+    table = plan_table(model)
+    if d.main:
+        (out / "plan.txt").write_text(table + "\n")
+    log(f"stage {cfg.stage!r} ({st.about}), {d.world} process(es):\n{table}")
+    train_items, val_items, skipped = _data(cfg, model, d, progress, log)
 
     o = cfg.optim
     opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
     sched = get_cosine_schedule_with_warmup(opt, o.warmup_steps, o.max_steps)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    order: list[int] = []
-    metrics = (out / "metrics.jsonl").open("w")
-    first = last = math.nan
-    val_loss = None
-    initial_val = evaluate_loss(model, val_items, o.batch_size) if val_items else None
-    if initial_val is not None:
-        metrics.write(json.dumps({"step": 0, "val_loss": initial_val}) + "\n")
-    t0, seen, tokens = time.time(), 0, 0
-    bar = tqdm(range(1, o.max_steps + 1), desc=f"train {cfg.stage}", disable=not progress, unit="step")
+    sampler = StepSampler([len(p.encoded.input_ids) for p in train_items], o.batch_size, o.grad_accum,
+                          d.world, d.rank, cfg.seed, cfg.data.group_by_length)
+    c = {"first_loss": math.nan, "last_loss": math.nan, "initial_val": None, "val_loss": None,
+         "seen": 0, "tokens": 0, "seconds": 0.0, "nan_steps": 0}
+    start = 0
+    if resume:
+        s = load_state(out, to_dict(cfg))
+        restore_trainable(model, s["weights"])
+        opt.load_state_dict(s["optimizer"])
+        sched.load_state_dict(s["scheduler"])
+        sampler.load_state_dict(s["sampler"])
+        set_rng_state(s["rng"])
+        start, c = s["step"], s["counters"]
+        log(f"resumed at step {start} of {o.max_steps}")
+    runlog = RunLog(out, d.main, start if resume else None)
+    if not resume and val_items:
+        c["initial_val"] = evaluate_loss(model, val_items, o.batch_size)
+        runlog.write({"step": 0, "val_loss": c["initial_val"]})
+
+    def checkpoint(step: int, final: bool):
+        weights = trainable_state(model)  # every rank takes part (sharded parameters gather here)
+        if not d.main:
+            return None
+        if not final:
+            save_state(out, {"step": step, "weights": weights, "optimizer": opt.state_dict(),
+                             "scheduler": sched.state_dict(), "sampler": sampler.state_dict(), "rng": rng_state(),
+                             "counters": dict(c), "config": to_dict(cfg)})
+        training = ({"partial_step": step} if not final else {
+            "first_loss": c["first_loss"], "final_loss": c["last_loss"], "initial_val_loss": c["initial_val"],
+            "val_loss": c["val_loss"], "skipped_samples": skipped.total, "nan_steps": c["nan_steps"],
+            "train_samples": len(train_items), "processes": d.world, "seconds": round(c["seconds"], 1)})
+        return model.save_pretrained(out / "checkpoint", stage=cfg.stage, with_llm=st.saves_llm,
+                                     extra={"training": training})
+
+    wrapped = dist.wrap(model, d, cfg.strategy)
+    bar = tqdm(range(start + 1, o.max_steps + 1), initial=start, total=o.max_steps, desc=f"train {cfg.stage}",
+               disable=not (progress and d.main), unit="step")
+    t0 = time.time() - c["seconds"]
     for step in bar:
+        micro = sampler.next_step()
+        batches = [collate(model, [train_items[i] for i in idx]) for idx in micro]
+        n_global, step_tokens, step_samples = dist.all_sum(
+            [sum(_num_labels(b) for b in batches), sum(b.num_tokens for b in batches), sum(len(i) for i in micro)], d)
         opt.zero_grad(set_to_none=True)
-        step_loss = 0.0
-        for _ in range(o.grad_accum):
-            idx = []
-            while len(idx) < min(o.batch_size, len(train_items)):
-                if not order:
-                    order = torch.randperm(len(train_items), generator=gen).tolist()
-                idx.append(order.pop())
-            batch = collate(model, [train_items[i] for i in idx])
-            loss = model(batch).loss / o.grad_accum
-            loss.backward()
-            step_loss += float(loss.detach())
-            seen += len(idx)
-            tokens += batch.num_tokens
+        loss_sum = 0.0
+        for j, batch in enumerate(batches):
+            with dist.no_sync(wrapped, j == len(batches) - 1):
+                o_ = wrapped(batch)
+                # DDP averages gradients over ranks, hence x world: the sum over all ranks / all tokens
+                (o_.loss_sum * (d.world / n_global)).backward()
+            loss_sum += float(o_.loss_sum.detach())
+        c["tokens"] += step_tokens
+        c["seen"] += step_samples
+        step_loss = dist.all_sum([loss_sum], d)[0] / n_global
+        if not math.isfinite(step_loss):
+            where = ", ".join(train_items[i].where for idx in micro for i in idx)
+            msg = f"step {step}: non-finite loss ({step_loss}); samples{' on rank %d' % d.rank if d.world > 1 else ''}: {where}"
+            if cfg.on_nan == "stop":
+                raise TrainingError(msg + " (on_nan: skip would skip such steps)")
+            log(msg + "; step skipped")
+            c["nan_steps"] += 1
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            continue
         gnorm = float(torch.nn.utils.clip_grad_norm_(params, o.max_grad_norm))
         opt.step()
         sched.step()
-        first = step_loss if step == 1 else first
-        last = step_loss
-        bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
+        c["first_loss"] = step_loss if math.isnan(c["first_loss"]) else c["first_loss"]
+        c["last_loss"] = step_loss
+        c["seconds"] = time.time() - t0
+        rate = {"samples_per_s": c["seen"] / c["seconds"], "tokens_per_s": c["tokens"] / c["seconds"]}
+        bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{sched.get_last_lr()[0]:.1e}",
+                        samples_s=f"{rate['samples_per_s']:.1f}", tok_s=f"{rate['tokens_per_s']:.0f}")
         if step % cfg.log_every == 0 or step == 1 or step == o.max_steps:
-            dt = time.time() - t0
-            metrics.write(json.dumps({"step": step, "loss": step_loss, "lr": sched.get_last_lr()[0],
-                                      "grad_norm": gnorm, "samples_per_s": seen / dt, "tokens_per_s": tokens / dt}) + "\n")
-            metrics.flush()
+            runlog.write({"step": step, "loss": step_loss, "lr": sched.get_last_lr()[0], "grad_norm": gnorm, **rate})
         if val_items and ((cfg.eval_every and step % cfg.eval_every == 0) or step == o.max_steps):
-            val_loss = evaluate_loss(model, val_items, o.batch_size)
-            metrics.write(json.dumps({"step": step, "val_loss": val_loss}) + "\n")
-            metrics.flush()
-        if cfg.save_every and step % cfg.save_every == 0 and step < o.max_steps:  # a run cut short keeps its progress
-            model.save_pretrained(out / "checkpoint", stage=cfg.stage, with_llm=st.saves_llm,
-                                  extra={"training": {"partial_step": step}})
-    metrics.close()
-    plot_curves(out / "metrics.jsonl", out / "curves.png")
+            c["val_loss"] = evaluate_loss(model, val_items, o.batch_size)
+            runlog.write({"step": step, "val_loss": c["val_loss"]})
+        if cfg.save_every and step % cfg.save_every == 0 and step < o.max_steps:  # a killed run resumes here
+            checkpoint(step, final=False)
+    runlog.close(out / "curves.png")
     model.stage = cfg.stage
     model.lineage = model.lineage + [{"stage": cfg.stage, "init_from": cfg.init_from, "data": cfg.data.train,
                                       "steps": o.max_steps, "seed": cfg.seed}]
-    ckpt = model.save_pretrained(out / "checkpoint", stage=cfg.stage, with_llm=st.saves_llm, extra={"training": {
-        "first_loss": first, "final_loss": last, "initial_val_loss": initial_val, "val_loss": val_loss, "skipped_samples": skipped.total,
-        "train_samples": len(train_items), "seconds": round(time.time() - t0, 1)}})
-    log(f"done: loss {first:.3f} -> {last:.3f}" + (f", val loss {val_loss:.3f}" if val_loss is not None else "")
-        + f"; checkpoint {ckpt}")
-    return RunResult(out, ckpt, first, last, initial_val, val_loss, skipped.total, o.max_steps)
+    ckpt = checkpoint(o.max_steps, final=True) or out / "checkpoint"
+    dist.barrier(d)
+    dist.teardown(d)
+    log(f"done: loss {c['first_loss']:.3f} -> {c['last_loss']:.3f}"
+        + (f", val loss {c['val_loss']:.3f}" if c["val_loss"] is not None else "") + f"; checkpoint {ckpt}")
+    return RunResult(out, ckpt, c["first_loss"], c["last_loss"], c["initial_val"], c["val_loss"], skipped.total,
+                     o.max_steps, c["nan_steps"])

@@ -1,0 +1,60 @@
+"""Resumable training state: one file, written atomically, enough to continue bit-for-bit.
+
+`<run>/resume.pt` holds the trainable weights, optimizer and scheduler state, every RNG (Python,
+NumPy, torch), the sampler position, the step and the running counters, plus the recipe it belongs
+to. The feature cache needs nothing: it is content-addressed on disk and re-read on resume.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import TrainingError
+
+RESUME_FILE = "resume.pt"
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+
+
+def save_state(run_dir: Path, state: dict) -> Path:
+    path = run_dir / RESUME_FILE
+    tmp = path.with_name(f".{RESUME_FILE}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill mid-write leaves the previous state intact
+    return path
+
+
+def load_state(run_dir: Path, config: dict) -> dict:
+    path = run_dir / RESUME_FILE
+    if not path.is_file():
+        raise TrainingError(f"--resume: {path} does not exist (the run saved no state yet; "
+                            "set save_every to make runs resumable)")
+    state = torch.load(path, weights_only=False)  # our own file: optimizer state holds plain Python objects
+    if state["config"] != config:
+        diff = sorted(k for k in set(state["config"]) | set(config) if state["config"].get(k) != config.get(k))
+        raise TrainingError(f"--resume: {path} belongs to a different recipe (differs in: {', '.join(diff)}); "
+                            "resume with the recipe the run started with")
+    return state
+
+
+def restore_trainable(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, t in weights.items():
+            params[n].copy_(t)

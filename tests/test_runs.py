@@ -1,0 +1,149 @@
+"""Runs that survive and scale: NaN handling, SIGKILL + --resume, 2-process DDP (gloo) == 1 process."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from anymal import AnyMAL
+from anymal.config import load_train_config
+from anymal.errors import TrainingError
+from anymal.train.loop import train
+from anymal.train.sampling import StepSampler
+
+TESTS = Path(__file__).resolve().parent
+# the CLI in a subprocess, with the tiny test encoders registered (they live in conftest)
+LAUNCH = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import conftest; "
+          "from anymal.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def _recipe(tmp_path, llm_dir, images, name, n_copies=2, **over):
+    answers = ["A red square.", "A green square.", "A blue square.", "A yellow square."]
+    recs = [{"image": str(p), "conversations": [{"from": "human", "value": "<image>\nWhat is this?"},
+                                                {"from": "gpt", "value": a * (1 + k)}]}
+            for k in range(n_copies) for p, a in zip(images, answers)]  # varied lengths
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    r = {"model": {"llm": {"id": str(llm_dir), "max_length": 256},
+                   "modalities": {"image": {"encoder": "tiny-cnn", "projector": "mlp", "num_tokens": 4}}},
+         "data": {"train": str(data)},
+         "optim": {"lr": 1e-2, "max_steps": 12, "batch_size": 4, "warmup_steps": 1},
+         "output_dir": str(tmp_path / name), "log_every": 1, "eval_every": 0}
+    for k, v in over.items():
+        node = r
+        *path, last = k.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = v
+    f = tmp_path / f"{name}.yaml"
+    f.write_text(yaml.safe_dump(r))
+    return f
+
+
+def _env(tmp_path):
+    return {**os.environ, "ANYMAL_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+
+
+def _losses(run: Path) -> list[float]:
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+def test_sampler_shards_one_global_order():
+    lengths = [5, 9, 2, 7, 3, 8, 1, 6]
+    one = StepSampler(lengths, 4, 1, 1, 0, seed=3)
+    two = [StepSampler(lengths, 2, 1, 2, r, seed=3) for r in (0, 1)]
+    for _ in range(5):  # crosses epoch boundaries
+        whole = one.next_step()[0]
+        parts = [s.next_step()[0] for s in two]
+        assert sorted(whole) == sorted(parts[0] + parts[1])
+        assert [lengths[i] for i in whole] == sorted((lengths[i] for i in whole), reverse=True)  # length-grouped
+    resumed = StepSampler(lengths, 4, 1, 1, 0, seed=3)
+    resumed.load_state_dict(one.state_dict())
+    assert resumed.next_step() == one.next_step()
+
+
+def test_non_finite_loss_stops_with_step_and_samples_or_is_skipped(tmp_path, images, tiny_llm_dir, monkeypatch):
+    monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
+    real, calls = AnyMAL.forward, []
+
+    def poisoned(self, batch):
+        out = real(self, batch)
+        calls.append(1)
+        if len(calls) == 3 and batch.labels is not None:
+            out.loss_sum = out.loss_sum * float("nan")
+        return out
+
+    monkeypatch.setattr(AnyMAL, "forward", poisoned)
+    cfg = load_train_config(_recipe(tmp_path, tiny_llm_dir, images, "nan"))
+    with pytest.raises(TrainingError, match=r"step 3: non-finite loss \(nan\); samples: .*train.jsonl:\d+"):
+        train(cfg, progress=False, log=lambda *_: None)
+    calls.clear()
+    res = train(load_train_config(_recipe(tmp_path, tiny_llm_dir, images, "nan", on_nan="skip")),
+                progress=False, log=lambda *_: None)
+    assert res.nan_steps == 1 and torch.isfinite(torch.tensor(res.final_loss))
+
+
+@pytest.mark.resume
+def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path, images, tiny_llm_dir):
+    env = _env(tmp_path)
+    steps = 400
+    straight = _recipe(tmp_path, tiny_llm_dir, images, "straight", **{"optim.max_steps": steps, "save_every": 25})
+    subprocess.run([sys.executable, "-c", LAUNCH, "train", str(straight), "--no-progress"], env=env, check=True,
+                   capture_output=True)
+    killed = _recipe(tmp_path, tiny_llm_dir, images, "killed", **{"optim.max_steps": steps, "save_every": 25})
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "train", str(killed), "--no-progress"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "resume.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.3)  # let it run past the saved state, so resuming must really rewind
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    partial = json.loads((run / "checkpoint" / "anymal_config.json").read_text())["training"]
+    assert "partial_step" in partial and partial["partial_step"] < steps  # killed mid-way
+    done = subprocess.run([sys.executable, "-c", LAUNCH, "train", str(killed), "--resume", "--no-progress"],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed at step" in done.stderr
+    a = load_file(str(tmp_path / "straight" / "checkpoint" / "adapters.safetensors"))
+    b = load_file(str(run / "checkpoint" / "adapters.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-exact
+    assert _losses(run) == _losses(tmp_path / "straight")  # the log reads as one run
+    wrong = subprocess.run([sys.executable, "-c", LAUNCH, "train", str(killed), "--resume", "--set", "optim.lr=0.5"],
+                           env=env, capture_output=True, text=True)
+    assert wrong.returncode != 0 and "belongs to a different recipe (differs in: optim)" in wrong.stderr
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("accum", [1, 2])
+def test_two_processes_equal_one_with_twice_the_batch(tmp_path, images, tiny_llm_dir, accum):
+    env = _env(tmp_path)
+    common = {"optim.max_steps": 8, "optim.grad_accum": accum, "save_every": 0}
+    one = _recipe(tmp_path, tiny_llm_dir, images, "one", n_copies=4, **{**common, "optim.batch_size": 4})
+    two = _recipe(tmp_path, tiny_llm_dir, images, "two", n_copies=4, **{**common, "optim.batch_size": 2})
+    subprocess.run([sys.executable, "-c", LAUNCH, "train", str(one), "--no-progress"], env=env, check=True,
+                   capture_output=True)
+    script = tmp_path / "launch.py"
+    script.write_text(LAUNCH.replace("; ", "\n"))
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), "train", str(two), "--no-progress"], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 process(es)" in res.stderr
+    l1, l2 = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert len(l1) == len(l2) == 8 and l1[-1] < l1[0]
+    assert l1 == pytest.approx(l2, rel=1e-5, abs=1e-6)
+    a = load_file(str(tmp_path / "one" / "checkpoint" / "adapters.safetensors"))
+    b = load_file(str(tmp_path / "two" / "checkpoint" / "adapters.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert json.loads((tmp_path / "two" / "checkpoint" / "anymal_config.json").read_text())["training"]["processes"] == 2
