@@ -126,10 +126,10 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path, images, t
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("accum", [1, 2])
-def test_two_processes_equal_one_with_twice_the_batch(tmp_path, images, tiny_llm_dir, accum):
+@pytest.mark.parametrize("accum, strategy", [(1, "ddp"), (2, "ddp"), (1, "fsdp")])
+def test_two_processes_equal_one_with_twice_the_batch(tmp_path, images, tiny_llm_dir, accum, strategy):
     env = _env(tmp_path)
-    common = {"optim.max_steps": 8, "optim.grad_accum": accum, "save_every": 0}
+    common = {"optim.max_steps": 8, "optim.grad_accum": accum, "save_every": 0, "strategy": strategy}
     one = _recipe(tmp_path, tiny_llm_dir, images, "one", n_copies=4, **{**common, "optim.batch_size": 4})
     two = _recipe(tmp_path, tiny_llm_dir, images, "two", n_copies=4, **{**common, "optim.batch_size": 2})
     subprocess.run([sys.executable, "-c", LAUNCH, "train", str(one), "--no-progress"], env=env, check=True,

@@ -28,6 +28,11 @@ from .messages import MediaPart, from_prompt
 from .processor import IGNORE, Batch, Encoded, Processor
 
 
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A plain tensor from a possibly sharded (FSDP2 DTensor) one."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
 @dataclass
 class LossOutput:
     """What a labelled forward returns (a dataclass: DDP finds its tensors and passes it through)."""
@@ -117,8 +122,9 @@ class AnyMAL(nn.Module):
         return shared
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
-        """The trained part a checkpoint stores: every projector, plus the LoRA layers if any."""
-        return {k: v for k, v in self.state_dict().items() if k.startswith("projectors.") or LORA_MARK in k}
+        """The trained part a checkpoint stores: every projector, plus the LoRA layers if any.
+        (Sharded FSDP2 parameters are gathered: every rank must call this.)"""
+        return {k: full_tensor(v) for k, v in self.state_dict().items() if k.startswith("projectors.") or LORA_MARK in k}
 
     def load_adapter_state(self, state: dict[str, torch.Tensor], path: str | Path) -> None:
         want = set(self.adapter_state())
@@ -145,7 +151,7 @@ class AnyMAL(nn.Module):
         }
 
     def save_pretrained(self, path: str | Path, stage: str | None = None, extra: dict | None = None,
-                        with_llm: bool = False) -> Path:
+                        with_llm: bool = False, state: dict[str, torch.Tensor] | None = None) -> Path:
         """Write manifest + adapter weights; `with_llm` also writes the LLM itself to `<path>/llm`
         (after full fine-tuning, or a LoRA merge) and points the manifest at it (`./llm`)."""
         stage = stage or self.stage
@@ -155,7 +161,7 @@ class AnyMAL(nn.Module):
             config["llm"]["id"] = facts["llm"]["id"] = LOCAL_LLM
         manifest = {"anymal_version": __version__, "stage": stage, "lineage": self.lineage,
                     "config": config, **facts, **(extra or {})}
-        return write_checkpoint(path, manifest, self.adapter_state())
+        return write_checkpoint(path, manifest, self.adapter_state() if state is None else state)
 
     # ---------------------------------------------------------------- forward
     @property

@@ -89,7 +89,7 @@ def evaluate_loss(model: AnyMAL, items: list[Prepared], batch_size: int) -> floa
     return total / max(count, 1)
 
 
-def _build(cfg: TrainConfig, d: dist.Dist, log) -> tuple[AnyMAL, list[torch.nn.Parameter]]:
+def _build(cfg: TrainConfig, d: dist.Dist, log) -> AnyMAL:
     model = AnyMAL.from_config(cfg.model)
     if cfg.init_from:
         loaded = model.init_adapters_from(cfg.init_from, cfg.init_modalities)
@@ -97,7 +97,8 @@ def _build(cfg: TrainConfig, d: dist.Dist, log) -> tuple[AnyMAL, list[torch.nn.P
     if cfg.llm_train_dtype:
         model.llm.model.to(getattr(torch, cfg.llm_train_dtype))
     model.to(d.device)
-    return model, apply_stage(model, cfg.stage, cfg.freeze, cfg.train)
+    apply_stage(model, cfg.stage, cfg.freeze, cfg.train)
+    return model
 
 
 def _data(cfg: TrainConfig, model: AnyMAL, d: dist.Dist, progress: bool, log):
@@ -128,13 +129,15 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
     st = check_plan(cfg, log)
     if d.main:
         dump_yaml(cfg, out / "config.yaml")
-    model, params = _build(cfg, d, log)
+    model = _build(cfg, d, log)
     table = plan_table(model)
     if d.main:
         (out / "plan.txt").write_text(table + "\n")
     log(f"stage {cfg.stage!r} ({st.about}), {d.world} process(es):\n{table}")
     train_items, val_items, skipped = _data(cfg, model, d, progress, log)
 
+    wrapped = dist.wrap(model, d, cfg.strategy)
+    params = [p for p in model.parameters() if p.requires_grad]  # FSDP2 replaced them with sharded ones
     o = cfg.optim
     opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
     sched = get_cosine_schedule_with_warmup(opt, o.warmup_steps, o.max_steps)
@@ -157,11 +160,19 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
         c["initial_val"] = evaluate_loss(model, val_items, o.batch_size)
         runlog.write({"step": 0, "val_loss": c["initial_val"]})
 
+    sharded = d.world > 1 and cfg.strategy == "fsdp"
+    if sharded and (resume or cfg.save_every):
+        log("note: with strategy fsdp, save_every writes checkpoints but no resume state "
+            "(sharded optimizer state is not saved yet); use ddp for resumable runs")
+        if resume:
+            raise ConfigError("--resume is supported with strategy ddp (fsdp runs save no resume state)")
+
     def checkpoint(step: int, final: bool):
         weights = trainable_state(model)  # every rank takes part (sharded parameters gather here)
+        adapters = model.adapter_state()
         if not d.main:
             return None
-        if not final:
+        if not final and not sharded:
             save_state(out, {"step": step, "weights": weights, "optimizer": opt.state_dict(),
                              "scheduler": sched.state_dict(), "sampler": sampler.state_dict(), "rng": rng_state(),
                              "counters": dict(c), "config": to_dict(cfg)})
@@ -170,9 +181,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
             "val_loss": c["val_loss"], "skipped_samples": skipped.total, "nan_steps": c["nan_steps"],
             "train_samples": len(train_items), "processes": d.world, "seconds": round(c["seconds"], 1)})
         return model.save_pretrained(out / "checkpoint", stage=cfg.stage, with_llm=st.saves_llm,
-                                     extra={"training": training})
+                                     extra={"training": training}, state=adapters)
 
-    wrapped = dist.wrap(model, d, cfg.strategy)
     bar = tqdm(range(start + 1, o.max_steps + 1), initial=start, total=o.max_steps, desc=f"train {cfg.stage}",
                disable=not (progress and d.main), unit="step")
     t0 = time.time() - c["seconds"]

@@ -19,7 +19,9 @@ RESUME_FILE = "resume.pt"
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    from ..model.anymal import full_tensor
+
+    return {n: full_tensor(p.detach()).clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def rng_state() -> dict:
