@@ -93,6 +93,8 @@ class TrainConfig:
     # dtype of the *frozen* LLM while training (AnyMAL trains against a low-precision LLM and infers
     # with the full-precision one); None = model.llm.dtype. The checkpoint records model.llm.dtype.
     llm_train_dtype: Literal["float32", "bfloat16"] | None = None
+    # hold the frozen LLM's weights in int8/int4 while training (optimum-quanto; see anymal/llm/quantize.py)
+    llm_quantize: Literal["int8", "int4"] | None = None
     on_nan: Literal["stop", "skip"] = "stop"  # a non-finite loss stops the run (naming step and samples) or skips the step
     strategy: Literal["ddp", "fsdp"] = "ddp"  # under torchrun with several processes (see anymal/train/distributed.py)
 

@@ -25,7 +25,7 @@ def _model(llm_dir, lora=True):
 
 
 def _trainable(model):
-    return {c: f for c, f, _, _ in plan_rows(model)}
+    return {r[0]: r[1] for r in plan_rows(model)}
 
 
 @pytest.mark.parametrize("stage, freeze, train_, expected", [
@@ -119,3 +119,26 @@ def test_full_stage_checkpoint_carries_its_llm(tmp_path, images, tiny_llm_dir, m
     bad.model.lora = LoRAConfig()
     with pytest.raises(ConfigError, match="remove model.lora"):
         train(bad, progress=False, log=lambda *_: None)
+
+
+@pytest.mark.quantized
+@pytest.mark.parametrize("bits", ["int8", "int4"])
+def test_adapters_train_against_a_quantized_llm_and_load_in_full_precision(tmp_path, images, tiny_llm_dir,
+                                                                           monkeypatch, bits):
+    from anymal.llm.quantize import weight_bytes
+
+    monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
+    cfg = _recipe(tmp_path, tiny_llm_dir, images, "instruct", bits, llm_quantize=bits)
+    cfg.model.lora = LoRAConfig(rank=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    res = train(cfg, progress=False, log=lambda *_: None)
+    assert res.final_loss < res.first_loss
+    plan = (tmp_path / bits / "plan.txt").read_text()
+    assert f"q{bits[-1]}" in plan or bits in plan  # the table shows the quantized storage type
+    model = AnyMAL.from_pretrained(res.checkpoint)  # inference: the full-precision LLM
+    assert "lora_A" in " ".join(model.adapter_state()) and not getattr(model.llm, "quantized", None)
+    from anymal.llm import load_llm
+    from anymal.llm.quantize import quantize_llm
+
+    full, small = load_llm(str(tiny_llm_dir)), load_llm(str(tiny_llm_dir))
+    quantize_llm(small, bits)
+    assert weight_bytes(small.model) < weight_bytes(full.model)

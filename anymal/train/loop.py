@@ -23,6 +23,7 @@ from ..data.feature_cache import FeatureCache
 from ..data.jsonl import SkipReport, read_jsonl
 from ..errors import ConfigError, DataError, TrainingError
 from ..model.anymal import AnyMAL
+from ..llm.quantize import quantize_llm
 from ..model.processor import IGNORE
 from . import distributed as dist
 from .runlog import RunLog
@@ -59,6 +60,9 @@ def check_plan(cfg: TrainConfig, log) -> Stage:
     if st.saves_llm and cfg.model.lora is not None:
         raise ConfigError(f"stage {cfg.stage!r} trains every LLM weight; LoRA layers on top are redundant: "
                           "remove model.lora from the recipe")
+    if cfg.llm_quantize and st.saves_llm:
+        raise ConfigError(f"stage {cfg.stage!r} trains the LLM's own weights, which cannot be quantized; "
+                          "use llm_quantize with align, instruct-proj or instruct (LoRA)")
     if cfg.data.feature_cache and any(c.startswith("encoders") for c in cfg.train):
         raise ConfigError("train: an encoder cannot learn while its features come from the feature cache; "
                           "set data.feature_cache: false")
@@ -96,6 +100,8 @@ def _build(cfg: TrainConfig, d: dist.Dist, log) -> AnyMAL:
         log(f"{', '.join(loaded) or '(nothing)'} start from {cfg.init_from}")
     if cfg.llm_train_dtype:
         model.llm.model.to(getattr(torch, cfg.llm_train_dtype))
+    if cfg.llm_quantize:
+        quantize_llm(model.llm, cfg.llm_quantize)
     model.to(d.device)
     apply_stage(model, cfg.stage, cfg.freeze, cfg.train)
     return model

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..llm.lora import has_lora, lora_parameters
+from ..llm.quantize import weight_bytes
 from ..registry import STAGES
 
 
@@ -86,8 +87,8 @@ def apply_stage(model, name: str, freeze: list[str] | tuple[str, ...] = (),
     return params
 
 
-def plan_rows(model) -> list[tuple[str, str, int, str]]:
-    """(component, trainable yes/partly/frozen, parameters, dtype) per component."""
+def plan_rows(model) -> list[tuple[str, str, int, str, int]]:
+    """(component, trainable yes/partly/frozen, parameters, dtype, bytes) per component."""
     lora = set(map(id, lora_parameters(model.llm).values()))
     comps = [("llm", [p for p in model.llm.parameters() if id(p) not in lora])]
     if lora:
@@ -99,17 +100,23 @@ def plan_rows(model) -> list[tuple[str, str, int, str]]:
         n = sum(p.numel() for p in ps)
         ntrain = sum(p.numel() for p in ps if p.requires_grad)
         flag = "yes" if ntrain == n and n else ("partly" if ntrain else "frozen")
-        dtypes = sorted({str(p.dtype).replace("torch.", "") for p in ps}) or ["-"]
-        rows.append((name, flag, n, "/".join(dtypes)))
+        dtypes = sorted({_dtype(p) for p in ps}) or ["-"]
+        rows.append((name, flag, n, "/".join(dtypes), weight_bytes(ps)))
     return rows
 
 
+def _dtype(p) -> str:
+    inner = getattr(p, "qtype", None)  # quanto's quantized weights report their storage type
+    return inner.name if inner is not None else str(p.dtype).replace("torch.", "")
+
+
 def plan_table(model) -> str:
-    rows = [("component", "trainable", "params", "dtype")]
-    rows += [(c, f, f"{n:,}", d) for c, f, n, d in plan_rows(model)]
-    total = sum(n for _, _, n, _ in plan_rows(model))
+    rows = [("component", "trainable", "params", "dtype", "MB")]
+    plan = plan_rows(model)
+    rows += [(c, f, f"{n:,}", d, f"{b / 1e6:.1f}") for c, f, n, d, b in plan]
+    total = sum(r[2] for r in plan)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    w = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
     lines.insert(1, "  ".join("-" * x for x in w))
     lines.append(f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")

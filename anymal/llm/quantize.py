@@ -1,0 +1,60 @@
+"""Hold the frozen LLM in int8 or int4 weights while adapters train (AnyMAL's memory trick).
+
+Backend: optimum-quanto, chosen because it really runs on CPU (and CUDA) and lets gradients flow
+through quantized linear layers to the inputs, which is all adapter training needs (measured
+against torchao 0.18, whose CPU int4 path needs an extra kernel package; bitsandbytes' CPU backend
+is not used). Every linear layer of the LLM, the LM head included, gets int8 or int4 weights
+(int4 with per-group scales); the token-embedding table, which quanto does not quantize, is held
+in bfloat16 and returns the compute dtype. LoRA layers stay in full precision. Inference uses the
+full-precision LLM, as AnyMAL did: quantization is a training-time setting (`llm_quantize`) and is
+not saved in checkpoints.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+def quantize_llm(llm, bits: str) -> None:
+    try:
+        from optimum.quanto import freeze, qint4, qint8, quantize
+    except ImportError:
+        raise ConfigError("llm_quantize needs optimum-quanto: pip install optimum-quanto") from None
+    if bits not in ("int8", "int4"):
+        raise ConfigError(f"llm_quantize: {bits!r}; expected int8 or int4")
+    model = llm.model
+    emb = model.get_input_embeddings()
+    compute = emb.weight.dtype
+    head = model.get_output_embeddings()
+    if head is not None and head.weight is emb.weight:  # tied: the head gets its own (quantized) copy
+        head.weight = nn.Parameter(emb.weight.detach().clone(), requires_grad=False)
+    quantize(model, weights={"int8": qint8, "int4": qint4}[bits], exclude=["*lora_*"])
+    freeze(model)
+    emb.to(torch.bfloat16)
+    emb.register_forward_hook(lambda _m, _i, out: out.to(compute))
+    llm.quantized = bits
+
+
+def weight_bytes(tensors: nn.Module | list[torch.Tensor]) -> int:
+    """Bytes of a module's parameters and buffers (or of a list of tensors), counting a quantized
+    tensor's packed data and scales; shared storage is counted once."""
+    seen: set[int] = set()
+    total = 0
+
+    def add(t: torch.Tensor) -> None:
+        nonlocal total
+        if hasattr(t, "__tensor_flatten__"):  # quanto's subclasses: count their inner tensors
+            names, _ = t.__tensor_flatten__()
+            for n in names:
+                add(getattr(t, n))
+            return
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in seen:
+            seen.add(ptr)
+            total += t.untyped_storage().nbytes()
+
+    for t in tensors if isinstance(tensors, list) else [*tensors.parameters(), *tensors.buffers()]:
+        add(t)
+    return total
