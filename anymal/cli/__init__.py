@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -167,6 +168,15 @@ def cmd_data(a) -> int:
         if not eq:
             raise AnymalError(f"--opt {kv!r}: expected KEY=VALUE, e.g. --opt seed=1")
         options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    if a.what == "generate":
+        from ..data.instruct import generate
+
+        known = set(inspect.signature(generate).parameters) - {"sources", "out"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise AnymalError(f"data generate has no option {', '.join(unknown)}; its options: {', '.join(sorted(known))}")
+        print(json.dumps(generate(a.sources, a.out, **options)))
+        return 0
     print(json.dumps(build(a.name, a.out or f"data/{a.name}", **options)))
     return 0
 
@@ -291,6 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a builder option, e.g. --opt seed=1 --opt limit=20 (unknown keys list the known ones)")
         b.add_argument("--no-progress", action="store_true")
         b.set_defaults(fn=cmd_data)
+    g = dsub.add_parser("generate", help="instruction data (conversation, detail, reasoning) from built sets' labels")
+    g.add_argument("--from", dest="sources", action="append", required=True, metavar="MANIFEST",
+                   help="a built manifest, e.g. data/tuxpaint/train.jsonl (repeatable)")
+    g.add_argument("--out", required=True, help="output JSONL, e.g. data/instruct/train.jsonl")
+    g.add_argument("--opt", action="append", metavar="KEY=VALUE",
+                   help="kinds=conversation,detail,reasoning | llm=true (LLM rephrasing, validated) | seed=N | limit=N")
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(fn=cmd_data)
 
     pt = sub.add_parser("pretrain", help="contrastively pretrain the small IMU / 3-D encoders against MiniLM")
     pt.add_argument("encoder", choices=["imu", "points"])
