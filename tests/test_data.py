@@ -101,3 +101,21 @@ def test_alpha_is_composited_on_white(tmp_path):
     p = tmp_path / "a.png"
     Image.new("RGBA", (4, 4), (255, 0, 0, 0)).save(p)
     assert load_image(p).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_llava_json_array_files_are_read_and_errors_name_the_index(tmp_path, images):
+    good = {"id": "1", "image": str(images[0]), "conversations": [
+        {"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": "A frog."},
+        {"from": "human", "value": "Sure?"}, {"from": "gpt", "value": "Yes."}]}
+    bad = {"id": "2", "image": "missing.png", "conversations": good["conversations"]}
+    f = tmp_path / "llava_instruct.json"
+    f.write_text(json.dumps([good, bad], indent=2))
+    samples, skipped = read_jsonl(f, ["image"], on_error="skip")
+    assert len(samples) == 1 and [m["role"] for m in samples[0].messages] == ["user", "assistant"] * 2
+    assert skipped.total == 1 and "llava_instruct.json[1]: field 'image'" in skipped.summary()
+    (tmp_path / "broken.json").write_text('[{"id": 1,\n  oops}]')
+    with pytest.raises(DataError, match=r"broken.json:2: malformed JSON"):
+        read_jsonl(tmp_path / "broken.json", ["image"])
+    (tmp_path / "obj.json").write_text('{"id": 1}')
+    with pytest.raises(DataError, match="expected a JSON array of samples"):
+        read_jsonl(tmp_path / "obj.json", ["image"])

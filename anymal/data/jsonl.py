@@ -154,26 +154,43 @@ def parse_record(rec: Any, where: str, modalities: list[str], root: Path) -> Sam
     return Sample(messages, where, meta)
 
 
+def _records(p: Path):
+    """(where, parsed record or DataError) for each sample of a JSONL file or a LLaVA-style JSON array."""
+    if p.suffix == ".json":  # LLaVA ships its instruction sets as one JSON array
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{p}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(data, list):
+            raise DataError(f"{p}: expected a JSON array of samples (LLaVA format), got {type(data).__name__}")
+        for i, rec in enumerate(data):
+            yield f"{p}[{i}]", rec
+        return
+    with p.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield f"{p}:{n}", json.loads(line)
+            except json.JSONDecodeError as e:
+                yield f"{p}:{n}", DataError(f"{p}:{n}: malformed JSON ({e.msg} at column {e.colno})")
+
+
 def read_jsonl(path: str | Path, modalities: list[str], media_root: str | None = None,
                on_error: str = "fail") -> tuple[list[Sample], SkipReport]:
+    """Samples of a manifest: JSONL (one sample per line) or, for `.json`, a LLaVA-style array."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: manifest not found")
     root = Path(media_root) if media_root else p.parent
     samples, skipped = [], SkipReport()
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{p}:{n}"
-            try:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-                samples.append(parse_record(rec, where, modalities, root))
-            except DataError as e:
-                if on_error == "fail":
-                    raise
-                skipped.add_error(where, e)
+    for where, rec in _records(p):
+        try:
+            if isinstance(rec, DataError):
+                raise rec
+            samples.append(parse_record(rec, where, modalities, root))
+        except DataError as e:
+            if on_error == "fail":
+                raise
+            skipped.add_error(where, e)
     return samples, skipped
