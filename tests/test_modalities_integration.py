@@ -64,3 +64,28 @@ def test_interleaved_answers_use_both_inputs(default_model):
     other_motion = _ask(default_model, q, ("image", "umbrella.png"), ("imu", "lying-down.csv"))
     assert base.startswith("You are"), base
     assert other_image != base and other_motion != base, (base, other_image, other_motion)
+
+
+def test_instruct_lora_on_generated_real_data_then_export(small_sets, tmp_path):
+    """align (the shipped default) -> instruct with LoRA on generated instruction data -> export --merge."""
+    import json
+
+    from anymal import AnyMAL
+    from anymal.data.instruct import generate
+    from anymal.model.export import export_merged
+    from anymal.train.loop import train
+
+    srcs = [str(small_sets[n] / "train.jsonl") for n in ("hapt", "furniture", "video")]
+    stats = generate(srcs, str(tmp_path / "instruct.jsonl"), progress=False)
+    assert {"imu/reasoning", "points/detail", "video/conversation"} <= set(stats)
+    cfg = load_train_config(RECIPES_DIR / "instruct-lora.yaml", [
+        f"data.train={tmp_path / 'instruct.jsonl'}", f"data.val={tmp_path / 'instruct.jsonl'}", "optim.max_steps=8",
+        "optim.batch_size=8", "optim.warmup_steps=1", "optim.lr=2e-3", "save_every=0", f"output_dir={tmp_path / 'run'}"])
+    res = train(cfg, progress=False, log=lambda *_: None)
+    assert res.val_loss < res.initial_val_loss, (res.initial_val_loss, res.val_loss)
+    manifest = json.loads((res.checkpoint / "anymal_config.json").read_text())
+    assert manifest["stage"] == "instruct" and [e.get("stage") for e in manifest["lineage"]][-1] == "instruct"
+    lora = AnyMAL.from_pretrained(res.checkpoint)
+    merged = AnyMAL.from_pretrained(export_merged(res.checkpoint, tmp_path / "merged"))
+    q = "Is the person going from one place to another?"
+    assert _ask(lora, q, ("imu", "walking-upstairs.csv")) == _ask(merged, q, ("imu", "walking-upstairs.csv"))

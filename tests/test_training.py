@@ -1,11 +1,12 @@
 """The training loop on tiny backbones: loss falls, artefacts are written, bad samples are counted."""
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 from anymal import AnyMAL
-from anymal.config import load_train_config
+from anymal.config import load_train_config, to_dict
 from anymal.errors import DataError
 from anymal.train.loop import train
 
@@ -106,3 +107,17 @@ def test_save_every_writes_intermediate_checkpoints(tmp_path, images, tiny_llm_d
                             ["optim.max_steps=5", "save_every=2"])
     train(cfg, progress=False, log=lambda *_: None)
     assert saved == [2, 4, "final"]
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "anymal" / "recipes").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_shipped_recipes_load_and_fit_the_checkpoint_they_start_from(recipe):
+    from anymal.model.checkpoint import read_manifest
+    from anymal.train.stages import get_stage
+
+    cfg = load_train_config(recipe)
+    get_stage(cfg.stage)
+    if cfg.init_from:
+        shipped = read_manifest(Path(__file__).parents[1] / cfg.init_from)["config"]["modalities"]
+        for m in cfg.init_modalities or [m for m in cfg.model.modalities if m in shipped]:
+            assert yaml.safe_load(yaml.safe_dump(to_dict(cfg.model.modalities[m]))) == shipped[m], (recipe.name, m)
