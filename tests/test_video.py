@@ -206,3 +206,20 @@ def test_stamp_video_build(tmp_path):
                 or captions["val"] & captions["test"])
     assert json.loads((tmp_path / "stats.json").read_text())["clips"] == stats["clips"]
     assert "GPL-2" in (tmp_path / "README.md").read_text()
+
+
+def test_a_video_part_can_bring_its_own_audio_track(tmp_path):
+    from anymal.model.messages import MediaPart, normalize
+
+    t = np.arange(22050, dtype=np.float32) / 22050  # write_clip's audio rate
+    tone = gray_clip(tmp_path / "tone.mp4", audio=(0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+    mute = gray_clip(tmp_path / "mute.mp4")
+    msg = lambda p: [{"role": "user", "content": [{"type": "video", "path": str(p), "audio": True},
+                                                  {"type": "text", "text": "What happens?"}]}]
+    parts = normalize(msg(tone), {"video", "audio"})[0][1]
+    assert [p.modality for p in parts if isinstance(p, MediaPart)] == ["video", "audio"]
+    wave, rate = parts[1].source
+    assert rate == 16000 and 0.9 < wave.size / 16000 < 1.2  # 1 s, resampled
+    assert [p.modality for p in normalize(msg(mute), {"video", "audio"})[0][1] if isinstance(p, MediaPart)] == ["video"]
+    with pytest.raises(InputError, match="needs a model with an audio adapter"):
+        normalize(msg(tone), {"video"})

@@ -23,7 +23,7 @@ class _Input(argparse.Action):
 
 
 def _media(a) -> list:
-    from ..model.messages import MediaPart
+    from ..model.messages import MediaPart, soundtrack
 
     media = []
     for modality, path in getattr(a, "inputs", None) or []:
@@ -31,11 +31,14 @@ def _media(a) -> list:
             raise AnymalError(f"{path}: no such file")
         rate = a.imu_rate if modality == "imu" and a.imu_rate else None
         media.append(MediaPart(modality, (path, rate) if rate else path))
+        if modality == "video" and getattr(a, "video_audio", False):
+            media += soundtrack(path, {"audio"}, f"--video {path}")
     return media
 
 
 def _path_of(part) -> str:
-    return str(part.source[0] if isinstance(part.source, tuple) else part.source)
+    src = part.source[0] if isinstance(part.source, tuple) else part.source
+    return str(src) if isinstance(src, (str, Path)) else "<in-memory waveform>"
 
 
 def _quiet_libraries() -> None:
@@ -257,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", help="checkpoint directory (default: the shipped adapters)")
     for m in MODALITY_FLAGS:
         c.add_argument(f"--{m}", action=_Input, metavar="PATH", help=f"{m} input (repeatable; order is kept)")
+    c.add_argument("--video-audio", action="store_true",
+                   help="also give each --video's own audio track (as an audio input right after it)")
     c.add_argument("--imu-rate", type=float, metavar="HZ",
                    help="sample rate of --imu files that have no t column (.npy, CSV without t)")
     _generation_args(c, max_new_tokens=128)

@@ -6,7 +6,8 @@
 A modality part carries its input under `path`, under its own type name (`"image": <PIL/array>`),
 or as `url` (local `file://` only). Parts may appear anywhere, any number of times. Signals without
 their own clock (an IMU `.npy`, a CSV without `t`, a raw waveform) add `"rate": HZ`; the source is
-then the pair `(input, rate)`.
+then the pair `(input, rate)`. A video part with `"audio": true` is followed by the clip's own audio
+track as an audio part (none if the clip has no track or it is silent).
 """
 from __future__ import annotations
 
@@ -78,11 +79,27 @@ def normalize(messages: list[dict], modalities: set[str]) -> list[tuple[str, lis
                 if role == "assistant":
                     raise InputError(f"{pw}: assistant messages cannot contain {kind} inputs")
                 parts.append(MediaPart(kind, _media_source(p, kind, pw)))
+                if kind == "video" and p.get("audio"):
+                    parts += soundtrack(parts[-1].source, modalities, pw)
             else:
                 known = ", ".join(sorted({"text", *modalities}))
                 raise InputError(f"{pw}: unknown part type {kind!r}; this model accepts: {known}")
         out.append((role, parts))
     return out
+
+
+def soundtrack(video: Any, modalities: set[str] | list[str], where: str) -> list[MediaPart]:
+    """The clip's own audio track as an audio part: [] when it has none or it is silent (< -80 dBFS)."""
+    if "audio" not in modalities:
+        raise InputError(f"{where}: the video's audio track needs a model with an audio adapter")
+    import numpy as np
+
+    from ..encoders.video import load_video_audio
+
+    wave = load_video_audio(video)
+    if wave is None or not wave.size or float(np.sqrt(np.mean(wave.astype(np.float64) ** 2))) < 1e-4:
+        return []
+    return [MediaPart("audio", (wave, 16000))]
 
 
 def from_prompt(prompt: str, media: list[MediaPart]) -> list[dict]:
