@@ -110,8 +110,10 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path, images, t
     time.sleep(0.3)  # let it run past the saved state, so resuming must really rewind
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    partial = json.loads((run / "checkpoint" / "anymal_config.json").read_text())["training"]
+    manifest = json.loads((run / "checkpoint" / "anymal_config.json").read_text())
+    partial = manifest["training"]
     assert "partial_step" in partial and partial["partial_step"] < steps  # killed mid-way
+    assert manifest["lineage"][-1]["partial_of"] == steps  # a partial save names its run in the lineage
     done = subprocess.run([sys.executable, "-c", LAUNCH, "train", str(killed), "--resume", "--no-progress"],
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -204,13 +204,19 @@ def cmd_info(a) -> int:
         print(json.dumps(m, indent=2))
         return 0
     print(f"checkpoint: {path}\nstage: {m['stage']}   anymal {m.get('anymal_version', '?')}")
-    print(f"LLM: {m['llm']['id']} (hidden {m['llm']['hidden_size']})")
+    print(f"LLM: {m['llm']['id']} (hidden {m['llm']['hidden_size']})"
+          + (" — fine-tuned, stored in the checkpoint's llm/ folder" if m["llm"]["id"] == "./llm" else ""))
+    lora = m["config"].get("lora")
+    if lora:
+        print(f"LoRA: rank {lora['rank']}, alpha {lora['alpha']}, on {', '.join(lora['target_modules'])}")
     for mod, rec in m["modalities"].items():
         e, p = rec["encoder"], rec["projector"]
         print(f"{mod}: encoder {e['id']} ({e['dim']}-d x {e['num_tokens']} tokens) -> "
               f"{p['kind']} projector ({p['params']:,} params) -> {p['num_tokens']} LLM tokens")
     if "training" in m:
         print("training: " + ", ".join(f"{k}={v}" for k, v in m["training"].items()))
+    for i, step in enumerate(m.get("lineage", []), 1):
+        print(f"lineage {i}: " + ", ".join(f"{k}={v}" for k, v in step.items()))
     return 0
 
 

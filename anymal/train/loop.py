@@ -173,6 +173,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
         if resume:
             raise ConfigError("--resume is supported with strategy ddp (fsdp runs save no resume state)")
 
+    run_entry = {"stage": cfg.stage, "init_from": cfg.init_from, "data": cfg.data.train, "seed": cfg.seed}
+
     def checkpoint(step: int, final: bool):
         weights = trainable_state(model)  # every rank takes part (sharded parameters gather here)
         adapters = model.adapter_state()
@@ -182,12 +184,18 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
             save_state(out, {"step": step, "weights": weights, "optimizer": opt.state_dict(),
                              "scheduler": sched.state_dict(), "sampler": sampler.state_dict(), "rng": rng_state(),
                              "counters": dict(c), "config": to_dict(cfg)})
+        if not final:  # a partial save records this run in its lineage too (it may be the one shipped)
+            model.lineage.append({**run_entry, "steps": step, "partial_of": o.max_steps})
         training = ({"partial_step": step} if not final else {
             "first_loss": c["first_loss"], "final_loss": c["last_loss"], "initial_val_loss": c["initial_val"],
             "val_loss": c["val_loss"], "skipped_samples": skipped.total, "nan_steps": c["nan_steps"],
             "train_samples": len(train_items), "processes": d.world, "seconds": round(c["seconds"], 1)})
-        return model.save_pretrained(out / "checkpoint", stage=cfg.stage, with_llm=st.saves_llm,
-                                     extra={"training": training}, state=adapters)
+        try:
+            return model.save_pretrained(out / "checkpoint", stage=cfg.stage, with_llm=st.saves_llm,
+                                         extra={"training": training}, state=adapters)
+        finally:
+            if not final:
+                model.lineage.pop()
 
     bar = tqdm(range(start + 1, o.max_steps + 1), initial=start, total=o.max_steps, desc=f"train {cfg.stage}",
                disable=not (progress and d.main), unit="step")
@@ -236,8 +244,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
             checkpoint(step, final=False)
     runlog.close(out / "curves.png")
     model.stage = cfg.stage
-    model.lineage = model.lineage + [{"stage": cfg.stage, "init_from": cfg.init_from, "data": cfg.data.train,
-                                      "steps": o.max_steps, "seed": cfg.seed}]
+    model.lineage = model.lineage + [{**run_entry, "steps": o.max_steps}]
     ckpt = checkpoint(o.max_steps, final=True) or out / "checkpoint"
     dist.barrier(d)
     dist.teardown(d)
