@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = {"fp32": {}, "bf16": {"llm_train_dtype": "bfloat16"},
+VARIANTS = {"fp32": {"llm_train_dtype": "null"}, "bf16": {"llm_train_dtype": "bfloat16"},
             "int8": {"llm_train_dtype": "bfloat16", "llm_quantize": "int8"},
             "int4": {"llm_train_dtype": "bfloat16", "llm_quantize": "int4"}}
 
