@@ -65,6 +65,8 @@ def test_llm_rephrasing_is_kept_only_when_it_keeps_every_fact():
     assert instruct._llm_rephrase(Fake("Here we see a frog, which is an animal."), "The image shows a frog.", facts)
     assert instruct._llm_rephrase(Fake("Here we see a toad."), "The image shows a frog.", facts) is None
     assert instruct._llm_rephrase(Fake("A frog, an animal, sitting on"), "x" * 30, facts) is None  # cut off
+    same = "The image shows a frog, an animal."
+    assert instruct._llm_rephrase(Fake(same), same, facts) is None  # a copy is no rephrasing
 
 
 def test_bad_options_and_missing_sources_are_clear(tmp_path):

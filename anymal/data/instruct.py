@@ -145,10 +145,12 @@ def _generator(rec: dict) -> tuple[str, Callable] | None:
 
 
 def _llm_rephrase(model, text: str, facts: list[str]) -> str | None:
-    """The local LLM's rephrasing, or None if it dropped a fact or ran off."""
+    """The local LLM's rephrasing, or None if it only copied the text, dropped a fact or ran off."""
     reply = model.chat(f"Rewrite this description in different words, keeping every fact:\n{text}",
                        max_new_tokens=60)
     low = reply.lower()
+    if low.strip() == text.lower().strip():
+        return None
     if not reply.strip().endswith((".", "!")) or any(f.lower() not in low for f in facts) or len(reply) > 3 * len(text):
         return None
     return reply.strip()
