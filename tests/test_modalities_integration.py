@@ -31,13 +31,30 @@ def test_short_real_training_lowers_loss_for_every_new_modality(small_sets, tmp_
     from anymal.train.loop import train
 
     train_files = [str(small_sets[n] / "train.jsonl") for n in ("audio", "video", "hapt", "furniture")]
+    # validation: every modality's first training samples (does the loss fall for all of them?)
+    val = tmp_path / "val.jsonl"
+    val.write_text("".join(_relocated(Path(f), 6) for f in train_files))
     cfg = load_train_config(RECIPES_DIR / "all-modalities.yaml", [
-        f"data.train={train_files}", f"data.val={small_sets['hapt'] / 'train.jsonl'}", "optim.max_steps=24",
+        f"data.train={train_files}", f"data.val={val}", "optim.max_steps=24",
         "optim.batch_size=8", "optim.warmup_steps=2", "optim.lr=3e-3", "save_every=0", "init_from=null",
         "freeze=[]", f"output_dir={tmp_path / 'run'}"])
     res = train(cfg, progress=False, log=lambda *_: None)
     assert res.skipped == 0
     assert res.val_loss < 0.95 * res.initial_val_loss, (res.initial_val_loss, res.val_loss)
+
+
+def _relocated(manifest: Path, n: int) -> str:
+    """The first n lines of a manifest, with media paths made absolute (to copy them elsewhere)."""
+    import json
+
+    out = []
+    for line in manifest.read_text().splitlines()[:n]:
+        rec = json.loads(line)
+        for key in ("images", "audios", "videos", "imus", "points"):
+            if key in rec:
+                rec[key] = [str(manifest.parent / p) for p in rec[key]]
+        out.append(json.dumps(rec) + "\n")
+    return "".join(out)
 
 
 def _ask(model, question, *inputs):
@@ -78,8 +95,9 @@ def test_instruct_lora_on_generated_real_data_then_export(small_sets, tmp_path):
     srcs = [str(small_sets[n] / "train.jsonl") for n in ("hapt", "furniture", "video")]
     stats = generate(srcs, str(tmp_path / "instruct.jsonl"), progress=False)
     assert {"imu/reasoning", "points/detail", "video/conversation"} <= set(stats)
+    (tmp_path / "val.jsonl").write_text(_relocated(tmp_path / "instruct.jsonl", 40))
     cfg = load_train_config(RECIPES_DIR / "instruct-lora.yaml", [
-        f"data.train={tmp_path / 'instruct.jsonl'}", f"data.val={tmp_path / 'instruct.jsonl'}", "optim.max_steps=8",
+        f"data.train={tmp_path / 'instruct.jsonl'}", f"data.val={tmp_path / 'val.jsonl'}", "optim.max_steps=8",
         "optim.batch_size=8", "optim.warmup_steps=1", "optim.lr=2e-3", "save_every=0", f"output_dir={tmp_path / 'run'}"])
     res = train(cfg, progress=False, log=lambda *_: None)
     assert res.val_loss < res.initial_val_loss, (res.initial_val_loss, res.val_loss)
