@@ -128,12 +128,14 @@ def test_adapters_train_against_a_quantized_llm_and_load_in_full_precision(tmp_p
     from anymal.llm.quantize import weight_bytes
 
     monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
-    cfg = _recipe(tmp_path, tiny_llm_dir, images, "instruct", bits, llm_quantize=bits)
+    cfg = _recipe(tmp_path, tiny_llm_dir, images, "instruct", bits, llm_quantize=bits, llm_train_dtype="bfloat16")
     cfg.model.lora = LoRAConfig(rank=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
     res = train(cfg, progress=False, log=lambda *_: None)
     assert res.final_loss < res.first_loss
     plan = (tmp_path / bits / "plan.txt").read_text()
-    assert f"q{bits[-1]}" in plan or bits in plan  # the table shows the quantized storage type
+    assert f"qint{bits[-1]}" in plan  # the table shows the quantized storage type ...
+    lora_row = next(line.split() for line in plan.splitlines() if line.startswith("llm.lora"))
+    assert lora_row[3] == "float32"  # ... and LoRA kept in full precision under a bf16 frozen LLM
     model = AnyMAL.from_pretrained(res.checkpoint)  # inference: the full-precision LLM
     assert "lora_A" in " ".join(model.adapter_state()) and not getattr(model.llm, "quantized", None)
     from anymal.llm import load_llm

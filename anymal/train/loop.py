@@ -23,6 +23,7 @@ from ..data.feature_cache import FeatureCache
 from ..data.jsonl import SkipReport, read_jsonl
 from ..errors import ConfigError, DataError, TrainingError
 from ..model.anymal import AnyMAL
+from ..llm.lora import lora_parameters
 from ..llm.quantize import quantize_llm
 from ..model.processor import IGNORE
 from . import distributed as dist
@@ -100,6 +101,8 @@ def _build(cfg: TrainConfig, d: dist.Dist, log) -> AnyMAL:
         log(f"{', '.join(loaded) or '(nothing)'} start from {cfg.init_from}")
     if cfg.llm_train_dtype:
         model.llm.model.to(getattr(torch, cfg.llm_train_dtype))
+        for p in lora_parameters(model.llm).values():  # the frozen weights go low-precision, LoRA stays fp32
+            p.data = p.data.float()
     if cfg.llm_quantize:
         quantize_llm(model.llm, cfg.llm_quantize)
     model.to(d.device)
