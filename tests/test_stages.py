@@ -144,3 +144,30 @@ def test_adapters_train_against_a_quantized_llm_and_load_in_full_precision(tmp_p
     full, small = load_llm(str(tiny_llm_dir)), load_llm(str(tiny_llm_dir))
     quantize_llm(small, bits)
     assert weight_bytes(small.model) < weight_bytes(full.model)
+
+
+@pytest.mark.quantized
+def test_a_tied_head_keeps_sharing_the_bf16_embedding_table():
+    """int4 logits over the vocabulary cost the most loss: a tied head stays the shared bf16 table."""
+    from types import SimpleNamespace
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from anymal.llm.quantize import quantize_llm
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    hf = LlamaForCausalLM(cfg).eval()
+    ids = torch.arange(10)[None]
+    with torch.no_grad():
+        ref = hf(ids).logits
+    quantize_llm(SimpleNamespace(model=hf), "int4")
+    head, emb = hf.get_output_embeddings(), hf.get_input_embeddings()
+    assert head.weight is emb.weight and emb.weight.dtype == torch.bfloat16
+    assert type(head) is torch.nn.Linear  # not a quanto QLinear
+    assert "QLinear" in type(hf.model.layers[0].mlp.down_proj).__name__  # ... while the blocks are quantized
+    with torch.no_grad():
+        out = hf(ids).logits
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert torch.corrcoef(torch.stack([out.flatten(), ref.flatten()]))[0, 1] > 0.9

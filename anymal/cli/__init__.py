@@ -141,6 +141,25 @@ def cmd_train(a) -> int:
     return 0
 
 
+def _eval_suite(a) -> int:
+    from ..eval.suite import run_suite, suite_tasks, update_readme
+
+    suite_tasks(a.suite)  # an unknown suite fails before the model loads
+    if a.data:
+        raise AnymalError("--data names one task's manifest; a suite uses each task's own")
+    out = a.out or f"runs/eval/suite-{a.suite}"
+    res = run_suite(_load_model(a.model), a.suite, out, limit=a.limit, batch_size=a.batch_size,
+                    baselines=not a.no_baselines, progress=not a.no_progress)
+    print(res["table"], end="")
+    if a.readme:
+        cmd = "anymal eval --suite " + a.suite + (f" --model {a.model}" if a.model else "") + \
+              (f" --limit {a.limit}" if a.limit else "") + f" --readme {a.readme}"
+        update_readme(a.readme, res["table"], cmd)
+        print(f"updated the suite table in {a.readme}", file=sys.stderr)
+    print(f"wrote {out}/: results.json, results.md and one report folder per task", file=sys.stderr)
+    return 0
+
+
 def cmd_export(a) -> int:
     from ..model.export import export_merged
 
@@ -154,10 +173,13 @@ def cmd_eval(a) -> int:
     from ..eval.runner import evaluate
     from ..eval.tasks import get_task
 
+    if a.suite:
+        return _eval_suite(a)
     get_task(a.task)  # an unknown task fails before the model loads
     model = _load_model(a.model)
     out = a.out or f"runs/eval/{a.task}"
-    res = evaluate(model, a.task, a.data, out, limit=a.limit, batch_size=a.batch_size, progress=not a.no_progress)
+    res = evaluate(model, a.task, a.data, out, limit=a.limit, batch_size=a.batch_size, progress=not a.no_progress,
+                   baselines=a.baselines)
     print((Path(out) / "results.md").read_text(), end="")
     print(f"wrote {out}/: results.json, results.md, predictions.jsonl, plots "
           f"(n={res['n']}, skipped={res['skipped']})", file=sys.stderr)
@@ -297,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="run an evaluation task (pinned greedy decoding) and write a report")
     e.add_argument("--model", help="checkpoint directory (default: the shipped adapters)")
     e.add_argument("--task", default="image-caption", choices=sorted(TASKS))
+    e.add_argument("--suite", help="run every task of a suite with baselines (default: the built-in tasks)")
+    e.add_argument("--baselines", action="store_true",
+                   help="add chance, a blind run (input removed), a linear probe and the task's reference system")
+    e.add_argument("--no-baselines", action="store_true", help="with --suite: skip the baselines")
+    e.add_argument("--readme", help="with --suite: write the table between the suite markers of this file")
     e.add_argument("--data", help="JSONL manifest (default: the task's own, e.g. data/tuxpaint/test.jsonl)")
     e.add_argument("--out", help="report directory (default: runs/eval/TASK)")
     e.add_argument("--limit", type=int)

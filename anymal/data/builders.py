@@ -21,6 +21,9 @@ BUILDERS: dict[str, tuple[str, str, str]] = {
     "hapt": ("anymal.data.hapt_windows", "build_hapt", "UCI HAPT smartphone IMU -> activity windows, split by user"),
     "furniture": ("anymal.data.furniture", "build_furniture",
                   "Sweet Home 3D furniture meshes -> point clouds with captions, split by model name"),
+    "easy-vqa": ("anymal.data.easy_vqa", "build_easy_vqa", "easy-vqa (PyPI) shapes and colours -> one-word VQA"),
+    "magnifier": ("anymal.data.magnifier", "build_magnifier",
+                  "held-out Tux Paint stamps at ~1% of a cluttered 1024-2048 px canvas -> MC + open questions"),
     "interleaved": ("anymal.data.interleaved", "build_interleaved",
                     "image + IMU and image + sound questions from the built tuxpaint, audio and hapt sets"),
 }

@@ -1,12 +1,15 @@
 """Captioning metrics via the pycocoevalcap scorers, called directly.
 
-(`COCOEvalCap.evaluate()` would also run SPICE, which downloads CoreNLP at run time.) Text is
+(`COCOEvalCap.evaluate()` would also run SPICE, which downloads CoreNLP at run time.) METEOR is
+pycocoevalcap's bundled meteor-1.5.jar and needs Java (`java` on PATH; scripts/install.sh installs
+it): without Java it is left out and the scores say so, instead of failing the whole evaluation. Text is
 normalised like the COCO tokenizer does (lower case, punctuation stripped) without its Java step.
 CIDEr's IDF comes from the evaluated references, so it is unstable on small sets: report the size.
 """
 from __future__ import annotations
 
 import re
+import shutil
 
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
@@ -24,4 +27,11 @@ def caption_scores(predictions: list[str], references: list[list[str]]) -> dict[
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     cider, _ = Cider().compute_score(gts, res)
     rouge, _ = Rouge().compute_score(gts, res)
-    return {"BLEU-1": bleu[0], "BLEU-4": bleu[3], "CIDEr": float(cider), "ROUGE-L": float(rouge)}
+    scores = {"BLEU-1": bleu[0], "BLEU-4": bleu[3], "CIDEr": float(cider), "ROUGE-L": float(rouge)}
+    if shutil.which("java"):
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        scores["METEOR"] = float(Meteor().compute_score(gts, res)[0])  # its java process ends with the object
+    else:
+        scores["METEOR (not computed: needs java on PATH)"] = float("nan")
+    return scores

@@ -20,9 +20,10 @@ from .. import __version__
 from ..data.jsonl import read_jsonl
 from ..errors import DataError
 from ..model.generation import GenerationSettings
+from .baselines import run_baselines
 from .tasks import Row, Task, get_task
 
-PINNED = GenerationSettings(max_new_tokens=48, temperature=0.0, repetition_penalty=1.0)
+PINNED = GenerationSettings(max_new_tokens=48, temperature=0.0, repetition_penalty=1.0, seed=0)
 
 
 def split_reference(messages: list[dict]) -> tuple[list[dict], str]:
@@ -42,9 +43,27 @@ def predict(model, prompts: list[list[dict]], settings: GenerationSettings, batc
     return out
 
 
+def score_rows(t: Task, samples: list, preds: list[str], refs: list[str]) -> tuple[list[dict], dict]:
+    """Judge every prediction; average each numeric verdict over the rows that have it (a video
+    caption has no 'object' answer) and add the corpus metrics."""
+    rows = []
+    for s, p, r in zip(samples, preds, refs):
+        verdict = t.judge(Row(p, r, s.meta), list(refs))
+        rows.append({"where": s.where, "prediction": p, "reference": r, **verdict,
+                     "group": str(s.meta.get(t.group_by, "-")),
+                     **({"label": str(s.meta.get(t.label_key))} if t.label_key else {})})
+    keys = dict.fromkeys(k for r in rows for k, v in r.items() if isinstance(v, (bool, int, float)))
+    scores = {k: sum(float(r[k]) for r in rows if k in r) / sum(k in r for r in rows) for k in keys}
+    if t.corpus and preds:
+        scores.update(t.corpus(list(preds), list(refs)))
+    return rows, scores
+
+
 def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | None = None,
              out_dir: str | Path = "runs/eval", limit: int | None = None, batch_size: int = 8,
-             progress: bool = True) -> dict:
+             progress: bool = True, baselines: bool = False) -> dict:
+    """Run one task; `baselines` adds chance, a blind run, a linear probe and the task's reference
+    system (see baselines.py) to the same report. The majority class is always reported."""
     t = get_task(task) if isinstance(task, str) else task
     manifest = Path(manifest or t.manifest)
     if not manifest.is_file():
@@ -55,31 +74,26 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
     settings = replace(PINNED, max_new_tokens=t.max_new_tokens)
     prompts, refs = zip(*[split_reference(s.messages) for s in samples]) if samples else ((), ())
     preds = predict(model, list(prompts), settings, batch_size, progress, desc=t.name)
-    rows = []
-    for s, p, r in zip(samples, preds, refs):
-        verdict = t.judge(Row(p, r, s.meta), list(refs))
-        rows.append({"where": s.where, "prediction": p, "reference": r, **verdict,
-                     "group": str(s.meta.get(t.group_by, "-")),
-                     **({"label": str(s.meta.get(t.label_key))} if t.label_key else {})})
-    # numeric verdicts are averaged over the rows that have them (a video caption has no 'object' answer)
-    keys = dict.fromkeys(k for r in rows for k, v in r.items() if isinstance(v, (bool, int, float)))
-    scores = {k: sum(float(r[k]) for r in rows if k in r) / sum(k in r for r in rows) for k in keys}
-    if t.corpus and preds:
-        scores.update(t.corpus(list(preds), list(refs)))
+    rows, scores = score_rows(t, samples, preds, list(refs))
     by_group = defaultdict(list)
     for r in rows:
         if t.primary in r:
             by_group[r["group"]].append(float(r[t.primary]))
-    baselines = {}
+    found = {}
     if t.label_key and rows:  # always answering the most frequent label
         labels = [r["label"] for r in rows]
-        baselines["majority class"] = {"accuracy": max(map(labels.count, set(labels))) / len(labels)}
-    if t.baseline and rows:
-        baselines.update(t.baseline(samples, list(refs), progress))
+        found["majority class"] = {t.primary: max(map(labels.count, set(labels))) / len(labels)}
+    if baselines and rows:
+        more, blind_preds = run_baselines(
+            model, t, samples, list(prompts), list(refs), rows, lambda ps: score_rows(t, samples, ps, list(refs))[1],
+            lambda ps: predict(model, ps, settings, batch_size, progress, desc=f"{t.name} blind"), progress)
+        found.update(more)
+        for r, b in zip(rows, blind_preds):
+            r["blind_prediction"] = b
     result = {
         "task": t.name, "about": t.about, "manifest": str(manifest), "n": len(rows), "skipped": skipped.total,
-        "data_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(), "primary": t.primary,
-        "scores": scores, "baselines": baselines, "by_group": {k: sum(v) / len(v) for k, v in sorted(by_group.items())},
+        "limit": limit, "data_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(), "primary": t.primary,
+        "scores": scores, "baselines": found, "by_group": {k: sum(v) / len(v) for k, v in sorted(by_group.items())},
         "group_by": t.group_by, "notes": t.notes, "decoding": asdict(settings), "batch_size": batch_size,
         "versions": _versions(), "model": {"stage": model.stage, **model.facts()},
     }
@@ -123,6 +137,19 @@ def write_report(result: dict, rows: list[dict], out: Path) -> None:
         plt.close(fig)
     if rows and "label" in rows[0]:
         confusion_plot(rows, out / "confusion.png", result["task"])
+    primary = result["primary"]
+    compared = {k: v[primary] for k, v in result.get("baselines", {}).items() if isinstance(v.get(primary), (int, float))}
+    if compared and primary in result["scores"]:
+        names = ["anymal"] + list(compared)
+        values = [result["scores"][primary]] + list(compared.values())
+        fig, ax = plt.subplots(figsize=(6, 0.6 + 0.45 * len(names)))
+        ax.barh(names[::-1], values[::-1], color=["#bbbbbb"] * len(compared) + ["#4c72b0"])
+        ax.set_xlim(0, max(1.0, *values))
+        ax.set_xlabel(primary)
+        ax.set_title(f"{result['task']}: anymal vs baselines (n={result['n']})", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / "baselines.png", dpi=110)
+        plt.close(fig)
 
 
 def confusion_plot(rows: list[dict], path: Path, title: str) -> None:

@@ -2,8 +2,10 @@
 
 A task is one small record here; `anymal eval --task NAME` runs it with pinned decoding. Per-sample
 judges return booleans/numbers averaged into the scores; `corpus` adds corpus-level metrics (BLEU,
-WER); `group_by` names the meta field whose groups get their own bar in the plot; `labels` makes a
-confusion matrix for closed-label tasks.
+WER); `group_by` names the meta field whose groups get their own bar in the plot; `label_key` makes
+a confusion matrix for closed-label tasks. Baselines (`anymal eval --baselines`, see baselines.py):
+`chance` is the score of guessing; `probe` names the training manifest and the meta label a linear
+probe on the frozen encoder's features is trained on; every task also gets a blind run.
 """
 from __future__ import annotations
 
@@ -24,6 +26,14 @@ class Row:
 
 
 @dataclass
+class Probe:
+    """A linear probe on frozen encoder features: train manifest, meta label, the verdict it stands for."""
+    train: str
+    label: str  # meta field with the label (the same field on train and test items)
+    score: str  # the judge's score the probe's accuracy is comparable to
+
+
+@dataclass
 class Task:
     name: str
     manifest: str  # default manifest, built by `build`
@@ -38,6 +48,10 @@ class Task:
     primary: str = ""  # the headline score
     notes: list[str] = field(default_factory=list)
     baseline: Callable[[list, list[str], bool], dict] | None = None  # (samples, refs, progress) -> {name: scores}
+    chance: float | None = None  # the primary score of a uniform guess, where it is defined
+    probe: Probe | None = None
+    report: tuple[str, ...] = ()  # the scores in the suite table (default: the primary one)
+
 
 
 TASKS: dict[str, Task] = {}
@@ -73,7 +87,40 @@ def _label(row: Row, refs: list[str]) -> dict:
 
 register(Task("image-caption", "data/tuxpaint/test.jsonl", "anymal data build tuxpaint",
               "Tux Paint held-out captions (split by caption)", _object_named, corpus=_captions,
-              primary="object_named", notes=["CIDEr's IDF comes from the evaluated references: unstable on small sets"]))
+              primary="object_named", report=("object_named", "BLEU-4", "METEOR", "CIDEr"),
+              notes=["CIDEr's IDF comes from the evaluated references: unstable on small sets"]))
+
+
+def _vqa(row: Row, refs: list[str]) -> dict:
+    from .vqa import short_answer, vqa_accuracy
+
+    return {"vqa_accuracy": vqa_accuracy(short_answer(row.prediction), [row.meta["answer"]])}
+
+
+register(Task("image-vqa", "data/easy-vqa/test.jsonl", "anymal data build easy-vqa",
+              "easy-vqa test split (shapes and colours; one question per test image): one-word answers", _vqa,
+              group_by="answer_type", label_key="answer", primary="vqa_accuracy", max_new_tokens=8,
+              notes=["VQA normalisation (EvalAI); the answer is the reply's first clause minus 'It is'/'The answer is'",
+                     "easy-vqa has one reference answer per question: VQA accuracy = exact match after normalisation"]))
+
+
+def _magnifier(row: Row, refs: list[str]) -> dict:
+    if row.meta["form"] == "multiple-choice":
+        from .vqa import extract_choice
+
+        picked = extract_choice(row.prediction, row.meta["options"])
+        return {"correct": picked == row.meta["letter"], "mc_accuracy": picked == row.meta["letter"],
+                "mc_no_pick": picked is None}
+    ok = names_object(row.prediction, row.meta["object"])
+    return {"correct": ok, "open_accuracy": ok}
+
+
+register(Task("magnifier", "data/magnifier/test.jsonl", "anymal data build magnifier",
+              "MagnifierBench-style: a held-out stamp at ~1% of a cluttered 1024-2048 px canvas, asked "
+              "multiple-choice (4 letters) and open-ended", _magnifier, group_by="form", primary="correct",
+              max_new_tokens=16, chance=0.125, report=("mc_accuracy", "open_accuracy"),
+              notes=["multiple-choice: the letter is read by anymal.eval.vqa.extract_choice (letter, else the one "
+                     "option named); chance 0.25 there and ~0 open-ended, 0.125 over both forms"]))
 
 
 # ---- audio -----------------------------------------------------------------------------------
@@ -102,7 +149,7 @@ def _whisper_decoder(samples: list, refs: list[str], progress: bool) -> dict:
 register(Task("speech-transcribe", "data/audio/test.jsonl", "anymal data build audio",
               "held-out Asterisk prompts + espeak-ng/flite speech (split by transcript)", _exact,
               select=lambda m: m.get("kind") == "speech", corpus=_wer, group_by="source", primary="exact",
-              max_new_tokens=64, baseline=_whisper_decoder,
+              max_new_tokens=64, baseline=_whisper_decoder, report=("WER", "CER", "exact"),
               notes=["WER normalisation: lower case, punctuation removed; digits and number words differ"]))
 register(Task("sound-name", "data/audio/test.jsonl", "anymal data build audio",
               "held-out Tux Paint sound effects (split by caption): is the sound's source named?", _object_named,
@@ -124,7 +171,9 @@ def _video(row: Row, refs: list[str]) -> dict:
 
 register(Task("video-motion", "data/video/test.jsonl", "anymal data build video",
               "held-out Tux Paint stamps moving in 4 directions: direction and object", _video,
-              group_by="direction", primary="direction_correct",
+              group_by="direction", primary="direction_correct", chance=0.25,
+              report=("direction_correct", "object_named"),
+              probe=Probe("data/video/train.jsonl", "direction", "direction_correct"),
               notes=["chance for the direction is 0.25 (4 balanced directions)"]))
 
 
@@ -141,7 +190,8 @@ def _activity(row: Row, refs: list[str]) -> dict:
 
 register(Task("imu-activity", "data/hapt/test.jsonl", "anymal data build hapt",
               "UCI HAPT windows of held-out users 26-30: is the activity named?", _activity,
-              group_by="activity", label_key="activity", primary="accuracy",
+              group_by="activity", label_key="activity", primary="accuracy", chance=1 / 12,
+              probe=Probe("data/hapt/train.jsonl", "activity", "accuracy"),
               notes=["matcher: the answer is mapped to the closest of the 36 activity captions (3 per activity)"]))
 
 
@@ -156,7 +206,7 @@ def _furniture(row: Row, refs: list[str]) -> dict:
 
 register(Task("points-category", "data/furniture/test.jsonl", "anymal data build furniture",
               "Sweet Home 3D models with held-out names: category and object named", _furniture,
-              primary="category_named"))
+              primary="category_named", probe=Probe("data/furniture/train.jsonl", "category", "category_named")))
 
 
 # ---- interleaved -----------------------------------------------------------------------------
@@ -178,4 +228,5 @@ def _interleaved(row: Row, refs: list[str]) -> dict:
 
 register(Task("interleaved", "data/interleaved/test.jsonl", "anymal data build interleaved",
               "image + IMU (activity and object) and image + sound (do they match?) questions", _interleaved,
-              group_by="kind", primary="both_correct"))
+              group_by="kind", primary="both_correct",
+              report=("activity_correct", "object_named", "both_correct", "match_correct")))

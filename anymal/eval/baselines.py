@@ -1,0 +1,107 @@
+"""The numbers a reader needs next to ours (`anymal eval --baselines`), computed on the same items.
+
+* **chance** — the task's documented guessing score (`Task.chance`), and the **majority class**
+  (always answering the most frequent test label) for closed-label tasks;
+* **blind** — the very same model, prompt and decoding with every non-text part removed: what the
+  LLM answers from priors alone (a score close to ours means the input is not being used);
+* **linear probe** — multinomial logistic regression on the frozen encoder's features, trained on
+  the task's training manifest (`Task.probe`) and scored on the test inputs: how much of the answer
+  the encoder itself carries. Features: the encoder's output tokens, flattened in order when every
+  input has the same token count (keeps frame/position order, e.g. video direction) — average-pooled
+  along the token axis into at most 64k values first — else mean-pooled; cached in the training
+  feature cache. Only where train and test share the label set (not for tasks split by
+  caption, whose test objects never occur in training);
+* the task's own reference system (`Task.baseline`, e.g. Whisper's decoder for speech).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from ..data.jsonl import read_jsonl
+from ..errors import DataError
+
+
+def blind(prompts: list[list[dict]]) -> list[list[dict]]:
+    """The prompts with every modality part removed (text parts and plain-string contents kept)."""
+    out = []
+    for msgs in prompts:
+        kept = []
+        for m in msgs:
+            content = m["content"]
+            if isinstance(content, list):
+                content = [p for p in content if not isinstance(p, dict) or p.get("type") == "text"]
+            kept.append({**m, "content": content})
+        out.append(kept)
+    return out
+
+
+def _features(model, samples: list, progress: bool, desc: str) -> list[torch.Tensor]:
+    """Frozen-encoder features of each sample's single input, through the training feature cache."""
+    from ..data.feature_cache import FeatureCache
+
+    caches = {m: FeatureCache(enc) for m, enc in model.encoders.items()}
+    feats = []
+    for s in tqdm(samples, desc=desc, disable=not progress, unit="input"):
+        media = model.processor.media(s.messages)
+        if len(media) != 1:
+            raise DataError(f"{s.where}: a linear probe needs exactly one input per sample, found {len(media)}")
+        feats.append(caches[media[0].modality].get(media[0].source).float())
+    return feats
+
+
+def _vectors(feats: list[torch.Tensor], budget: int = 65536) -> torch.Tensor:
+    if len({tuple(f.shape) for f in feats}) > 1:
+        return torch.stack([f.mean(0) for f in feats])
+    x = torch.stack(feats)  # [N, tokens, dim]
+    groups = max(1, min(x.shape[1], budget // x.shape[2]))
+    return torch.nn.functional.adaptive_avg_pool1d(x.transpose(1, 2), groups).flatten(1)
+
+
+def _unique_inputs(samples: list, label: str) -> list:
+    """One sample per input (manifests ask several questions about one input), labelled ones only."""
+    seen, out = set(), []
+    for s in samples:
+        key = repr([p for m in s.messages if isinstance(m["content"], list) for p in m["content"]
+                    if isinstance(p, dict) and p.get("type") != "text"])
+        if s.meta.get(label) is not None and key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out
+
+
+def linear_probe_accuracy(model, task, test_samples: list, progress: bool = True) -> dict:
+    from ..train.contrastive import linear_probe
+
+    probe = task.probe
+    train, _ = read_jsonl(probe.train, list(model.projectors), on_error="skip")
+    train, test = _unique_inputs(train, probe.label), _unique_inputs(test_samples, probe.label)
+    if not train or not test:
+        raise DataError(f"{probe.train}: no labelled training inputs for the probe (meta.{probe.label})")
+    x_tr = _vectors(_features(model, train, progress, f"{task.name} probe: train features"))
+    x_te = _vectors(_features(model, test, progress, f"{task.name} probe: test features"))
+    names = sorted({str(s.meta[probe.label]) for s in train + test})
+    y_tr = torch.tensor([names.index(str(s.meta[probe.label])) for s in train])
+    y_te = torch.tensor([names.index(str(s.meta[probe.label])) for s in test])
+    acc = float((linear_probe(x_tr, y_tr, x_te) == y_te).float().mean())
+    return {probe.score: acc, "about": f"{len(train)} training inputs, {len(test)} test inputs, "
+                                       f"{x_tr.shape[1]}-d features, labels: meta.{probe.label}"}
+
+
+def run_baselines(model, task, samples: list, prompts: list, refs: list[str], rows: list[dict],
+                  score: Callable[[list[str]], dict], predict: Callable[[list], list[str]], progress: bool
+                  ) -> tuple[dict, list[str]]:
+    """{baseline name: scores} and the blind run's predictions. `score(preds)` judges predictions
+    the same way as the model's; `predict(prompts)` decodes with the task's pinned settings."""
+    out: dict[str, dict] = {}
+    if task.chance is not None:
+        out["chance"] = {task.primary: task.chance}
+    blind_preds = predict(blind(prompts))
+    out["blind (same LLM and prompt, input removed)"] = score(blind_preds)
+    if task.probe:
+        out["linear probe on the frozen encoder's features"] = linear_probe_accuracy(model, task, samples, progress)
+    if task.baseline:
+        out.update(task.baseline(samples, list(refs), progress))
+    return out, blind_preds
