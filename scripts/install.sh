@@ -16,6 +16,8 @@ APT_PACKAGES=(
   asterisk-core-sounds-en      # ... and their exact transcripts
   espeak-ng flite           # text-to-speech: generated speech in several voices
 )
+# METEOR (pycocoevalcap's bundled jar) runs on Java
+command -v java >/dev/null 2>&1 || APT_PACKAGES+=(default-jre-headless)
 if ! python3 -c 'import sys, venv; assert sys.version_info >= (3, 11)' 2>/dev/null; then
   APT_PACKAGES+=(python3 python3-venv python3-dev)
 fi

@@ -93,3 +93,10 @@ def test_data_build_options_are_checked(capsys):
     assert "dataset 'emoji' has no option colour; its options:" in err and "variants" in err
     assert main(["data", "build", "emoji", "--opt", "novalue"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_eval_suite_cli_errors_are_clean(capsys):
+    assert main(["eval", "--suite", "nope"]) == 2
+    assert "unknown suite 'nope'" in capsys.readouterr().err
+    assert main(["eval", "--suite", "default", "--data", "x.jsonl"]) == 2
+    assert "--data names one task's manifest" in capsys.readouterr().err

@@ -149,3 +149,28 @@ def test_two_processes_equal_one_with_twice_the_batch(tmp_path, images, tiny_llm
     b = load_file(str(tmp_path / "two" / "checkpoint" / "adapters.safetensors"))
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert json.loads((tmp_path / "two" / "checkpoint" / "anymal_config.json").read_text())["training"]["processes"] == 2
+
+
+@pytest.mark.resume
+@pytest.mark.distributed
+def test_fsdp_run_resumes_from_its_gathered_state(tmp_path, images, tiny_llm_dir):
+    """FSDP2 on 2 processes: resuming from the step-3 state reproduces the uninterrupted steps 4-6."""
+    env = _env(tmp_path)
+    recipe = _recipe(tmp_path, tiny_llm_dir, images, "fsdp", n_copies=4,
+                     **{"optim.max_steps": 6, "optim.batch_size": 2, "save_every": 3, "strategy": "fsdp"})
+    script = tmp_path / "launch.py"
+    script.write_text(LAUNCH.replace("; ", "\n"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           "train", str(recipe), "--no-progress"]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "fsdp"
+    straight = load_file(str(run / "checkpoint" / "adapters.safetensors"))
+    straight_losses = _losses(run)
+    assert torch.load(run / "resume.pt", weights_only=False)["step"] == 3  # the state a kill would leave
+    again = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed at step 3" in again.stderr
+    resumed = load_file(str(run / "checkpoint" / "adapters.safetensors"))
+    assert all(torch.allclose(straight[k], resumed[k], atol=1e-6) for k in straight)
+    assert _losses(run) == pytest.approx(straight_losses, rel=1e-6)

@@ -156,7 +156,7 @@ def test_a_tied_head_keeps_sharing_the_bf16_embedding_table():
     from anymal.llm.quantize import quantize_llm
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    cfg = LlamaConfig(vocab_size=64, hidden_size=192, intermediate_size=384, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
     hf = LlamaForCausalLM(cfg).eval()
     ids = torch.arange(10)[None]
@@ -166,7 +166,9 @@ def test_a_tied_head_keeps_sharing_the_bf16_embedding_table():
     head, emb = hf.get_output_embeddings(), hf.get_input_embeddings()
     assert head.weight is emb.weight and emb.weight.dtype == torch.bfloat16
     assert type(head) is torch.nn.Linear  # not a quanto QLinear
-    assert "QLinear" in type(hf.model.layers[0].mlp.down_proj).__name__  # ... while the blocks are quantized
+    down = hf.model.layers[0].mlp.down_proj
+    assert "QLinear" in type(down).__name__  # ... while the blocks are quantized, int4 in groups of 32
+    assert down.weight_group_size == 32 and down.qweight.shape == down.weight.shape
     with torch.no_grad():
         out = hf(ids).logits
     assert out.dtype == torch.float32 and torch.isfinite(out).all()

@@ -30,7 +30,8 @@ from . import distributed as dist
 from .runlog import RunLog
 from .sampling import StepSampler
 from .stages import Stage, apply_stage, get_stage, plan_table
-from .state import load_state, restore_trainable, rng_state, save_state, set_rng_state, trainable_state
+from .state import (load_state, optimizer_state, restore_trainable, rng_state, save_state, set_rng_state,
+                    trainable_state)
 
 
 @dataclass
@@ -155,10 +156,10 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
     c = {"first_loss": math.nan, "last_loss": math.nan, "initial_val": None, "val_loss": None,
          "seen": 0, "tokens": 0, "seconds": 0.0, "nan_steps": 0}
     start = 0
+    sharded = d.world > 1 and cfg.strategy == "fsdp"
     if resume:
         s = load_state(out, to_dict(cfg))
-        restore_trainable(model, s["weights"])
-        opt.load_state_dict(s["optimizer"])
+        restore_trainable(model, opt, s, sharded)
         sched.load_state_dict(s["scheduler"])
         sampler.load_state_dict(s["sampler"])
         set_rng_state(s["rng"])
@@ -169,22 +170,17 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
         c["initial_val"] = evaluate_loss(model, val_items, o.batch_size)
         runlog.write({"step": 0, "val_loss": c["initial_val"]})
 
-    sharded = d.world > 1 and cfg.strategy == "fsdp"
-    if sharded and (resume or cfg.save_every):
-        log("note: with strategy fsdp, save_every writes checkpoints but no resume state "
-            "(sharded optimizer state is not saved yet); use ddp for resumable runs")
-        if resume:
-            raise ConfigError("--resume is supported with strategy ddp (fsdp runs save no resume state)")
 
     run_entry = {"stage": cfg.stage, "init_from": cfg.init_from, "data": cfg.data.train, "seed": cfg.seed}
 
     def checkpoint(step: int, final: bool):
         weights = trainable_state(model)  # every rank takes part (sharded parameters gather here)
         adapters = model.adapter_state()
+        optim_state = None if final else optimizer_state(model, opt, sharded)  # gathers too
         if not d.main:
             return None
-        if not final and not sharded:
-            save_state(out, {"step": step, "weights": weights, "optimizer": opt.state_dict(),
+        if not final:
+            save_state(out, {"step": step, "weights": weights, "optimizer": optim_state,
                              "scheduler": sched.state_dict(), "sampler": sampler.state_dict(), "rng": rng_state(),
                              "counters": dict(c), "config": to_dict(cfg)})
         if not final:  # a partial save records this run in its lineage too (it may be the one shipped)

@@ -3,6 +3,10 @@
 `<run>/resume.pt` holds the trainable weights, optimizer and scheduler state, every RNG (Python,
 NumPy, torch), the sampler position, the step and the running counters, plus the recipe it belongs
 to. The feature cache needs nothing: it is content-addressed on disk and re-read on resume.
+Under FSDP2 the sharded weights and optimizer state are gathered into full, name-keyed state
+dicts (torch.distributed.checkpoint.state_dict) on save and re-sharded on load, so the same file
+resumes a run on the same number of processes; every rank reads it (the run directory must be
+visible to all of them, as for DDP).
 """
 from __future__ import annotations
 
@@ -55,8 +59,31 @@ def load_state(run_dir: Path, config: dict) -> dict:
     return state
 
 
-def restore_trainable(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+def _full_options():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True, strict=False)
+
+
+def optimizer_state(model: torch.nn.Module, opt: torch.optim.Optimizer, sharded: bool) -> dict:
+    """The optimizer's state to save; under FSDP2 every rank must call this (it gathers shards)."""
+    if not sharded:
+        return opt.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, opt, options=_full_options())
+
+
+def restore_trainable(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict, sharded: bool) -> None:
+    """Put saved trainable weights and optimizer state back (re-sharding them under FSDP2)."""
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+        set_model_state_dict(model, state["weights"], options=_full_options())
+        set_optimizer_state_dict(model, opt, state["optimizer"], options=_full_options())
+        return
     params = dict(model.named_parameters())
     with torch.no_grad():
-        for n, t in weights.items():
+        for n, t in state["weights"].items():
             params[n].copy_(t)
+    opt.load_state_dict(state["optimizer"])
