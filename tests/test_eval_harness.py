@@ -28,7 +28,9 @@ def test_multiple_choice_letter_extraction():
     cases = {"B": "B", "(C)": "C", "The answer is (C).": "C", "B) pig": "B", "C: cow": "C",
              "I think it is a cow": "C", "A pig.": "B",  # "A" is an article here, the option text decides
              "Answer: A pig": "B", "A goat or a pig": None,  # two options named: no pick
-             "D": None, "": None, "a horse": None}
+             "D": None, "": None, "a horse": None,
+             "A. goat\nB. pig\nC.": None,  # the option list repeated back is no pick
+             "A. goat\n\nThe answer is C. cow": "C"}
     assert {t: extract_choice(t, opts) for t in cases} == cases
 
 
@@ -52,7 +54,7 @@ def _manifest(tmp_path, images, name="m.jsonl"):
 
 def _colour_task(manifest):
     return Task("colours", str(manifest), "", "tiny colour task", _label, group_by="half", label_key="colour",
-                primary="accuracy", max_new_tokens=5, chance=0.25, probe=Probe(str(manifest), "colour", "accuracy"))
+                primary="accuracy", max_new_tokens=5, chance={"accuracy": 0.25}, probe=Probe(str(manifest), "colour", "accuracy"))
 
 
 def test_baselines_blind_probe_chance_and_reproducible_reports(tiny_model, images, tmp_path, monkeypatch):
@@ -156,3 +158,43 @@ def test_easy_vqa_set_keeps_the_package_split(tmp_path):
     val_ids = {json.loads(line)["meta"]["image_id"] for line in (tmp_path / "val.jsonl").open()}
     train_ids = {json.loads(line)["meta"]["image_id"] for line in (tmp_path / "train.jsonl").open()}
     assert val_ids == set(range(400)) and not val_ids & train_ids
+
+
+def test_recall_at_k_by_hand_and_against_brute_force():
+    import torch
+
+    from anymal.eval.metrics import recall_at_k
+
+    sim = [[0.9, 0.1, 0.5], [0.2, 0.3, 0.1]]
+    rel = [[False, False, True], [True, False, False]]
+    # query 0: order 0, 2, 1 -> relevant at rank 2; query 1: order 1, 0, 2 -> relevant at rank 2
+    assert recall_at_k(sim, rel, (1, 2, 3)) == {"R@1": 0.0, "R@2": 1.0, "R@3": 1.0}
+    g = torch.Generator().manual_seed(0)
+    s, r = torch.randn(50, 20, generator=g), torch.rand(50, 20, generator=g) < 0.1
+    brute = sum(any(r[q, j] for j in sorted(range(20), key=lambda j: -s[q, j])[:5]) for q in range(50)) / 50
+    assert recall_at_k(s, r, (5,))["R@5"] == pytest.approx(brute)
+    with pytest.raises(ValueError, match="expected the same"):
+        recall_at_k(s, r[:3])
+
+
+def test_zero_shot_retrieval_baseline_scores_a_text_aligned_encoder(tiny_model, images, tmp_path, monkeypatch):
+    """An encoder whose embedding *is* its label text's embedding retrieves perfectly; a shuffled one does not."""
+    import torch
+
+    from anymal.data.jsonl import read_jsonl
+    from anymal.eval.baselines import zero_shot_retrieval
+    from anymal.eval.tasks import Retrieval
+
+    colours = ["red", "green", "blue", "yellow"]
+    texts = torch.nn.functional.normalize(torch.randn(4, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    samples, _ = read_jsonl(_manifest(tmp_path, images), ["image"])
+    enc = tiny_model.encoders["image"]
+    monkeypatch.setattr(enc, "preprocess", lambda src: torch.tensor([[str(p) for p in images].index(str(src))]))
+    monkeypatch.setattr("anymal.text_embed.embed_texts", lambda ts: texts[[colours.index(t) for t in ts]])
+    task = Task("colours", "", "", "", _label, retrieval=Retrieval("colour", lambda: colours, str, "accuracy"))
+    monkeypatch.setattr(enc, "embed", lambda x: texts[x[:, 0]], raising=False)  # image i -> colour i's text
+    good = zero_shot_retrieval(tiny_model, task, samples)
+    monkeypatch.setattr(enc, "embed", lambda x: texts[(x[:, 0] + 1) % 4])  # every image looks like the next colour
+    bad = zero_shot_retrieval(tiny_model, task, samples)
+    assert good["accuracy"] == good["input->text R@1"] == good["text->input R@1"] == 1.0
+    assert bad["input->text R@1"] == 0.0 and bad["input->text R@5"] == 1.0  # 4 labels: top-5 holds them all

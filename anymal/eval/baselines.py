@@ -1,6 +1,6 @@
 """The numbers a reader needs next to ours (`anymal eval --baselines`), computed on the same items.
 
-* **chance** — the task's documented guessing score (`Task.chance`), and the **majority class**
+* **chance** — the task's documented guessing scores (`Task.chance`, per score), and the **majority class**
   (always answering the most frequent test label) for closed-label tasks;
 * **blind** — the very same model, prompt and decoding with every non-text part removed: what the
   LLM answers from priors alone (a score close to ours means the input is not being used);
@@ -11,6 +11,9 @@
   along the token axis into at most 64k values first — else mean-pooled; cached in the training
   feature cache. Only where train and test share the label set (not for tasks split by
   caption, whose test objects never occur in training);
+* **zero-shot retrieval** in the encoder's own text-aligned space (`Task.retrieval`; the IMU and 3-D
+  encoders were trained contrastively against MiniLM sentence embeddings): input -> label text
+  R@1/R@5 over every label of the task (R@1 = zero-shot accuracy) and label text -> input R@1/R@5;
 * the task's own reference system (`Task.baseline`, e.g. Whisper's decoder for speech).
 """
 from __future__ import annotations
@@ -90,18 +93,44 @@ def linear_probe_accuracy(model, task, test_samples: list, progress: bool = True
                                        f"{x_tr.shape[1]}-d features, labels: meta.{probe.label}"}
 
 
+def zero_shot_retrieval(model, task, samples: list) -> dict:
+    from ..text_embed import embed_texts
+    from .metrics import recall_at_k
+
+    spec = task.retrieval
+    test = _unique_inputs(samples, spec.label)
+    media = [model.processor.media(s.messages)[0] for s in test]
+    enc = model.encoders[media[0].modality]
+    if not hasattr(enc, "embed"):
+        raise DataError(f"task {task.name}: the {media[0].modality} encoder {enc.id} has no text-aligned space (embed)")
+    with torch.no_grad():
+        emb = torch.cat([enc.embed(torch.stack([enc.preprocess(m.source) for m in media[i:i + 128]]))
+                         for i in range(0, len(media), 128)])
+    labels = spec.labels()
+    texts = embed_texts([spec.text(label) for label in labels])
+    sim = emb.float() @ texts.float().T  # [inputs, labels]
+    rel = torch.tensor([[str(s.meta[spec.label]) == label for label in labels] for s in test])
+    present = rel.any(0)  # text -> input only for labels that occur among the test inputs
+    to_text, to_input = recall_at_k(sim, rel), recall_at_k(sim.T[present], rel.T[present])
+    return {spec.score: to_text["R@1"], **{f"input->text {k}": v for k, v in to_text.items()},
+            **{f"text->input {k}": v for k, v in to_input.items()},
+            "about": f"{len(test)} inputs, {len(labels)} label texts, {int(present.sum())} of them present"}
+
+
 def run_baselines(model, task, samples: list, prompts: list, refs: list[str], rows: list[dict],
                   score: Callable[[list[str]], dict], predict: Callable[[list], list[str]], progress: bool
                   ) -> tuple[dict, list[str]]:
     """{baseline name: scores} and the blind run's predictions. `score(preds)` judges predictions
     the same way as the model's; `predict(prompts)` decodes with the task's pinned settings."""
     out: dict[str, dict] = {}
-    if task.chance is not None:
-        out["chance"] = {task.primary: task.chance}
+    if task.chance:
+        out["chance"] = dict(task.chance)
     blind_preds = predict(blind(prompts))
     out["blind (same LLM and prompt, input removed)"] = score(blind_preds)
     if task.probe:
         out["linear probe on the frozen encoder's features"] = linear_probe_accuracy(model, task, samples, progress)
+    if task.retrieval:
+        out["encoder zero-shot (its text-aligned space)"] = zero_shot_retrieval(model, task, samples)
     if task.baseline:
         out.update(task.baseline(samples, list(refs), progress))
     return out, blind_preds

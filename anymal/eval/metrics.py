@@ -35,3 +35,16 @@ def caption_scores(predictions: list[str], references: list[list[str]]) -> dict[
     else:
         scores["METEOR (not computed: needs java on PATH)"] = float("nan")
     return scores
+
+
+def recall_at_k(similarity, relevant, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+    """Retrieval R@k: the share of queries (rows of `similarity` [Q, N]) whose k best-scored items
+    include at least one relevant one (`relevant` [Q, N] booleans). Ties are broken by item index."""
+    import torch
+
+    sim, rel = torch.as_tensor(similarity, dtype=torch.float64), torch.as_tensor(relevant, dtype=torch.bool)
+    if sim.shape != rel.shape or sim.ndim != 2 or not sim.shape[0]:
+        raise ValueError(f"similarity {tuple(sim.shape)} and relevant {tuple(rel.shape)}: expected the same [Q, N], Q > 0")
+    order = torch.sort(sim, dim=1, descending=True, stable=True).indices
+    hits = torch.gather(rel, 1, order)
+    return {f"R@{k}": float(hits[:, :k].any(1).float().mean()) for k in ks}

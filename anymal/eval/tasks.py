@@ -34,6 +34,15 @@ class Probe:
 
 
 @dataclass
+class Retrieval:
+    """Zero-shot retrieval in an encoder's text-aligned space (its `embed`): inputs vs label texts."""
+    label: str  # meta field with the label
+    labels: Callable[[], list[str]]  # every label of the task (the retrieval gallery)
+    text: Callable[[str], str]  # label -> the text embedded for it
+    score: str  # the judge's score that input->text R@1 (zero-shot accuracy) is comparable to
+
+
+@dataclass
 class Task:
     name: str
     manifest: str  # default manifest, built by `build`
@@ -48,8 +57,9 @@ class Task:
     primary: str = ""  # the headline score
     notes: list[str] = field(default_factory=list)
     baseline: Callable[[list, list[str], bool], dict] | None = None  # (samples, refs, progress) -> {name: scores}
-    chance: float | None = None  # the primary score of a uniform guess, where it is defined
+    chance: dict[str, float] = field(default_factory=dict)  # score -> a uniform guess's value, where defined
     probe: Probe | None = None
+    retrieval: Retrieval | None = None
     report: tuple[str, ...] = ()  # the scores in the suite table (default: the primary one)
 
 
@@ -118,7 +128,7 @@ def _magnifier(row: Row, refs: list[str]) -> dict:
 register(Task("magnifier", "data/magnifier/test.jsonl", "anymal data build magnifier",
               "MagnifierBench-style: a held-out stamp at ~1% of a cluttered 1024-2048 px canvas, asked "
               "multiple-choice (4 letters) and open-ended", _magnifier, group_by="form", primary="correct",
-              max_new_tokens=16, chance=0.125, report=("mc_accuracy", "open_accuracy"),
+              max_new_tokens=16, chance={"correct": 0.125, "mc_accuracy": 0.25}, report=("mc_accuracy", "open_accuracy"),
               notes=["multiple-choice: the letter is read by anymal.eval.vqa.extract_choice (letter, else the one "
                      "option named); chance 0.25 there and ~0 open-ended, 0.125 over both forms"]))
 
@@ -171,7 +181,7 @@ def _video(row: Row, refs: list[str]) -> dict:
 
 register(Task("video-motion", "data/video/test.jsonl", "anymal data build video",
               "held-out Tux Paint stamps moving in 4 directions: direction and object", _video,
-              group_by="direction", primary="direction_correct", chance=0.25,
+              group_by="direction", primary="direction_correct", chance={"direction_correct": 0.25},
               report=("direction_correct", "object_named"),
               probe=Probe("data/video/train.jsonl", "direction", "direction_correct"),
               notes=["chance for the direction is 0.25 (4 balanced directions)"]))
@@ -188,10 +198,24 @@ def _activity(row: Row, refs: list[str]) -> dict:
     return {"accuracy": predicted == row.meta["activity"], "predicted": predicted}
 
 
+def _activities() -> list[str]:
+    from ..data.hapt import LABELS
+
+    return [LABELS[k] for k in sorted(LABELS)]
+
+
+def _activity_caption(activity: str) -> str:
+    from ..data.hapt import LABELS
+    from ..data.hapt_windows import CAPTIONS
+
+    return CAPTIONS[next(k for k, v in LABELS.items() if v == activity)][0]
+
+
 register(Task("imu-activity", "data/hapt/test.jsonl", "anymal data build hapt",
               "UCI HAPT windows of held-out users 26-30: is the activity named?", _activity,
-              group_by="activity", label_key="activity", primary="accuracy", chance=1 / 12,
+              group_by="activity", label_key="activity", primary="accuracy", chance={"accuracy": 1 / 12},
               probe=Probe("data/hapt/train.jsonl", "activity", "accuracy"),
+              retrieval=Retrieval("activity", _activities, _activity_caption, "accuracy"),
               notes=["matcher: the answer is mapped to the closest of the 36 activity captions (3 per activity)"]))
 
 
@@ -204,9 +228,22 @@ def _furniture(row: Row, refs: list[str]) -> dict:
             "object_named": names_object(row.prediction, object_word(name + "."))}
 
 
+def _categories() -> list[str]:
+    from ..data.furniture import CATEGORY_PHRASES
+
+    return sorted(CATEGORY_PHRASES)
+
+
+def _category_text(category: str) -> str:
+    from ..data.furniture import category_prompt
+
+    return category_prompt(category)
+
+
 register(Task("points-category", "data/furniture/test.jsonl", "anymal data build furniture",
               "Sweet Home 3D models with held-out names: category and object named", _furniture,
-              primary="category_named", probe=Probe("data/furniture/train.jsonl", "category", "category_named")))
+              primary="category_named", probe=Probe("data/furniture/train.jsonl", "category", "category_named"),
+              retrieval=Retrieval("category", _categories, _category_text, "category_named")))
 
 
 # ---- interleaved -----------------------------------------------------------------------------

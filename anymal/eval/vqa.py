@@ -64,26 +64,26 @@ def short_answer(prediction: str) -> str:
     return first.strip()
 
 
-_LETTER_PATTERNS = [
-    r"^\s*\(?([A-Z])\)?\s*(?:[.):]|$)",  # "B", "(B)", "B.", "B)", "B: goat"
-    # "the answer is (B)", "Answer: B"; not "Answer: A pig" (an article)
-    r"\b(?:answer|option|choice)\s*(?:is|:)?\s*\(?([A-Z])\)?(?!\s*[a-z])",
-]
+_EXPLICIT = re.compile(r"\b(?:answer|option|choice)\s*(?:is|:)?\s*\(?([A-Z])\)?(?!\s*[a-z])")  # not "Answer: A pig"
+_LEADING = re.compile(r"^\s*\(?([A-Z])\)?\s*(?:[.):]|$)", re.M)  # "B", "(B)", "B.", "B)", "B: goat" at a line start
 
 
 def extract_choice(prediction: str, options: list[str]) -> str | None:
     """The option letter a free reply picks, or None.
 
-    Tried in order: an explicit letter ("B", "(B)", "B.", "Answer: B", "the answer is B") among the
-    offered letters; else the one option whose text the reply contains (word-bounded, case-
-    insensitive; several contained options = no pick). A reply naming no option, or an unoffered
-    letter, is no pick (counted wrong).
+    In order: an explicit "the answer is (B)" / "Answer: B"; else letters at line starts ("B",
+    "(B)", "B.", "B: goat") — exactly one distinct offered letter is a pick, several mean the reply
+    repeats the option list (no pick); else the one option whose text the reply contains
+    (word-bounded, case-insensitive; several = no pick). An unoffered letter is no pick; no pick is
+    counted wrong.
     """
     letters = [chr(ord("A") + i) for i in range(len(options))]
-    for pat in _LETTER_PATTERNS:
-        m = re.search(pat, prediction, flags=re.M)
-        if m and m.group(1) in letters:
-            return m.group(1)
+    m = _EXPLICIT.search(prediction)
+    if m and m.group(1) in letters:
+        return m.group(1)
+    leading = {x for x in _LEADING.findall(prediction) if x in letters}
+    if leading:
+        return leading.pop() if len(leading) == 1 else None
     low = " " + re.sub(r"[^a-z0-9]+", " ", prediction.lower()) + " "
     hits = [letters[i] for i, o in enumerate(options)
             if " " + re.sub(r"[^a-z0-9]+", " ", o.lower()).strip() + " " in low]
