@@ -364,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.set_defaults(fn=cmd_info)
 
+    from ..serve.cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
+
     dm = sub.add_parser("demo", help="answer about the bundled held-out examples (every modality) with the shipped model")
     dm.add_argument("--model")
     _generation_args(dm, max_new_tokens=40)

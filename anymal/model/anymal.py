@@ -6,6 +6,7 @@ reserved, so a prompt can hold any number of inputs of any registered modality, 
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -232,21 +233,27 @@ class AnyMAL(nn.Module):
         return LossOutput(loss_sum / max(n, 1), loss_sum, n, out.logits)
 
     # ---------------------------------------------------------------- generation
-    def _prepare(self, conversations: list[list[dict]]) -> tuple[torch.Tensor, torch.Tensor]:
-        media = [self.processor.media(c) for c in conversations]
-        flat = self.encode_media([p for ms in media for p in ms])
-        encoded: list[Encoded] = []
-        for c, ms in zip(conversations, media):
-            feats, flat = flat[:len(ms)], flat[len(ms):]
-            encoded.append(self.encode_conversation(c, True, feats))
+    def prepare(self, conversations: list[list[dict]], features: list[list[torch.Tensor]] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, int]]]:
+        """Left-padded input embeddings and mask for generation, and each row's token counts
+        ({"text": n, <modality>: n}). `features` (per conversation, per input) skips the encoders."""
+        if features is None:
+            media = [self.processor.media(c) for c in conversations]
+            flat = self.encode_media([p for ms in media for p in ms])
+            features = []
+            for ms in media:
+                features.append(flat[:len(ms)])
+                flat = flat[len(ms):]
+        encoded = [self.encode_conversation(c, True, f) for c, f in zip(conversations, features)]
+        counts = [dict(Counter("text" if s is None else s for s in e.slots)) for e in encoded]
         batch = self.processor.collate(encoded, padding_side="left")
         with torch.no_grad():
-            return self.embed(batch), batch.attention_mask.to(self.device)
+            return self.embed(batch), batch.attention_mask.to(self.device), counts
 
     def generate(self, conversations: list[list[dict]], settings: GenerationSettings | None = None) -> list[str]:
         """Batched generation (left padding); greedy output equals one-by-one generation."""
         s = settings or GenerationSettings()
-        embeds, mask = self._prepare(conversations)
+        embeds, mask, _ = self.prepare(conversations)
         eos = self.llm.eos_token_ids
         streams = [TextStream(self.llm.tokenizer, s.stop + self.llm.default_stop, eos) for _ in conversations]
         for step in decode_tokens(self.llm.model, embeds, mask, s, eos):
@@ -260,7 +267,7 @@ class AnyMAL(nn.Module):
 
     def stream(self, messages: list[dict], settings: GenerationSettings | None = None) -> Iterator[str]:
         s = settings or GenerationSettings()
-        embeds, mask = self._prepare([messages])
+        embeds, mask, _ = self.prepare([messages])
         eos = self.llm.eos_token_ids
         st = TextStream(self.llm.tokenizer, s.stop + self.llm.default_stop, eos)
         for step in decode_tokens(self.llm.model, embeds, mask, s, eos):

@@ -1,0 +1,2 @@
+"""OpenAI-compatible serving (`anymal serve`): protocol.py parses requests, engine.py batches them,
+app.py is the FastAPI app (`create_app(model, ServeConfig(...))`)."""

@@ -1,0 +1,199 @@
+"""The OpenAI-compatible HTTP API: `POST /v1/chat/completions`, `GET /v1/models`, `GET /health`.
+
+Responses and stream chunks follow OpenAI's chat-completions shapes (`chat.completion`,
+`chat.completion.chunk` over server-sent events: the role delta first, `data: [DONE]` last), so the
+official `openai` client works unchanged. Errors are OpenAI error objects with the matching status
+(400 bad request or undecodable media, 401 bad key, 404 unknown model, 413 too large, 503 queue
+full, 504 timed out); an unexpected failure is a 500 with no traceback. `usage` counts text prompt
+tokens and each modality's tokens separately (`prompt_tokens_details.modality_tokens`).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from .engine import Engine, Job
+from .protocol import Limits, ServeError, parse_chat_request
+
+log = logging.getLogger("anymal.serve")
+
+
+@dataclass
+class ServeConfig:
+    model_id: str = "anymal"
+    api_key: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    max_batch: int = 8
+    max_queue: int = 64
+    timeout_s: float = 300.0
+    cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
+
+
+def create_app(model, config: ServeConfig | None = None) -> FastAPI:
+    cfg = config or ServeConfig()
+    engine = Engine(model, cfg.max_batch, cfg.max_queue)
+    app = FastAPI(title="anymal", docs_url=None, redoc_url=None)
+    app.state.engine, app.state.config = engine, cfg
+    app.router.add_event_handler("shutdown", engine.close)
+    if cfg.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+
+    @app.exception_handler(ServeError)
+    async def _serve_error(_req, e: ServeError):
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req, e: Exception):
+        log.exception("unexpected error")
+        return JSONResponse(ServeError(500, "internal server error", type="server_error").body(), status_code=500)
+
+    def check_key(request: Request) -> None:
+        if cfg.api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not secrets.compare_digest(given.encode(), f"Bearer {cfg.api_key}".encode()):
+            raise ServeError(401, "invalid or missing API key (Authorization: Bearer KEY)", code="invalid_api_key")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": cfg.model_id, "queued": engine.queued, "batches": engine.batches}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        check_key(request)
+        return {"object": "list", "data": [{"id": cfg.model_id, "object": "model", "created": 0,
+                                            "owned_by": "anymal", "modalities": sorted(model.projectors)}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        check_key(request)
+        size = request.headers.get("content-length")
+        if size and size.isdigit() and int(size) > cfg.limits.max_body_bytes:
+            raise ServeError(413, f"request body over {cfg.limits.max_body_bytes} bytes")
+        raw = await request.body()
+        if len(raw) > cfg.limits.max_body_bytes:
+            raise ServeError(413, f"request body over {cfg.limits.max_body_bytes} bytes")
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ServeError(400, "the request body is not valid JSON") from None
+        req = await asyncio.to_thread(parse_chat_request, body, set(model.projectors), cfg.limits)
+        if req.model not in (None, cfg.model_id):
+            req.cleanup()
+            raise ServeError(404, f"model {req.model!r} not found; this server serves {cfg.model_id!r}",
+                             "model", "model_not_found")
+        try:
+            job = engine.submit(req)
+        except ServeError:
+            req.cleanup()
+            raise
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if req.stream:
+            return StreamingResponse(_sse(job, request, cid, created, cfg), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        try:
+            texts, reasons, usage = await _collect(job, request, cfg.timeout_s)
+        finally:
+            req.cleanup()
+        return {"id": cid, "object": "chat.completion", "created": created, "model": cfg.model_id,
+                "choices": [{"index": i, "message": {"role": "assistant", "content": texts[i]},
+                             "finish_reason": reasons[i], "logprobs": None} for i in range(req.n)],
+                "usage": usage}
+
+    return app
+
+
+def _usage(prompt: dict, completion: int) -> dict:
+    text = prompt.get("text", 0)
+    media = {k: v for k, v in prompt.items() if k != "text"}
+    total_prompt = text + sum(media.values())
+    return {"prompt_tokens": total_prompt, "completion_tokens": completion, "total_tokens": total_prompt + completion,
+            "prompt_tokens_details": {"text_tokens": text, "modality_tokens": media}}
+
+
+async def _next(job: Job, request, deadline: float):
+    """The job's next event; cancels it when the client goes away or the deadline passes."""
+    while True:
+        try:
+            return await asyncio.wait_for(job.events.get(), timeout=0.25)
+        except asyncio.TimeoutError:
+            if await request.is_disconnected():
+                job.cancelled.set()
+                return ("gone",)
+            if time.monotonic() > deadline:
+                job.cancelled.set()
+                raise ServeError(504, "the request timed out", type="server_error", code="timeout")
+
+
+async def _collect(job: Job, request, timeout: float) -> tuple[list[str], list[str], dict]:
+    n = job.request.n
+    texts, reasons, prompt, completion = [""] * n, [None] * n, {}, 0
+    deadline = time.monotonic() + timeout
+    while None in reasons:
+        ev = await _next(job, request, deadline)
+        if ev[0] == "error":
+            raise ev[1]
+        if ev[0] == "gone":
+            raise ServeError(499, "client closed the request")
+        if ev[0] == "usage_prompt":
+            prompt = ev[1]
+        elif ev[0] == "delta":
+            texts[ev[1]] += ev[2]
+        elif ev[0] == "finish":
+            reasons[ev[1]] = ev[2]
+            completion += ev[3]
+    return texts, reasons, _usage(prompt, completion)
+
+
+def _chunk(cid: str, created: int, model: str, choices: list[dict], usage: dict | None = None) -> str:
+    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
+    if usage is not None:
+        body["usage"] = usage
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+async def _sse(job: Job, request, cid: str, created: int, cfg: ServeConfig):
+    req, model = job.request, cfg.model_id
+    try:
+        yield _chunk(cid, created, model, [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                            "finish_reason": None, "logprobs": None} for i in range(req.n)])
+        open_rows, prompt, completion = req.n, {}, 0
+        deadline = time.monotonic() + cfg.timeout_s
+        while open_rows:
+            try:
+                ev = await _next(job, request, deadline)
+            except ServeError as e:
+                yield f"data: {json.dumps(e.body())}\n\n"
+                return
+            if ev[0] == "gone":
+                return
+            if ev[0] == "error":
+                yield f"data: {json.dumps(ev[1].body())}\n\n"  # headers are sent: the error rides the stream
+                return
+            if ev[0] == "usage_prompt":
+                prompt = ev[1]
+            elif ev[0] == "delta":
+                yield _chunk(cid, created, model, [{"index": ev[1], "delta": {"content": ev[2]}, "finish_reason": None,
+                                                    "logprobs": None}])
+            elif ev[0] == "finish":
+                open_rows -= 1
+                completion += ev[3]
+                yield _chunk(cid, created, model, [{"index": ev[1], "delta": {}, "finish_reason": ev[2],
+                                                    "logprobs": None}])
+        if req.include_usage:
+            yield _chunk(cid, created, model, [], _usage(prompt, completion))
+        yield "data: [DONE]\n\n"
+    finally:
+        job.cancelled.set()  # a no-op when finished; stops the rows when the client went away
+        req.cleanup()

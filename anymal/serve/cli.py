@@ -1,0 +1,47 @@
+"""`anymal serve`: the OpenAI-compatible server for a checkpoint."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    s = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API (chat completions)")
+    s.add_argument("--model", help="checkpoint directory (default: the shipped adapters)")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--api-key", default=os.environ.get("ANYMAL_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' (default: $ANYMAL_API_KEY, else no key)")
+    s.add_argument("--model-id", help="the model name clients send (default: the checkpoint folder's name)")
+    s.add_argument("--max-batch", type=int, default=8, help="rows decoded together (default 8)")
+    s.add_argument("--max-queue", type=int, default=64, help="waiting requests before 503 (default 64)")
+    s.add_argument("--timeout", type=float, default=300.0, help="seconds per request before 504 (default 300)")
+    s.add_argument("--allow-url-host", action="append", default=[], metavar="HOST",
+                   help="allow http(s) image URLs from HOST (repeatable; default: data: URLs only)")
+    s.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow browser calls from ORIGIN (repeatable; default: CORS off)")
+    s.set_defaults(fn=cmd_serve)
+
+
+def cmd_serve(a) -> int:
+    import uvicorn
+
+    from ..errors import ConfigError
+    from ..model.anymal import AnyMAL
+    from .app import ServeConfig, create_app
+    from .protocol import Limits
+
+    if a.max_batch < 1 or a.max_queue < 0 or a.timeout <= 0:
+        raise ConfigError("--max-batch >= 1, --max-queue >= 0 and --timeout > 0 expected")
+    model = AnyMAL.from_pretrained(a.model)
+    model_id = a.model_id or (Path(a.model).resolve().name if a.model else "anymal-default")
+    cfg = ServeConfig(model_id=model_id, api_key=a.api_key, max_batch=a.max_batch, max_queue=a.max_queue,
+                      timeout_s=a.timeout, cors_origins=tuple(a.cors_origin),
+                      limits=Limits(allow_url_hosts=tuple(a.allow_url_host)))
+    if a.host not in ("127.0.0.1", "localhost", "::1") and not a.api_key:
+        print(f"anymal: warning: serving on {a.host} without an API key", file=sys.stderr)
+    print(f"serving {model_id!r} ({', '.join(sorted(model.projectors))}) on http://{a.host}:{a.port}/v1",
+          file=sys.stderr)
+    uvicorn.run(create_app(model, cfg), host=a.host, port=a.port, log_level="warning")
+    return 0

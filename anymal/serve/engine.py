@@ -1,0 +1,169 @@
+"""Dynamic batching: concurrent requests decoded together in one batched generation.
+
+One worker thread owns the model. Waiting jobs that share sampling settings (temperature, top_p,
+seed) are taken together, up to `max_batch` rows (a request with `n` choices is `n` rows); their
+inputs are encoded per job (a bad input fails only its own job), then one left-padded batch is
+decoded step by step. Each row has its own token budget and stop strings; text is handed to the
+job as soon as it is final (never half a character or a possible stop-string prefix). A cancelled
+job (client gone, timeout) stops receiving text at once and its rows stop counting; the batch ends
+when every row is done. Jobs arriving during a batch wait for the next one (rows do not join a
+running batch mid-decode).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+from ..errors import AnymalError
+from ..model.generation import TextStream, decode_tokens
+from .protocol import ChatRequest, ServeError
+
+log = logging.getLogger("anymal.serve")
+
+
+@dataclass
+class Job:
+    request: ChatRequest
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    created: float = field(default_factory=time.monotonic)
+
+    def emit(self, *event) -> None:
+        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    @property
+    def key(self) -> tuple:
+        s = self.request.settings
+        return (s.temperature if s.temperature > 0 else 0.0, s.top_p if s.temperature > 0 else 1.0, s.seed)
+
+
+class Engine:
+    def __init__(self, model, max_batch: int = 8, max_queue: int = 64):
+        self.model, self.max_batch, self.max_queue = model, max_batch, max_queue
+        self.waiting: deque[Job] = deque()
+        self.cond = threading.Condition()
+        self.batches = 0  # batched generations run so far (for tests and /health)
+        self.rows_decoded = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._loop, name="anymal-engine", daemon=True)
+        self.thread.start()
+
+    def submit(self, request: ChatRequest) -> Job:
+        job = Job(request, asyncio.get_running_loop())
+        with self.cond:
+            if len(self.waiting) >= self.max_queue:
+                raise ServeError(503, f"the server is busy ({self.max_queue} requests waiting); retry later",
+                                 code="server_busy", type="server_error")
+            self.waiting.append(job)
+            self.cond.notify()
+        return job
+
+    def close(self) -> None:
+        with self.cond:
+            self.running = False
+            self.cond.notify()
+        self.thread.join(timeout=10)
+
+    @property
+    def queued(self) -> int:
+        return len(self.waiting)
+
+    # ---------------------------------------------------------------- worker
+    def _take(self) -> list[Job]:
+        with self.cond:
+            while self.running and not self.waiting:
+                self.cond.wait()
+            if not self.running:
+                return []
+            first = self.waiting.popleft()
+            jobs, rows = [first], first.request.n
+            for job in list(self.waiting):
+                if job.key == first.key and rows + job.request.n <= self.max_batch:
+                    self.waiting.remove(job)
+                    jobs.append(job)
+                    rows += job.request.n
+            return jobs
+
+    def _loop(self) -> None:
+        while self.running:
+            jobs = [j for j in self._take() if not j.cancelled.is_set()]
+            if not jobs:
+                continue
+            try:
+                self._run(jobs)
+            except Exception as e:  # never kill the worker: fail the batch, keep serving
+                log.exception("batch failed")
+                for j in jobs:
+                    j.emit("error", ServeError(500, f"generation failed: {type(e).__name__}", type="server_error"))
+
+    def _run(self, jobs: list[Job]) -> None:
+        model = self.model
+        ready: list[tuple[Job, list]] = []
+        for job in jobs:  # encode per job: an undecodable input fails its own request only
+            try:
+                media = model.processor.media(job.request.messages)
+                ready.append((job, model.encode_media(media)))
+            except AnymalError as e:
+                job.emit("error", ServeError(400, _client_message(str(e), job.request)))
+        if not ready:
+            return
+        rows = [(job, i) for job, _ in ready for i in range(job.request.n)]
+        convs = [job.request.messages for job, _ in rows]
+        feats = [f for job, f in ready for _ in range(job.request.n)]
+        try:
+            embeds, mask, counts = model.prepare(convs, feats)
+        except AnymalError as e:  # e.g. a prompt longer than the LLM's context
+            for job, _ in ready:
+                job.emit("error", ServeError(400, _client_message(str(e), job.request)))
+            return
+        for job, _ in ready:
+            c = counts[next(k for k, (j, _) in enumerate(rows) if j is job)]
+            job.emit("usage_prompt", c)
+        eos = model.llm.eos_token_ids
+        streams = [TextStream(model.llm.tokenizer, job.request.settings.stop + model.llm.default_stop, eos)
+                   for job, _ in rows]
+        budget = [job.request.settings.max_new_tokens for job, _ in rows]
+        used = [0] * len(rows)
+        done = [False] * len(rows)
+        settings = replace(rows[0][0].request.settings, max_new_tokens=max(budget), stop=[])
+        self.batches += 1
+        self.rows_decoded += len(rows)
+        for step in decode_tokens(model.llm.model, embeds, mask, settings, eos):
+            for r, ((job, choice), tid) in enumerate(zip(rows, step.tolist())):
+                if done[r]:
+                    continue
+                if job.cancelled.is_set():
+                    done[r] = True
+                    continue
+                used[r] += 1
+                piece = streams[r].push(tid)
+                if piece:
+                    job.emit("delta", choice, piece)
+                if streams[r].finished or used[r] >= budget[r]:
+                    reason = "stop" if streams[r].finished else "length"
+                    tail = streams[r].close()
+                    if tail:
+                        job.emit("delta", choice, tail)
+                    done[r] = True
+                    job.emit("finish", choice, reason, used[r] - (tid in eos))
+            if all(done):
+                break
+        for r, (job, choice) in enumerate(rows):  # the decode budget ran out for rows still open
+            if not done[r]:
+                tail = streams[r].close()
+                if tail:
+                    job.emit("delta", choice, tail)
+                job.emit("finish", choice, "length", used[r])
+
+
+def _client_message(message: str, request: ChatRequest) -> str:
+    """Our temp file names mean nothing to the client: say 'the payload' instead."""
+    for f in request.files:
+        message = message.replace(str(f), f"the uploaded {f.suffix.lstrip('.')} payload")
+    return message

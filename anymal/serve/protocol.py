@@ -1,0 +1,269 @@
+"""OpenAI chat-completions requests -> anymal messages and generation settings, with limits.
+
+Content parts: `text`; `image_url` (`{"url": "data:image/png;base64,..."}`; http(s) only when the
+server allows the host); `input_audio` (`{"data": <base64>, "format": "wav"|"mp3"|"flac"|"ogg"}`);
+and anymal's extension parts, each a base64 payload with its format:
+`{"type": "video", "video": {"data": ..., "format": "mp4", "audio": false}}`,
+`{"type": "imu", "imu": {"data": ..., "format": "csv"|"npy", "rate": 50}}`,
+`{"type": "points", "points": {"data": ..., "format": "ply"|"obj"|"off"|"stl"|"npy"}}`.
+No part may name a file on the server: there is no path field, and `file://` URLs are refused.
+Every problem is a `ServeError` that names the parameter (`messages[0].content[1].image_url`).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..model.generation import GenerationSettings
+
+
+class ServeError(Exception):
+    """An error for the client, in OpenAI's format."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 type: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+@dataclass
+class Limits:
+    max_body_bytes: int = 32 * 2**20
+    max_image_pixels: int = 20_000_000
+    max_audio_seconds: float = 30.0
+    max_video_seconds: float = 120.0
+    max_imu_samples: int = 50 * 600  # ten minutes at 50 Hz
+    max_tokens: int = 512
+    max_n: int = 4
+    max_parts: int = 16
+    allow_url_hosts: tuple[str, ...] = ()  # http(s) image URLs: off unless hosts are listed
+    url_max_bytes: int = 10 * 2**20
+    url_timeout_s: float = 10.0
+
+
+@dataclass
+class ChatRequest:
+    messages: list[dict]
+    settings: GenerationSettings
+    n: int = 1
+    stream: bool = False
+    include_usage: bool = False
+    model: str | None = None
+    files: list[Path] = field(default_factory=list)  # temp files of this request, removed when it ends
+
+    def cleanup(self) -> None:
+        for f in self.files:
+            f.unlink(missing_ok=True)
+
+
+_DATA_URL = re.compile(r"^data:([\w/+.-]+)?(;[\w=.-]+)*;base64,(.*)$", re.S)
+AUDIO_FORMATS = ("wav", "mp3", "flac", "ogg")
+EXTENSION_FORMATS = {"video": ("mp4", "webm", "mkv", "avi", "mov"), "imu": ("csv", "npy"),
+                     "points": ("ply", "obj", "off", "stl", "npy")}
+
+
+def _b64(data, param: str) -> bytes:
+    if not isinstance(data, str) or not data:
+        raise ServeError(400, "expected a non-empty base64 string", param)
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ServeError(400, "not valid base64", param) from None
+
+
+def _image_bytes(url, limits: Limits, param: str) -> bytes:
+    if not isinstance(url, str):
+        raise ServeError(400, "expected a string URL (a data: URL or, where allowed, http(s))", param)
+    m = _DATA_URL.match(url)
+    if m:
+        return _b64(m.group(3), param)
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in ("http", "https"):
+        return _fetch(url, limits, param)
+    raise ServeError(400, f"unsupported URL scheme {scheme!r}: send the image as a data: URL "
+                          "(data:image/png;base64,...); file paths are never read", param)
+
+
+def _fetch(url: str, limits: Limits, param: str) -> bytes:
+    import httpx
+
+    host = httpx.URL(url).host
+    if host not in limits.allow_url_hosts:
+        raise ServeError(400, f"fetching image URLs from {host!r} is not allowed on this server "
+                              "(send a data: URL, or start it with --allow-url-host)", param)
+    try:
+        with httpx.stream("GET", url, timeout=limits.url_timeout_s, follow_redirects=False) as r:
+            if r.status_code != 200:
+                raise ServeError(400, f"fetching the image gave HTTP {r.status_code}", param)
+            buf = bytearray()
+            for chunk in r.iter_bytes():
+                buf += chunk
+                if len(buf) > limits.url_max_bytes:
+                    raise ServeError(413, f"the image at the URL exceeds {limits.url_max_bytes} bytes", param)
+            return bytes(buf)
+    except httpx.HTTPError as e:
+        raise ServeError(400, f"fetching the image failed: {type(e).__name__}", param) from None
+
+
+def _check_image(data: bytes, limits: Limits, param: str) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # header only
+            w, h = img.size
+    except (UnidentifiedImageError, OSError):
+        raise ServeError(400, "not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF...)", param) from None
+    except Image.DecompressionBombError:
+        w, h = 10**6, 10**6
+    if w * h > limits.max_image_pixels:
+        raise ServeError(413, f"image is {w}x{h} = {w * h / 1e6:.1f} MP; this server takes up to "
+                              f"{limits.max_image_pixels / 1e6:.1f} MP", param)
+
+
+def _check_audio(data: bytes, limits: Limits, param: str) -> None:
+    import soundfile as sf
+
+    try:
+        info = sf.info(io.BytesIO(data))
+    except Exception:  # libsndfile raises its own error types
+        raise ServeError(400, f"not readable audio ({', '.join(AUDIO_FORMATS)})", param) from None
+    if info.duration > limits.max_audio_seconds:
+        raise ServeError(413, f"audio is {info.duration:.1f} s; this server takes up to {limits.max_audio_seconds:g} s",
+                         param)
+
+
+def _temp_file(data: bytes, suffix: str, req: ChatRequest) -> Path:
+    f = tempfile.NamedTemporaryFile(prefix="anymal-", suffix="." + suffix, delete=False)
+    with f:
+        f.write(data)
+    path = Path(f.name)
+    req.files.append(path)
+    return path
+
+
+def _check_extension(kind: str, path: Path, limits: Limits, param: str) -> None:
+    """Cheap decodes that enforce the duration/length limits before the request is queued."""
+    from ..errors import InputError
+
+    try:
+        if kind == "video":
+            import av
+
+            with av.open(str(path)) as c:
+                seconds = float(c.duration or 0) / 1e6
+            if seconds > limits.max_video_seconds:
+                raise ServeError(413, f"video is {seconds:.0f} s; this server takes up to {limits.max_video_seconds:g} s",
+                                 param)
+        elif kind == "imu":
+            n = sum(1 for _ in path.open("rb")) if path.suffix == ".csv" else __import__("numpy").load(
+                path, allow_pickle=False, mmap_mode="r").shape[0]
+            if n > limits.max_imu_samples:
+                raise ServeError(413, f"IMU recording has {n} samples; this server takes up to {limits.max_imu_samples}",
+                                 param)
+    except ServeError:
+        raise
+    except (InputError, OSError, ValueError) as e:
+        raise ServeError(400, f"undecodable {kind} payload: {type(e).__name__}", param) from None
+    except Exception as e:  # PyAV's own error types
+        raise ServeError(400, f"undecodable {kind} payload: {type(e).__name__}", param) from None
+
+
+def _part(part, modalities: set[str], limits: Limits, req: ChatRequest, param: str) -> dict:
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        raise ServeError(400, "expected a content part object with a 'type'", param)
+    kind = part["type"]
+    if kind == "text":
+        if not isinstance(part.get("text"), str):
+            raise ServeError(400, "a text part needs a 'text' string", param + ".text")
+        return {"type": "text", "text": part["text"]}
+    modality = {"image_url": "image", "input_audio": "audio"}.get(kind, kind)
+    if modality not in EXTENSION_FORMATS and modality not in ("image", "audio"):
+        raise ServeError(400, f"unknown content part type {kind!r}; expected text, image_url, input_audio, "
+                              "video, imu or points", param + ".type")
+    if modality not in modalities:
+        raise ServeError(400, f"this model does not take {modality} input (it takes: {', '.join(sorted(modalities))})",
+                         param + ".type")
+    body = part.get(kind)
+    if not isinstance(body, dict):
+        raise ServeError(400, f"a {kind} part needs a '{kind}' object", param + f".{kind}")
+    if modality == "image":
+        data = _image_bytes(body.get("url"), limits, param + ".image_url.url")
+        _check_image(data, limits, param + ".image_url")
+        return {"type": "image", "image": data}
+    fmt = body.get("format")
+    allowed = AUDIO_FORMATS if modality == "audio" else EXTENSION_FORMATS[modality]
+    if fmt not in allowed:
+        raise ServeError(400, f"format {fmt!r}: expected one of {', '.join(allowed)}", param + f".{kind}.format")
+    data = _b64(body.get("data"), param + f".{kind}.data")
+    if modality == "audio":
+        _check_audio(data, limits, param + ".input_audio")
+        return {"type": "audio", "audio": data}
+    path = _temp_file(data, fmt, req)
+    _check_extension(modality, path, limits, param + f".{kind}")
+    out = {"type": modality, "path": str(path)}
+    if modality == "imu" and body.get("rate") is not None:
+        if not isinstance(body["rate"], (int, float)) or not 1 <= body["rate"] <= 10_000:
+            raise ServeError(400, "rate: expected samples per second between 1 and 10000", param + ".imu.rate")
+        out["rate"] = float(body["rate"])
+    if modality == "video" and body.get("audio"):
+        out["audio"] = True
+    return out
+
+
+def _number(body: dict, key: str, lo: float, hi: float, default, integer: bool = False):
+    v = body.get(key)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)) or not lo <= v <= hi:
+        raise ServeError(400, f"{key}: expected {'an integer' if integer else 'a number'} in [{lo}, {hi}], got {v!r}", key)
+    return v
+
+
+def parse_chat_request(body, modalities: set[str], limits: Limits) -> ChatRequest:
+    if not isinstance(body, dict):
+        raise ServeError(400, "the request body must be a JSON object")
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise ServeError(400, "messages: expected a non-empty list", "messages")
+    stop = body.get("stop")
+    stop = [stop] if isinstance(stop, str) else stop or []
+    if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(x, str) and x for x in stop):
+        raise ServeError(400, "stop: expected a string or up to 4 non-empty strings", "stop")
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, limits.max_tokens, 256, integer=True)
+    seed = _number(body, "seed", -2**63, 2**63 - 1, None, integer=True)
+    settings = GenerationSettings(max_new_tokens=max_tokens, temperature=_number(body, "temperature", 0, 2, 1.0),
+                                  top_p=_number(body, "top_p", 1e-9, 1, 1.0), stop=stop, seed=seed)
+    options = body.get("stream_options") or {}
+    req = ChatRequest([], settings, n=_number(body, "n", 1, limits.max_n, 1, integer=True),
+                      stream=bool(body.get("stream", False)), include_usage=bool(options.get("include_usage")),
+                      model=body.get("model"))
+    try:
+        parts = 0
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or m.get("role") not in ("system", "developer", "user", "assistant"):
+                raise ServeError(400, "expected {role: system|developer|user|assistant, content}", f"messages[{i}]")
+            role = "system" if m["role"] == "developer" else m["role"]
+            content = m.get("content")
+            if isinstance(content, str):
+                req.messages.append({"role": role, "content": content})
+                continue
+            if not isinstance(content, list):
+                raise ServeError(400, "content: expected a string or a list of parts", f"messages[{i}].content")
+            parts += sum(1 for p in content if not (isinstance(p, dict) and p.get("type") == "text"))
+            if parts > limits.max_parts:
+                raise ServeError(413, f"more than {limits.max_parts} media parts in one request", f"messages[{i}].content")
+            req.messages.append({"role": role, "content": [
+                _part(p, modalities, limits, req, f"messages[{i}].content[{j}]") for j, p in enumerate(content)]})
+    except BaseException:
+        req.cleanup()
+        raise
+    return req

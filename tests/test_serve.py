@@ -1,0 +1,191 @@
+"""The OpenAI-compatible server, driven by the official `openai` client over real HTTP (uvicorn on
+127.0.0.1): answers equal the model's own, streaming follows OpenAI's SSE shape, errors are OpenAI
+error objects with the right status, concurrent requests are batched."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+from PIL import Image
+
+from anymal.model.generation import GenerationSettings
+from anymal.serve.app import ServeConfig, create_app
+from anymal.serve.protocol import Limits
+
+KEY = "sk-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, model, **cfg):
+        import uvicorn
+
+        self.app = create_app(model, ServeConfig(model_id="tiny", api_key=KEY, **cfg))
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        assert self.server.started, "uvicorn did not start"
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, key: str = KEY) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=60)
+
+
+def data_url(path) -> str:
+    return "data:image/png;base64," + base64.b64encode(open(path, "rb").read()).decode()
+
+
+def _ask(image, text="What is this?"):
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(image)}},
+                                         {"type": "text", "text": text}]}]
+
+
+def _ours(image, text="What is this?"):
+    return [{"role": "user", "content": [{"type": "image", "path": str(image)}, {"type": "text", "text": text}]}]
+
+
+@pytest.fixture
+def server(tiny_model):
+    with Server(tiny_model) as s:
+        yield s
+
+
+def test_openai_client_chat_streaming_and_not_equal_the_model(server, tiny_model, images):
+    c = server.client()
+    assert [m.id for m in c.models.list().data] == ["tiny"]
+    r = c.chat.completions.create(model="tiny", messages=_ask(images[0]), temperature=0, max_tokens=6)
+    want = tiny_model.generate([_ours(images[0])], GenerationSettings(max_new_tokens=6))[0]
+    assert r.choices[0].message.content == want and r.choices[0].message.role == "assistant"
+    usage = r.usage.model_dump()
+    assert usage["prompt_tokens_details"]["modality_tokens"] == {"image": 4}
+    assert usage["prompt_tokens"] == usage["prompt_tokens_details"]["text_tokens"] + 4
+    assert usage["completion_tokens"] >= 1 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    chunks = list(c.chat.completions.create(model="tiny", messages=_ask(images[0]), temperature=0, max_tokens=6,
+                                            stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == want
+    finish = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert finish == [r.choices[0].finish_reason] and chunks[-1].usage.total_tokens == r.usage.total_tokens
+
+
+def test_raw_sse_role_first_done_last(server, images):
+    body = {"model": "tiny", "messages": _ask(images[1]), "max_tokens": 4, "temperature": 0, "stream": True}
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body,
+                      headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in r.iter_lines() if line]
+    assert all(e.startswith("data: ") for e in events)
+    assert events[-1] == "data: [DONE]"
+    first = json.loads(events[0][6:])
+    assert first["object"] == "chat.completion.chunk" and first["choices"][0]["delta"]["role"] == "assistant"
+    assert json.loads(events[-2][6:])["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_stop_length_and_n_choices(server, images):
+    c = server.client()
+    r = c.chat.completions.create(model="tiny", messages=_ask(images[0]), temperature=0, max_tokens=2, n=2)
+    assert [ch.finish_reason for ch in r.choices] == ["length", "length"] and r.usage.completion_tokens == 4
+    assert r.choices[0].message.content == r.choices[1].message.content  # greedy: the same answer twice
+    seeded = [c.chat.completions.create(model="tiny", messages=_ask(images[0]), temperature=1.0, seed=7,
+                                        max_tokens=5).choices[0].message.content for _ in range(2)]
+    assert seeded[0] == seeded[1]  # a seed makes sampling repeatable
+
+
+def _status(server, body=None, raw: bytes | None = None, key=KEY) -> tuple[int, dict]:
+    r = httpx.post(server.url + "/v1/chat/completions", content=raw if raw is not None else json.dumps(body),
+                   headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, timeout=60)
+    return r.status_code, r.json()
+
+
+def test_errors_are_openai_error_objects_with_the_right_status(server, images):
+    ok = _ask(images[0])
+    bad_img = [{"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "data:image/png;base64," + base64.b64encode(b"not an image").decode()}}]}]
+    cases = [
+        ({"model": "tiny", "messages": ok}, "sk-wrong", 401, None),
+        ({"model": "nope", "messages": ok}, KEY, 404, "model"),
+        ({"model": "tiny", "messages": []}, KEY, 400, "messages"),
+        ({"model": "tiny", "messages": ok, "temperature": 5}, KEY, 400, "temperature"),
+        ({"model": "tiny", "messages": ok, "max_tokens": 0}, KEY, 400, "max_tokens"),
+        ({"model": "tiny", "messages": [{"role": "user", "content": [{"type": "hologram"}]}]}, KEY, 400,
+         "messages[0].content[0].type"),
+        ({"model": "tiny", "messages": bad_img}, KEY, 400, "messages[0].content[0].image_url"),
+        ({"model": "tiny", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {
+            "url": f"file://{images[0]}"}}]}]}, KEY, 400, "messages[0].content[0].image_url.url"),
+        ({"model": "tiny", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {
+            "url": "https://example.com/cat.png"}}]}]}, KEY, 400, "messages[0].content[0].image_url.url"),
+        ({"model": "tiny", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {
+            "data": "AAAA", "format": "wav"}}]}]}, KEY, 400, "messages[0].content[0].type"),  # no audio adapter
+    ]
+    for body, key, status, param in cases:
+        code, err = _status(server, body, key=key)
+        assert code == status, (body, err)
+        assert set(err["error"]) == {"message", "type", "param", "code"} and err["error"]["message"], err
+        assert err["error"]["param"] == param, err
+        assert "Traceback" not in json.dumps(err)
+    code, err = _status(server, raw=b"{not json")
+    assert code == 400 and "not valid JSON" in err["error"]["message"]
+    with pytest.raises(openai.AuthenticationError):
+        server.client("sk-wrong").chat.completions.create(model="tiny", messages=ok)
+    with pytest.raises(openai.BadRequestError, match="unknown content part type"):
+        server.client().chat.completions.create(model="tiny", messages=[{"role": "user", "content": [{"type": "x"}]}])
+
+
+def test_size_limits_are_413_and_a_full_queue_is_503(tiny_model, images):
+    big = io.BytesIO()
+    Image.new("RGB", (300, 300), (1, 2, 3)).save(big, format="PNG")
+    big_url = "data:image/png;base64," + base64.b64encode(big.getvalue()).decode()
+    with Server(tiny_model, limits=Limits(max_image_pixels=200 * 200, max_body_bytes=20_000)) as s:
+        code, err = _status(s, {"model": "tiny", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": big_url}}]}]})
+        assert code == 413 and "MP" in err["error"]["message"]
+        code, err = _status(s, {"model": "tiny", "messages": [{"role": "user", "content": "x" * 30_000}]})
+        assert code == 413
+    with Server(tiny_model, max_queue=0) as s:
+        with pytest.raises(openai.InternalServerError) as e:
+            s.client().chat.completions.create(model="tiny", messages=_ask(images[0]), max_tokens=2)
+        assert e.value.status_code == 503
+
+
+def test_concurrent_requests_are_batched_and_answer_as_alone(server, tiny_model, images):
+    prompts = [(images[i % 4], ["What is this?", "Describe it.", "Colour?"][i % 3]) for i in range(8)]
+    c = server.client()
+
+    def ask(p):
+        return c.chat.completions.create(model="tiny", messages=_ask(*p), temperature=0,
+                                         max_tokens=5).choices[0].message.content
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(ask, prompts))
+    alone = [tiny_model.generate([_ours(*p)], GenerationSettings(max_new_tokens=5))[0] for p in prompts]
+    assert got == alone
+    engine = server.app.state.engine
+    assert engine.rows_decoded == 8 and engine.batches < 8  # some requests shared a batch
