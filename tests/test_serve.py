@@ -189,3 +189,62 @@ def test_concurrent_requests_are_batched_and_answer_as_alone(server, tiny_model,
     assert got == alone
     engine = server.app.state.engine
     assert engine.rows_decoded == 8 and engine.batches < 8  # some requests shared a batch
+
+
+@pytest.mark.integration
+def test_real_model_answers_an_openai_client_about_an_image_sound_and_imu(default_model):
+    """The shipped model behind the server: the official client sends a picture, a sound clip and an
+    IMU recording (the extension part), streaming and not; replies equal the model's own greedy ones."""
+    from pathlib import Path
+
+    ex = Path(__file__).resolve().parents[1] / "anymal" / "assets" / "examples"
+    b64 = lambda p: base64.b64encode((ex / p).read_bytes()).decode()  # noqa: E731
+    cases = [
+        ([{"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64("truck.png")}},
+          {"type": "text", "text": "What is this?"}],
+         [{"type": "image", "path": str(ex / "truck.png")}, {"type": "text", "text": "What is this?"}]),
+        ([{"type": "input_audio", "input_audio": {"data": b64("goat-sound.flac"), "format": "flac"}},
+          {"type": "text", "text": "What makes this sound?"}],
+         [{"type": "audio", "path": str(ex / "goat-sound.flac")}, {"type": "text", "text": "What makes this sound?"}]),
+        ([{"type": "imu", "imu": {"data": b64("walking-upstairs.csv"), "format": "csv"}},
+          {"type": "text", "text": "What is the person doing?"}],
+         [{"type": "imu", "path": str(ex / "walking-upstairs.csv")}, {"type": "text", "text": "What is the person doing?"}]),
+    ]
+    with Server(default_model) as s:
+        c = s.client()
+        for parts, ours in cases:
+            want = default_model.generate([[{"role": "user", "content": ours}]], GenerationSettings(max_new_tokens=24))[0]
+            r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": parts}],
+                                          temperature=0, max_tokens=24)
+            assert r.choices[0].message.content == want and want
+            streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": parts}], temperature=0, max_tokens=24, stream=True))
+            assert streamed == want
+            modality = next(iter(r.usage.model_dump()["prompt_tokens_details"]["modality_tokens"]))
+            assert modality in ("image", "audio", "imu")
+        assert "upstairs" in want.lower()  # the shipped IMU adapter reads this example right
+
+
+def test_a_client_that_goes_away_stops_its_rows(server, images):
+    body = {"model": "tiny", "messages": _ask(images[2]), "max_tokens": 400, "temperature": 0, "stream": True}
+    engine = server.app.state.engine
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body,
+                      headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as r:
+        for line in r.iter_lines():
+            if '"content": "' in line and '"role"' not in line:
+                break  # one piece of text, then hang up
+    deadline = time.time() + 30
+    while (engine.busy or engine.queued) and time.time() < deadline:
+        time.sleep(0.05)
+    assert engine.rows_cancelled == 1 and engine.tokens_out < 400  # the tiny model never stops by itself
+
+
+def test_a_request_over_its_time_is_504_and_the_server_keeps_serving(tiny_model, images):
+    with Server(tiny_model, timeout_s=0.3) as s:
+        code, err = _status(s, {"model": "tiny", "messages": _ask(images[0]), "max_tokens": 500, "temperature": 0})
+        assert code == 504 and err["error"]["code"] == "timeout"
+        deadline = time.time() + 30
+        while s.app.state.engine.busy and time.time() < deadline:
+            time.sleep(0.05)
+        assert s.app.state.engine.rows_cancelled == 1
+        assert httpx.get(s.url + "/health").json()["status"] == "ok"

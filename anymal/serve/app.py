@@ -123,17 +123,21 @@ def _usage(prompt: dict, completion: int) -> dict:
 
 
 async def _next(job: Job, request, deadline: float):
-    """The job's next event; cancels it when the client goes away or the deadline passes."""
+    """The job's next event; cancels it when the client goes away or the deadline passes (checked
+    at least twice a second, also while events keep coming)."""
     while True:
-        try:
-            return await asyncio.wait_for(job.events.get(), timeout=0.25)
-        except asyncio.TimeoutError:
+        if time.monotonic() - job.checked > 0.5:
+            job.checked = time.monotonic()
             if await request.is_disconnected():
                 job.cancelled.set()
                 return ("gone",)
-            if time.monotonic() > deadline:
-                job.cancelled.set()
-                raise ServeError(504, "the request timed out", type="server_error", code="timeout")
+        if time.monotonic() > deadline:
+            job.cancelled.set()
+            raise ServeError(504, "the request timed out", type="server_error", code="timeout")
+        try:
+            return await asyncio.wait_for(job.events.get(), timeout=0.25)
+        except asyncio.TimeoutError:
+            continue
 
 
 async def _collect(job: Job, request, timeout: float) -> tuple[list[str], list[str], dict]:

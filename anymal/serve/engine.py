@@ -33,6 +33,7 @@ class Job:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     created: float = field(default_factory=time.monotonic)
+    checked: float = field(default_factory=time.monotonic)  # last look at the client's connection
 
     def emit(self, *event) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
@@ -50,6 +51,9 @@ class Engine:
         self.cond = threading.Condition()
         self.batches = 0  # batched generations run so far (for tests and /health)
         self.rows_decoded = 0
+        self.rows_cancelled = 0  # rows dropped mid-decode (client gone, timeout)
+        self.tokens_out = 0  # tokens decoded for rows still wanted
+        self.busy = False
         self.running = True
         self.thread = threading.Thread(target=self._loop, name="anymal-engine", daemon=True)
         self.thread.start()
@@ -95,12 +99,15 @@ class Engine:
             jobs = [j for j in self._take() if not j.cancelled.is_set()]
             if not jobs:
                 continue
+            self.busy = True
             try:
                 self._run(jobs)
             except Exception as e:  # never kill the worker: fail the batch, keep serving
                 log.exception("batch failed")
                 for j in jobs:
                     j.emit("error", ServeError(500, f"generation failed: {type(e).__name__}", type="server_error"))
+            finally:
+                self.busy = False
 
     def _run(self, jobs: list[Job]) -> None:
         model = self.model
@@ -140,8 +147,10 @@ class Engine:
                     continue
                 if job.cancelled.is_set():
                     done[r] = True
+                    self.rows_cancelled += 1
                     continue
                 used[r] += 1
+                self.tokens_out += 1
                 piece = streams[r].push(tid)
                 if piece:
                     job.emit("delta", choice, piece)
