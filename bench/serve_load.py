@@ -1,0 +1,143 @@
+"""Load on `anymal serve` over loopback: dynamic batching vs one request at a time, side by side.
+
+    python bench/serve_load.py [--requests 24] [--concurrency 8] [--max-tokens 24] [--model DIR]
+
+For each setting (`--max-batch 8`, then `--max-batch 1`, i.e. requests served one at a time) a fresh
+server process is started on 127.0.0.1, warmed up with one request, then `--concurrency` client
+threads send `--requests` chat completions (the bundled examples: pictures, a sound, IMU recordings,
+greedy, `--max-tokens` each). Reported per setting: p50/p99 latency, completion tokens/s, requests/s,
+errors (expected 0), and the server's RSS before and after the load (a leak shows as growth). Bounded:
+each setting stops after `--time-limit` seconds. Writes runs/bench/serve/results.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "anymal" / "assets" / "examples"
+
+
+def _parts() -> list[list[dict]]:
+    b64 = lambda p: base64.b64encode((EXAMPLES / p).read_bytes()).decode()  # noqa: E731
+    img = lambda p: {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(p)}}  # noqa: E731
+    return [[img(p), {"type": "text", "text": q}] for p in ("truck.png", "goat.png", "umbrella.png", "strawberry.png")
+            for q in ("What is this?", "Describe the image briefly.")] + [
+        [{"type": "input_audio", "input_audio": {"data": b64("goat-sound.flac"), "format": "flac"}},
+         {"type": "text", "text": "What makes this sound?"}],
+        [{"type": "imu", "imu": {"data": b64("walking-upstairs.csv"), "format": "csv"}},
+         {"type": "text", "text": "What is the person doing?"}],
+        [{"type": "imu", "imu": {"data": b64("lying-down.csv"), "format": "csv"}},
+         {"type": "text", "text": "What is the person doing?"}]]
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_setting(max_batch: int, a) -> dict:
+    port = _port()
+    cmd = [sys.executable, "-m", "anymal.cli", "serve", "--port", str(port), "--max-batch", str(max_batch),
+           "--max-queue", str(a.requests + 1)] + (["--model", a.model] if a.model else [])
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if server.poll() is not None:
+                raise SystemExit(f"server exited: {server.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        parts = _parts()
+        body = lambda i: {"model": "anymal-default" if not a.model else Path(a.model).resolve().name,  # noqa: E731
+                          "messages": [{"role": "user", "content": parts[i % len(parts)]}],
+                          "max_tokens": a.max_tokens, "temperature": 0}
+        client = httpx.Client(timeout=a.time_limit)
+        client.post(url + "/v1/chat/completions", json=body(0)).raise_for_status()  # warm-up (first-call costs)
+        rss_before = _rss_mb(server.pid)
+        stop_at = time.time() + a.time_limit
+
+        def one(i: int) -> tuple[float, int, str | None]:
+            if time.time() > stop_at:
+                return 0.0, 0, "skipped: time limit"
+            t = time.perf_counter()
+            r = client.post(url + "/v1/chat/completions", json=body(i))
+            dt = time.perf_counter() - t
+            if r.status_code != 200:
+                return dt, 0, f"HTTP {r.status_code}: {r.text[:200]}"
+            return dt, r.json()["usage"]["completion_tokens"], None
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(a.concurrency) as pool:
+            results = list(pool.map(one, range(a.requests)))
+        wall = time.perf_counter() - t0
+        rss_after = _rss_mb(server.pid)
+        health = httpx.get(url + "/health").json()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    lat = sorted(r[0] for r in results if r[2] is None)
+    errors = [r[2] for r in results if r[2] is not None]
+    tokens = sum(r[1] for r in results)
+    q = lambda p: lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] if lat else float("nan")  # noqa: E731
+    return {"max_batch": max_batch, "requests": a.requests, "ok": len(lat), "errors": len(errors),
+            "error_samples": errors[:3], "wall_s": wall, "p50_s": statistics.median(lat) if lat else float("nan"),
+            "p99_s": q(0.99), "tokens": tokens, "tokens_per_s": tokens / wall, "requests_per_s": len(lat) / wall,
+            "rss_before_mb": rss_before, "rss_after_mb": rss_after, "batches": health["batches"] - 1}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--requests", type=int, default=24)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--max-tokens", type=int, default=24)
+    p.add_argument("--model")
+    p.add_argument("--time-limit", type=float, default=600.0)
+    p.add_argument("--out", default="runs/bench/serve")
+    a = p.parse_args()
+    rows = []
+    for mb in (8, 1):
+        print(f"[max-batch {mb}] {a.requests} requests, {a.concurrency} clients ...", file=sys.stderr, flush=True)
+        rows.append(run_setting(mb, a))
+    speedup = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"]
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"args": vars(a), "rows": rows, "batching_speedup": speedup}, indent=1))
+    lines = ["| server | requests ok | errors | p50 s | p99 s | tokens/s | requests/s | batches | RSS before MB | RSS after MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| --max-batch {r['max_batch']} | {r['ok']}/{r['requests']} | {r['errors']} | {r['p50_s']:.2f} | "
+              f"{r['p99_s']:.2f} | {r['tokens_per_s']:.1f} | {r['requests_per_s']:.2f} | {r['batches']} | "
+              f"{r['rss_before_mb']:.0f} | {r['rss_after_mb']:.0f} |" for r in rows]
+    lines.append(f"\n{a.concurrency} concurrent clients, {a.max_tokens} tokens max each, greedy; dynamic batching "
+                 f"gives {speedup:.2f}x the tokens/s of one-at-a-time serving")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if any(r["errors"] for r in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
