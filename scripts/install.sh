@@ -15,6 +15,7 @@ APT_PACKAGES=(
   asterisk-core-sounds-en-wav  # 563 spoken prompts (CC-BY-SA-3.0): real speech ...
   asterisk-core-sounds-en      # ... and their exact transcripts
   espeak-ng flite           # text-to-speech: generated speech in several voices
+  chromium chromium-driver  # headless browser test of the web chat page (Debian's; nothing downloaded)
 )
 # METEOR (pycocoevalcap's bundled jar) runs on Java
 command -v java >/dev/null 2>&1 || APT_PACKAGES+=(default-jre-headless)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import openai
@@ -195,8 +197,6 @@ def test_concurrent_requests_are_batched_and_answer_as_alone(server, tiny_model,
 def test_real_model_answers_an_openai_client_about_an_image_sound_and_imu(default_model):
     """The shipped model behind the server: the official client sends a picture, a sound clip and an
     IMU recording (the extension part), streaming and not; replies equal the model's own greedy ones."""
-    from pathlib import Path
-
     ex = Path(__file__).resolve().parents[1] / "anymal" / "assets" / "examples"
     b64 = lambda p: base64.b64encode((ex / p).read_bytes()).decode()  # noqa: E731
     cases = [
@@ -248,3 +248,41 @@ def test_a_request_over_its_time_is_504_and_the_server_keeps_serving(tiny_model,
             time.sleep(0.05)
         assert s.app.state.engine.rows_cancelled == 1
         assert httpx.get(s.url + "/health").json()["status"] == "ok"
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+                    reason="needs Debian's chromium and chromium-driver (scripts/install.sh installs them)")
+def test_web_page_in_headless_chromium_streams_the_answer(server, tiny_model, images):
+    """The chat page in a real browser: attach an image, ask, the streamed reply appears in full."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=900,700"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        driver.get(server.url + "/")
+        key = WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "key").is_displayed()
+                                              and d.find_element(By.ID, "key"))  # the test server wants a key
+        key.send_keys(KEY)
+        driver.find_element(By.ID, "file").send_keys(str(images[3]))
+        WebDriverWait(driver, 20).until(lambda d: "image_url" in d.find_element(By.ID, "files").text)
+        driver.find_element(By.ID, "prompt").send_keys("What is this?")
+        driver.find_element(By.ID, "send").click()
+        reply = WebDriverWait(driver, 120).until(
+            lambda d: (el := d.find_elements(By.ID, "reply-1")) and el[0].get_attribute("data-done") == "1" and el[0])
+        want = tiny_model.generate([_ours(images[3])], GenerationSettings(max_new_tokens=128))[0]
+        assert reply.get_property("textContent") == want and want
+        assert "[image_url] What is this?" in driver.find_element(By.ID, "log").text
+        out = Path(os.environ.get("ANYMAL_TEST_ARTIFACTS", "runs/test-artifacts"))
+        out.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(out / "web-demo.png"))
+    finally:
+        driver.quit()

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP API: `POST /v1/chat/completions`, `GET /v1/models`, `GET /health`.
+"""The OpenAI-compatible HTTP API: `POST /v1/chat/completions`, `GET /v1/models`, `GET /health`, and
+the chat page at `/` (static/index.html: attach or drop files, the reply streams in).
 
 Responses and stream chunks follow OpenAI's chat-completions shapes (`chat.completion`,
 `chat.completion.chunk` over server-sent events: the role delta first, `data: [DONE]` last), so the
@@ -16,14 +17,16 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from .engine import Engine, Job
 from .protocol import Limits, ServeError, parse_chat_request
 
 log = logging.getLogger("anymal.serve")
+PAGE = Path(__file__).with_name("static") / "index.html"
 
 
 @dataclass
@@ -64,6 +67,10 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
         given = request.headers.get("authorization", "")
         if not secrets.compare_digest(given.encode(), f"Bearer {cfg.api_key}".encode()):
             raise ServeError(401, "invalid or missing API key (Authorization: Bearer KEY)", code="invalid_api_key")
+
+    @app.get("/", include_in_schema=False)
+    async def page():  # the chat page; its API calls carry the key, the page itself is public
+        return FileResponse(PAGE, media_type="text/html")
 
     @app.get("/health")
     async def health():
