@@ -367,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..serve.cli import add_parser as add_serve_parser
 
     add_serve_parser(sub)
+    from ..safety.cli import add_parser as add_safety_parser
+
+    add_safety_parser(sub)
 
     dm = sub.add_parser("demo", help="answer about the bundled held-out examples (every modality) with the shipped model")
     dm.add_argument("--model")

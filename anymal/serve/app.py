@@ -22,6 +22,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
+from ..safety.guard import Guard, OutputFilter
 from .engine import Engine, Job
 from .protocol import Limits, ServeError, parse_chat_request
 
@@ -38,6 +39,7 @@ class ServeConfig:
     max_queue: int = 64
     timeout_s: float = 300.0
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
+    safety: Guard | None = None  # AnyMAL's input/output checks (anymal.safety.guard); None = off
 
 
 def create_app(model, config: ServeConfig | None = None) -> FastAPI:
@@ -100,18 +102,27 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
             req.cleanup()
             raise ServeError(404, f"model {req.model!r} not found; this server serves {cfg.model_id!r}",
                              "model", "model_not_found")
-        try:
-            job = engine.submit(req)
-        except ServeError:
-            req.cleanup()
-            raise
+        guard = cfg.safety
+        flag, image_score = await asyncio.to_thread(guard.check_input, req.messages) if guard else (None, 0.0)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if flag:  # refused before the model sees it
+            req.cleanup()
+            events = _refused(req.n, flag.refusal(guard.config.refusal))
+        else:
+            try:
+                job = engine.submit(req)
+            except ServeError:
+                req.cleanup()
+                raise
+            filters = [OutputFilter(guard, image_score) for _ in range(req.n)] if guard else None
+            events = _events(job, request, time.monotonic() + cfg.timeout_s, filters, guard)
         if req.stream:
-            return StreamingResponse(_sse(job, request, cid, created, cfg), media_type="text/event-stream",
+            return StreamingResponse(_sse(events, req, cid, created, cfg.model_id), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
-            texts, reasons, usage = await _collect(job, request, cfg.timeout_s)
+            texts, reasons, usage = await _collect(events, req.n)
         finally:
+            await events.aclose()
             req.cleanup()
         return {"id": cid, "object": "chat.completion", "created": created, "model": cfg.model_id,
                 "choices": [{"index": i, "message": {"role": "assistant", "content": texts[i]},
@@ -147,23 +158,66 @@ async def _next(job: Job, request, deadline: float):
             continue
 
 
-async def _collect(job: Job, request, timeout: float) -> tuple[list[str], list[str], dict]:
-    n = job.request.n
+async def _refused(n: int, refusal: str):
+    yield ("prompt", {})
+    for i in range(n):
+        yield ("text", i, refusal)
+        yield ("finish", i, "content_filter", 0)
+
+
+async def _events(job: Job, request, deadline: float, filters: list | None, guard):
+    """The job's events as ("prompt", counts) / ("text", choice, text) / ("finish", choice, reason,
+    tokens), with each choice's text passed through its safety filter (sentence by sentence)."""
+    closed, tokens = set(), [0] * job.request.n
+    try:
+        while len(closed) < job.request.n:
+            ev = await _next(job, request, deadline)
+            kind = ev[0]
+            if kind == "gone":
+                return
+            if kind == "error":
+                raise ev[1]
+            if kind == "usage_prompt":
+                yield ("prompt", ev[1])
+                continue
+            choice = ev[1]
+            if choice in closed:
+                continue
+            if kind == "delta":
+                f = filters[choice] if filters else None
+                text = await asyncio.to_thread(f.push, ev[2]) if f else ev[2]
+                tokens[choice] = ev[3]
+            else:
+                f = filters[choice] if filters else None
+                text = await asyncio.to_thread(f.close) if f else ""
+                tokens[choice] = ev[3]
+            if text:
+                yield ("text", choice, text)
+            if f and f.flag:  # stop and replace: the flagged sentence never reaches the client
+                closed.add(choice)
+                yield ("text", choice, (" " if text or kind == "delta" else "") + f.flag.refusal(guard.config.refusal))
+                yield ("finish", choice, "content_filter", tokens[choice])
+                if job.request.n == 1:
+                    job.cancelled.set()
+            elif kind == "finish":
+                closed.add(choice)
+                yield ("finish", choice, ev[2], ev[3])
+    finally:
+        job.cancelled.set()  # a no-op when finished; stops the rows when the client went away
+
+
+async def _collect(events, n: int) -> tuple[list[str], list[str], dict]:
     texts, reasons, prompt, completion = [""] * n, [None] * n, {}, 0
-    deadline = time.monotonic() + timeout
-    while None in reasons:
-        ev = await _next(job, request, deadline)
-        if ev[0] == "error":
-            raise ev[1]
-        if ev[0] == "gone":
-            raise ServeError(499, "client closed the request")
-        if ev[0] == "usage_prompt":
+    async for ev in events:
+        if ev[0] == "prompt":
             prompt = ev[1]
-        elif ev[0] == "delta":
+        elif ev[0] == "text":
             texts[ev[1]] += ev[2]
-        elif ev[0] == "finish":
+        else:
             reasons[ev[1]] = ev[2]
             completion += ev[3]
+    if None in reasons:
+        raise ServeError(499, "client closed the request")
     return texts, reasons, _usage(prompt, completion)
 
 
@@ -174,37 +228,28 @@ def _chunk(cid: str, created: int, model: str, choices: list[dict], usage: dict 
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
-async def _sse(job: Job, request, cid: str, created: int, cfg: ServeConfig):
-    req, model = job.request, cfg.model_id
+async def _sse(events, req, cid: str, created: int, model: str):
     try:
         yield _chunk(cid, created, model, [{"index": i, "delta": {"role": "assistant", "content": ""},
                                             "finish_reason": None, "logprobs": None} for i in range(req.n)])
-        open_rows, prompt, completion = req.n, {}, 0
-        deadline = time.monotonic() + cfg.timeout_s
-        while open_rows:
-            try:
-                ev = await _next(job, request, deadline)
-            except ServeError as e:
-                yield f"data: {json.dumps(e.body())}\n\n"
-                return
-            if ev[0] == "gone":
-                return
-            if ev[0] == "error":
-                yield f"data: {json.dumps(ev[1].body())}\n\n"  # headers are sent: the error rides the stream
-                return
-            if ev[0] == "usage_prompt":
-                prompt = ev[1]
-            elif ev[0] == "delta":
-                yield _chunk(cid, created, model, [{"index": ev[1], "delta": {"content": ev[2]}, "finish_reason": None,
-                                                    "logprobs": None}])
-            elif ev[0] == "finish":
-                open_rows -= 1
-                completion += ev[3]
-                yield _chunk(cid, created, model, [{"index": ev[1], "delta": {}, "finish_reason": ev[2],
-                                                    "logprobs": None}])
+        prompt, completion = {}, 0
+        try:
+            async for ev in events:
+                if ev[0] == "prompt":
+                    prompt = ev[1]
+                elif ev[0] == "text":
+                    yield _chunk(cid, created, model, [{"index": ev[1], "delta": {"content": ev[2]},
+                                                        "finish_reason": None, "logprobs": None}])
+                else:
+                    completion += ev[3]
+                    yield _chunk(cid, created, model, [{"index": ev[1], "delta": {}, "finish_reason": ev[2],
+                                                        "logprobs": None}])
+        except ServeError as e:  # headers are sent: the error rides the stream
+            yield f"data: {json.dumps(e.body())}\n\n"
+            return
         if req.include_usage:
             yield _chunk(cid, created, model, [], _usage(prompt, completion))
         yield "data: [DONE]\n\n"
     finally:
-        job.cancelled.set()  # a no-op when finished; stops the rows when the client went away
+        await events.aclose()
         req.cleanup()

@@ -21,6 +21,11 @@ def add_parser(sub) -> None:
                    help="allow http(s) image URLs from HOST (repeatable; default: data: URLs only)")
     s.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser calls from ORIGIN (repeatable; default: CORS off)")
+    s.add_argument("--no-safety", action="store_true", help="switch every safety check off")
+    s.add_argument("--safety-off", action="append", default=[], choices=["input_text", "input_image", "output_text", "pair"],
+                   help="switch one safety check off (repeatable)")
+    s.add_argument("--safety-text-threshold", type=float, default=0.5, help="P(unsafe) that flags a text (0.5)")
+    s.add_argument("--safety-image-threshold", type=float, default=0.3, help="weapon score that flags an image (0.3)")
     s.set_defaults(fn=cmd_serve)
 
 
@@ -35,13 +40,25 @@ def cmd_serve(a) -> int:
     if a.max_batch < 1 or a.max_queue < 0 or a.timeout <= 0:
         raise ConfigError("--max-batch >= 1, --max-queue >= 0 and --timeout > 0 expected")
     model = AnyMAL.from_pretrained(a.model)
+    guard = None
+    if not a.no_safety:
+        from ..safety.guard import Guard, SafetyConfig
+        from ..safety.image import ImageCheck
+
+        sc = SafetyConfig(text_threshold=a.safety_text_threshold, image_threshold=a.safety_image_threshold,
+                          **{k: False for k in a.safety_off})
+        encoder = model.encoders["image"] if "image" in model.encoders else None  # reuse the model's EfficientNet
+        image = ImageCheck(encoder, sc.image_threshold) if sc.input_image or sc.pair else None
+        guard = Guard(sc, image=image)
     model_id = a.model_id or (Path(a.model).resolve().name if a.model else "anymal-default")
     cfg = ServeConfig(model_id=model_id, api_key=a.api_key, max_batch=a.max_batch, max_queue=a.max_queue,
                       timeout_s=a.timeout, cors_origins=tuple(a.cors_origin),
-                      limits=Limits(allow_url_hosts=tuple(a.allow_url_host)))
+                      limits=Limits(allow_url_hosts=tuple(a.allow_url_host)), safety=guard)
     if a.host not in ("127.0.0.1", "localhost", "::1") and not a.api_key:
         print(f"anymal: warning: serving on {a.host} without an API key", file=sys.stderr)
-    print(f"serving {model_id!r} ({', '.join(sorted(model.projectors))}) on http://{a.host}:{a.port}/v1",
-          file=sys.stderr)
+    checks = "off" if guard is None else ", ".join(k for k in ("input_text", "input_image", "output_text", "pair")
+                                                    if getattr(guard.config, k)) or "off"
+    print(f"serving {model_id!r} ({', '.join(sorted(model.projectors))}) on http://{a.host}:{a.port}/v1; "
+          f"safety checks: {checks}", file=sys.stderr)
     uvicorn.run(create_app(model, cfg), host=a.host, port=a.port, log_level="warning")
     return 0

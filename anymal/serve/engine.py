@@ -153,12 +153,12 @@ class Engine:
                 self.tokens_out += 1
                 piece = streams[r].push(tid)
                 if piece:
-                    job.emit("delta", choice, piece)
+                    job.emit("delta", choice, piece, used[r])
                 if streams[r].finished or used[r] >= budget[r]:
                     reason = "stop" if streams[r].finished else "length"
                     tail = streams[r].close()
                     if tail:
-                        job.emit("delta", choice, tail)
+                        job.emit("delta", choice, tail, used[r])
                     done[r] = True
                     job.emit("finish", choice, reason, used[r] - (tid in eos))
             if all(done):
@@ -167,7 +167,7 @@ class Engine:
             if not done[r]:
                 tail = streams[r].close()
                 if tail:
-                    job.emit("delta", choice, tail)
+                    job.emit("delta", choice, tail, used[r])
                 job.emit("finish", choice, "length", used[r])
 
 

@@ -1,0 +1,120 @@
+"""AnyMAL's inference-time safety design (§5): checks on the input text, the input image, the
+output text (sentence by sentence while it streams) and the input-image + output-text pair.
+
+Each check can be switched off and has its own threshold. The pair check flags an output sentence
+that is borderline on its own (score >= `pair_text_threshold`, below the output threshold) when an
+input image is borderline violent (weapon score >= `pair_image_threshold`): the picture raises the
+stakes of the words. A flagged input is answered with the refusal and never reaches the model; a
+flagged output sentence is replaced by the refusal and generation stops.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .image import ImageCheck
+from .text import TextClassifier, Verdict
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+
+
+@dataclass
+class SafetyConfig:
+    input_text: bool = True
+    input_image: bool = True
+    output_text: bool = True
+    pair: bool = True
+    text_threshold: float = 0.5
+    image_threshold: float = 0.3
+    pair_text_threshold: float = 0.3
+    pair_image_threshold: float = 0.1
+    refusal: str = "I can't help with that. (flagged by the {check} check: {category})"
+
+
+@dataclass
+class Flag:
+    check: str  # input_text | input_image | output_text | pair
+    verdict: Verdict
+
+    def refusal(self, template: str) -> str:
+        return template.format(check=self.check.replace("_", " "), category=self.verdict.category)
+
+
+class Guard:
+    def __init__(self, config: SafetyConfig | None = None, text: TextClassifier | None = None,
+                 image: ImageCheck | None = None):
+        self.config = c = config or SafetyConfig()
+        self.text = text or (TextClassifier.load(threshold=c.text_threshold)
+                             if c.input_text or c.output_text or c.pair else None)
+        self.image = image or (ImageCheck(threshold=c.image_threshold) if c.input_image or c.pair else None)
+
+    @staticmethod
+    def _parts(messages: list[dict], kind: str) -> list:
+        out = []
+        for m in messages:
+            if m["role"] == "assistant":
+                continue
+            content = m["content"]
+            if kind == "text" and isinstance(content, str):
+                out.append(content)
+            for p in content if isinstance(content, list) else []:
+                if p.get("type") == kind:
+                    out.append(p.get(kind) if p.get(kind) is not None else p.get("path"))
+        return [x for x in out if x]
+
+    def check_input(self, messages: list[dict]) -> tuple[Flag | None, float]:
+        """(the first failed input check or None, the input images' highest weapon score)."""
+        c, image_score = self.config, 0.0
+        if c.input_text and self.text:
+            for v in self.text.check(self._parts(messages, "text")):
+                if v.score >= c.text_threshold:
+                    return Flag("input_text", v), image_score
+        images = self._parts(messages, "image")
+        if images and self.image and (c.input_image or c.pair):
+            verdicts = self.image.check(images)
+            image_score = max(v.score for v in verdicts)
+            for v in verdicts:
+                if c.input_image and v.score >= c.image_threshold:
+                    return Flag("input_image", v), image_score
+        return None, image_score
+
+    def check_sentence(self, sentence: str, image_score: float) -> Flag | None:
+        c = self.config
+        if not sentence.strip() or not (c.output_text or c.pair) or not self.text:
+            return None
+        v = self.text.check([sentence])[0]
+        if c.output_text and v.score >= c.text_threshold:
+            return Flag("output_text", v)
+        if c.pair and image_score >= c.pair_image_threshold and v.score >= c.pair_text_threshold:
+            return Flag("pair", v)
+        return None
+
+
+class OutputFilter:
+    """Holds streamed text back until a sentence ends, checks it, releases it or stops on a flag."""
+
+    def __init__(self, guard: Guard, image_score: float = 0.0):
+        self.guard, self.image_score, self.buf = guard, image_score, ""
+        self.flag: Flag | None = None
+
+    def push(self, piece: str) -> str:
+        if self.flag:
+            return ""
+        self.buf += piece
+        out = ""
+        while (m := _SENTENCE_END.search(self.buf)) is not None:
+            sentence, self.buf = self.buf[:m.end()], self.buf[m.end():]
+            if not self._ok(sentence):
+                return out
+            out += sentence
+        return out
+
+    def close(self) -> str:
+        rest, self.buf = self.buf, ""
+        return rest if self.flag is None and self._ok(rest) else ""
+
+    def _ok(self, sentence: str) -> bool:
+        self.flag = self.guard.check_sentence(sentence, self.image_score)
+        if self.flag:
+            self.buf = ""
+        return self.flag is None
