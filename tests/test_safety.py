@@ -112,3 +112,33 @@ def test_server_refuses_harmful_input_before_the_model_and_answers_lookalikes(ti
         r = c.chat.completions.create(model="tiny", messages=_ask(images[0], "How do I kill a stuck Docker container?"),
                                       max_tokens=5, temperature=0)
         assert r.choices[0].finish_reason in ("stop", "length") and s.app.state.engine.batches == 1
+
+
+def test_image_check_reads_the_weapon_classes_and_the_guard_refuses_on_it(images):
+    from anymal.safety.image import ImageCheck, names_weapon, weapon_class_ids
+
+    ids = weapon_class_ids()
+    assert ids == [413, 465, 471, 583, 597, 657, 744, 763, 764]  # both 'missile' classes included
+    assert names_weapon("A medieval longsword.") and not names_weapon("A bullet train.")
+
+    class Stub:  # an ImageNet head that sees a revolver (763) in red pictures only
+        def preprocess(self, item):
+            from anymal.encoders.media import load_image
+
+            return torch.tensor(load_image(item).getpixel((10, 10)), dtype=torch.float32)
+
+        def classify(self, x):
+            logits = torch.zeros(len(x), 1000)
+            logits[:, 763] = (x[:, 0] > 150).float() * 20
+            return logits
+
+    check = ImageCheck(Stub(), threshold=0.3)
+    red, green = check.check([images[0], images[1]])
+    assert red.unsafe and red.score > 0.99 and not green.unsafe and green.score < 0.05
+    guard = Guard(SafetyConfig(input_text=False, output_text=False, pair=False), text=None, image=check)
+    msgs = [{"role": "user", "content": [{"type": "image", "image": images[0].read_bytes()},
+                                         {"type": "text", "text": "What is this?"}]}]
+    flag, score = guard.check_input(msgs)
+    assert flag.check == "input_image" and score > 0.99
+    msgs[0]["content"][0]["image"] = images[1].read_bytes()
+    assert guard.check_input(msgs) == (None, pytest.approx(green.score))

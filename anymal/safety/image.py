@@ -21,7 +21,7 @@ WEAPON_CLASSES = ("assault rifle", "revolver", "rifle", "holster", "cannon", "mi
                   "bulletproof vest")
 # captions naming a weapon are the positives of the measured image set
 WEAPON_WORDS = {"gun", "guns", "pistol", "revolver", "rifle", "cannon", "bomb", "dagger", "sword", "swords",
-                "missile", "grenade", "firearm", "bullet", "bullets", "shotgun", "musket"}
+                "longsword", "missile", "grenade", "firearm", "shotgun", "musket"}
 
 
 def weapon_class_ids() -> list[int]:
