@@ -286,3 +286,31 @@ def test_web_page_in_headless_chromium_streams_the_answer(server, tiny_model, im
         assert driver.save_screenshot(str(out / "web-demo.png"))
     finally:
         driver.quit()
+
+
+def test_image_urls_are_fetched_only_from_allowed_hosts_and_within_limits(tiny_model, images):
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(images[0].parent))
+    handler.log_message = lambda *a: None
+    http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{http.server_address[1]}/{images[0].name}"
+    msg = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What is this?"}]}]
+    try:
+        with Server(tiny_model, limits=Limits(allow_url_hosts=("127.0.0.1",))) as s:
+            r = s.client().chat.completions.create(model="tiny", messages=msg, temperature=0, max_tokens=5)
+            want = tiny_model.generate([_ours(images[0])], GenerationSettings(max_new_tokens=5))[0]
+            assert r.choices[0].message.content == want
+            code, err = _status(s, {"model": "tiny", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": url + ".missing"}}]}]})
+            assert code == 400 and "HTTP 404" in err["error"]["message"]
+        with Server(tiny_model, limits=Limits(allow_url_hosts=("127.0.0.1",), url_max_bytes=50)) as s:
+            code, err = _status(s, {"model": "tiny", "messages": msg})
+            assert code == 413
+        with Server(tiny_model) as s:  # the default: no host allowed
+            code, err = _status(s, {"model": "tiny", "messages": msg})
+            assert code == 400 and "not allowed" in err["error"]["message"]
+    finally:
+        http.shutdown()
