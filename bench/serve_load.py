@@ -3,9 +3,9 @@
     python bench/serve_load.py [--requests 24] [--concurrency 8] [--max-tokens 24] [--model DIR]
 
 For each setting (`--max-batch 8`, then `--max-batch 1`, i.e. requests served one at a time) a fresh
-server process is started on 127.0.0.1, warmed up with one request, then `--concurrency` client
+server process is started on 127.0.0.1, warmed up with one request of each kind, then `--concurrency` client
 threads send `--requests` chat completions (the bundled examples: pictures, a sound, IMU recordings,
-greedy, `--max-tokens` each). Reported per setting: p50/p99 latency, completion tokens/s, requests/s,
+greedy, `--max-tokens` each), through the default safety checks as a deployed server would. Reported per setting: p50/p99 latency, completion tokens/s, requests/s,
 errors (expected 0), and the server's RSS before and after the load (a leak shows as growth). Bounded:
 each setting stops after `--time-limit` seconds. Writes runs/bench/serve/results.{json,md}.
 """
@@ -75,7 +75,8 @@ def run_setting(max_batch: int, a) -> dict:
                           "messages": [{"role": "user", "content": parts[i % len(parts)]}],
                           "max_tokens": a.max_tokens, "temperature": 0}
         client = httpx.Client(timeout=a.time_limit)
-        client.post(url + "/v1/chat/completions", json=body(0)).raise_for_status()  # warm-up (first-call costs)
+        for i in range(len(parts)):  # warm-up: every kind of input once (first-call costs, allocator growth)
+            client.post(url + "/v1/chat/completions", json=body(i)).raise_for_status()
         rss_before = _rss_mb(server.pid)
         stop_at = time.time() + a.time_limit
 
@@ -105,7 +106,7 @@ def run_setting(max_batch: int, a) -> dict:
     return {"max_batch": max_batch, "requests": a.requests, "ok": len(lat), "errors": len(errors),
             "error_samples": errors[:3], "wall_s": wall, "p50_s": statistics.median(lat) if lat else float("nan"),
             "p99_s": q(0.99), "tokens": tokens, "tokens_per_s": tokens / wall, "requests_per_s": len(lat) / wall,
-            "rss_before_mb": rss_before, "rss_after_mb": rss_after, "batches": health["batches"] - 1}
+            "rss_before_mb": rss_before, "rss_after_mb": rss_after, "batches": health["batches"] - len(parts)}
 
 
 def main() -> None:

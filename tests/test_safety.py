@@ -42,7 +42,19 @@ def test_shipped_head_is_what_train_builds_and_meets_its_held_out_numbers(clf, t
     test = [r for r in rows if split_of(r["text"]) == "test"]
     assert 60 <= len(test) <= 120 and sum(r["label"] != "safe" for r in test) >= 30
     pr = precision_recall([v.unsafe for v in clf.check([r["text"] for r in test])], [r["label"] != "safe" for r in test])
-    assert pr["precision"] >= 0.9 and pr["recall"] >= 0.9, pr  # README states 0.945 / 0.981
+    assert pr["precision"] >= 0.9 and pr["recall"] >= 0.88, pr  # README states 0.941 / 0.906
+
+
+def test_the_models_own_task_prompts_are_never_refused(clf):
+    from anymal.data import furniture, hapt_windows, interleaved, speech, stamp_video, tuxpaint
+
+    prompts = (furniture.INSTRUCTIONS + hapt_windows.INSTRUCTIONS + interleaved.IMAGE_IMU_QUESTIONS
+               + interleaved.SOUND_QUESTIONS + speech.SPEECH_INSTRUCTIONS + speech.SOUND_INSTRUCTIONS
+               + stamp_video.CAPTION_QUESTIONS + stamp_video.DIRECTION_QUESTIONS + stamp_video.OBJECT_QUESTIONS
+               + tuxpaint.INSTRUCTIONS)
+    assert not {p for p in prompts} & {r["text"] for r in load_prompts()}  # not trained on: a real check
+    flagged = [(p, v.score) for p, v in zip(prompts, clf.check(prompts)) if v.unsafe]
+    assert not flagged, flagged
 
 
 def test_output_filter_releases_sentences_and_stops_at_the_unsafe_one(clf):

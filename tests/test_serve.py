@@ -314,3 +314,29 @@ def test_image_urls_are_fetched_only_from_allowed_hosts_and_within_limits(tiny_m
             assert code == 400 and "not allowed" in err["error"]["message"]
     finally:
         http.shutdown()
+
+
+def test_one_undecodable_input_fails_only_its_own_request(tiny_model, images, tmp_path):
+    """Inputs of a batch are encoded together; a corrupt one makes the engine fall back to job by
+    job, so the good request still gets its answer and the bad one a 400."""
+    import asyncio
+
+    from anymal.serve.engine import Job, _encode_jobs
+    from anymal.serve.protocol import ChatRequest
+
+    data = images[0].read_bytes()
+    truncated = data[: len(data) // 2]  # the header reads, the pixels do not
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        mk = lambda src: Job(ChatRequest([{"role": "user", "content": [  # noqa: E731
+            {"type": "image", "image": src}, {"type": "text", "text": "What is this?"}]}], GenerationSettings()), loop)
+        good, bad = mk(data), mk(truncated)
+        ready = _encode_jobs(tiny_model, [good, bad])
+        await asyncio.sleep(0)
+        return good, bad, ready
+
+    good, bad, ready = asyncio.run(run())
+    assert [j for j, _ in ready] == [good] and ready[0][1][0].shape[0] > 0
+    ev = bad.events.get_nowait()
+    assert ev[0] == "error" and ev[1].status == 400 and "corrupt or truncated" in ev[1].message

@@ -1,10 +1,11 @@
 """Dynamic batching: concurrent requests decoded together in one batched generation.
 
 One worker thread owns the model. Waiting jobs that share sampling settings (temperature, top_p,
-seed) are taken together, up to `max_batch` rows (a request with `n` choices is `n` rows); their
-inputs are encoded per job (a bad input fails only its own job), then one left-padded batch is
-decoded step by step. Each row has its own token budget and stop strings; text is handed to the
-job as soon as it is final (never half a character or a possible stop-string prefix). A cancelled
+seed) are taken together, up to `max_batch` rows (a request with `n` choices is `n` rows). Their
+inputs are encoded in one batched call per modality (job by job if one is undecodable, so that only
+its own request fails), then one left-padded batch is decoded step by step. Each row has its own
+token budget and stop strings; text is handed to the job as soon as it is final (never half a
+character or a possible stop-string prefix). A cancelled
 job (client gone, timeout) stops receiving text at once and its rows stop counting; the batch ends
 when every row is done. Jobs arriving during a batch wait for the next one (rows do not join a
 running batch mid-decode).
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -111,13 +111,7 @@ class Engine:
 
     def _run(self, jobs: list[Job]) -> None:
         model = self.model
-        ready: list[tuple[Job, list]] = []
-        for job in jobs:  # encode per job: an undecodable input fails its own request only
-            try:
-                media = model.processor.media(job.request.messages)
-                ready.append((job, model.encode_media(media)))
-            except AnymalError as e:
-                job.emit("error", ServeError(400, _client_message(str(e), job.request)))
+        ready = _encode_jobs(model, jobs)
         if not ready:
             return
         rows = [(job, i) for job, _ in ready for i in range(job.request.n)]
@@ -169,6 +163,28 @@ class Engine:
                 if tail:
                     job.emit("delta", choice, tail, used[r])
                 job.emit("finish", choice, "length", used[r])
+
+
+def _encode_jobs(model, jobs: list[Job]) -> list[tuple[Job, list]]:
+    """Every job's media features: one batched encoder call per modality for the whole batch; if an
+    input is undecodable, job by job, so that only its own request fails."""
+    media = []
+    try:
+        media = [model.processor.media(j.request.messages) for j in jobs]
+        flat = model.encode_media([p for ms in media for p in ms])
+    except AnymalError:
+        out = []
+        for job in jobs:
+            try:
+                out.append((job, model.encode_media(model.processor.media(job.request.messages))))
+            except AnymalError as e:
+                job.emit("error", ServeError(400, _client_message(str(e), job.request)))
+        return out
+    out = []
+    for job, ms in zip(jobs, media):
+        out.append((job, flat[:len(ms)]))
+        flat = flat[len(ms):]
+    return out
 
 
 def _client_message(message: str, request: ChatRequest) -> str:
