@@ -147,7 +147,7 @@ def test_image_check_reads_the_weapon_classes_and_the_guard_refuses_on_it(images
     check = ImageCheck(Stub(), threshold=0.3)
     red, green = check.check([images[0], images[1]])
     assert red.unsafe and red.score > 0.99 and not green.unsafe and green.score < 0.05
-    guard = Guard(SafetyConfig(input_text=False, output_text=False, pair=False), text=None, image=check)
+    guard = Guard(SafetyConfig(input_text=False, input_image=True, output_text=False, pair=False), text=None, image=check)
     msgs = [{"role": "user", "content": [{"type": "image", "image": images[0].read_bytes()},
                                          {"type": "text", "text": "What is this?"}]}]
     flag, score = guard.check_input(msgs)

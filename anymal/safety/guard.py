@@ -21,7 +21,7 @@ _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 @dataclass
 class SafetyConfig:
     input_text: bool = True
-    input_image: bool = True
+    input_image: bool = False  # off by default: measured useless on our pictures (see `anymal safety eval`)
     output_text: bool = True
     pair: bool = True
     text_threshold: float = 0.5

@@ -22,8 +22,10 @@ def add_parser(sub) -> None:
     s.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser calls from ORIGIN (repeatable; default: CORS off)")
     s.add_argument("--no-safety", action="store_true", help="switch every safety check off")
-    s.add_argument("--safety-off", action="append", default=[], choices=["input_text", "input_image", "output_text", "pair"],
+    s.add_argument("--safety-off", action="append", default=[], choices=["input_text", "output_text", "pair"],
                    help="switch one safety check off (repeatable)")
+    s.add_argument("--image-check", action="store_true",
+                   help="also refuse input images the weapon check flags (off by default: it measures poorly)")
     s.add_argument("--safety-text-threshold", type=float, default=0.5, help="P(unsafe) that flags a text (0.5)")
     s.add_argument("--safety-image-threshold", type=float, default=0.3, help="weapon score that flags an image (0.3)")
     s.set_defaults(fn=cmd_serve)
@@ -46,7 +48,7 @@ def cmd_serve(a) -> int:
         from ..safety.image import ImageCheck
 
         sc = SafetyConfig(text_threshold=a.safety_text_threshold, image_threshold=a.safety_image_threshold,
-                          **{k: False for k in a.safety_off})
+                          input_image=a.image_check, **{k: False for k in a.safety_off})
         encoder = model.encoders["image"] if "image" in model.encoders else None  # reuse the model's EfficientNet
         image = ImageCheck(encoder, sc.image_threshold) if sc.input_image or sc.pair else None
         guard = Guard(sc, image=image)
