@@ -32,7 +32,7 @@ def test_report_files_and_batch_size_invariance(tiny_model, images, tmp_path):
     task = Task("colours", "", "", "tiny colour task", _label, group_by="colour", label_key="colour",
                 primary="accuracy", max_new_tokens=6)
     a = evaluate(tiny_model, task, _manifest(tmp_path, images), tmp_path / "a", batch_size=1, progress=False)
-    b = evaluate(tiny_model, task, _manifest(tmp_path, images), tmp_path / "b", batch_size=4, progress=False)
+    b = evaluate(tiny_model, task, _manifest(tmp_path, images), tmp_path / "b", batch_size=8, progress=False)
     pa = [json.loads(l)["prediction"] for l in (tmp_path / "a" / "predictions.jsonl").open()]
     pb = [json.loads(l)["prediction"] for l in (tmp_path / "b" / "predictions.jsonl").open()]
     assert pa == pb and a["scores"] == b["scores"] and a["n"] == 4

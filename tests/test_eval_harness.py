@@ -39,7 +39,7 @@ def test_caption_scores_include_meteor():
     from anymal.eval.metrics import caption_scores
 
     s = caption_scores(["a frog sitting on a leaf", "a blue car"], [["a green frog on a leaf"], ["a red truck"]])
-    assert 0.1 < s["METEOR"] < 0.5 and {"BLEU-1", "BLEU-4", "CIDEr", "ROUGE-L"} <= set(s)
+    assert 0.1 < s["METEOR"] < 0.5 and {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr", "ROUGE-L"} <= set(s)
 
 
 def _manifest(tmp_path, images, name="m.jsonl"):

@@ -223,6 +223,10 @@ def test_real_model_answers_an_openai_client_about_an_image_sound_and_imu(defaul
             modality = next(iter(r.usage.model_dump()["prompt_tokens_details"]["modality_tokens"]))
             assert modality in ("image", "audio", "imu")
         assert "upstairs" in want.lower()  # the shipped IMU adapter reads this example right
+    with Server(default_model, limits=Limits(max_imu_samples=100, max_audio_seconds=0.5)) as s:
+        for parts, _ in cases[1:]:  # the sound (> 0.5 s) and the IMU recording (> 100 rows) are too long
+            code, err = _status(s, {"model": "tiny", "messages": [{"role": "user", "content": parts}]})
+            assert code == 413 and ("s;" in err["error"]["message"] or "samples" in err["error"]["message"]), err
 
 
 def test_a_client_that_goes_away_stops_its_rows(server, images):

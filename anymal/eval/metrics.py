@@ -27,7 +27,7 @@ def caption_scores(predictions: list[str], references: list[list[str]]) -> dict[
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     cider, _ = Cider().compute_score(gts, res)
     rouge, _ = Rouge().compute_score(gts, res)
-    scores = {"BLEU-1": bleu[0], "BLEU-4": bleu[3], "CIDEr": float(cider), "ROUGE-L": float(rouge)}
+    scores = {**{f"BLEU-{n}": float(bleu[n - 1]) for n in range(1, 5)}, "CIDEr": float(cider), "ROUGE-L": float(rouge)}
     if shutil.which("java"):
         from pycocoevalcap.meteor.meteor import Meteor
 
