@@ -154,3 +154,14 @@ def test_image_check_reads_the_weapon_classes_and_the_guard_refuses_on_it(images
     assert flag.check == "input_image" and score > 0.99
     msgs[0]["content"][0]["image"] = images[1].read_bytes()
     assert guard.check_input(msgs) == (None, pytest.approx(green.score))
+
+
+def test_safety_eval_command_prints_and_writes_precision_recall(tmp_path, capsys):
+    from anymal.cli import main
+
+    assert main(["safety", "eval", "--images", "--out", str(tmp_path)]) == 0  # text check only: no image sets
+    out = capsys.readouterr().out
+    assert "| text (input and output) @ 0.5 |" in out and "false-positive rate" in out
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["image"] is None and 0.9 <= res["text"]["overall"]["precision"] <= 1
+    assert (tmp_path / "text_pr.png").stat().st_size > 0

@@ -344,3 +344,30 @@ def test_one_undecodable_input_fails_only_its_own_request(tiny_model, images, tm
     assert [j for j, _ in ready] == [good] and ready[0][1][0].shape[0] > 0
     ev = bad.events.get_nowait()
     assert ev[0] == "error" and ev[1].status == 400 and "corrupt or truncated" in ev[1].message
+
+
+def test_anymal_serve_command_starts_a_server(tiny_model, tmp_path):
+    """`anymal serve` from the command line (the tiny encoders registered, as in test_runs)."""
+    import subprocess
+    import sys
+
+    from test_runs import LAUNCH
+
+    ckpt = tiny_model.save_pretrained(tmp_path / "ck", stage="align")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "serve", "--model", str(ckpt), "--port", str(port),
+                             "--api-key", KEY, "--no-safety"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, health = time.time() + 60, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert health == {"status": "ok", "model": "ck", "queued": 0, "batches": 0}, proc.poll()
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401  # the key is required
+    finally:
+        proc.terminate()
+        err = proc.communicate(timeout=30)[1]
+    assert "serving 'ck' (image) on http://127.0.0.1:" in err and "safety checks: off" in err
