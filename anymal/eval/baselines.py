@@ -45,13 +45,16 @@ def _features(model, samples: list, progress: bool, desc: str) -> list[torch.Ten
     """Frozen-encoder features of each sample's single input, through the training feature cache."""
     from ..data.feature_cache import FeatureCache
 
-    caches = {m: FeatureCache(enc) for m, enc in model.encoders.items()}
+    caches: dict[str, FeatureCache] = {}  # only the modalities the probe reads (building one hashes weights)
     feats = []
     for s in tqdm(samples, desc=desc, disable=not progress, unit="input"):
         media = model.processor.media(s.messages)
         if len(media) != 1:
             raise DataError(f"{s.where}: a linear probe needs exactly one input per sample, found {len(media)}")
-        feats.append(caches[media[0].modality].get(media[0].source).float())
+        m = media[0].modality
+        if m not in caches:
+            caches[m] = FeatureCache(model.encoders[m])
+        feats.append(caches[m].get(media[0].source).float())
     return feats
 
 
@@ -117,7 +120,7 @@ def zero_shot_retrieval(model, task, samples: list) -> dict:
             "about": f"{len(test)} inputs, {len(labels)} label texts, {int(present.sum())} of them present"}
 
 
-def run_baselines(model, task, samples: list, prompts: list, refs: list[str], rows: list[dict],
+def run_baselines(model, task, samples: list, prompts: list, refs: list[str],
                   score: Callable[[list[str]], dict], predict: Callable[[list], list[str]], progress: bool
                   ) -> tuple[dict, list[str]]:
     """{baseline name: scores} and the blind run's predictions. `score(preds)` judges predictions

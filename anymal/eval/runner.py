@@ -85,7 +85,7 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
         found["majority class"] = {t.primary: max(map(labels.count, set(labels))) / len(labels)}
     if baselines and rows:
         more, blind_preds = run_baselines(
-            model, t, samples, list(prompts), list(refs), rows, lambda ps: score_rows(t, samples, ps, list(refs))[1],
+            model, t, samples, list(prompts), list(refs), lambda ps: score_rows(t, samples, ps, list(refs))[1],
             lambda ps: predict(model, ps, settings, batch_size, progress, desc=f"{t.name} blind"), progress)
         found.update(more)
         for r, b in zip(rows, blind_preds):

@@ -63,7 +63,6 @@ class Task:
     report: tuple[str, ...] = ()  # the scores in the suite table (default: the primary one)
 
 
-
 TASKS: dict[str, Task] = {}
 
 

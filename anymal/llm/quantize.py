@@ -9,9 +9,9 @@ SmolLM2-135M, caption LM loss vs bf16: +7.7% with groups of 128, +0.9% with 32, 
 weight of scales). The token-embedding table, which quanto does not quantize, is held in bfloat16;
 a head tied to it keeps sharing that bf16 table instead of getting a quantized copy: 4-bit logits
 over a 49k vocabulary cost the most loss (measured: int4 +12% loss after 40 steps with a quantized
-head), and sharing the table costs no extra memory. An untied head is quantized like the blocks. LoRA layers stay in full precision. Inference uses the
-full-precision LLM, as AnyMAL did: quantization is a training-time setting (`llm_quantize`) and is
-not saved in checkpoints.
+head), and sharing the table costs no extra memory. An untied head is quantized like the blocks.
+LoRA layers stay in full precision. Inference uses the full-precision LLM, as AnyMAL did:
+quantization is a training-time setting (`llm_quantize`) and is not saved in checkpoints.
 """
 from __future__ import annotations
 

@@ -233,17 +233,22 @@ class AnyMAL(nn.Module):
         return LossOutput(loss_sum / max(n, 1), loss_sum, n, out.logits)
 
     # ---------------------------------------------------------------- generation
+    def conversation_features(self, conversations: list[list[dict]]) -> list[list[torch.Tensor]]:
+        """Encoder features of every input, per conversation: one batched call per modality for all."""
+        media = [self.processor.media(c) for c in conversations]
+        flat = self.encode_media([p for ms in media for p in ms])
+        out = []
+        for ms in media:
+            out.append(flat[:len(ms)])
+            flat = flat[len(ms):]
+        return out
+
     def prepare(self, conversations: list[list[dict]], features: list[list[torch.Tensor]] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, int]]]:
         """Left-padded input embeddings and mask for generation, and each row's token counts
         ({"text": n, <modality>: n}). `features` (per conversation, per input) skips the encoders."""
         if features is None:
-            media = [self.processor.media(c) for c in conversations]
-            flat = self.encode_media([p for ms in media for p in ms])
-            features = []
-            for ms in media:
-                features.append(flat[:len(ms)])
-                flat = flat[len(ms):]
+            features = self.conversation_features(conversations)
         encoded = [self.encode_conversation(c, True, f) for c, f in zip(conversations, features)]
         counts = [dict(Counter("text" if s is None else s for s in e.slots)) for e in encoded]
         batch = self.processor.collate(encoded, padding_side="left")

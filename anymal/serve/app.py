@@ -183,14 +183,12 @@ async def _events(job: Job, request, deadline: float, filters: list | None, guar
             choice = ev[1]
             if choice in closed:
                 continue
+            f = filters[choice] if filters else None
+            tokens[choice] = ev[3]
             if kind == "delta":
-                f = filters[choice] if filters else None
                 text = await asyncio.to_thread(f.push, ev[2]) if f else ev[2]
-                tokens[choice] = ev[3]
             else:
-                f = filters[choice] if filters else None
                 text = await asyncio.to_thread(f.close) if f else ""
-                tokens[choice] = ev[3]
             if text:
                 yield ("text", choice, text)
             if f and f.flag:  # stop and replace: the flagged sentence never reaches the client

@@ -32,7 +32,6 @@ class Job:
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
-    created: float = field(default_factory=time.monotonic)
     checked: float = field(default_factory=time.monotonic)  # last look at the client's connection
 
     def emit(self, *event) -> None:
@@ -123,9 +122,9 @@ class Engine:
             for job, _ in ready:
                 job.emit("error", ServeError(400, _client_message(str(e), job.request)))
             return
-        for job, _ in ready:
-            c = counts[next(k for k, (j, _) in enumerate(rows) if j is job)]
-            job.emit("usage_prompt", c)
+        for (job, choice), c in zip(rows, counts):
+            if choice == 0:
+                job.emit("usage_prompt", c)
         eos = model.llm.eos_token_ids
         streams = [TextStream(model.llm.tokenizer, job.request.settings.stop + model.llm.default_stop, eos)
                    for job, _ in rows]
@@ -155,36 +154,23 @@ class Engine:
                         job.emit("delta", choice, tail, used[r])
                     done[r] = True
                     job.emit("finish", choice, reason, used[r] - (tid in eos))
-            if all(done):
+            if all(done):  # every row ends within the loop: its budget is at most the batch's
                 break
-        for r, (job, choice) in enumerate(rows):  # the decode budget ran out for rows still open
-            if not done[r]:
-                tail = streams[r].close()
-                if tail:
-                    job.emit("delta", choice, tail, used[r])
-                job.emit("finish", choice, "length", used[r])
 
 
 def _encode_jobs(model, jobs: list[Job]) -> list[tuple[Job, list]]:
     """Every job's media features: one batched encoder call per modality for the whole batch; if an
     input is undecodable, job by job, so that only its own request fails."""
-    media = []
     try:
-        media = [model.processor.media(j.request.messages) for j in jobs]
-        flat = model.encode_media([p for ms in media for p in ms])
+        return list(zip(jobs, model.conversation_features([j.request.messages for j in jobs])))
     except AnymalError:
         out = []
         for job in jobs:
             try:
-                out.append((job, model.encode_media(model.processor.media(job.request.messages))))
+                out.append((job, model.conversation_features([job.request.messages])[0]))
             except AnymalError as e:
                 job.emit("error", ServeError(400, _client_message(str(e), job.request)))
         return out
-    out = []
-    for job, ms in zip(jobs, media):
-        out.append((job, flat[:len(ms)]))
-        flat = flat[len(ms):]
-    return out
 
 
 def _client_message(message: str, request: ChatRequest) -> str:
