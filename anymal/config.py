@@ -27,10 +27,10 @@ class LLMConfig:
 @dataclass
 class ModalityConfig:
     encoder: str = "efficientnet-lite0"  # registry name, Hugging Face id or local directory
-    projector: Literal["linear", "mlp", "resampler"] = "mlp"
+    projector: Literal["linear", "mlp", "resampler", "bind"] = "mlp"  # bind: ImageBind-LLM injection, no tokens
     num_tokens: int | None = 9  # tokens per input handed to the LLM; None keeps every encoder token
     depth: int = 2  # resampler layers
-    width: int = 512  # resampler width
+    width: int = 512  # resampler width; bind head hidden width
     heads: int = 8  # resampler attention heads
     frames: int = 4  # video only: frames sampled uniformly per clip (AnyMAL used 4)
 
@@ -45,10 +45,21 @@ class LoRAConfig:
 
 
 @dataclass
+class BindConfig:
+    """ImageBind-LLM's bind network and visual cache (used by modalities with `projector: bind`)."""
+    width: int = 512  # bind network width
+    blocks: int = 2  # residual feed-forward blocks
+    cache_k: int = 8  # visual cache: neighbours blended into a non-image query
+    cache_weight: float = 0.5  # 0 = cache off
+    cache_temperature: float = 0.05  # softmax temperature over the neighbours' similarities
+
+
+@dataclass
 class ModelConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     modalities: dict[str, ModalityConfig] = field(default_factory=lambda: {"image": ModalityConfig()})
     lora: LoRAConfig | None = None  # LoRA layers on the LLM (stage `instruct`); None = none
+    bind: BindConfig = field(default_factory=BindConfig)
 
 
 @dataclass
@@ -78,7 +89,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    stage: Literal["align", "instruct-proj", "instruct", "full"] = "align"  # see anymal/train/stages.py
+    stage: Literal["align", "instruct-proj", "instruct", "full", "bind", "bind-inject"] = "align"  # see anymal/train/stages.py
     output_dir: str = "runs/align"
     seed: int = 0
     log_every: int = 5

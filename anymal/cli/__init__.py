@@ -175,6 +175,13 @@ def cmd_eval(a) -> int:
 
     if a.suite:
         return _eval_suite(a)
+    if a.task == "bind-retrieval":
+        from ..bind.retrieval import bind_retrieval
+
+        out = a.out or "runs/eval/bind-retrieval"
+        print(bind_retrieval(_load_model(a.model), out, limit=a.limit)["table"], end="")
+        print(f"wrote {out}/: results.json, results.md, retrieval.png", file=sys.stderr)
+        return 0
     get_task(a.task)  # an unknown task fails before the model loads
     model = _load_model(a.model)
     out = a.out or f"runs/eval/{a.task}"
@@ -183,6 +190,16 @@ def cmd_eval(a) -> int:
     print((Path(out) / "results.md").read_text(), end="")
     print(f"wrote {out}/: results.json, results.md, predictions.jsonl, plots "
           f"(n={res['n']}, skipped={res['skipped']})", file=sys.stderr)
+    return 0
+
+
+def cmd_bind_cache(a) -> int:
+    from ..bind.cache import build_visual_cache
+
+    model = _load_model(a.model)
+    cache = build_visual_cache(model, a.data, progress=not a.no_progress)
+    cache.save(a.model)
+    print(f"wrote the visual cache ({len(cache)} images of {a.data}) into {a.model}", file=sys.stderr)
     return 0
 
 
@@ -318,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="run an evaluation task (pinned greedy decoding) and write a report")
     e.add_argument("--model", help="checkpoint directory (default: the shipped adapters)")
-    e.add_argument("--task", default="image-caption", choices=sorted(TASKS))
+    e.add_argument("--task", default="image-caption", choices=sorted(TASKS) + ["bind-retrieval"])
     e.add_argument("--suite", help="run every task of a suite with baselines (default: the built-in tasks)")
     e.add_argument("--baselines", action="store_true",
                    help="add chance, a blind run (input removed), a linear probe and the task's reference system")
@@ -370,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     from ..safety.cli import add_parser as add_safety_parser
 
     add_safety_parser(sub)
+
+    bc = sub.add_parser("bind-cache", help="build the ImageBind-LLM visual cache of a bind checkpoint")
+    bc.add_argument("model", help="checkpoint directory with an image bind head (the cache is written into it)")
+    bc.add_argument("--data", default="data/tuxpaint/train.jsonl", help="image manifest (the training set)")
+    bc.add_argument("--no-progress", action="store_true")
+    bc.set_defaults(fn=cmd_bind_cache)
 
     dm = sub.add_parser("demo", help="answer about the bundled held-out examples (every modality) with the shipped model")
     dm.add_argument("--model")

@@ -33,6 +33,7 @@ class LanguageModel(nn.Module):
             tokenizer.pad_token = tokenizer.eos_token
         self.default_stop = ensure_chat_template(tokenizer)
         self.hidden_size = int(model.get_input_embeddings().embedding_dim)
+        self.num_layers = int(model.config.num_hidden_layers)
         self.embed_rms = self._embedding_rms()
         self.eos_token_ids = self._eos_ids()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,6 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__
+from ..bind import BindInjector
+from ..bind.cache import VisualCache
+from ..bind.objective import bind_contrastive, row_texts
 from ..config import ModelConfig, from_dict, to_dict
 from ..encoders import Encoder, load_encoder
 from ..errors import CheckpointError, InputError
@@ -43,6 +47,16 @@ class LossOutput:
     logits: torch.Tensor  # only at the positions that predict a label
 
 
+@dataclass
+class Prompt:
+    """A batch ready to decode: left-padded embeddings, mask, each row's token counts
+    ({"text": n, <modality>: n}) and the rows' bind-space vectors (None without bind inputs)."""
+    embeds: torch.Tensor
+    mask: torch.Tensor
+    counts: list[dict[str, int]]
+    bind: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
 class AnyMAL(nn.Module):
     def __init__(self, config: ModelConfig, llm: LanguageModel, encoders: dict[str, Encoder]):
         super().__init__()
@@ -56,6 +70,11 @@ class AnyMAL(nn.Module):
         })
         self.processor = Processor(llm.tokenizer, {m: p.num_tokens for m, p in self.projectors.items()},
                                    config.llm.max_length)
+        # ImageBind-LLM: modalities with `projector: bind` feed one shared bind network + gates
+        self.bind_modalities = [m for m, p in self.projectors.items() if getattr(p, "injects", False)]
+        bc = config.bind
+        self.bind = BindInjector(llm.hidden_size, llm.num_layers, bc.blocks, bc.width) if self.bind_modalities else None
+        self.visual_cache: VisualCache | None = None
         self.stage = "untrained"
         self.lineage: list[dict] = []
 
@@ -86,6 +105,8 @@ class AnyMAL(nn.Module):
         check_facts(manifest, model.facts(), path)
         model.load_adapter_state(read_weights(path), path)
         model.stage, model.lineage = manifest["stage"], manifest.get("lineage", [])
+        if model.bind is not None:
+            model.visual_cache = VisualCache.load(path)
         return model
 
     def init_adapters_from(self, path: str | Path, only: list[str] | None = None) -> list[str]:
@@ -119,13 +140,21 @@ class AnyMAL(nn.Module):
                 raise CheckpointError(f"{path}: its LoRA layers differ from model.lora (rank or target modules)")
             self.load_state_dict(lora, strict=False)
             shared.append("llm.lora")
+        bind = {k[len("bind."):]: v for k, v in state.items() if k.startswith("bind.")}
+        if bind and self.bind is not None:  # a trained bind network carries on (bind-inject -> more data)
+            try:
+                self.bind.load_state_dict(bind, strict=True)
+            except RuntimeError as e:
+                raise CheckpointError(f"{path}: its bind network does not fit model.bind: {e}") from None
+            shared.append("bind")
         self.lineage = manifest.get("lineage", [])
         return shared
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
         """The trained part a checkpoint stores: every projector, plus the LoRA layers if any.
         (Sharded FSDP2 parameters are gathered: every rank must call this.)"""
-        return {k: full_tensor(v) for k, v in self.state_dict().items() if k.startswith("projectors.") or LORA_MARK in k}
+        return {k: full_tensor(v) for k, v in self.state_dict().items()
+                if k.startswith(("projectors.", "bind.")) or LORA_MARK in k}
 
     def load_adapter_state(self, state: dict[str, torch.Tensor], path: str | Path) -> None:
         want = set(self.adapter_state())
@@ -149,6 +178,7 @@ class AnyMAL(nn.Module):
                                   "params": sum(x.numel() for x in p.parameters())}}
                 for m, p in self.projectors.items()
             },
+            **({"bind": self.bind.facts()} if self.bind is not None else {}),
         }
 
     def save_pretrained(self, path: str | Path, stage: str | None = None, extra: dict | None = None,
@@ -162,7 +192,10 @@ class AnyMAL(nn.Module):
             config["llm"]["id"] = facts["llm"]["id"] = LOCAL_LLM
         manifest = {"anymal_version": __version__, "stage": stage, "lineage": self.lineage,
                     "config": config, **facts, **(extra or {})}
-        return write_checkpoint(path, manifest, self.adapter_state() if state is None else state)
+        out = write_checkpoint(path, manifest, self.adapter_state() if state is None else state)
+        if self.visual_cache is not None:
+            self.visual_cache.save(out)
+        return out
 
     # ---------------------------------------------------------------- forward
     @property
@@ -213,24 +246,79 @@ class AnyMAL(nn.Module):
             embeds = embeds.masked_scatter(slot.to(self.device).unsqueeze(-1), tokens)
         return embeds
 
-    def forward(self, batch: Batch):
+    def bind_items(self, batch: Batch) -> list[tuple[str, torch.Tensor, list[int]]]:
+        """(modality, bind-space vectors [N, 384], row of each) for every bind input of the batch."""
+        out = []
+        for m in self.bind_modalities:
+            if batch.media.get(m):
+                feats = batch.features[m] if batch.features else self.encode_media(batch.media[m])
+                out.append((m, self.projectors[m].embed(feats), batch.rows[m]))
+        return out
+
+    def bind_vectors(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per row: the mean bind vector of its inputs (non-image ones blended with the visual cache
+        first) and whether it has any; None when the batch has no bind input."""
+        items = self.bind_items(batch)
+        if not items:
+            return None
+        B, c = batch.input_ids.shape[0], self.config.bind
+        total = torch.zeros(B, self.bind.network[0].in_features, device=self.device)
+        count = torch.zeros(B, device=self.device)
+        for m, z, rows in items:
+            if self.visual_cache is not None and m != "image":
+                z = self.visual_cache.blend(z, c.cache_k, c.cache_weight, c.cache_temperature)
+            idx = torch.tensor(rows, device=self.device)
+            total = total.index_add(0, idx, z)
+            count = count.index_add(0, idx, torch.ones(len(rows), device=self.device))
+        return F.normalize(total, dim=-1), count > 0
+
+    def injecting(self, bind: tuple[torch.Tensor, torch.Tensor] | None):
+        """Context in which the LLM's layers receive the rows' gated bind-network additions."""
+        return nullcontext() if bind is None else self.bind.inject(self.llm.model, *bind)
+
+    def count_targets(self, batch: Batch, objective: str = "lm") -> int:
+        """What a batch's loss is averaged over: labelled tokens (lm) or bind inputs (bind)."""
+        if objective == "bind":  # a modality with one input in the batch has no negatives: not counted
+            return sum(n for m in self.bind_modalities if (n := len(batch.media.get(m, []))) > 1)
+        return int((batch.labels[:, 1:] != IGNORE).sum())
+
+    def forward(self, batch: Batch, objective: str = "lm"):
         """LLM outputs; with labels, `.loss` is the mean next-token loss on labelled (assistant) tokens,
         `.loss_sum` its sum and `.num_labels` their count (the trainer weights batches by tokens).
+        `objective="bind"` (stage `bind`) is instead the bind heads' InfoNCE against the captions.
 
         Logits are computed only at positions that predict a label: the 49k-way LM head over every
         prompt and modality position would be wasted work.
         """
+        if objective == "bind":
+            return self._bind_loss(batch)
         embeds = self.embed(batch)
         mask = batch.attention_mask.to(self.device)
+        bind = self.bind_vectors(batch)
         if batch.labels is None:
-            return self.llm.model(inputs_embeds=embeds, attention_mask=mask)
+            with self.injecting(bind):
+                return self.llm.model(inputs_embeds=embeds, attention_mask=mask)
         targets = batch.labels[:, 1:].to(self.device)
         keep = (targets != IGNORE).any(0).nonzero().squeeze(1)
-        out = self.llm.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep)
+        with self.injecting(bind):
+            out = self.llm.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep)
         loss_sum = F.cross_entropy(out.logits.float().flatten(0, 1), targets[:, keep].flatten(),
                                    ignore_index=IGNORE, reduction="sum")
         n = int((targets != IGNORE).sum())
         return LossOutput(loss_sum / max(n, 1), loss_sum, n, out.logits)
+
+    def _bind_loss(self, batch: Batch) -> LossOutput:
+        texts = row_texts(batch.labels, self.llm.tokenizer)
+        loss_sum, n, zs = torch.zeros((), device=self.device), 0, []
+        for m, z, rows in self.bind_items(batch):  # each modality against its own captions
+            if len(rows) > 1:
+                loss = bind_contrastive(z, [texts[r] for r in rows], self.projectors[m].logit_scale)
+                loss_sum, n = loss_sum + loss * len(rows), n + len(rows)
+            zs.append(z)
+        if not n:
+            raise InputError("stage bind: the batch has fewer than two inputs of any bind modality "
+                             f"({', '.join(self.bind_modalities) or 'none configured: set projector: bind'})")
+        return LossOutput(loss_sum / n, loss_sum, n, torch.cat(zs))
 
     # ---------------------------------------------------------------- generation
     def conversation_features(self, conversations: list[list[dict]]) -> list[list[torch.Tensor]]:
@@ -243,25 +331,32 @@ class AnyMAL(nn.Module):
             flat = flat[len(ms):]
         return out
 
-    def prepare(self, conversations: list[list[dict]], features: list[list[torch.Tensor]] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, int]]]:
-        """Left-padded input embeddings and mask for generation, and each row's token counts
-        ({"text": n, <modality>: n}). `features` (per conversation, per input) skips the encoders."""
+    def prepare(self, conversations: list[list[dict]], features: list[list[torch.Tensor]] | None = None) -> Prompt:
+        """Left-padded inputs for generation. `features` (per conversation, per input) skips the encoders."""
         if features is None:
             features = self.conversation_features(conversations)
         encoded = [self.encode_conversation(c, True, f) for c, f in zip(conversations, features)]
         counts = [dict(Counter("text" if s is None else s for s in e.slots)) for e in encoded]
+        for e, c in zip(encoded, counts):  # bind inputs take no slots: count them as inputs
+            for m in self.bind_modalities:
+                if any(p.modality == m for p in e.media):
+                    c[m] = 0
         batch = self.processor.collate(encoded, padding_side="left")
         with torch.no_grad():
-            return self.embed(batch), batch.attention_mask.to(self.device), counts
+            return Prompt(self.embed(batch), batch.attention_mask.to(self.device), counts, self.bind_vectors(batch))
+
+    def decode(self, prompt: Prompt, settings: GenerationSettings) -> Iterator[torch.Tensor]:
+        """decode_tokens with the rows' bind injection active for the whole decode."""
+        with self.injecting(prompt.bind):
+            yield from decode_tokens(self.llm.model, prompt.embeds, prompt.mask, settings, self.llm.eos_token_ids)
 
     def generate(self, conversations: list[list[dict]], settings: GenerationSettings | None = None) -> list[str]:
         """Batched generation (left padding); greedy output equals one-by-one generation."""
         s = settings or GenerationSettings()
-        embeds, mask, _ = self.prepare(conversations)
+        prompt = self.prepare(conversations)
         eos = self.llm.eos_token_ids
         streams = [TextStream(self.llm.tokenizer, s.stop + self.llm.default_stop, eos) for _ in conversations]
-        for step in decode_tokens(self.llm.model, embeds, mask, s, eos):
+        for step in self.decode(prompt, s):
             for st, t in zip(streams, step.tolist()):
                 st.push(t)
             if all(st.finished for st in streams):
@@ -272,10 +367,10 @@ class AnyMAL(nn.Module):
 
     def stream(self, messages: list[dict], settings: GenerationSettings | None = None) -> Iterator[str]:
         s = settings or GenerationSettings()
-        embeds, mask, _ = self.prepare([messages])
+        prompt = self.prepare([messages])
         eos = self.llm.eos_token_ids
         st = TextStream(self.llm.tokenizer, s.stop + self.llm.default_stop, eos)
-        for step in decode_tokens(self.llm.model, embeds, mask, s, eos):
+        for step in self.decode(prompt, s):
             piece = st.push(int(step[0]))
             if piece:
                 yield piece

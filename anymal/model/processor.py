@@ -37,6 +37,7 @@ class Batch:
     slots: dict[str, torch.Tensor]  # modality -> bool [B, T]
     media: dict[str, list[MediaPart]]  # modality -> inputs, in row-major slot order
     features: dict[str, list[torch.Tensor]] | None = None  # modality -> [n_i, dim] per input, same order
+    rows: dict[str, list[int]] = field(default_factory=dict)  # modality -> batch row of each input, same order
 
     @property
     def num_tokens(self) -> int:
@@ -127,6 +128,7 @@ class Processor:
         slots = {m: torch.zeros((B, T), dtype=torch.bool) for m in self.tokens_per_item}
         media: dict[str, list[MediaPart]] = {m: [] for m in self.tokens_per_item}
         feats: dict[str, list[torch.Tensor]] = {m: [] for m in self.tokens_per_item}
+        rows: dict[str, list[int]] = {m: [] for m in self.tokens_per_item}
         have_features = all(s.features is not None for s in samples)
         for i, s in enumerate(samples):
             n = len(s.input_ids)
@@ -138,8 +140,10 @@ class Processor:
                 slots[m][i, sl] = torch.tensor([x == m for x in s.slots])
             for k, item in enumerate(s.media):
                 media[item.modality].append(item)
+                rows[item.modality].append(i)
                 if have_features:
                     feats[item.modality].append(s.features[k])
         return Batch(ids, mask, labels, {m: v for m, v in slots.items() if v.any()},
                      {m: v for m, v in media.items() if v},
-                     {m: v for m, v in feats.items() if v} if have_features else None)
+                     {m: v for m, v in feats.items() if v} if have_features else None,
+                     {m: v for m, v in rows.items() if v})

@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 
 from ..errors import AnymalError
-from ..model.generation import TextStream, decode_tokens
+from ..model.generation import TextStream
 from .protocol import ChatRequest, ServeError
 
 log = logging.getLogger("anymal.serve")
@@ -117,12 +117,12 @@ class Engine:
         convs = [job.request.messages for job, _ in rows]
         feats = [f for job, f in ready for _ in range(job.request.n)]
         try:
-            embeds, mask, counts = model.prepare(convs, feats)
+            prompt = model.prepare(convs, feats)
         except AnymalError as e:  # e.g. a prompt longer than the LLM's context
             for job, _ in ready:
                 job.emit("error", ServeError(400, _client_message(str(e), job.request)))
             return
-        for (job, choice), c in zip(rows, counts):
+        for (job, choice), c in zip(rows, prompt.counts):
             if choice == 0:
                 job.emit("usage_prompt", c)
         eos = model.llm.eos_token_ids
@@ -134,7 +134,7 @@ class Engine:
         settings = replace(rows[0][0].request.settings, max_new_tokens=max(budget), stop=[])
         self.batches += 1
         self.rows_decoded += len(rows)
-        for step in decode_tokens(model.llm.model, embeds, mask, settings, eos):
+        for step in model.decode(prompt, settings):
             for r, ((job, choice), tid) in enumerate(zip(rows, step.tolist())):
                 if done[r]:
                     continue

@@ -25,7 +25,6 @@ from ..errors import ConfigError, DataError, TrainingError
 from ..model.anymal import AnyMAL
 from ..llm.lora import lora_parameters
 from ..llm.quantize import quantize_llm
-from ..model.processor import IGNORE
 from . import distributed as dist
 from .runlog import RunLog
 from .sampling import StepSampler
@@ -65,6 +64,8 @@ def check_plan(cfg: TrainConfig, log) -> Stage:
     if cfg.llm_quantize and st.saves_llm:
         raise ConfigError(f"stage {cfg.stage!r} trains the LLM's own weights, which cannot be quantized; "
                           "use llm_quantize with align, instruct-proj or instruct (LoRA)")
+    if st.objective == "bind" and not any(m.projector == "bind" for m in cfg.model.modalities.values()):
+        raise ConfigError(f"stage {cfg.stage!r} trains bind heads, but no modality has `projector: bind`")
     if cfg.data.feature_cache and any(c.startswith("encoders") for c in cfg.train):
         raise ConfigError("train: an encoder cannot learn while its features come from the feature cache; "
                           "set data.feature_cache: false")
@@ -81,15 +82,11 @@ def _load(cfg: TrainConfig, model: AnyMAL, paths: str | list[str], caches: dict[
     return prepare(samples, model, caches, cfg.data.on_error, skipped, desc=desc, progress=progress)
 
 
-def _num_labels(batch) -> int:
-    return int((batch.labels[:, 1:] != IGNORE).sum())
-
-
 @torch.no_grad()
-def evaluate_loss(model: AnyMAL, items: list[Prepared], batch_size: int) -> float:
+def evaluate_loss(model: AnyMAL, items: list[Prepared], batch_size: int, objective: str = "lm") -> float:
     total, count = 0.0, 0
     for i in range(0, len(items), batch_size):
-        out = model(collate(model, items[i:i + batch_size]))
+        out = model(collate(model, items[i:i + batch_size]), objective)
         total += float(out.loss_sum)
         count += out.num_labels
     return total / max(count, 1)
@@ -167,7 +164,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
         log(f"resumed at step {start} of {o.max_steps}")
     runlog = RunLog(out, d.main, start if resume else None)
     if not resume and val_items:
-        c["initial_val"] = evaluate_loss(model, val_items, o.batch_size)
+        c["initial_val"] = evaluate_loss(model, val_items, o.batch_size, st.objective)
         runlog.write({"step": 0, "val_loss": c["initial_val"]})
 
 
@@ -203,12 +200,12 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
         micro = sampler.next_step()
         batches = [collate(model, [train_items[i] for i in idx]) for idx in micro]
         n_global, step_tokens, step_samples = dist.all_sum(
-            [sum(_num_labels(b) for b in batches), sum(b.num_tokens for b in batches), sum(len(i) for i in micro)], d)
+            [sum(model.count_targets(b, st.objective) for b in batches), sum(b.num_tokens for b in batches), sum(len(i) for i in micro)], d)
         opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for j, batch in enumerate(batches):
             with dist.no_sync(wrapped, j == len(batches) - 1):
-                o_ = wrapped(batch)
+                o_ = wrapped(batch, st.objective)
                 # DDP averages gradients over ranks, hence x world: the sum over all ranks / all tokens
                 (o_.loss_sum * (d.world / n_global)).backward()
             loss_sum += float(o_.loss_sum.detach())
@@ -237,7 +234,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
         if step % cfg.log_every == 0 or step == 1 or step == o.max_steps:
             runlog.write({"step": step, "loss": step_loss, "lr": sched.get_last_lr()[0], "grad_norm": gnorm, **rate})
         if val_items and ((cfg.eval_every and step % cfg.eval_every == 0) or step == o.max_steps):
-            c["val_loss"] = evaluate_loss(model, val_items, o.batch_size)
+            c["val_loss"] = evaluate_loss(model, val_items, o.batch_size, st.objective)
             runlog.write({"step": step, "val_loss": c["val_loss"]})
         if cfg.save_every and step % cfg.save_every == 0 and step < o.max_steps:  # a killed run resumes here
             checkpoint(step, final=False)

@@ -4,8 +4,11 @@
     instruct-proj  projectors only, on instruction data     (AnyMAL's stage-2 variant 1)
     instruct       projectors + LoRA on the LLM             (AnyMAL's stage-2 variant 2)
     full           projectors + every LLM weight            (LLaVA stage 2)
+    bind           projectors (bind heads), InfoNCE vs captions (ImageBind-LLM's joint space)
+    bind-inject    bind network + gates, next-token loss    (ImageBind-LLM's training)
 
-Components are named `projectors`, `projectors.<modality>`, `encoders.<modality>`, `llm`, `llm.lora`.
+Components are named `projectors`, `projectors.<modality>`, `encoders.<modality>`, `llm`, `llm.lora`,
+`bind` (bind network + gates).
 A recipe's `train` list adds components, its `freeze` list removes them (applied last), so
 `freeze: [projectors.image]` keeps a trained image adapter while the others learn. The resulting
 plan is printed and saved as a table so a run states exactly what trained.
@@ -29,6 +32,7 @@ class Stage:
     about: str
     needs_lora: bool = False  # the model is built with LoRA layers (ModelConfig.lora)
     saves_llm: bool = False  # the checkpoint holds the whole LLM, not only adapters
+    objective: str = "lm"  # lm: next-token loss on assistant tokens; bind: InfoNCE of bind heads vs captions
 
 
 def _register(name: str, trains: tuple[str, ...], about: str, **kw) -> None:
@@ -40,6 +44,9 @@ _register("instruct-proj", ("projectors",), "AnyMAL stage 2, variant 1 (instruct
 _register("instruct", ("projectors", "llm.lora"), "AnyMAL stage 2, variant 2: projectors + LoRA on the LLM",
           needs_lora=True)
 _register("full", ("projectors", "llm"), "LLaVA stage 2: projectors + every LLM weight", saves_llm=True)
+_register("bind", ("projectors",), "ImageBind-LLM joint space: bind heads learn (InfoNCE vs captions' MiniLM vectors)",
+          objective="bind")
+_register("bind-inject", ("bind",), "ImageBind-LLM: bind network + zero-init gates learn (next-token loss)")
 
 
 def get_stage(name: str) -> Stage:
@@ -49,6 +56,7 @@ def get_stage(name: str) -> Stage:
 def component_names(model) -> list[str]:
     names = ["llm"] + (["llm.lora"] if has_lora(model.llm) else []) + ["projectors"]
     names += [f"projectors.{m}" for m in model.projectors] + [f"encoders.{m}" for m in model.encoders]
+    names += ["bind"] if model.bind is not None else []
     return names
 
 
@@ -58,6 +66,8 @@ def component(model, name: str) -> list[nn.Parameter]:
         params = list(lora_parameters(model.llm).values())
         if params:
             return params
+    elif name == "bind" and model.bind is not None:
+        return list(model.bind.parameters())
     elif name in ("llm", "projectors") or name.split(".")[0] in ("projectors", "encoders") and name.count(".") == 1:
         try:
             return list(model.get_submodule(name).parameters())
@@ -95,6 +105,7 @@ def plan_rows(model) -> list[tuple[str, str, int, str, int]]:
         comps.append(("llm.lora", [p for p in model.llm.parameters() if id(p) in lora]))
     comps += [(f"encoders.{m}", list(e.parameters())) for m, e in model.encoders.items()]
     comps += [(f"projectors.{m}", list(p.parameters())) for m, p in model.projectors.items()]
+    comps += [("bind", list(model.bind.parameters()))] if model.bind is not None else []
     rows = []
     for name, ps in comps:
         n = sum(p.numel() for p in ps)
