@@ -27,12 +27,17 @@ class LLMConfig:
 @dataclass
 class ModalityConfig:
     encoder: str = "efficientnet-lite0"  # registry name, Hugging Face id or local directory
-    projector: Literal["linear", "mlp", "resampler", "bind"] = "mlp"  # bind: ImageBind-LLM injection, no tokens
+    # bind: ImageBind-LLM injection (no tokens); patch: encoder-free pixel patches (encoder pixel-patches);
+    # tiles: per-tile MLP + tile positions (encoder efficientnet-lite0-tiles)
+    projector: Literal["linear", "mlp", "resampler", "bind", "patch", "tiles"] = "mlp"
     num_tokens: int | None = 9  # tokens per input handed to the LLM; None keeps every encoder token
     depth: int = 2  # resampler layers
     width: int = 512  # resampler width; bind head hidden width
     heads: int = 8  # resampler attention heads
     frames: int = 4  # video only: frames sampled uniformly per clip (AnyMAL used 4)
+    # image only: resize inputs to this longest side first (None = as they come); several values =
+    # dynamic resolution, each input at one of them (drawn by a hash of its file)
+    sides: list[int] | None = None
 
 
 @dataclass

@@ -1,11 +1,14 @@
 """The encoder interface: a frozen module plus the facts projectors are built from."""
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import ENCODERS
 
 
@@ -27,6 +30,29 @@ class Encoder(nn.Module):
     num_tokens: int = 0
     grid: tuple[int, int] | None = None
     preprocess_id: str = ""
+    sides: tuple[int, ...] = ()  # image encoders: longest side(s) inputs are resized to (see set_sides)
+    supports_sides: bool = False
+
+    def set_sides(self, sides: list[int] | tuple[int, ...]) -> "Encoder":
+        """Present images at a fixed longest side (one value), or at one of several per input, drawn
+        by a hash of its file so a sample keeps its size across epochs and cache hits (OtterHD-style
+        dynamic resolution). Part of `preprocess_id`, so the feature cache and manifests see it."""
+        if not self.supports_sides:
+            raise ConfigError(f"{self.id}: `sides` (input resolution) applies to image encoders only")
+        if not sides or any(int(x) < 8 for x in sides):
+            raise ConfigError(f"sides={list(sides)}: expected one or more image sides of at least 8 px")
+        base = self.preprocess_id.split("|sides=")[0]
+        self.sides = tuple(int(x) for x in sides)
+        self.preprocess_id = f"{base}|sides={','.join(map(str, self.sides))}"
+        return self
+
+    def fit_side(self, img: Image.Image, key: Any) -> Image.Image:
+        if not self.sides:
+            return img
+        side = self.sides[zlib.crc32(str(key).encode()) % len(self.sides)]
+        w, h = img.size
+        scale = side / max(w, h)
+        return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
 
     def freeze(self) -> "Encoder":
         self.requires_grad_(False)
@@ -60,10 +86,12 @@ class Encoder(nn.Module):
                 "grid": list(self.grid) if self.grid else None, "preprocess": self.preprocess_id}
 
 
-def load_encoder(name: str, modality: str, frames: int = 4) -> Encoder:
-    """The frozen encoder `name` for `modality`; a video encoder is `frames` frames through an image one."""
+def load_encoder(name: str, modality: str, frames: int = 4, sides: list[int] | None = None) -> Encoder:
+    """The frozen encoder `name` for `modality`; a video encoder is `frames` frames through an image one;
+    `sides` sets an image encoder's input resolution."""
     if modality == "video":
         from .video import VideoEncoder
 
         return VideoEncoder(load_encoder(name, "image"), frames).freeze()
-    return ENCODERS.build(name, modality=modality).freeze()
+    enc = ENCODERS.build(name, modality=modality).freeze()
+    return enc.set_sides(sides) if sides else enc

@@ -85,7 +85,7 @@ class AnyMAL(nn.Module):
         llm = load_llm(config.llm.id, config.llm.dtype, root=root)
         if config.lora:
             apply_lora(llm, config.lora)
-        encoders = {m: load_encoder(c.encoder, m, frames=c.frames) for m, c in config.modalities.items()}
+        encoders = {m: load_encoder(c.encoder, m, frames=c.frames, sides=c.sides) for m, c in config.modalities.items()}
         return cls(config, llm, encoders)
 
     @classmethod
@@ -124,15 +124,26 @@ class AnyMAL(nn.Module):
                 raise CheckpointError(f"{path}: init_modalities {missing} not shared by the checkpoint "
                                       f"and the model being built (shared: {', '.join(shared) or 'none'})")
             shared = [m for m in shared if m in only]
-        check_facts({**manifest, "modalities": {m: manifest["modalities"][m] for m in shared}}, self.facts(), path)
+        # a projector may adopt another kind's weights (tiles <- mlp: a superset, extras start at zero)
+        adopted = {m for m in shared if manifest["modalities"][m]["projector"]["kind"] != self.config.modalities[m].projector
+                   and manifest["modalities"][m]["projector"]["kind"] in getattr(self.projectors[m], "adopts", ())}
+        for m in adopted:
+            rec, enc = manifest["modalities"][m], self.encoders[m]
+            if rec["encoder"]["id"] != getattr(enc, "base_id", enc.id):
+                raise CheckpointError(f"{path}: its {m} adapter was trained on {rec['encoder']['id']} features; "
+                                      f"{self.config.modalities[m].projector} over {enc.id} cannot adopt it")
+        check_facts({**manifest, "modalities": {m: manifest["modalities"][m] for m in shared if m not in adopted}},
+                    self.facts(), path)
         state = read_weights(path)
         for m in shared:
             prefix = f"projectors.{m}."
             sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             try:
-                self.projectors[m].load_state_dict(sub, strict=True)
+                missing, unexpected = self.projectors[m].load_state_dict(sub, strict=m not in adopted)
             except RuntimeError as e:
                 raise CheckpointError(f"{path}: the {m} adapter does not fit the model being built: {e}") from None
+            if set(missing) - set(getattr(self.projectors[m], "extra_keys", ())) or unexpected:
+                raise CheckpointError(f"{path}: the {m} adapter does not fit: missing {missing}, unexpected {unexpected}")
         lora = {k: v for k, v in state.items() if LORA_MARK in k}
         if lora and has_lora(self.llm):  # stage chaining instruct -> instruct keeps the LoRA layers
             want = {k for k in self.state_dict() if LORA_MARK in k}

@@ -1,5 +1,5 @@
 """Trainable projectors from encoder features into the LLM's token-embedding space."""
 from .base import Projector, build_projector
-from . import linear, mlp, resampler  # noqa: F401  (registration side effects)
+from . import linear, mlp, patch, resampler, tiles  # noqa: F401  (registration side effects)
 
 __all__ = ["Projector", "build_projector"]
