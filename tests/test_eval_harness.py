@@ -144,6 +144,15 @@ def test_magnifier_set_is_small_objects_in_large_canvases_and_deterministic(tmp_
             assert meta["options"]["ABCD".index(meta["letter"])] == meta["object"]
             assert r["messages"][1]["content"] == meta["letter"]
     assert [r["meta"]["form"] for r in recs] == ["multiple-choice", "open-ended"] * 3
+    # the training split: same form, training captions only, its own files next to the test set's
+    build_magnifier(tmp_path / "a", images=20, min_side=320, max_side=400, split="train", progress=False)
+    train = [json.loads(line) for line in (tmp_path / "a" / "train.jsonl").open()]
+    assert len(train) == 40 and all(r["images"][0].startswith("images/train-") for r in train)
+    from anymal.data.tuxpaint import caption_split
+
+    assert {caption_split(r["meta"]["caption"], 0.1, 0.1) for r in train} == {"train"}
+    assert {caption_split(r["meta"]["caption"], 0.1, 0.1) for r in recs} == {"test"}
+    assert (tmp_path / "a" / "test.jsonl").read_text() == (tmp_path / "b" / "test.jsonl").read_text()  # untouched
 
 
 def test_easy_vqa_set_keeps_the_package_split(tmp_path):

@@ -145,3 +145,33 @@ def test_dynamic_resolution_patch_training_runs_and_learns(tmp_path, tiny_llm_di
     counts = {len([s for s in m.encode_conversation([{"role": "user", "content": [{"type": "image", "image": r_["image"]}]}]).slots
                    if s == "image"]) for r_ in recs}
     assert len(counts) > 1  # inputs really came at different resolutions
+
+
+def test_resolution_sweep_from_the_cli_tables_and_plots_every_label(tmp_path, tiny_llm_dir, monkeypatch):
+    """`anymal eval --task magnifier --sides ...`: one run per side, image tokens grow with the side,
+    two models swept by separate commands share one table and plot, the encoder's sides are restored."""
+    from anymal.cli import main
+    from anymal.eval.resolution import resolution_sweep
+
+    recs = []
+    for k in range(2):
+        _noise(tmp_path / f"c{k}.png", 300 + 40 * k, 200, seed=k)
+        recs.append({"images": [f"c{k}.png"], "meta": {"object": "frog", "form": "multiple-choice",
+                                                         "options": ["frog", "duck", "goat", "rat"], "letter": "A"},
+                     "messages": [{"role": "user", "content": "<image>What is it?\nA. frog\nB. duck\nC. goat\nD. rat"},
+                                  {"role": "assistant", "content": "A"}]})
+    man = tmp_path / "test.jsonl"
+    man.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    cfg = tiny_config(tiny_llm_dir)
+    cfg.modalities["image"] = ModalityConfig(encoder="pixel-patches", projector="patch", num_tokens=None)
+    m = AnyMAL.from_config(cfg)
+    m.save_pretrained(tmp_path / "patches")
+    res = resolution_sweep(m, "magnifier", [60, 120], tmp_path / "out", "patches", manifest=man, progress=False)
+    assert [(r["side"], r["image_tokens"], r["n"]) for r in res["rows"]] == [(60, 2 * 3, 2), (120, 3 * 5, 2)]
+    assert m.encoders["image"].sides == () and "sides" not in m.encoders["image"].preprocess_id
+    monkeypatch.setattr("anymal.cli._load_model", lambda path: AnyMAL.from_pretrained(path))
+    assert main(["eval", "--task", "magnifier", "--sides", "90", "--model", str(tmp_path / "patches"), "--label", "again",
+                 "--data", str(man), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| patches | 60 | 6 |" in table and "| again | 90 | 8 |" in table
+    assert (tmp_path / "out" / "resolution.png").is_file()

@@ -1,8 +1,8 @@
 """Zero-shot cross-modal retrieval in the bind space, on held-out (test-split) items, both ways.
 
     image<->text   Tux Paint test stamps vs their captions
-    sound<->text   Tux Paint stamp sounds (audio test split) vs their captions
-    sound<->image  the stamps that have both a sound and a picture (same object), no text involved
+    sound<->text   Tux Paint stamp sounds (audio val + test splits: only 13 are held out) vs their captions
+    sound<->image  the held-out stamps that have both a sound and a picture (same object), no text involved
     imu<->text     HAPT windows of held-out users vs one caption per activity
     points<->text  Sweet Home 3D test models vs one phrase per category
 
@@ -28,7 +28,7 @@ from ..text_embed import embed_texts
 @dataclass
 class Side:
     modality: str  # or "text"
-    manifest: str = ""
+    manifest: str | tuple[str, ...] = ""
     select: Callable[[dict], bool] = lambda meta: True
     group: Callable[[dict], str] = lambda meta: meta["caption"]
 
@@ -45,13 +45,15 @@ def _category_texts() -> dict[str, str]:
     return {c: _category_text(c) for c in _categories()}
 
 
-_SOUND = Side("audio", "data/audio/test.jsonl", lambda m: m.get("kind") == "sound")
+_HELD_OUT_SOUNDS = ("data/audio/val.jsonl", "data/audio/test.jsonl")
+_SOUND = Side("audio", _HELD_OUT_SOUNDS, lambda m: m.get("kind") == "sound")
 PAIRS: dict[str, tuple[Side, Side, Callable[[], dict[str, str]] | None]] = {
     # name: (query side, gallery side, {group: text} for a text gallery of one text per group)
     "image-text": (Side("image", "data/tuxpaint/test.jsonl"), Side("text"), None),
     "sound-text": (_SOUND, Side("text"), None),
-    "sound-image": (Side("audio", "data/audio/test.jsonl", _SOUND.select, lambda m: m["object"]),
-                    Side("image", "data/tuxpaint/test.jsonl", group=lambda m: m["object"]), None),
+    "sound-image": (Side("audio", _HELD_OUT_SOUNDS, _SOUND.select, lambda m: m["object"]),
+                    Side("image", ("data/tuxpaint/val.jsonl", "data/tuxpaint/test.jsonl"), group=lambda m: m["object"]),
+                    None),
     "imu-text": (Side("imu", "data/hapt/test.jsonl", group=lambda m: m["activity"]), Side("text"), _activity_texts),
     "points-text": (Side("points", "data/furniture/test.jsonl", group=lambda m: m["category"]), Side("text"),
                     _category_texts),
@@ -59,7 +61,9 @@ PAIRS: dict[str, tuple[Side, Side, Callable[[], dict[str, str]] | None]] = {
 
 
 def _media_side(model, side: Side, limit: int | None) -> tuple[torch.Tensor, list[str]]:
-    samples, _ = read_jsonl(side.manifest, [side.modality], on_error="skip")
+    samples = []
+    for manifest in [side.manifest] if isinstance(side.manifest, str) else side.manifest:
+        samples += read_jsonl(manifest, [side.modality], on_error="skip")[0]
     samples = [s for s in samples if side.select(s.meta)][:limit]
     if not samples:
         raise DataError(f"{side.manifest}: no {side.modality} items to retrieve (build it with `anymal data build`)")

@@ -141,6 +141,19 @@ def cmd_train(a) -> int:
     return 0
 
 
+def _eval_model(a):
+    """The model to evaluate, with the visual-cache settings of the command line applied."""
+    model = _load_model(a.model)
+    if a.cache_weight is not None or a.cache_k is not None:
+        if model.bind is None:
+            raise AnymalError("--cache-weight/--cache-k apply to ImageBind-LLM models (modalities with projector: bind)")
+        if model.visual_cache is None and a.cache_weight:
+            raise AnymalError(f"{a.model}: no visual cache in the checkpoint; build it with `anymal bind-cache {a.model}`")
+        model.config.bind.cache_weight = a.cache_weight if a.cache_weight is not None else model.config.bind.cache_weight
+        model.config.bind.cache_k = a.cache_k or model.config.bind.cache_k
+    return model
+
+
 def _eval_suite(a) -> int:
     from ..eval.suite import run_suite, suite_tasks, update_readme
 
@@ -148,7 +161,7 @@ def _eval_suite(a) -> int:
     if a.data:
         raise AnymalError("--data names one task's manifest; a suite uses each task's own")
     out = a.out or f"runs/eval/suite-{a.suite}"
-    res = run_suite(_load_model(a.model), a.suite, out, limit=a.limit, batch_size=a.batch_size,
+    res = run_suite(_eval_model(a), a.suite, out, limit=a.limit, batch_size=a.batch_size,
                     baselines=not a.no_baselines, progress=not a.no_progress)
     print(res["table"], end="")
     if a.readme:
@@ -183,7 +196,18 @@ def cmd_eval(a) -> int:
         print(f"wrote {out}/: results.json, results.md, retrieval.png", file=sys.stderr)
         return 0
     get_task(a.task)  # an unknown task fails before the model loads
-    model = _load_model(a.model)
+    model = _eval_model(a)
+    if a.sides:
+        from ..eval.resolution import resolution_sweep
+
+        out = a.out or f"runs/eval/{a.task}-resolution"
+        label = a.label or (Path(a.model).parent.name if a.model and Path(a.model).name == "checkpoint"
+                            else Path(a.model).name if a.model else "default")
+        res = resolution_sweep(model, a.task, a.sides, out, label, limit=a.limit, batch_size=a.batch_size,
+                               progress=not a.no_progress, manifest=a.data)
+        print(res["table"], end="")
+        print(f"wrote {out}/: results.md, results.json, resolution.png ({label}: {out}/{label}/)", file=sys.stderr)
+        return 0
     out = a.out or f"runs/eval/{a.task}"
     res = evaluate(model, a.task, a.data, out, limit=a.limit, batch_size=a.batch_size, progress=not a.no_progress,
                    baselines=a.baselines)
@@ -345,6 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="report directory (default: runs/eval/TASK)")
     e.add_argument("--limit", type=int)
     e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--sides", type=lambda v: [int(x) for x in v.split(",")], metavar="S1,S2,...",
+                   help="score vs input resolution: run the task with images at each longest side (plot + table)")
+    e.add_argument("--cache-weight", type=float, metavar="W",
+                   help="ImageBind-LLM models: visual-cache blend weight for non-image inputs (0 = cache off)")
+    e.add_argument("--cache-k", type=int, metavar="K", help="ImageBind-LLM models: visual-cache neighbours")
+    e.add_argument("--label", help="with --sides: this model's name in the table and plot (default: its folder)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(fn=cmd_eval)
 

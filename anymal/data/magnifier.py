@@ -10,7 +10,9 @@ random shapes. Every canvas gets two questions about the object:
   the option's letter." — judged by the letter picked (`anymal.eval.vqa.extract_choice`);
 * open-ended: "What is the small object ...?" — judged by whether the answer names the object.
 
-Deterministic for a seed: the same canvases, placements and options every build.
+Deterministic for a seed: the same canvases, placements and options every build. `split=train`
+builds a training set of the same form from the *training* captions instead (`train.jsonl`, images
+`train-*.jpg`, other seeds): what the high-resolution adapters learn the task from.
 """
 from __future__ import annotations
 
@@ -63,15 +65,17 @@ def place(stamp: Image.Image, width: int, height: int, area: float, rng: random.
 
 def build_magnifier(out: str | Path, images: int = 100, min_side: int = 1024, max_side: int = 2048,
                     area: tuple[float, float] = (0.008, 0.012), seed: int = 0, stamps_dir: str | Path = STAMPS_DIR,
-                    progress: bool = True) -> dict:
-    """Write `images/*.jpg` and `test.jsonl` (two questions per canvas) under `out`; return counts."""
+                    progress: bool = True, split: str = "test") -> dict:
+    """Write `images/*.jpg` and `<split>.jsonl` (two questions per canvas) under `out`; return counts."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"split={split!r}: expected train or test")
     if not 64 <= min_side <= max_side:
         raise ConfigError(f"min_side={min_side}, max_side={max_side}: expected 64 <= min_side <= max_side")
     area = tuple(area)  # type: ignore[assignment]
     if not 0 < area[0] <= area[1] < 0.5:
         raise ConfigError(f"area={area}: expected a (low, high) fraction of the canvas, 0 < low <= high < 0.5")
     stamps, _ = find_stamps(Path(stamps_dir))
-    held_out = [s for s in stamps if caption_split(s.caption, 0.1, 0.1) == "test" and object_word(s.caption)]
+    held_out = [s for s in stamps if caption_split(s.caption, 0.1, 0.1) == split and object_word(s.caption)]
     names = sorted({object_word(s.caption) for s in stamps if object_word(s.caption)})
     if not held_out or len(names) < 4:
         raise DataError(f"{stamps_dir}: too few captioned stamps for the magnifier set ({len(held_out)} held out)")
@@ -79,7 +83,7 @@ def build_magnifier(out: str | Path, images: int = 100, min_side: int = 1024, ma
     (out / "images").mkdir(parents=True, exist_ok=True)
     records = []
     for k in tqdm(range(images), desc="magnifier", disable=not progress):
-        rng = random.Random(f"{seed}:{k}")
+        rng = random.Random(f"{seed}:{k}" if split == "test" else f"{seed}:{split}:{k}")
         s = held_out[k % len(held_out)]
         obj = object_word(s.caption)
         width, height = rng.randrange(min_side, max_side + 1), rng.randrange(min_side, max_side + 1)
@@ -87,7 +91,7 @@ def build_magnifier(out: str | Path, images: int = 100, min_side: int = 1024, ma
         frac = rng.uniform(*area)
         st, (x, y) = place(_open_stamp(s, 512), width, height, frac, rng)
         canvas.paste(st, (x, y), st)
-        name = f"{k:04d}.jpg"
+        name = f"{k:04d}.jpg" if split == "test" else f"{split}-{k:04d}.jpg"
         canvas.save(out / "images" / name, quality=90)
         distractors = rng.sample([n for n in names if _stem(n) != _stem(obj)], 3)
         options = distractors + [obj]
@@ -104,13 +108,13 @@ def build_magnifier(out: str | Path, images: int = 100, min_side: int = 1024, ma
         records.append({"messages": [{"role": "user", "content": "<image>" + OPEN_PROMPT},
                                      {"role": "assistant", "content": s.caption}],
                         "images": [f"images/{name}"], "meta": {**meta, "form": "open-ended"}})
-    with (out / "test.jsonl").open("w") as f:
+    with (out / f"{split}.jsonl").open("w") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    (out / "README.md").write_text(
-        "Built by `anymal data build magnifier`: held-out Tux Paint stamps (GPL-2) pasted at ~1% of the area "
-        f"into cluttered {min_side}-{max_side} px canvases (seed {seed}); a multiple-choice and an open-ended "
-        "question per canvas.\n")
-    counts = {"images": images, "test": len(records), "objects": len({r["meta"]["object"] for r in records})}
-    (out / "stats.json").write_text(json.dumps(counts, indent=1))
+    (out / f"README-{split}.md" if split != "test" else out / "README.md").write_text(
+        f"Built by `anymal data build magnifier --opt split={split}`: {split}-split Tux Paint stamps (GPL-2) pasted "
+        f"at ~1% of the area into cluttered {min_side}-{max_side} px canvases (seed {seed}); a multiple-choice and "
+        "an open-ended question per canvas.\n")
+    counts = {"images": images, split: len(records), "objects": len({r["meta"]["object"] for r in records})}
+    (out / (f"stats-{split}.json" if split != "test" else "stats.json")).write_text(json.dumps(counts, indent=1))
     return counts

@@ -14,6 +14,8 @@ from .tasks import TASKS, get_task
 SUITES: dict[str, list[str]] = {
     "default": ["image-caption", "image-vqa", "magnifier", "speech-transcribe", "sound-name", "video-motion",
                 "imu-activity", "points-category", "interleaved"],
+    # ImageBind-LLM: the trained modality (image) and three reached zero-shot through the bind space
+    "bind": ["image-caption", "sound-name", "imu-activity", "points-category"],
 }
 BEGIN = "<!-- anymal eval --suite default: begin (generated; do not edit by hand) -->"
 END = "<!-- anymal eval --suite default: end -->"
