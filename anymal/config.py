@@ -111,6 +111,10 @@ class TrainConfig:
     llm_train_dtype: Literal["float32", "bfloat16"] | None = None
     # hold the frozen LLM's weights in int8/int4 while training (optimum-quanto; see anymal/llm/quantize.py)
     llm_quantize: Literal["int8", "int4"] | None = None
+    # stage bind-inject, text-only training (CapDec-style): each row's bind vector is its own caption's
+    # MiniLM vector plus Gaussian noise of this std (bridging the gap to the inputs' vectors) instead
+    # of its input's; at inference any modality's bind head supplies the vector. None = use the inputs.
+    bind_text_noise: float | None = None
     on_nan: Literal["stop", "skip"] = "stop"  # a non-finite loss stops the run (naming step and samples) or skips the step
     strategy: Literal["ddp", "fsdp"] = "ddp"  # under torchrun with several processes (see anymal/train/distributed.py)
 

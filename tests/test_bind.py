@@ -255,3 +255,25 @@ def test_eval_cache_flags_need_a_bind_model_with_a_cache(tiny_llm_dir, tmp_path,
     assert "apply to ImageBind-LLM models" in capsys.readouterr().err
     assert main(["eval", "--task", "image-caption", "--model", str(tmp_path / "bound"), "--cache-weight", "0.5"]) == 2
     assert "anymal bind-cache" in capsys.readouterr().err
+
+
+def test_text_only_bind_training_uses_noised_captions_not_inputs(tmp_path, images, tiny_llm_dir, monkeypatch):
+    """bind_text_noise: while training, a row's bind vector is its caption's (noised) MiniLM vector;
+    validation and inference use the inputs' bind heads."""
+    from anymal.bind.objective import caption_vectors
+
+    monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
+    m = bind_model(tiny_llm_dir)
+    b = batch_of(m, images)
+    m.bind_text_noise = 0.0
+    v, present = m.bind_vectors(b)
+    assert torch.allclose(v, caption_vectors(ANSWERS), atol=1e-6) and present.all()
+    m.eval()
+    assert torch.allclose(m.bind_vectors(b)[0], m.projectors["image"].embed(m.encode_media(b.media["image"])), atol=1e-5)
+    cfg = load_train_config(_recipe(tmp_path, tiny_llm_dir, images, "bind-inject"), ["bind_text_noise=0.05",
+                                                                                   f"data.val={tmp_path / 'train.jsonl'}"])
+    res = train(cfg, progress=False, log=lambda *_: None)
+    assert res.final_loss < res.first_loss and res.val_loss is not None
+    with pytest.raises(ConfigError, match="applies to stage bind-inject"):
+        train(load_train_config(_recipe(tmp_path, tiny_llm_dir, images, "bind"), ["bind_text_noise=0.05"]),
+              progress=False, log=lambda *_: None)

@@ -19,7 +19,7 @@ from torch import nn
 from .. import __version__
 from ..bind import BindInjector
 from ..bind.cache import VisualCache
-from ..bind.objective import bind_contrastive, row_texts
+from ..bind.objective import bind_contrastive, caption_vectors, row_texts
 from ..config import ModelConfig, from_dict, to_dict
 from ..encoders import Encoder, load_encoder
 from ..errors import CheckpointError, InputError
@@ -75,6 +75,7 @@ class AnyMAL(nn.Module):
         bc = config.bind
         self.bind = BindInjector(llm.hidden_size, llm.num_layers, bc.blocks, bc.width) if self.bind_modalities else None
         self.visual_cache: VisualCache | None = None
+        self.bind_text_noise: float | None = None  # text-only bind training (TrainConfig.bind_text_noise)
         self.stage = "untrained"
         self.lineage: list[dict] = []
 
@@ -269,6 +270,8 @@ class AnyMAL(nn.Module):
     def bind_vectors(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Per row: the mean bind vector of its inputs (non-image ones blended with the visual cache
         first) and whether it has any; None when the batch has no bind input."""
+        if self.bind_text_noise is not None and self.training and batch.labels is not None:
+            return self._caption_bind_vectors(batch)
         items = self.bind_items(batch)
         if not items:
             return None
@@ -282,6 +285,12 @@ class AnyMAL(nn.Module):
             total = total.index_add(0, idx, z)
             count = count.index_add(0, idx, torch.ones(len(rows), device=self.device))
         return F.normalize(total, dim=-1), count > 0
+
+    def _caption_bind_vectors(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text-only training: the rows' own captions, embedded and noised, stand in for their inputs."""
+        v = caption_vectors(row_texts(batch.labels, self.llm.tokenizer)).to(self.device)
+        v = F.normalize(v + self.bind_text_noise * torch.randn_like(v), dim=-1)
+        return v, torch.ones(len(v), dtype=torch.bool, device=self.device)
 
     def injecting(self, bind: tuple[torch.Tensor, torch.Tensor] | None):
         """Context in which the LLM's layers receive the rows' gated bind-network additions."""

@@ -66,6 +66,8 @@ def check_plan(cfg: TrainConfig, log) -> Stage:
                           "use llm_quantize with align, instruct-proj or instruct (LoRA)")
     if st.objective == "bind" and not any(m.projector == "bind" for m in cfg.model.modalities.values()):
         raise ConfigError(f"stage {cfg.stage!r} trains bind heads, but no modality has `projector: bind`")
+    if cfg.bind_text_noise is not None and cfg.stage != "bind-inject":
+        raise ConfigError(f"bind_text_noise (text-only bind training) applies to stage bind-inject, not {cfg.stage!r}")
     if cfg.data.feature_cache and any(c.startswith("encoders") for c in cfg.train):
         raise ConfigError("train: an encoder cannot learn while its features come from the feature cache; "
                           "set data.feature_cache: false")
@@ -85,10 +87,13 @@ def _load(cfg: TrainConfig, model: AnyMAL, paths: str | list[str], caches: dict[
 @torch.no_grad()
 def evaluate_loss(model: AnyMAL, items: list[Prepared], batch_size: int, objective: str = "lm") -> float:
     total, count = 0.0, 0
+    was = model.training
+    model.eval()  # e.g. text-only bind training feeds captions only while training
     for i in range(0, len(items), batch_size):
         out = model(collate(model, items[i:i + batch_size]), objective)
         total += float(out.loss_sum)
         count += out.num_labels
+    model.train(was)
     return total / max(count, 1)
 
 
@@ -105,6 +110,7 @@ def _build(cfg: TrainConfig, d: dist.Dist, log) -> AnyMAL:
         quantize_llm(model.llm, cfg.llm_quantize)
     model.to(d.device)
     apply_stage(model, cfg.stage, cfg.freeze, cfg.train)
+    model.bind_text_noise = cfg.bind_text_noise
     return model
 
 
