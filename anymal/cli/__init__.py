@@ -278,8 +278,14 @@ def cmd_info(a) -> int:
         print(f"LoRA: rank {lora['rank']}, alpha {lora['alpha']}, on {', '.join(lora['target_modules'])}")
     for mod, rec in m["modalities"].items():
         e, p = rec["encoder"], rec["projector"]
+        out = ("the bind space (added to every layer by the bind network)" if p["kind"] == "bind"
+               else f"{p['num_tokens']} LLM tokens" + (" at most" if p["kind"] in ("patch", "tiles") else ""))
         print(f"{mod}: encoder {e['id']} ({e['dim']}-d x {e['num_tokens']} tokens) -> "
-              f"{p['kind']} projector ({p['params']:,} params) -> {p['num_tokens']} LLM tokens")
+              f"{p['kind']} projector ({p['params']:,} params) -> {out}")
+    if "bind" in m:
+        b = m["bind"]
+        print(f"bind network: {b['dim']}-d bind space -> hidden {b['hidden_size']}, {b['layers']} zero-init layer gates "
+              f"({b['params']:,} params)" + (", visual cache present" if (path / "visual_cache.json").is_file() else ""))
     if "training" in m:
         print("training: " + ", ".join(f"{k}={v}" for k, v in m["training"].items()))
     for i, step in enumerate(m.get("lineage", []), 1):

@@ -42,10 +42,10 @@ def resolution_sweep(model, task: str, sides: list[int], out: str | Path, label:
             tokens = image_tokens(model, Path(res["manifest"]).parent / first["images"][0])
             rows.append({"label": label, "side": side, "n": res["n"], "image_tokens": tokens,
                          "s_per_item": (time.time() - t0) / max(res["n"], 1), **res["scores"]})
+            # written after every side: an interrupted sweep keeps what it measured
+            (out / label / "sweep.json").write_text(json.dumps({"task": task, "label": label, "rows": rows}, indent=1))
     finally:
         enc.sides, enc.preprocess_id = saved
-    (out / label).mkdir(parents=True, exist_ok=True)
-    (out / label / "sweep.json").write_text(json.dumps({"task": task, "label": label, "rows": rows}, indent=1))
     return summarize(out, t)
 
 
@@ -79,6 +79,9 @@ def _plot(rows: list[dict], keys: list[str], t, path: Path) -> None:
         if k in t.chance:
             ax.axhline(t.chance[k], color="grey", ls="--", lw=1, label="chance")
         ax.set_xscale("log", base=2)
+        sides = sorted({r["side"] for r in rows})
+        ax.set_xticks(sides, [str(x) for x in sides])
+        ax.minorticks_off()
         ax.set_xlabel("input longest side (px)")
         ax.set_title(f"{t.name}: {k}")
         ax.set_ylim(0, 1)
