@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import torch
 from PIL import Image
 
 from anymal.model.generation import GenerationSettings
@@ -371,3 +372,26 @@ def test_anymal_serve_command_starts_a_server(tiny_model, tmp_path):
         proc.terminate()
         err = proc.communicate(timeout=30)[1]
     assert "serving 'ck' (image) on http://127.0.0.1:" in err and "safety checks: off" in err
+
+
+def test_an_imagebind_model_serves_with_its_injection(tiny_llm_dir, images):
+    """A bind model (no image tokens; the image enters every layer through the gates) answers the
+    client exactly as model.generate does, and the injection really is applied on the serving path."""
+    from anymal import AnyMAL
+    from conftest import tiny_config
+
+    cfg = tiny_config(tiny_llm_dir, projector="bind", num_tokens=None)
+    cfg.bind.width, cfg.bind.blocks = 32, 1
+    torch.manual_seed(0)
+    model = AnyMAL.from_config(cfg)
+    with torch.no_grad():
+        model.bind.gates.fill_(2.0)
+    want = model.generate([_ours(images[0])], GenerationSettings(max_new_tokens=8))[0]
+    with Server(model) as s:
+        r = s.client().chat.completions.create(model="tiny", messages=_ask(images[0]), temperature=0, max_tokens=8)
+        assert r.choices[0].message.content == want
+        assert r.usage.model_dump()["prompt_tokens_details"]["modality_tokens"] == {"image": 0}
+        with torch.no_grad():
+            model.bind.gates.zero_()
+        plain = s.client().chat.completions.create(model="tiny", messages=_ask(images[0]), temperature=0, max_tokens=8)
+    assert plain.choices[0].message.content != want
