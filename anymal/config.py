@@ -74,7 +74,10 @@ class DataConfig:
     media_root: str | None = None  # relative media paths resolve here (default: the manifest's folder)
     on_error: Literal["skip", "fail"] = "skip"  # bad samples: skip-and-count, or stop at the first
     feature_cache: bool = True  # encode every input once, reuse the frozen features afterwards
-    group_by_length: bool = True  # sort each step's samples by length before cutting micro-batches
+    # length-grouped batching: the samples of `length_window` consecutive steps are sorted by length,
+    # cut into steps, and the steps visited in random order (anymal/train/sampling.py)
+    group_by_length: bool = True
+    length_window: int = 32
 
 
 @dataclass
@@ -109,6 +112,10 @@ class TrainConfig:
     # dtype of the *frozen* LLM while training (AnyMAL trains against a low-precision LLM and infers
     # with the full-precision one); None = model.llm.dtype. The checkpoint records model.llm.dtype.
     llm_train_dtype: Literal["float32", "bfloat16"] | None = None
+    # the frozen LLM's attention kernel while training. auto = eager for a bf16 LLM on CPU (the math
+    # kernels ride oneDNN's bf16 matmuls: ~1.3x faster per step than CPU flash-attention, measured by
+    # bench/align_speed.py), the model's default (sdpa) otherwise
+    llm_train_attention: Literal["auto", "eager", "sdpa"] = "auto"
     # hold the frozen LLM's weights in int8/int4 while training (optimum-quanto; see anymal/llm/quantize.py)
     llm_quantize: Literal["int8", "int4"] | None = None
     # stage bind-inject, text-only training (CapDec-style): each row's bind vector is its own caption's

@@ -40,6 +40,48 @@ def test_sampling_is_seeded(tiny_model, images):
     assert len(outs) > 1
 
 
+def _solo_tokens(model, conv, s):
+    return [int(t[0]) for t in model.decode(model.prepare([conv]), s)]
+
+
+def test_rows_joining_and_leaving_a_running_batch_decode_as_alone(tiny_model, images):
+    # continuous batching: row 0 starts alone, rows 1-2 join after 3 steps (longer prompts: the
+    # running cache is left-padded), row 0 leaves after 6 (padding only it needed is trimmed), row 3
+    # joins after 8; greedy and seeded-sampling rows must produce exactly what they produce alone
+    m = tiny_model
+    convs = _convs(images) + [[{"role": "user", "content": "Short."}]]
+    greedy = GenerationSettings(max_new_tokens=14)
+    sampled = GenerationSettings(max_new_tokens=14, temperature=1.3, seed=5)
+    settings = [greedy, sampled, greedy, sampled]
+    solo = [[t for t in _solo_tokens(m, c, s)] for c, s in zip(convs, settings)]
+    batch, got, rows = m.decoder(), {r: [] for r in range(4)}, []
+
+    def join(r):
+        p = m.prepare([convs[r]])
+        batch.join(p.embeds, p.mask, [settings[r]], p.bind)
+        rows.append(r)
+
+    join(0)
+    for step in range(30):
+        if step == 3:
+            p = m.prepare([convs[1], convs[2]])
+            batch.join(p.embeds, p.mask, [settings[1], settings[2]], p.bind)
+            rows.extend([1, 2])
+        if step == 8:
+            join(3)
+        for r, t in zip(rows, batch.sample()):
+            got[r].append(t)
+        keep = [not (r == 0 and step == 5) and len(got[r]) < 14 for r in rows]
+        rows = [r for r, k in zip(rows, keep) if k]
+        batch.advance(keep)
+        if not rows:
+            break
+    assert got[0] == solo[0][:6]
+    for r in (1, 2, 3):
+        assert got[r] == solo[r][:14], r
+    assert len(batch) == 0
+
+
 def test_chat_api_with_keyword_inputs(tiny_model, images):
     r = tiny_model.chat("What is this?", image=str(images[0]), max_new_tokens=5)
     msgs = [{"role": "user", "content": [{"type": "image", "path": str(images[0])}, {"type": "text", "text": "What is this?"}]}]

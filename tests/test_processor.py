@@ -1,5 +1,11 @@
 """Placeholder expansion, interleaving and the assistant-only loss mask."""
+import dataclasses
+
 import pytest
+import torch
+import torch.nn.functional as F
+
+from anymal import AnyMAL
 
 from anymal.errors import InputError
 from anymal.model.processor import IGNORE
@@ -46,6 +52,27 @@ def test_loss_only_on_assistant_turns(tiny_model, images):
     # hand-checked: the two answers, each with its end-of-turn token and newline, nothing else
     assert tok.decode(kept) == "A frog.<|im_end|>\nGreen.<|im_end|>\n"
     assert all(l in (IGNORE, t) for t, l in zip(enc.input_ids, enc.labels))
+
+
+@pytest.mark.parametrize("gathered", [True, False])
+def test_loss_is_next_token_cross_entropy_on_labelled_positions_only(tiny_model, images, monkeypatch, gathered):
+    # gathered: the LM head runs only on labelled positions; else the model's own head at every
+    # position some row needs (the path for LLMs that post-process their logits)
+    monkeypatch.setattr(AnyMAL, "_plain_head", property(lambda self: gathered))
+    p = tiny_model.processor
+    convs = [_conv(images, "A frog."), _conv(images[1:], "A duck on a pond, what do you see?")]
+    batch = p.collate([p.encode(c) for c in convs], "right")
+    with torch.no_grad():
+        out = tiny_model(batch)
+        full = tiny_model(dataclasses.replace(batch, labels=None)).logits  # every position
+    by_hand, n = 0.0, 0
+    for r in range(2):
+        for t in range(batch.labels.shape[1] - 1):
+            if batch.labels[r, t + 1] != IGNORE:
+                by_hand += float(F.cross_entropy(full[r, t], batch.labels[r, t + 1]))
+                n += 1
+    assert out.num_labels == n == out.logits.shape[0] > 10
+    assert float(out.loss_sum) == pytest.approx(by_hand, rel=1e-5)
 
 
 def test_batch_masks_and_padding_sides(tiny_model, images):

@@ -194,6 +194,28 @@ def test_concurrent_requests_are_batched_and_answer_as_alone(server, tiny_model,
     assert engine.rows_decoded == 8 and engine.batches < 8  # some requests shared a batch
 
 
+def test_a_request_joins_a_running_batch_instead_of_waiting_for_it(server, tiny_model, images):
+    c, engine = server.client(), server.app.state.engine
+    joined, tokens = engine.joined_running, engine.tokens_out
+
+    def ask(image, max_tokens):
+        return c.chat.completions.create(model="tiny", messages=_ask(image), temperature=0,
+                                         max_tokens=max_tokens).choices[0].message.content
+
+    with ThreadPoolExecutor(1) as pool:
+        long = pool.submit(ask, images[0], 400)  # the tiny model never stops by itself: 400 steps
+        deadline = time.time() + 30
+        while engine.tokens_out < tokens + 3 and time.time() < deadline:
+            time.sleep(0.005)
+        short = ask(images[1], 3)
+        assert not long.done()  # answered mid-way through the long one's decode
+        long_text = long.result()
+    assert engine.joined_running == joined + 1
+    s = GenerationSettings(max_new_tokens=400)
+    assert long_text == tiny_model.generate([_ours(images[0], "What is this?")], s)[0]
+    assert short == tiny_model.generate([_ours(images[1], "What is this?")], GenerationSettings(max_new_tokens=3))[0]
+
+
 @pytest.mark.integration
 def test_real_model_answers_an_openai_client_about_an_image_sound_and_imu(default_model):
     """The shipped model behind the server: the official client sends a picture, a sound clip and an

@@ -28,7 +28,7 @@ from ..llm.lora import LORA_MARK, apply_lora, has_lora
 from ..paths import DEFAULT_CHECKPOINT
 from ..projectors import build_projector
 from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoint
-from .generation import GenerationSettings, TextStream, decode_tokens
+from .generation import DecodeBatch, GenerationSettings, TextStream, decode_tokens
 from .messages import MediaPart, from_prompt
 from .processor import IGNORE, Batch, Encoded, Processor
 
@@ -44,7 +44,7 @@ class LossOutput:
     loss: torch.Tensor
     loss_sum: torch.Tensor
     num_labels: int
-    logits: torch.Tensor  # only at the positions that predict a label
+    logits: torch.Tensor  # (labels, vocab): only at the positions that predict a label, row by row
 
 
 @dataclass
@@ -307,8 +307,8 @@ class AnyMAL(nn.Module):
         `.loss_sum` its sum and `.num_labels` their count (the trainer weights batches by tokens).
         `objective="bind"` (stage `bind`) is instead the bind heads' InfoNCE against the captions.
 
-        Logits are computed only at positions that predict a label: the 49k-way LM head over every
-        prompt and modality position would be wasted work.
+        Logits are computed only at the labelled positions (gathered across rows): the 49k-way LM head
+        over every prompt, modality and padding position would be most of a step's work.
         """
         if objective == "bind":
             return self._bind_loss(batch)
@@ -319,13 +319,25 @@ class AnyMAL(nn.Module):
             with self.injecting(bind):
                 return self.llm.model(inputs_embeds=embeds, attention_mask=mask)
         targets = batch.labels[:, 1:].to(self.device)
-        keep = (targets != IGNORE).any(0).nonzero().squeeze(1)
+        where = targets != IGNORE
         with self.injecting(bind):
-            out = self.llm.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep)
-        loss_sum = F.cross_entropy(out.logits.float().flatten(0, 1), targets[:, keep].flatten(),
-                                   ignore_index=IGNORE, reduction="sum")
-        n = int((targets != IGNORE).sum())
-        return LossOutput(loss_sum / max(n, 1), loss_sum, n, out.logits)
+            if self._plain_head:
+                hidden = self.llm.model.get_decoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+                logits = self.llm.model.get_output_embeddings()(hidden[:, :-1][where])
+            else:  # the model post-processes its logits: let it, at the positions any row needs
+                keep = where.any(0).nonzero().squeeze(1)
+                logits = self.llm.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
+                logits = logits[where[:, keep]]
+        loss_sum = F.cross_entropy(logits.float(), targets[where], reduction="sum")
+        n = int(where.sum())
+        return LossOutput(loss_sum / max(n, 1), loss_sum, n, logits)
+
+    @property
+    def _plain_head(self) -> bool:
+        """Whether the LLM's logits are its output embedding applied to the last hidden state (true of
+        Llama, Qwen, SmolLM...; not of models that scale or soft-cap them)."""
+        c = self.llm.model.config
+        return all(getattr(c, a, None) in (None, 1.0) for a in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
 
     def _bind_loss(self, batch: Batch) -> LossOutput:
         texts = row_texts(batch.labels, self.llm.tokenizer)
@@ -365,10 +377,15 @@ class AnyMAL(nn.Module):
         with torch.no_grad():
             return Prompt(self.embed(batch), batch.attention_mask.to(self.device), counts, self.bind_vectors(batch))
 
+    def decoder(self) -> DecodeBatch:
+        """An empty running batch over this model's LLM (with the bind injection, if any)."""
+        return DecodeBatch(self.llm.model, lambda vectors, present: self.injecting((vectors, present)))
+
     def decode(self, prompt: Prompt, settings: GenerationSettings) -> Iterator[torch.Tensor]:
-        """decode_tokens with the rows' bind injection active for the whole decode."""
-        with self.injecting(prompt.bind):
-            yield from decode_tokens(self.llm.model, prompt.embeds, prompt.mask, settings, self.llm.eos_token_ids)
+        """Every row's next token, step by step (see decode_tokens), with the same settings for all."""
+        batch = self.decoder()
+        batch.join(prompt.embeds, prompt.mask, [settings] * len(prompt.counts), prompt.bind)
+        yield from decode_tokens(batch, settings.max_new_tokens, self.llm.eos_token_ids)
 
     def generate(self, conversations: list[list[dict]], settings: GenerationSettings | None = None) -> list[str]:
         """Batched generation (left padding); greedy output equals one-by-one generation."""

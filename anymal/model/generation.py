@@ -1,14 +1,17 @@
-"""Token-by-token decoding over `inputs_embeds` with a KV cache, for one prompt or a left-padded batch.
+"""Token-by-token decoding over `inputs_embeds` with a KV cache, for one prompt or a left-padded
+batch that requests join and leave while it runs.
 
-Written out (rather than `model.generate`) so that streaming, stop strings and batching share one
-loop; the logits processors themselves are transformers' own.
+Written out (rather than `model.generate`) so that streaming, stop strings, batching and continuous
+batching share one loop; the logits processors themselves are transformers' own.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache, LogitsProcessorList
 from transformers.generation.logits_process import (
     RepetitionPenaltyLogitsProcessor,
@@ -37,39 +40,124 @@ class GenerationSettings:
         return procs
 
 
-@torch.no_grad()
-def decode_tokens(lm, embeds: torch.Tensor, mask: torch.Tensor, s: GenerationSettings,
-                  eos_ids: list[int]) -> Iterator[torch.Tensor]:
-    """Yield the next token id of every row, step by step, until all rows end or the budget is spent.
+def row_generator(seed: int | None, index: int) -> torch.Generator | None:
+    """A row's own sampling stream: seeded outputs do not depend on which rows share the batch."""
+    return None if seed is None else torch.Generator().manual_seed(hash((seed, index)) & 0xFFFF_FFFF_FFFF)
 
-    Rows that have finished keep receiving EOS (ignored by the caller). Left padding is handled by
-    position ids computed from the attention mask.
+
+@dataclass
+class _Row:
+    settings: GenerationSettings
+    procs: LogitsProcessorList
+    gen: torch.Generator | None
+    bind: tuple[torch.Tensor, bool] | None  # this row's bind-space vector and whether it has one
+    history: list[int] = field(default_factory=list)
+
+
+class DecodeBatch:
+    """Rows decoding together over one KV cache, which rows join and leave between steps
+    (continuous batching).
+
+    `join` prefills new rows on their own, then merges their cache into the running one: both are
+    left-padded to the longer length (masked, so padding never changes a row's result) and stacked.
+    `sample` picks every row's next token with the row's own settings and generator; `advance` drops
+    the rows that are done, trims padding no row needs any more, and runs one step for the rest.
+    `inject(vectors, present)` is the context that applies ImageBind-LLM's per-row injection.
     """
-    B = embeds.shape[0]
-    gen = torch.Generator().manual_seed(s.seed) if s.seed is not None else None
-    procs = s.processors()
-    eos = torch.tensor(eos_ids or [-1])
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()
-    out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
-    history = torch.empty((B, 0), dtype=torch.long)
-    done = torch.zeros(B, dtype=torch.bool)
-    last_pos = pos[:, -1:]
-    for _ in range(s.max_new_tokens):
-        logits = procs(history, out.logits[:, -1, :].float())
-        if s.temperature > 0:
-            nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen).squeeze(1)
-        else:
-            nxt = logits.argmax(-1)
-        nxt = torch.where(done, eos[0], nxt)
-        yield nxt
-        done |= torch.isin(nxt, eos)
-        if done.all():
+
+    def __init__(self, lm, inject=None):
+        self.lm, self.inject = lm, inject
+        self.rows: list[_Row] = []
+        self.cache: DynamicCache | None = None
+        self.mask = self.pos = self.logits = None  # [B, T] attention mask, [B] last positions, [B, V]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @torch.no_grad()
+    def join(self, embeds: torch.Tensor, mask: torch.Tensor, settings: list[GenerationSettings],
+             bind: tuple[torch.Tensor, torch.Tensor] | None = None, indices: list[int] | None = None) -> None:
+        """Prefill left-padded prompts and add their rows (`indices`: each row's sampling stream)."""
+        indices = indices if indices is not None else list(range(len(settings)))
+        rows = [_Row(s, s.processors(), row_generator(s.seed, i), None if bind is None else (bind[0][r], bool(bind[1][r])))
+                for r, (s, i) in enumerate(zip(settings, indices))]
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        with self._injecting(rows):
+            out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+        logits = out.logits[:, -1, :].float().cpu()  # sampling runs on CPU, with each row's generator
+        if not self.rows:
+            self.rows, self.cache, self.mask, self.pos, self.logits = rows, cache, mask, pos[:, -1], logits
             return
-        history = torch.cat([history, nxt[:, None]], 1)
-        mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype)], 1)
-        last_pos = last_pos + 1
-        out = lm(input_ids=nxt[:, None], attention_mask=mask, position_ids=last_pos, past_key_values=cache, use_cache=True)
+        T = max(mask.shape[1], self.mask.shape[1])
+
+        def left(t: torch.Tensor, dim: int) -> torch.Tensor:  # left-pad dimension `dim` to T
+            return F.pad(t, (0, 0) * (t.dim() - 1 - dim) + (T - t.shape[dim], 0))
+
+        self.cache = DynamicCache([(torch.cat([left(a.keys, 2), left(b.keys, 2)]), torch.cat([left(a.values, 2), left(b.values, 2)]))
+                                   for a, b in zip(self.cache.layers, cache.layers)])
+        self.mask = torch.cat([left(self.mask, 1), left(mask, 1)])
+        self.pos, self.logits = torch.cat([self.pos, pos[:, -1]]), torch.cat([self.logits, logits])
+        self.rows += rows
+
+    def sample(self) -> list[int]:
+        """Every row's next token (appended to its history; `advance` feeds it to the model)."""
+        out = []
+        for r, row in enumerate(self.rows):
+            scores = row.procs(torch.tensor([row.history], dtype=torch.long), self.logits[r:r + 1])
+            if row.settings.temperature > 0:
+                t = int(torch.multinomial(torch.softmax(scores, -1), 1, generator=row.gen))
+            else:
+                t = int(scores.argmax(-1))
+            row.history.append(t)
+            out.append(t)
+        return out
+
+    @torch.no_grad()
+    def advance(self, keep: list[bool]) -> None:
+        """Drop the rows not kept, then run one step for the others with their sampled tokens."""
+        if not all(keep):
+            idx = [i for i, k in enumerate(keep) if k]
+            self.rows = [self.rows[i] for i in idx]
+            if not self.rows:
+                self.cache = self.mask = self.pos = self.logits = None
+                return
+            sel = torch.tensor(idx, device=self.mask.device)
+            start = int(self.mask[sel].any(0).nonzero()[0])  # padding no remaining row attends to
+            self.cache = DynamicCache([(a.keys[sel, :, start:], a.values[sel, :, start:]) for a in self.cache.layers])
+            self.mask, self.pos = self.mask[sel, start:], self.pos[sel]
+        nxt = torch.tensor([[row.history[-1]] for row in self.rows], device=self.mask.device)
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], 1)
+        self.pos = self.pos + 1
+        with self._injecting(self.rows):
+            out = self.lm(input_ids=nxt, attention_mask=self.mask, position_ids=self.pos[:, None],
+                          past_key_values=self.cache, use_cache=True)
+        self.logits = out.logits[:, -1, :].float().cpu()
+
+    def _injecting(self, rows: list[_Row]):
+        if self.inject is None or not any(r.bind and r.bind[1] for r in rows):
+            return nullcontext()
+        like = next(r.bind[0] for r in rows if r.bind)
+        vectors = torch.stack([r.bind[0] if r.bind else torch.zeros_like(like) for r in rows])
+        return self.inject(vectors, torch.tensor([bool(r.bind and r.bind[1]) for r in rows], device=like.device))
+
+
+def decode_tokens(batch: DecodeBatch, max_new_tokens: int, eos_ids: list[int]) -> Iterator[torch.Tensor]:
+    """Yield the next token id of every row of a freshly joined batch, step by step, until all rows
+    end or the budget is spent. Rows that have finished leave the batch and are reported as EOS."""
+    eos = set(eos_ids or [-1])
+    alive = list(range(len(batch)))
+    nxt = torch.full((len(batch),), min(eos))
+    for step in range(max_new_tokens):
+        toks = batch.sample()
+        nxt[alive] = torch.tensor(toks)
+        yield nxt.clone()
+        keep = [t not in eos for t in toks]
+        alive = [a for a, k in zip(alive, keep) if k]
+        if not alive or step == max_new_tokens - 1:
+            return
+        nxt[:] = min(eos)
+        batch.advance(keep)
 
 
 class TextStream:

@@ -1,14 +1,13 @@
-"""Dynamic batching: concurrent requests decoded together in one batched generation.
+"""Continuous batching: concurrent requests decoded together, joining and leaving a running batch.
 
-One worker thread owns the model. Waiting jobs that share sampling settings (temperature, top_p,
-seed) are taken together, up to `max_batch` rows (a request with `n` choices is `n` rows). Their
-inputs are encoded in one batched call per modality (job by job if one is undecodable, so that only
-its own request fails), then one left-padded batch is decoded step by step. Each row has its own
-token budget and stop strings; text is handed to the job as soon as it is final (never half a
-character or a possible stop-string prefix). A cancelled
-job (client gone, timeout) stops receiving text at once and its rows stop counting; the batch ends
-when every row is done. Jobs arriving during a batch wait for the next one (rows do not join a
-running batch mid-decode).
+One worker thread owns the model and one running DecodeBatch. Between two decode steps, waiting
+jobs are admitted in arrival order while their rows fit (`max_batch` rows; a request with `n`
+choices is `n` rows): their inputs are encoded in one batched call per modality (job by job if one
+is undecodable, so that only its own request fails), their prompts prefilled, and their rows join
+the batch mid-decode, so a request never waits for a running batch to finish. Each row has its own
+sampling settings and seeded generator, token budget and stop strings, and leaves the batch as soon
+as it is done; text is handed to its job as soon as it is final (never half a character or a
+possible stop-string prefix). A cancelled job (client gone, timeout) leaves at the next step.
 """
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ..errors import AnymalError
 from ..model.generation import TextStream
@@ -37,10 +36,15 @@ class Job:
     def emit(self, *event) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
-    @property
-    def key(self) -> tuple:
-        s = self.request.settings
-        return (s.temperature if s.temperature > 0 else 0.0, s.top_p if s.temperature > 0 else 1.0, s.seed)
+
+@dataclass
+class _Row:
+    """One choice of one job, decoding in the running batch."""
+    job: Job
+    choice: int
+    stream: TextStream
+    budget: int
+    used: int = 0
 
 
 class Engine:
@@ -48,7 +52,8 @@ class Engine:
         self.model, self.max_batch, self.max_queue = model, max_batch, max_queue
         self.waiting: deque[Job] = deque()
         self.cond = threading.Condition()
-        self.batches = 0  # batched generations run so far (for tests and /health)
+        self.batches = 0  # admissions so far: groups of requests prefilled together (for tests and /health)
+        self.joined_running = 0  # ... of which joined a batch that was already decoding
         self.rows_decoded = 0
         self.rows_cancelled = 0  # rows dropped mid-decode (client gone, timeout)
         self.tokens_out = 0  # tokens decoded for rows still wanted
@@ -78,84 +83,86 @@ class Engine:
         return len(self.waiting)
 
     # ---------------------------------------------------------------- worker
-    def _take(self) -> list[Job]:
+    def _take(self, rows: int) -> list[Job]:
+        """Waiting jobs whose rows fit beside `rows` running ones (in arrival order; a job wider than
+        max_batch runs alone). Blocks only while nothing is decoding."""
         with self.cond:
-            while self.running and not self.waiting:
+            while self.running and not self.waiting and not rows:
                 self.cond.wait()
-            if not self.running:
-                return []
-            first = self.waiting.popleft()
-            jobs, rows = [first], first.request.n
-            for job in list(self.waiting):
-                if job.key == first.key and rows + job.request.n <= self.max_batch:
-                    self.waiting.remove(job)
+            jobs = []
+            while self.running and self.waiting and (rows == 0 or rows + self.waiting[0].request.n <= self.max_batch):
+                job = self.waiting.popleft()
+                if not job.cancelled.is_set():
                     jobs.append(job)
                     rows += job.request.n
             return jobs
 
     def _loop(self) -> None:
+        batch, active = self.model.decoder(), []
         while self.running:
-            jobs = [j for j in self._take() if not j.cancelled.is_set()]
-            if not jobs:
-                continue
-            self.busy = True
+            jobs = self._take(len(active))
             try:
-                self._run(jobs)
-            except Exception as e:  # never kill the worker: fail the batch, keep serving
-                log.exception("batch failed")
-                for j in jobs:
+                if jobs:
+                    active += self._join(batch, jobs, running=bool(active))
+                if not active:
+                    continue
+                self.busy = True
+                keep = [self._emit(row, tid) for row, tid in zip(active, batch.sample())]
+                active = [row for row, k in zip(active, keep) if k]
+                batch.advance(keep)
+            except Exception as e:  # never kill the worker: fail what was decoding, keep serving
+                log.exception("decoding failed")
+                for j in {id(j): j for j in [r.job for r in active] + jobs}.values():
                     j.emit("error", ServeError(500, f"generation failed: {type(e).__name__}", type="server_error"))
+                batch, active = self.model.decoder(), []
             finally:
-                self.busy = False
+                self.busy = bool(active)
 
-    def _run(self, jobs: list[Job]) -> None:
+    def _join(self, batch, jobs: list[Job], running: bool) -> list[_Row]:
+        """Encode and prefill `jobs`, add their rows to the batch; the rows to follow."""
         model = self.model
         ready = _encode_jobs(model, jobs)
         if not ready:
-            return
-        rows = [(job, i) for job, _ in ready for i in range(job.request.n)]
-        convs = [job.request.messages for job, _ in rows]
-        feats = [f for job, f in ready for _ in range(job.request.n)]
+            return []
+        pairs = [(job, i) for job, _ in ready for i in range(job.request.n)]
         try:
-            prompt = model.prepare(convs, feats)
+            prompt = model.prepare([job.request.messages for job, _ in pairs],
+                                   [f for job, f in ready for _ in range(job.request.n)])
         except AnymalError as e:  # e.g. a prompt longer than the LLM's context
             for job, _ in ready:
                 job.emit("error", ServeError(400, _client_message(str(e), job.request)))
-            return
-        for (job, choice), c in zip(rows, prompt.counts):
+            return []
+        for (job, choice), c in zip(pairs, prompt.counts):
             if choice == 0:
                 job.emit("usage_prompt", c)
-        eos = model.llm.eos_token_ids
-        streams = [TextStream(model.llm.tokenizer, job.request.settings.stop + model.llm.default_stop, eos)
-                   for job, _ in rows]
-        budget = [job.request.settings.max_new_tokens for job, _ in rows]
-        used = [0] * len(rows)
-        done = [False] * len(rows)
-        settings = replace(rows[0][0].request.settings, max_new_tokens=max(budget), stop=[])
+        batch.join(prompt.embeds, prompt.mask, [job.request.settings for job, _ in pairs], prompt.bind,
+                   indices=[choice for _, choice in pairs])
         self.batches += 1
-        self.rows_decoded += len(rows)
-        for step in model.decode(prompt, settings):
-            for r, ((job, choice), tid) in enumerate(zip(rows, step.tolist())):
-                if done[r]:
-                    continue
-                if job.cancelled.is_set():
-                    done[r] = True
-                    self.rows_cancelled += 1
-                    continue
-                used[r] += 1
-                self.tokens_out += 1
-                piece = streams[r].push(tid)
-                if piece:
-                    job.emit("delta", choice, piece, used[r])
-                if streams[r].finished or used[r] >= budget[r]:
-                    reason = "stop" if streams[r].finished else "length"
-                    tail = streams[r].close()
-                    if tail:
-                        job.emit("delta", choice, tail, used[r])
-                    done[r] = True
-                    job.emit("finish", choice, reason, used[r] - (tid in eos))
-            if all(done):  # every row ends within the loop: its budget is at most the batch's
-                break
+        self.joined_running += running
+        self.rows_decoded += len(pairs)
+        stop, eos = model.llm.default_stop, model.llm.eos_token_ids
+        return [_Row(job, choice, TextStream(model.llm.tokenizer, job.request.settings.stop + stop, eos),
+                     job.request.settings.max_new_tokens) for job, choice in pairs]
+
+    def _emit(self, row: _Row, tid: int) -> bool:
+        """Hand a row's new token to its job; whether the row goes on decoding."""
+        job = row.job
+        if job.cancelled.is_set():
+            self.rows_cancelled += 1
+            return False
+        row.used += 1
+        self.tokens_out += 1
+        piece = row.stream.push(tid)
+        if piece:
+            job.emit("delta", row.choice, piece, row.used)
+        if not (row.stream.finished or row.used >= row.budget):
+            return True
+        reason = "stop" if row.stream.finished else "length"
+        tail = row.stream.close()
+        if tail:
+            job.emit("delta", row.choice, tail, row.used)
+        job.emit("finish", row.choice, reason, row.used - (tid in row.stream.eos))
+        return False
 
 
 def _encode_jobs(model, jobs: list[Job]) -> list[tuple[Job, list]]:

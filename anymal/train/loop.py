@@ -109,9 +109,17 @@ def _build(cfg: TrainConfig, d: dist.Dist, log) -> AnyMAL:
     if cfg.llm_quantize:
         quantize_llm(model.llm, cfg.llm_quantize)
     model.to(d.device)
+    model.llm.model.set_attn_implementation(train_attention(cfg, model))
     apply_stage(model, cfg.stage, cfg.freeze, cfg.train)
     model.bind_text_noise = cfg.bind_text_noise
     return model
+
+
+def train_attention(cfg: TrainConfig, model: AnyMAL) -> str:
+    if cfg.llm_train_attention != "auto":
+        return cfg.llm_train_attention
+    bf16_cpu = model.device.type == "cpu" and model.llm.model.dtype == torch.bfloat16
+    return "eager" if bf16_cpu else "sdpa"
 
 
 def _data(cfg: TrainConfig, model: AnyMAL, d: dist.Dist, progress: bool, log):
@@ -155,7 +163,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
     opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
     sched = get_cosine_schedule_with_warmup(opt, o.warmup_steps, o.max_steps)
     sampler = StepSampler([len(p.encoded.input_ids) for p in train_items], o.batch_size, o.grad_accum,
-                          d.world, d.rank, cfg.seed, cfg.data.group_by_length)
+                          d.world, d.rank, cfg.seed, cfg.data.group_by_length, cfg.data.length_window)
     c = {"first_loss": math.nan, "last_loss": math.nan, "initial_val": None, "val_loss": None,
          "seen": 0, "tokens": 0, "seconds": 0.0, "nan_steps": 0}
     start = 0
