@@ -116,6 +116,12 @@ class TrainConfig:
     # kernels ride oneDNN's bf16 matmuls: ~1.3x faster per step than CPU flash-attention, measured by
     # bench/align_speed.py), the model's default (sdpa) otherwise
     llm_train_attention: Literal["auto", "eager", "sdpa"] = "auto"
+    # run the prompt prefix every sample shares (chat template, system prompt) through the frozen LLM
+    # once per run instead of every step; applies while no LLM weight trains (anymal/train/prefix.py)
+    reuse_prefix: bool = True
+    # on CPU: glibc keeps freed memory for the next step instead of returning it to the OS and
+    # faulting it back in (anymal/train/host.py)
+    keep_freed_memory: bool = True
     # hold the frozen LLM's weights in int8/int4 while training (optimum-quanto; see anymal/llm/quantize.py)
     llm_quantize: Literal["int8", "int4"] | None = None
     # stage bind-inject, text-only training (CapDec-style): each row's bind vector is its own caption's

@@ -1,19 +1,21 @@
 """Stage-1 alignment throughput: anymal's trainer vs a straightforward loop, side by side in one run.
 
-    python bench/align_speed.py [--steps 20] [--batch-size 8] [--set audio|image]
+    python bench/align_speed.py [--set audio|image] [--steps 30] [--batch-size 8] [--ablate]
 
-baseline   the encoder runs on every sample every step (no feature cache), random batches (no
-           length grouping), fp32 LLM with its default attention (sdpa)
-anymal     the trainer's defaults for this recipe: features from the warm feature cache,
-           length-grouped batches, bf16 frozen LLM (with eager attention, which `auto` picks for bf16
-           on CPU)
+baseline   a straightforward loop: the encoder runs on every sample every step (no feature cache),
+           random batches (no length grouping), fp32 LLM with its default attention (sdpa), every
+           token of every sample through the LLM every step, glibc's default allocator behaviour
+anymal     the trainer's defaults: features from the warm feature cache, length-grouped batches,
+           bf16 frozen LLM (eager attention, which `auto` picks for bf16 on CPU), the shared prompt
+           prefix run once per run, freed memory kept for the next step
 
 Both train the same adapter from the same seed on the same samples for the same number of steps;
 the report gives samples/s of each, the ratio (target >= 5x) and both losses on held-out samples
-(the next --val samples of the manifest) after training, which should agree: the speed-ups change
-where features come from, the batch composition and the frozen LLM's precision, not what is
-learned. The cache is warmed before timing (its one-off cost is reported separately: it is paid
-once per dataset, not per run).
+(the next --val samples of the manifest) before and after training, which should agree: the
+speed-ups change where features come from, the batch composition and the frozen LLM's precision,
+not what is learned. The cache is warmed before timing (its one-off cost is reported separately: it
+is paid once per dataset, not per run). --ablate also runs anymal with each speed-up turned off in
+turn, to show what each one is worth. Every variant runs in its own process.
 """
 from __future__ import annotations
 
@@ -28,58 +30,76 @@ SETS = {  # name -> (recipe, manifest)
     "audio": ("anymal/recipes/all-modalities.yaml", "data/audio/train.jsonl"),
     "image": ("anymal/recipes/tuxpaint-align.yaml", "data/tuxpaint/train.jsonl"),
 }
-VARIANTS = {"baseline": ["data.feature_cache=false", "data.group_by_length=false", "llm_train_dtype=null",
-                         "llm_train_attention=sdpa"],
-            "anymal": ["data.feature_cache=true", "data.group_by_length=true", "llm_train_dtype=bfloat16",
-                       "llm_train_attention=auto"]}
+ANYMAL = ["data.feature_cache=true", "data.group_by_length=true", "llm_train_dtype=bfloat16",
+          "llm_train_attention=auto", "reuse_prefix=true", "keep_freed_memory=true"]
+VARIANTS = {
+    "baseline": ["data.feature_cache=false", "data.group_by_length=false", "llm_train_dtype=null",
+                 "llm_train_attention=sdpa", "reuse_prefix=false", "keep_freed_memory=false"],
+    "anymal": ANYMAL,
+}
+ABLATIONS = {  # anymal without one speed-up
+    "without the feature cache": ["data.feature_cache=false"],
+    "without length grouping": ["data.group_by_length=false"],
+    "fp32 LLM (sdpa)": ["llm_train_dtype=null"],
+    "sdpa attention in bf16": ["llm_train_attention=sdpa"],
+    "without prefix reuse": ["reuse_prefix=false"],
+    "glibc's default allocator": ["keep_freed_memory=false"],
+}
 
 
-def worker(variant: str, a) -> dict:
+def worker(over: list[str], a) -> dict:
     from anymal.config import load_train_config
     from anymal.train.loop import train
 
     recipe, data = SETS[a.set]
-    over = VARIANTS[variant] + [f"data.train={a.subset}", f"data.media_root={Path(a.data or data).parent}",
-                                f"data.val={a.heldout if a.val else 'null'}", f"optim.max_steps={a.steps}",
-                                f"optim.batch_size={a.batch_size}", "optim.warmup_steps=2", "log_every=1",
-                                "eval_every=0", "save_every=0", "init_from=null", "freeze=[]",
-                                f"output_dir={a.out}/{a.set}-{variant}"]
+    over = over + [f"data.train={a.subset}", f"data.media_root={Path(a.data or data).parent}",
+                   f"data.val={a.heldout if a.val else 'null'}", f"optim.max_steps={a.steps}",
+                   f"optim.batch_size={a.batch_size}", "optim.warmup_steps=2", "log_every=1",
+                   "eval_every=0", "save_every=0", "init_from=null", "freeze=[]", f"output_dir={a.run_dir}"]
     cfg = load_train_config(recipe, over)
     t0 = time.time()
     res = train(cfg, progress=False, log=lambda *_: None)
     rows = [json.loads(l) for l in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in rows if "samples_per_s" in r][-1]
     losses = [r["loss"] for r in rows if "loss" in r]
-    return {"variant": variant, "samples_per_s": last["samples_per_s"], "tokens_per_s": last["tokens_per_s"],
+    return {"samples_per_s": last["samples_per_s"], "tokens_per_s": last["tokens_per_s"],
             "final_loss": sum(losses[-5:]) / len(losses[-5:]), "first_loss": res.first_loss,
-            "val_loss_before": res.initial_val_loss, "val_loss": res.val_loss,
-            "wall_s": time.time() - t0}
+            "val_loss_before": res.initial_val_loss, "val_loss": res.val_loss, "wall_s": time.time() - t0}
+
+
+def run_worker(name: str, over: list[str], args: list[str]) -> dict:
+    print(f"[{name}] ...", file=sys.stderr, flush=True)
+    r = subprocess.run([sys.executable, __file__, *args, "--worker", json.dumps([name, over])],
+                       capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"[{name}] failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--set", choices=list(SETS), default="audio")
     p.add_argument("--data", help="manifest (default: the set's train split)")
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", default="runs/bench/align-speed")
-    p.add_argument("--samples", type=int, default=256, help="train on the first N samples of the manifest")
+    p.add_argument("--samples", type=int, default=160, help="train on the first N samples of the manifest")
     p.add_argument("--val", type=int, default=64, help="held-out loss on the next N samples (0 = none)")
-    p.add_argument("--worker", choices=list(VARIANTS) + ["warm"])
+    p.add_argument("--ablate", action="store_true", help="also run anymal without each speed-up in turn")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args()
     a.subset, a.heldout = f"{a.out}/{a.set}-subset.jsonl", f"{a.out}/{a.set}-heldout.jsonl"
     args = ["--set", a.set, "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--out", a.out,
-            "--val", str(a.val)]
-    if a.data:
-        args += ["--data", a.data]
+            "--val", str(a.val)] + (["--data", a.data] if a.data else [])
     if a.worker:
-        if a.worker == "warm":  # one step with the cache on: encodes (or re-reads) every sample once
-            t0 = time.time()
-            a.steps = 1
-            worker("anymal", a)
+        name, over = json.loads(a.worker)
+        a.run_dir = f"{a.out}/{a.set}-" + "".join(c if c.isalnum() else "-" for c in name)
+        if name == "warm":  # one step with the cache on: encodes (or re-reads) every sample once
+            t0, a.steps = time.time(), 1
+            worker(over, a)
             print(json.dumps({"warm_s": time.time() - t0}))
         else:
-            print(json.dumps(worker(a.worker, a)))
+            print(json.dumps(worker(over, a)))
         return
     manifest = a.data or SETS[a.set][1]
     if not Path(manifest).is_file():
@@ -88,29 +108,25 @@ def main() -> None:
     lines = Path(manifest).read_text().splitlines(keepends=True)
     Path(a.subset).write_text("".join(lines[:a.samples]))
     Path(a.heldout).write_text("".join(lines[a.samples:a.samples + a.val]))
-    rows = {}
-    for v in ["warm", "baseline", "anymal"]:
-        print(f"[{v}] ...", file=sys.stderr, flush=True)
-        r = subprocess.run([sys.executable, __file__, "--worker", v, *args], capture_output=True, text=True)
-        if r.returncode:
-            sys.exit(f"[{v}] failed:\n{r.stderr[-3000:]}")
-        rows[v] = json.loads(r.stdout.strip().splitlines()[-1])
+    warm = run_worker("warm", ANYMAL, args)["warm_s"]
+    rows = {name: run_worker(name, over, args) for name, over in VARIANTS.items()}
+    ablations = {name: run_worker(name, ANYMAL + over, args) for name, over in ABLATIONS.items()} if a.ablate else {}
     b, o = rows["baseline"], rows["anymal"]
     speedup = o["samples_per_s"] / b["samples_per_s"]
-    res = {"set": a.set, "steps": a.steps, "batch_size": a.batch_size, "cache_warm_s": rows["warm"]["warm_s"],
+    res = {"set": a.set, "steps": a.steps, "batch_size": a.batch_size, "samples": a.samples, "cache_warm_s": warm,
            "baseline": b, "anymal": o, "speedup": speedup, "target_5x": speedup >= 5,
            "final_loss_rel_diff": o["final_loss"] / b["final_loss"] - 1,
-           "val_loss_rel_diff": o["val_loss"] / b["val_loss"] - 1 if a.val else None}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{a.set}.json").write_text(json.dumps(res, indent=1))
+           "val_loss_rel_diff": o["val_loss"] / b["val_loss"] - 1 if a.val else None, "ablations": ablations}
+    (Path(a.out) / f"{a.set}.json").write_text(json.dumps(res, indent=1))
     print(f"| {a.set} alignment | samples/s | tokens/s | train loss (last 5 steps) | held-out loss |\n|---|---|---|---|---|")
-    for name, r in (("baseline (encoder every step, fp32, random batches)", b), ("anymal (cache, bf16, grouped)", o)):
+    named = [("baseline (straightforward loop)", b), ("anymal (trainer defaults)", o)]
+    named += [(f"anymal {name}", r) for name, r in ablations.items()]
+    for name, r in named:
         held = f"{r['val_loss_before']:.3f} -> {r['val_loss']:.3f}" if a.val else "-"
         print(f"| {name} | {r['samples_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['final_loss']:.3f} | {held} |")
     held = f"held-out loss {res['val_loss_rel_diff']:+.1%}, " if a.val else ""
     print(f"\nspeed-up {speedup:.1f}x (target >= 5x: {'met' if speedup >= 5 else 'NOT met'}); {held}train loss "
-          f"{res['final_loss_rel_diff']:+.1%} vs baseline; one-off cache warm-up {res['cache_warm_s']:.0f} s "
+          f"{res['final_loss_rel_diff']:+.1%} vs baseline; one-off cache warm-up {warm:.0f} s "
           f"({a.steps} steps of batch {a.batch_size} on {a.samples} samples)")
 
 

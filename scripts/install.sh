@@ -11,6 +11,7 @@ APT_PACKAGES=(
   tuxpaint-stamps-default   # real captioned images (Tux Paint stamps, GPL-2): training/eval data
   librsvg2-bin              # rsvg-convert: renders the SVG stamps
   fonts-noto-color-emoji    # Noto Color Emoji (OFL-1.1): broad-vocabulary alignment data
+  openclipart-svg           # ~7,400 titled public-domain drawings: image breadth, image safety-check labels
   sweethome3d-furniture     # 820 named OBJ furniture models (PD / CC-BY-3.0): real 3-D data
   asterisk-core-sounds-en-wav  # 563 spoken prompts (CC-BY-SA-3.0): real speech ...
   asterisk-core-sounds-en      # ... and their exact transcripts

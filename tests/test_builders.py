@@ -6,6 +6,7 @@ from PIL import Image
 
 from anymal.data.emoji import FONT, build_emoji, caption_for
 from anymal.data.jsonl import read_jsonl
+from anymal.data.openclipart import ROOT as OPENCLIPART
 from anymal.data.tuxpaint import STAMPS_DIR, build_tuxpaint, caption_split, names_object, object_word
 
 
@@ -50,3 +51,39 @@ def test_emoji_build(tmp_path):
     assert counts["train"] == len(samples) >= 15 and skipped.total == 0
     assert all(s.messages[1]["content"][0]["text"].endswith(".") for s in samples)
     assert caption_for(":goat:") == "A goat." and caption_for(":ice_cream:") == "An ice cream."
+
+
+SVG = """<svg xmlns="http://www.w3.org/2000/svg" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+ xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:cc="http://creativecommons.org/ns#" width="40" height="20">
+<metadata><rdf:RDF><cc:Work><dc:title>Red &amp; Round</dc:title><dc:subject><rdf:Bag><rdf:li>ball</rdf:li>
+<rdf:li>toy</rdf:li></rdf:Bag></dc:subject></cc:Work></rdf:RDF></metadata>
+<circle cx="10" cy="10" r="8" fill="red"/></svg>"""
+
+
+def test_openclipart_build_reads_metadata_and_counts_what_does_not_render(tmp_path, monkeypatch):
+    from anymal.data import openclipart
+
+    root = tmp_path / "svg"
+    (root / "recreation" / "toys").mkdir(parents=True)
+    (root / "patterns").mkdir()
+    (root / "recreation" / "toys" / "ball.svg").write_text(SVG)
+    (root / "recreation" / "broken.svg").write_text("<svg oops")
+    (root / "patterns" / "dots.svg").write_text(SVG)  # abstract-shape folders are left out
+    monkeypatch.setattr(openclipart, "ROOT", root)
+    res = openclipart.build_openclipart(tmp_path / "out", size=64, progress=False)
+    assert res["train"] == 1 and res["not_rendered"] == 1 and "broken.svg" in res["not_rendered_examples"][0]
+    rec = json.loads((tmp_path / "out" / "train.jsonl").read_text())
+    assert rec["meta"]["title"] == "Red & Round" and rec["meta"]["keywords"] == ["ball", "toy"]
+    assert rec["meta"]["folder"] == "recreation" and rec["messages"][1]["content"] == "Red & Round."
+    img = Image.open(tmp_path / "out" / rec["images"][0])
+    assert img.size == (64, 32) and img.getpixel((16, 16))[:3] == (255, 0, 0)  # aspect kept, on white
+
+
+@pytest.mark.skipif(not OPENCLIPART.is_dir(), reason="openclipart-svg not installed (scripts/install.sh installs it)")
+def test_openclipart_build_on_the_installed_package(tmp_path):
+    from anymal.data.openclipart import build_openclipart
+
+    res = build_openclipart(tmp_path, limit=6, progress=False)
+    recs = [json.loads(l) for l in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert res["train"] + res["not_rendered"] == 6 and len(recs) == res["train"] >= 4
+    assert all(r["meta"]["licence"].startswith("public domain") and (tmp_path / r["images"][0]).is_file() for r in recs)

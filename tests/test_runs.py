@@ -97,8 +97,8 @@ def test_non_finite_loss_stops_with_step_and_samples_or_is_skipped(tmp_path, ima
     monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
     real, calls = AnyMAL.forward, []
 
-    def poisoned(self, batch, objective="lm"):
-        out = real(self, batch, objective)
+    def poisoned(self, batch, objective="lm", prefix=None):
+        out = real(self, batch, objective, prefix)
         calls.append(1)
         if len(calls) == 3 and batch.labels is not None:
             out.loss_sum = out.loss_sum * float("nan")

@@ -130,34 +130,47 @@ def test_server_refuses_harmful_input_before_the_model_and_answers_lookalikes(ti
         assert r.choices[0].finish_reason in ("stop", "length") and s.app.state.engine.batches == 1
 
 
-def test_image_check_reads_the_weapon_classes_and_the_guard_refuses_on_it(images):
-    from anymal.safety.image import ImageCheck, names_weapon, weapon_class_ids
+def test_weapon_labels_from_words_by_hand():
+    from anymal.safety.image import weapon_label
 
-    ids = weapon_class_ids()
-    assert ids == [413, 465, 471, 583, 597, 657, 744, 763, 764]  # both 'missile' classes included
-    assert names_weapon("A medieval longsword.") and not names_weapon("A bullet train.")
+    assert weapon_label("A medieval longsword.") and weapon_label("M16 weapon gun tools")
+    assert weapon_label("Crossed swords.") and weapon_label("Fat Man - interior of atomic bomb")
+    assert weapon_label("A red apple.") is False and weapon_label("A space rocket.") is False
+    for ambiguous in ("A kitchen knife.", "A water pistol.", "A bullet train.", "A bow and arrow."):
+        assert weapon_label(ambiguous) is None, ambiguous  # left out of training and measurement
 
-    class Stub:  # an ImageNet head that sees a revolver (763) in red pictures only
+
+def test_image_head_trains_on_pooled_features_and_the_guard_refuses_on_it(tmp_path, images):
+    from anymal.safety.image import HEAD, ImageCheck, LabelledImage, train_image_head
+
+    class Stub(torch.nn.Module):  # "features": the picture's mean colour, as 4 tokens
+        id, dim = "efficientnet-lite0", 3
+
         def preprocess(self, item):
             from anymal.encoders.media import load_image
 
-            return torch.tensor(load_image(item).getpixel((10, 10)), dtype=torch.float32)
+            return torch.tensor(load_image(item).resize((8, 8)).getdata(), dtype=torch.float32).mean(0)
 
-        def classify(self, x):
-            logits = torch.zeros(len(x), 1000)
-            logits[:, 763] = (x[:, 0] > 150).float() * 20
-            return logits
+        def forward(self, x):
+            return x[:, None, :].expand(-1, 4, -1) + torch.randn(len(x), 4, 3) * 0.01
 
-    check = ImageCheck(Stub(), threshold=0.3)
-    red, green = check.check([images[0], images[1]])
-    assert red.unsafe and red.score > 0.99 and not green.unsafe and green.score < 0.05
+    # images: red, green, blue, yellow squares; "weapons" = red-ish ones (red, yellow) for the test
+    items = [LabelledImage(str(p), w, w == "gun") for p, w in zip(images, ["gun", "leaf", "sea", "gun"])] * 3
+    head = train_image_head(items, Stub(), out=tmp_path / "head.safetensors", progress=False)
+    check = ImageCheck(Stub(), threshold=0.5, head=tmp_path / "head.safetensors")
+    assert set(head) == {"weight", "bias", "mean", "std"}
+    red, green, blue, yellow = check.check(images[:4])
+    assert red.unsafe and yellow.unsafe and not green.unsafe and not blue.unsafe
+    assert red.category == "violence" and red.score > 0.9 > 0.1 > green.score
     guard = Guard(SafetyConfig(input_text=False, input_image=True, output_text=False, pair=False), text=None, image=check)
     msgs = [{"role": "user", "content": [{"type": "image", "image": images[0].read_bytes()},
                                          {"type": "text", "text": "What is this?"}]}]
     flag, score = guard.check_input(msgs)
-    assert flag.check == "input_image" and score > 0.99
+    assert flag.check == "input_image" and score > 0.9
     msgs[0]["content"][0]["image"] = images[1].read_bytes()
-    assert guard.check_input(msgs) == (None, pytest.approx(green.score))
+    assert guard.check_input(msgs) == (None, pytest.approx(green.score, abs=0.05))
+    shipped = ImageCheck(Stub(), head=HEAD)  # the shipped head reads EfficientNet-Lite0's 1280 features
+    assert shipped.weight.shape == (1280, 2) and shipped.mean.shape == (1280,)
 
 
 def test_safety_eval_command_prints_and_writes_precision_recall(tmp_path, capsys):

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from anymal import AnyMAL
@@ -132,3 +133,65 @@ def test_shipped_recipes_load_and_fit_the_checkpoint_they_start_from(recipe):
                 assert shipped[m]["projector"] in PROJECTORS._items[ours["projector"]].adopts, (recipe.name, m)
                 continue
             assert ours == {**defaults, **shipped[m]}, (recipe.name, m)
+
+
+def _system_dataset(tmp_path, images):
+    """Messages with a system prompt: every sample starts with the same ~20 tokens."""
+    recs = [{"messages": [{"role": "system", "content": "You are a careful assistant who names shapes."},
+                          {"role": "user", "content": "<image>What is this?"},
+                          {"role": "assistant", "content": a}], "images": [str(p)]}
+            for p, a in zip(images, ["A red square.", "A green square.", "A blue square.", "A yellow square."])]
+    f = tmp_path / "system.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    return f
+
+
+def test_shared_prefix_length_by_hand():
+    from anymal.model.processor import IGNORE, Encoded
+    from anymal.train.prefix import shared_length
+
+    a = Encoded([1, 2, 3, 4, 5, 6, 7, 8], [IGNORE] * 6 + [7, 8], [None] * 8)
+    assert shared_length([a, a]) == 5  # the hidden state at 5 predicts the first label (6): it must run
+    b = Encoded([1, 2, 3, 9, 5, 6, 7, 8], a.labels, [None] * 8)
+    assert shared_length([a, b]) == 3  # first difference
+    c = Encoded([1, 2, 3, 4, 5, 6, 7, 8], a.labels, [None, None, "image", "image"] + [None] * 4)
+    assert shared_length([a, c]) == 2  # a modality slot is trainable input: it must run
+
+
+def test_reusing_the_shared_prefix_gives_the_same_loss_and_gradients(tmp_path, images, tiny_llm_dir, monkeypatch):
+    from anymal.data.dataset import collate
+    from anymal.data.jsonl import read_jsonl
+    from anymal.train.prefix import find_shared_prefix
+
+    monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
+    cfg = load_train_config(_recipe(tmp_path, tiny_llm_dir, _system_dataset(tmp_path, images)))
+    model = AnyMAL.from_config(cfg.model)
+    samples, _ = read_jsonl(str(_system_dataset(tmp_path, images)), ["image"], None, "fail")
+    enc = [model.processor.encode(s.messages) for s in samples]
+    for e, s in zip(enc, samples):
+        e.features = model.encode_media(model.processor.media(s.messages))
+    prefix = find_shared_prefix(model.llm.model, enc)
+    assert prefix is not None and len(prefix) >= 10
+    batch = model.processor.collate(enc[:3], padding_side="right")
+    outs = []
+    for p in (None, prefix):
+        model.zero_grad()
+        out = model(batch, "lm", p)
+        out.loss_sum.backward()
+        outs.append((out, [q.grad.clone() for q in model.projectors["image"].parameters()]))
+    (a, ga), (b, gb) = outs
+    assert a.num_labels == b.num_labels and float(a.loss_sum.detach()) == pytest.approx(float(b.loss_sum.detach()), rel=1e-5)
+    assert all(torch.allclose(x, y, atol=1e-6, rtol=1e-4) for x, y in zip(ga, gb))
+
+
+def test_the_trainer_reuses_the_prefix_only_while_the_llm_is_frozen(tmp_path, images, tiny_llm_dir, monkeypatch):
+    monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
+    recipe = _recipe(tmp_path, tiny_llm_dir, _system_dataset(tmp_path, images), max_steps=6)
+    runs = {}
+    for name, over in (("on", []), ("off", ["reuse_prefix=false"]), ("lora", ["stage=instruct"])):
+        logs = []
+        train(load_train_config(recipe, over + [f"output_dir={tmp_path / name}"]), progress=False, log=logs.append)
+        runs[name] = ([json.loads(l)["loss"] for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+                       if "loss" in json.loads(l)], any("shared prompt prefix" in l for l in logs))
+    assert runs["on"][1] and not runs["off"][1] and not runs["lora"][1]
+    assert runs["on"][0] == pytest.approx(runs["off"][0], rel=1e-4)

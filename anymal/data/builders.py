@@ -14,6 +14,8 @@ from ..errors import ConfigError
 BUILDERS: dict[str, tuple[str, str, str]] = {
     "tuxpaint": ("anymal.data.tuxpaint", "build_tuxpaint", "Tux Paint stamps -> image captioning, split by caption"),
     "emoji": ("anymal.data.emoji", "build_emoji", "Noto Color Emoji + CLDR names -> broad-vocabulary captions"),
+    "openclipart": ("anymal.data.openclipart", "build_openclipart",
+                    "Open Clip Art Library SVGs (public domain) -> pictures with titles, keywords, topic"),
     "audio": ("anymal.data.speech", "build_audio",
               "Asterisk prompts + espeak-ng/flite speech -> transcripts; Tux Paint sounds -> captions"),
     "video": ("anymal.data.stamp_video", "build_video",

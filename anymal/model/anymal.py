@@ -10,7 +10,7 @@ from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,9 @@ from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoi
 from .generation import DecodeBatch, GenerationSettings, TextStream, decode_tokens
 from .messages import MediaPart, from_prompt
 from .processor import IGNORE, Batch, Encoded, Processor
+
+if TYPE_CHECKING:
+    from ..train.prefix import SharedPrefix
 
 
 def full_tensor(t: torch.Tensor) -> torch.Tensor:
@@ -302,13 +305,15 @@ class AnyMAL(nn.Module):
             return sum(n for m in self.bind_modalities if (n := len(batch.media.get(m, []))) > 1)
         return int((batch.labels[:, 1:] != IGNORE).sum())
 
-    def forward(self, batch: Batch, objective: str = "lm"):
+    def forward(self, batch: Batch, objective: str = "lm", prefix: SharedPrefix | None = None):
         """LLM outputs; with labels, `.loss` is the mean next-token loss on labelled (assistant) tokens,
         `.loss_sum` its sum and `.num_labels` their count (the trainer weights batches by tokens).
         `objective="bind"` (stage `bind`) is instead the bind heads' InfoNCE against the captions.
 
         Logits are computed only at the labelled positions (gathered across rows): the 49k-way LM head
-        over every prompt, modality and padding position would be most of a step's work.
+        over every prompt, modality and padding position would be most of a step's work. `prefix`
+        (training with a frozen LLM, anymal/train/prefix.py): the K/V of the tokens every row starts
+        with, computed once, so that only the rest of each row runs.
         """
         if objective == "bind":
             return self._bind_loss(batch)
@@ -319,15 +324,22 @@ class AnyMAL(nn.Module):
             with self.injecting(bind):
                 return self.llm.model(inputs_embeds=embeds, attention_mask=mask)
         targets = batch.labels[:, 1:].to(self.device)
+        run = {"inputs_embeds": embeds, "attention_mask": mask}
+        if prefix is not None:
+            if bind is not None or not prefix.covers(batch.input_ids):
+                raise ValueError("a shared prefix needs rows that start with it and no bind injection")
+            (B, T), P = mask.shape, len(prefix)
+            run.update(inputs_embeds=embeds[:, P:], past_key_values=prefix.cache(B),
+                       position_ids=torch.arange(P, T, device=self.device).expand(B, -1))
+            targets = targets[:, P:]  # no labels there: the prefix stops before the first one
         where = targets != IGNORE
         with self.injecting(bind):
             if self._plain_head:
-                hidden = self.llm.model.get_decoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+                hidden = self.llm.model.get_decoder()(**run).last_hidden_state
                 logits = self.llm.model.get_output_embeddings()(hidden[:, :-1][where])
             else:  # the model post-processes its logits: let it, at the positions any row needs
                 keep = where.any(0).nonzero().squeeze(1)
-                logits = self.llm.model(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
-                logits = logits[where[:, keep]]
+                logits = self.llm.model(**run, logits_to_keep=keep).logits[where[:, keep]]
         loss_sum = F.cross_entropy(logits.float(), targets[where], reduction="sum")
         n = int(where.sum())
         return LossOutput(loss_sum / max(n, 1), loss_sum, n, logits)

@@ -1,4 +1,4 @@
-"""`anymal safety train | eval`: rebuild the text head; measure every default check's precision/recall."""
+"""`anymal safety train | eval`: rebuild the text and image heads; measure each check's precision/recall."""
 from __future__ import annotations
 
 import json
@@ -10,26 +10,48 @@ DEFAULT_IMAGE_SETS = ["data/emoji/train.jsonl", "data/tuxpaint/train.jsonl", "da
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("safety", help="the safety checks: retrain the text head, measure precision/recall")
+    s = sub.add_parser("safety", help="the safety checks: retrain the text and image heads, measure precision/recall")
     ssub = s.add_subparsers(dest="what", required=True)
-    t = ssub.add_parser("train", help="retrain the text head on the train split of the labelled prompts")
+    t = ssub.add_parser("train", help="retrain the text head (labelled prompts) and the image head (captioned "
+                                      "pictures) on their train splits")
+    t.add_argument("--images", nargs="*", default=None, metavar="MANIFEST",
+                   help="captioned image manifests (default: the built openclipart, emoji and tuxpaint sets "
+                        "that exist; none = keep the shipped image head)")
     t.set_defaults(fn=cmd_train)
     e = ssub.add_parser("eval", help="precision/recall of the text and image checks on held-out labelled sets")
     e.add_argument("--images", nargs="*", default=None, metavar="MANIFEST",
-                   help="captioned image manifests (default: the built emoji and tuxpaint sets that exist); "
-                        "a caption naming a weapon makes a positive")
+                   help="captioned image manifests (default: the built openclipart, emoji and tuxpaint sets "
+                        "that exist); a picture whose words name a weapon is a positive")
     e.add_argument("--text-threshold", type=float, default=0.5)
-    e.add_argument("--image-threshold", type=float, default=0.3)
+    e.add_argument("--image-threshold", type=float, default=0.5)
     e.add_argument("--out", default="runs/safety")
     e.set_defaults(fn=cmd_eval)
 
 
+def _image_sets(given: list[str] | None) -> list[str]:
+    from .image import IMAGE_SETS
+
+    return given if given is not None else [m for m in IMAGE_SETS if Path(m).is_file()]
+
+
 def cmd_train(a) -> int:
+    from .image import HEAD as IMAGE_HEAD
+    from .image import labelled_images, train_image_head
     from .text import HEAD, load_prompts, split_of, train_text_head
 
     rows = [r for r in load_prompts() if split_of(r["text"]) == "train"]
     train_text_head(rows)
     print(f"wrote {HEAD} ({len(rows)} training prompts)", file=sys.stderr)
+    manifests = _image_sets(a.images)
+    if not manifests:
+        print("no captioned image sets built: the image head is kept as it is "
+              "(anymal data build openclipart|emoji|tuxpaint to rebuild it)", file=sys.stderr)
+        return 0
+    items, ambiguous = labelled_images(manifests)
+    train = [i for i in items if i.split == "train"]
+    train_image_head(train)
+    print(f"wrote {IMAGE_HEAD} ({len(train)} training pictures, {sum(i.weapon for i in train)} with weapons; "
+          f"{ambiguous} ambiguous ones left out) from {', '.join(manifests)}", file=sys.stderr)
     return 0
 
 
@@ -48,69 +70,80 @@ def evaluate_text(threshold: float) -> tuple[dict, list[tuple[float, float, floa
     res["false-positive rate: harmless prompts sharing words with harmful ones"] = (
         sum(verdicts[i].unsafe for i in tricky) / max(len(tricky), 1))
     res["n_tricky"] = len(tricky)
-    sweep = []
-    for t in [x / 20 for x in range(1, 20)]:
-        pr = precision_recall([v.score >= t for v in verdicts], truth)
-        sweep.append((t, pr["precision"], pr["recall"]))
-    return res, sweep
+    return res, _sweep([v.score for v in verdicts], truth)
 
 
-def evaluate_images(manifests: list[str], threshold: float) -> dict:
-    from ..data.jsonl import read_jsonl
-    from .image import ImageCheck, names_weapon
+def _sweep(scores: list[float], truth: list[bool]) -> list[tuple[float, float, float]]:
+    """(threshold, precision, recall) over thresholds 0.05 ... 0.95."""
     from .text import precision_recall
 
-    items = []
-    for m in manifests:
-        samples, _ = read_jsonl(m, ["image"], on_error="skip")
-        seen = set()
-        for s in samples:
-            path = next(p["path"] for msg in s.messages if isinstance(msg["content"], list)
-                        for p in msg["content"] if p.get("type") == "image")
-            if path not in seen:
-                seen.add(path)
-                items.append((path, names_weapon(s.meta.get("caption", ""))))
-    check = ImageCheck(threshold=threshold)
-    scores = []
-    for i in range(0, len(items), 32):
-        scores += check.scores([p for p, _ in items[i:i + 32]])
-    res = precision_recall([s >= threshold for s in scores], [w for _, w in items])
-    res["flagged_examples"] = [Path(p).name for (p, w), s in zip(items, scores) if s >= threshold][:10]
-    res["missed_examples"] = [Path(p).name for (p, w), s in zip(items, scores) if w and s < threshold][:10]
-    return res
+    out = []
+    for t in [x / 20 for x in range(1, 20)]:
+        pr = precision_recall([s >= t for s in scores], truth)
+        out.append((t, pr["precision"], pr["recall"]))
+    return out
 
 
-def cmd_eval(a) -> int:
+def evaluate_images(manifests: list[str], threshold: float) -> tuple[dict, list[tuple[float, float, float]]]:
+    from .image import ImageCheck, labelled_images
+    from .text import precision_recall
+
+    items, ambiguous = labelled_images(manifests)
+    test = [i for i in items if i.split == "test"]
+    scores = ImageCheck(threshold=threshold).scores([i.path for i in test])
+    truth = [i.weapon for i in test]
+    res = precision_recall([s >= threshold for s in scores], truth)
+    res["ambiguous_left_out"] = ambiguous
+    res["flagged_examples"] = [f"{Path(i.path).name} ({i.words[:40]})" for i, s in zip(test, scores) if s >= threshold][:12]
+    res["missed_examples"] = [f"{Path(i.path).name} ({i.words[:40]})" for i, s in zip(test, scores)
+                              if i.weapon and s < threshold][:12]
+    return res, _sweep(scores, truth)
+
+
+def _plot_sweep(sweep, title: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    ax.plot([r for _, _, r in sweep], [p for _, p, _ in sweep], marker="o", ms=3)
+    for t, p, r in sweep[::4]:
+        ax.annotate(f"{t:.2f}", (r, p), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cmd_eval(a) -> int:
     text, sweep = evaluate_text(a.text_threshold)
-    manifests = a.images if a.images is not None else [m for m in DEFAULT_IMAGE_SETS if Path(m).is_file()]
-    image = evaluate_images(manifests, a.image_threshold) if manifests else None
+    manifests = _image_sets(a.images)
+    image, image_sweep = evaluate_images(manifests, a.image_threshold) if manifests else (None, None)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"text": {"threshold": a.text_threshold, **text}, "image": image and {"threshold": a.image_threshold,
-              "sets": manifests, **image}, "text_threshold_sweep": sweep}
+              "sets": manifests, **image}, "text_threshold_sweep": sweep, "image_threshold_sweep": image_sweep}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     o = text["overall"]
     lines = ["| check | held-out set | n (positives) | precision | recall |", "|---|---|---|---|---|",
              f"| text (input and output) @ {a.text_threshold} | labelled prompts, 30% held out | {o['n']} ({o['positives']}) "
              f"| {o['precision']:.3f} | {o['recall']:.3f} |"]
     if image:
-        lines.append(f"| image (weapons) @ {a.image_threshold} | {len(manifests)} captioned image sets | {image['n']} "
-                     f"({image['positives']}) | {image['precision']:.3f} | {image['recall']:.3f} |")
+        lines.append(f"| image (weapons) @ {a.image_threshold} | captioned pictures, 30% held out by their words "
+                     f"| {image['n']} ({image['positives']}) | {image['precision']:.3f} | {image['recall']:.3f} |")
     lines.append("")
     lines += [f"- {k}: {v:.3f}" for k, v in text.items() if isinstance(v, float)]
+    if image:
+        lines += [f"- image: {image['ambiguous_left_out']} ambiguous pictures left out; "
+                  f"flagged: {'; '.join(image['flagged_examples'][:6])}; missed: {'; '.join(image['missed_examples'][:6])}"]
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    ax.plot([r for _, _, r in sweep], [p for _, p, _ in sweep], marker="o", ms=3)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title(f"text check, threshold sweep (n={o['n']})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "text_pr.png", dpi=110)
+    _plot_sweep(sweep, f"text check, threshold sweep (n={o['n']})", out / "text_pr.png")
+    if image:
+        _plot_sweep(image_sweep, f"image check, threshold sweep (n={image['n']}, {image['positives']} weapons)",
+                    out / "image_pr.png")
     print("\n".join(lines))
-    print(f"wrote {out}/: results.json, results.md, text_pr.png", file=sys.stderr)
+    print(f"wrote {out}/: results.json, results.md, text_pr.png{', image_pr.png' if image else ''}", file=sys.stderr)
     return 0

@@ -3,7 +3,7 @@ output text (sentence by sentence while it streams) and the input-image + output
 
 Each check can be switched off and has its own threshold. The pair check flags an output sentence
 that is borderline on its own (score >= `pair_text_threshold`, below the output threshold) when an
-input image is borderline violent (weapon score >= `pair_image_threshold`): the picture raises the
+input image is borderline violent (P(weapon) >= `pair_image_threshold`): the picture raises the
 stakes of the words. A flagged input is answered with the refusal and never reaches the model; a
 flagged output sentence is replaced by the refusal and generation stops.
 """
@@ -25,9 +25,9 @@ class SafetyConfig:
     output_text: bool = True
     pair: bool = True
     text_threshold: float = 0.5
-    image_threshold: float = 0.3
+    image_threshold: float = 0.5  # P(weapon) from the image head
     pair_text_threshold: float = 0.3
-    pair_image_threshold: float = 0.1
+    pair_image_threshold: float = 0.3
     refusal: str = "I can't help with that. (flagged by the {check} check: {category})"
 
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..errors import ConfigError
+from .heads import fit_linear_head
 
 DATA = Path(__file__).with_name("data")
 PROMPTS, HEAD = DATA / "prompts.jsonl", DATA / "text_head.safetensors"
@@ -79,18 +79,7 @@ def train_text_head(rows: list[dict], l2: float = 1e-3, out: Path | None = HEAD)
 
     x = embed_texts([r["text"] for r in rows]).float()
     y = torch.tensor([CLASSES.index(r["label"]) for r in rows])
-    w = torch.zeros(x.shape[1], len(CLASSES), requires_grad=True)
-    b = torch.zeros(len(CLASSES), requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=300, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(x @ w * 10 + b, y) + l2 * (w ** 2).sum()  # x10: unit-norm embeddings
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    weight, bias = (w.detach() * 10).contiguous(), b.detach().contiguous()
+    weight, bias = fit_linear_head(x, y, len(CLASSES), l2, scale=10.0)  # x10: unit-norm embeddings
     if out is not None:
         save_file({"weight": weight, "bias": bias}, str(out), metadata={"classes": ",".join(CLASSES)})
     return TextClassifier(weight, bias)

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     s.add_argument("--image-check", action="store_true",
                    help="also refuse input images the weapon check flags (off by default: it measures poorly)")
     s.add_argument("--safety-text-threshold", type=float, default=0.5, help="P(unsafe) that flags a text (0.5)")
-    s.add_argument("--safety-image-threshold", type=float, default=0.3, help="weapon score that flags an image (0.3)")
+    s.add_argument("--safety-image-threshold", type=float, default=0.5, help="P(weapon) that flags an image (0.5)")
     s.set_defaults(fn=cmd_serve)
 
 

@@ -27,6 +27,8 @@ from ..llm.lora import lora_parameters
 from ..llm.quantize import quantize_llm
 from . import distributed as dist
 from .runlog import RunLog
+from .host import keep_freed_memory
+from .prefix import SharedPrefix, find_shared_prefix
 from .sampling import StepSampler
 from .stages import Stage, apply_stage, get_stage, plan_table
 from .state import (load_state, optimizer_state, restore_trainable, rng_state, save_state, set_rng_state,
@@ -115,6 +117,19 @@ def _build(cfg: TrainConfig, d: dist.Dist, log) -> AnyMAL:
     return model
 
 
+def _shared_prefix(cfg: TrainConfig, model: AnyMAL, items: list[Prepared], st: Stage, log) -> SharedPrefix | None:
+    """The shared prompt prefix's K/V, when they are constants of the run: the LLM frozen (no LoRA,
+    not `full`) and nothing injected into its layers (no bind network)."""
+    frozen = not any(p.requires_grad for p in model.llm.parameters())
+    if not (cfg.reuse_prefix and st.objective == "lm" and frozen and not model.bind_modalities):
+        return None
+    prefix = find_shared_prefix(model.llm.model, [p.encoded for p in items])
+    if prefix is not None:
+        log(f"shared prompt prefix: {len(prefix)} tokens run once per run, not every step "
+            f"({model.llm.tokenizer.decode(prefix.ids)!r})")
+    return prefix
+
+
 def train_attention(cfg: TrainConfig, model: AnyMAL) -> str:
     if cfg.llm_train_attention != "auto":
         return cfg.llm_train_attention
@@ -151,12 +166,15 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
     if d.main:
         dump_yaml(cfg, out / "config.yaml")
     model = _build(cfg, d, log)
+    if cfg.keep_freed_memory and model.device.type == "cpu":
+        keep_freed_memory()
     table = plan_table(model)
     if d.main:
         (out / "plan.txt").write_text(table + "\n")
     log(f"stage {cfg.stage!r} ({st.about}), {d.world} process(es):\n{table}")
     train_items, val_items, skipped = _data(cfg, model, d, progress, log)
 
+    prefix = _shared_prefix(cfg, model, train_items, st, log)
     wrapped = dist.wrap(model, d, cfg.strategy)
     params = [p for p in model.parameters() if p.requires_grad]  # FSDP2 replaced them with sharded ones
     o = cfg.optim
@@ -219,7 +237,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
         loss_sum = 0.0
         for j, batch in enumerate(batches):
             with dist.no_sync(wrapped, j == len(batches) - 1):
-                o_ = wrapped(batch, st.objective)
+                o_ = wrapped(batch, st.objective, prefix)
                 # DDP averages gradients over ranks, hence x world: the sum over all ranks / all tokens
                 (o_.loss_sum * (d.world / n_global)).backward()
             loss_sum += float(o_.loss_sum.detach())
