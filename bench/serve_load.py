@@ -1,4 +1,4 @@
-"""Load on `anymal serve` over loopback: dynamic batching vs one request at a time, side by side.
+"""Load on `anymal serve` over loopback: continuous batching vs one request at a time, side by side.
 
     python bench/serve_load.py [--requests 24] [--concurrency 8] [--max-tokens 24] [--model DIR]
 
@@ -131,12 +131,12 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"args": vars(a), "rows": rows, "batching_speedup": speedup}, indent=1))
-    lines = ["| server | requests ok | errors | p50 s | p99 s | tokens/s | requests/s | batches | RSS MB: warm, round 1, round 2 |",
+    lines = ["| server | requests ok | errors | p50 s | p99 s | tokens/s | requests/s | admissions | RSS MB: warm, round 1, round 2 |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| --max-batch {r['max_batch']} | {r['ok']}/{r['requests']} | {r['errors']} | {r['p50_s']:.2f} | "
               f"{r['p99_s']:.2f} | {r['tokens_per_s']:.1f} | {r['requests_per_s']:.2f} | {r['batches']} | "
               f"{r['rss_before_mb']:.0f}, {r['rss_round1_mb']:.0f}, {r['rss_after_mb']:.0f} |" for r in rows]
-    lines.append(f"\n{a.concurrency} concurrent clients, {a.max_tokens} tokens max each, greedy; dynamic batching "
+    lines.append(f"\n{a.concurrency} concurrent clients, {a.max_tokens} tokens max each, greedy; continuous batching "
                  f"gives {speedup:.2f}x the tokens/s of one-at-a-time serving")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -84,7 +84,8 @@ class DecodeBatch:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         with self._injecting(rows):
-            out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+            out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                          use_cache=True, logits_to_keep=1)  # only the next token's logits are needed
         logits = out.logits[:, -1, :].float().cpu()  # sampling runs on CPU, with each row's generator
         if not self.rows:
             self.rows, self.cache, self.mask, self.pos, self.logits = rows, cache, mask, pos[:, -1], logits
@@ -131,7 +132,7 @@ class DecodeBatch:
         self.pos = self.pos + 1
         with self._injecting(self.rows):
             out = self.lm(input_ids=nxt, attention_mask=self.mask, position_ids=self.pos[:, None],
-                          past_key_values=self.cache, use_cache=True)
+                          past_key_values=self.cache, use_cache=True, logits_to_keep=1)
         self.logits = out.logits[:, -1, :].float().cpu()
 
     def _injecting(self, rows: list[_Row]):
