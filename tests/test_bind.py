@@ -3,7 +3,6 @@ the bind stage's InfoNCE, stage plans, the FAISS visual cache vs brute force, ch
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch

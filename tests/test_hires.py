@@ -13,7 +13,7 @@ from PIL import Image
 from anymal import AnyMAL
 from anymal.config import ModalityConfig, load_train_config
 from anymal.encoders import load_encoder
-from anymal.errors import CheckpointError, ConfigError, InputError
+from anymal.errors import ConfigError, InputError
 from anymal.projectors.patch import patch_positions
 from anymal.train.loop import train
 from conftest import tiny_config

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from anymal import AnyMAL, GenerationSettings
+from anymal import GenerationSettings
 from anymal.config import load_train_config
 from anymal.data.tuxpaint import STAMPS_DIR, build_tuxpaint
 from anymal.eval.runner import evaluate

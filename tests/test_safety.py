@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -149,7 +150,7 @@ def test_image_head_trains_on_pooled_features_and_the_guard_refuses_on_it(tmp_pa
         def preprocess(self, item):
             from anymal.encoders.media import load_image
 
-            return torch.tensor(load_image(item).resize((8, 8)).getdata(), dtype=torch.float32).mean(0)
+            return torch.from_numpy(np.asarray(load_image(item).resize((8, 8)), dtype=np.float32)).reshape(-1, 3).mean(0)
 
         def forward(self, x):
             return x[:, None, :].expand(-1, 4, -1) + torch.randn(len(x), 4, 3) * 0.01

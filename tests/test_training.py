@@ -159,7 +159,6 @@ def test_shared_prefix_length_by_hand():
 
 
 def test_reusing_the_shared_prefix_gives_the_same_loss_and_gradients(tmp_path, images, tiny_llm_dir, monkeypatch):
-    from anymal.data.dataset import collate
     from anymal.data.jsonl import read_jsonl
     from anymal.train.prefix import find_shared_prefix
 

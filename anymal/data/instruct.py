@@ -59,7 +59,7 @@ def _lower_first(s: str) -> str:
 def _image(meta: dict, rng: random.Random, what: str = "image") -> dict[str, tuple[list, list[str]]]:
     thing, cat = _noun(meta), meta.get("category", "")
     kind = CATEGORY_FACT.get(cat)
-    conv = [(f"What is in this {what}?", f"{thing}."), (f"Name the main object in one word.", f"{meta['object'].capitalize()}.")]
+    conv = [(f"What is in this {what}?", f"{thing}."), ("Name the main object in one word.", f"{meta['object'].capitalize()}.")]
     if kind:
         conv.append(("What kind of thing is it?", f"It is {kind}."))
     detail = f"The {what} shows {_lower_first(thing)}" + (f", which is {kind}" if kind else "") + "."

@@ -5,12 +5,10 @@ reserved, so a prompt can hold any number of inputs of any registered modality, 
 """
 from __future__ import annotations
 
-import copy
-from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +26,8 @@ from ..llm.lora import LORA_MARK, apply_lora, has_lora
 from ..paths import DEFAULT_CHECKPOINT
 from ..projectors import build_projector
 from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoint
-from .generation import DecodeBatch, GenerationSettings, TextStream, decode_tokens
-from .messages import MediaPart, from_prompt
+from .inference import Inference
+from .messages import MediaPart
 from .processor import IGNORE, Batch, Encoded, Processor
 
 if TYPE_CHECKING:
@@ -50,17 +48,7 @@ class LossOutput:
     logits: torch.Tensor  # (labels, vocab): only at the positions that predict a label, row by row
 
 
-@dataclass
-class Prompt:
-    """A batch ready to decode: left-padded embeddings, mask, each row's token counts
-    ({"text": n, <modality>: n}) and the rows' bind-space vectors (None without bind inputs)."""
-    embeds: torch.Tensor
-    mask: torch.Tensor
-    counts: list[dict[str, int]]
-    bind: tuple[torch.Tensor, torch.Tensor] | None = None
-
-
-class AnyMAL(nn.Module):
+class AnyMAL(Inference, nn.Module):
     def __init__(self, config: ModelConfig, llm: LanguageModel, encoders: dict[str, Encoder]):
         super().__init__()
         self.config = config
@@ -363,96 +351,3 @@ class AnyMAL(nn.Module):
             raise InputError("stage bind: the batch has fewer than two inputs of any bind modality "
                              f"({', '.join(self.bind_modalities) or 'none configured: set projector: bind'})")
         return LossOutput(loss_sum / n, loss_sum, n, torch.cat(zs))
-
-    # ---------------------------------------------------------------- generation
-    def conversation_features(self, conversations: list[list[dict]]) -> list[list[torch.Tensor]]:
-        """Encoder features of every input, per conversation: one batched call per modality for all."""
-        media = [self.processor.media(c) for c in conversations]
-        flat = self.encode_media([p for ms in media for p in ms])
-        out = []
-        for ms in media:
-            out.append(flat[:len(ms)])
-            flat = flat[len(ms):]
-        return out
-
-    def prepare(self, conversations: list[list[dict]], features: list[list[torch.Tensor]] | None = None) -> Prompt:
-        """Left-padded inputs for generation. `features` (per conversation, per input) skips the encoders."""
-        if features is None:
-            features = self.conversation_features(conversations)
-        encoded = [self.encode_conversation(c, True, f) for c, f in zip(conversations, features)]
-        counts = [dict(Counter("text" if s is None else s for s in e.slots)) for e in encoded]
-        for e, c in zip(encoded, counts):  # bind inputs take no slots: count them as inputs
-            for m in self.bind_modalities:
-                if any(p.modality == m for p in e.media):
-                    c[m] = 0
-        batch = self.processor.collate(encoded, padding_side="left")
-        with torch.no_grad():
-            return Prompt(self.embed(batch), batch.attention_mask.to(self.device), counts, self.bind_vectors(batch))
-
-    def decoder(self) -> DecodeBatch:
-        """An empty running batch over this model's LLM (with the bind injection, if any)."""
-        return DecodeBatch(self.llm.model, lambda vectors, present: self.injecting((vectors, present)))
-
-    def decode(self, prompt: Prompt, settings: GenerationSettings) -> Iterator[torch.Tensor]:
-        """Every row's next token, step by step (see decode_tokens), with the same settings for all."""
-        batch = self.decoder()
-        batch.join(prompt.embeds, prompt.mask, [settings] * len(prompt.counts), prompt.bind)
-        yield from decode_tokens(batch, settings.max_new_tokens, self.llm.eos_token_ids)
-
-    def generate(self, conversations: list[list[dict]], settings: GenerationSettings | None = None) -> list[str]:
-        """Batched generation (left padding); greedy output equals one-by-one generation."""
-        s = settings or GenerationSettings()
-        prompt = self.prepare(conversations)
-        eos = self.llm.eos_token_ids
-        streams = [TextStream(self.llm.tokenizer, s.stop + self.llm.default_stop, eos) for _ in conversations]
-        for step in self.decode(prompt, s):
-            for st, t in zip(streams, step.tolist()):
-                st.push(t)
-            if all(st.finished for st in streams):
-                break
-        for st in streams:
-            st.close()
-        return [st.text for st in streams]
-
-    def stream(self, messages: list[dict], settings: GenerationSettings | None = None) -> Iterator[str]:
-        s = settings or GenerationSettings()
-        prompt = self.prepare([messages])
-        eos = self.llm.eos_token_ids
-        st = TextStream(self.llm.tokenizer, s.stop + self.llm.default_stop, eos)
-        for step in self.decode(prompt, s):
-            piece = st.push(int(step[0]))
-            if piece:
-                yield piece
-            if st.finished:
-                return
-        tail = st.close()
-        if tail:
-            yield tail
-
-    def chat(self, prompt: str | list[dict] | None = None, *, stream: bool = False,
-             settings: GenerationSettings | None = None, **inputs: Any) -> str | Iterator[str]:
-        """`model.chat("What is this?", image="duck.png")` or `model.chat(messages)`.
-
-        Keyword inputs are modality names (`image=`), each a path/array or a list of them; they are
-        placed before the text. Generation options (`max_new_tokens=`, `temperature=`, ...) may be
-        given as keywords too.
-        """
-        s = copy.deepcopy(settings) if settings else GenerationSettings()
-        for k in list(inputs):
-            if hasattr(s, k):
-                setattr(s, k, inputs.pop(k))
-        if isinstance(prompt, list):
-            if inputs:
-                raise TypeError("pass modality inputs inside the messages when giving full messages")
-            messages = prompt
-        else:
-            media = []
-            for modality, value in inputs.items():
-                if modality not in self.projectors:
-                    raise TypeError(f"unknown input {modality!r}; this model takes: {', '.join(self.projectors)}")
-                for v in value if isinstance(value, (list, tuple)) else [value]:
-                    media.append(MediaPart(modality, v))
-            messages = from_prompt(prompt or "", media)
-        if stream:
-            return self.stream(messages, s)
-        return self.generate([messages], s)[0]
