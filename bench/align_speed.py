@@ -1,6 +1,6 @@
 """Stage-1 alignment throughput: anymal's trainer vs a straightforward loop, side by side in one run.
 
-    python bench/align_speed.py [--set audio|image] [--steps 30] [--batch-size 8] [--ablate]
+    python bench/align_speed.py [--set audio|image] [--steps 30] [--batch-size 8] [--repeats N] [--ablate]
 
 baseline   a straightforward loop: the encoder runs on every sample every step (no feature cache),
            random batches (no length grouping), fp32 LLM with its default attention (sdpa), every
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -86,6 +87,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=160, help="train on the first N samples of the manifest")
     p.add_argument("--val", type=int, default=64, help="held-out loss on the next N samples (0 = none)")
     p.add_argument("--ablate", action="store_true", help="also run anymal without each speed-up in turn")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="run baseline and anymal this many times, alternating; rates are the medians")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args()
     a.subset, a.heldout = f"{a.out}/{a.set}-subset.jsonl", f"{a.out}/{a.set}-heldout.jsonl"
@@ -109,7 +112,13 @@ def main() -> None:
     Path(a.subset).write_text("".join(lines[:a.samples]))
     Path(a.heldout).write_text("".join(lines[a.samples:a.samples + a.val]))
     warm = run_worker("warm", ANYMAL, args)["warm_s"]
-    rows = {name: run_worker(name, over, args) for name, over in VARIANTS.items()}
+    runs = {name: [] for name in VARIANTS}
+    for _ in range(a.repeats):  # alternating, so that a drift of the machine's speed hits both alike
+        for name, over in VARIANTS.items():
+            runs[name].append(run_worker(name, over, args))
+    rows = {name: {**r[0], "samples_per_s": statistics.median(x["samples_per_s"] for x in r),
+                   "tokens_per_s": statistics.median(x["tokens_per_s"] for x in r),
+                   "samples_per_s_runs": [x["samples_per_s"] for x in r]} for name, r in runs.items()}
     ablations = {name: run_worker(name, ANYMAL + over, args) for name, over in ABLATIONS.items()} if a.ablate else {}
     b, o = rows["baseline"], rows["anymal"]
     speedup = o["samples_per_s"] / b["samples_per_s"]
@@ -125,6 +134,9 @@ def main() -> None:
         held = f"{r['val_loss_before']:.3f} -> {r['val_loss']:.3f}" if a.val else "-"
         print(f"| {name} | {r['samples_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['final_loss']:.3f} | {held} |")
     held = f"held-out loss {res['val_loss_rel_diff']:+.1%}, " if a.val else ""
+    if a.repeats > 1:
+        pairs = [f"{x / y:.1f}x" for x, y in zip(rows["anymal"]["samples_per_s_runs"], rows["baseline"]["samples_per_s_runs"])]
+        print(f"\nrates are medians of {a.repeats} alternating runs; per-pair speed-ups: {', '.join(pairs)}")
     print(f"\nspeed-up {speedup:.1f}x (target >= 5x: {'met' if speedup >= 5 else 'NOT met'}); {held}train loss "
           f"{res['final_loss_rel_diff']:+.1%} vs baseline; one-off cache warm-up {warm:.0f} s "
           f"({a.steps} steps of batch {a.batch_size} on {a.samples} samples)")
