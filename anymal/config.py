@@ -112,9 +112,9 @@ class TrainConfig:
     # dtype of the *frozen* LLM while training (AnyMAL trains against a low-precision LLM and infers
     # with the full-precision one); None = model.llm.dtype. The checkpoint records model.llm.dtype.
     llm_train_dtype: Literal["float32", "bfloat16"] | None = None
-    # the frozen LLM's attention kernel while training. auto = eager for a bf16 LLM on CPU (the math
-    # kernels ride oneDNN's bf16 matmuls: ~1.3x faster per step than CPU flash-attention, measured by
-    # bench/align_speed.py), the model's default (sdpa) otherwise
+    # the frozen LLM's attention kernel while training. auto = eager for a bf16 LLM on CPU (its matmuls
+    # ride oneDNN's bf16 kernels: 1.3x per step over CPU flash-attention before prefix reuse and the
+    # gathered LM head, about even since; bench/align_speed.py --ablate), the model's default otherwise
     llm_train_attention: Literal["auto", "eager", "sdpa"] = "auto"
     # run the prompt prefix every sample shares (chat template, system prompt) through the frozen LLM
     # once per run instead of every step; applies while no LLM weight trains (anymal/train/prefix.py)

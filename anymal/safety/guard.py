@@ -63,7 +63,7 @@ class Guard:
         return [x for x in out if x]
 
     def check_input(self, messages: list[dict]) -> tuple[Flag | None, float]:
-        """(the first failed input check or None, the input images' highest weapon score)."""
+        """(the first failed input check or None, the input images' highest P(weapon))."""
         c, image_score = self.config, 0.0
         if c.input_text and self.text:
             for v in self.text.check(self._parts(messages, "text")):
