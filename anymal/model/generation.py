@@ -50,7 +50,7 @@ class _Row:
     settings: GenerationSettings
     procs: LogitsProcessorList
     gen: torch.Generator | None
-    bind: tuple[torch.Tensor, bool] | None  # this row's bind-space vector and whether it has one
+    bind: torch.Tensor | None  # this row's bind-space vector (None: no bind input, nothing injected)
     history: list[int] = field(default_factory=list)
 
 
@@ -79,7 +79,7 @@ class DecodeBatch:
              bind: tuple[torch.Tensor, torch.Tensor] | None = None, indices: list[int] | None = None) -> None:
         """Prefill left-padded prompts and add their rows (`indices`: each row's sampling stream)."""
         indices = indices if indices is not None else list(range(len(settings)))
-        rows = [_Row(s, s.processors(), row_generator(s.seed, i), None if bind is None else (bind[0][r], bool(bind[1][r])))
+        rows = [_Row(s, s.processors(), row_generator(s.seed, i), bind[0][r] if bind is not None and bind[1][r] else None)
                 for r, (s, i) in enumerate(zip(settings, indices))]
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
@@ -136,11 +136,11 @@ class DecodeBatch:
         self.logits = out.logits[:, -1, :].float().cpu()
 
     def _injecting(self, rows: list[_Row]):
-        if self.inject is None or not any(r.bind and r.bind[1] for r in rows):
+        like = next((r.bind for r in rows if r.bind is not None), None)
+        if self.inject is None or like is None:
             return nullcontext()
-        like = next(r.bind[0] for r in rows if r.bind)
-        vectors = torch.stack([r.bind[0] if r.bind else torch.zeros_like(like) for r in rows])
-        return self.inject(vectors, torch.tensor([bool(r.bind and r.bind[1]) for r in rows], device=like.device))
+        vectors = torch.stack([torch.zeros_like(like) if r.bind is None else r.bind for r in rows])
+        return self.inject(vectors, torch.tensor([r.bind is not None for r in rows], device=like.device))
 
 
 def decode_tokens(batch: DecodeBatch, max_new_tokens: int, eos_ids: list[int]) -> Iterator[torch.Tensor]:

@@ -43,7 +43,6 @@ class _Row:
     job: Job
     choice: int
     stream: TextStream
-    budget: int
     used: int = 0
 
 
@@ -141,8 +140,8 @@ class Engine:
         self.joined_running += running
         self.rows_decoded += len(pairs)
         stop, eos = model.llm.default_stop, model.llm.eos_token_ids
-        return [_Row(job, choice, TextStream(model.llm.tokenizer, job.request.settings.stop + stop, eos),
-                     job.request.settings.max_new_tokens) for job, choice in pairs]
+        return [_Row(job, choice, TextStream(model.llm.tokenizer, job.request.settings.stop + stop, eos))
+                for job, choice in pairs]
 
     def _emit(self, row: _Row, tid: int) -> bool:
         """Hand a row's new token to its job; whether the row goes on decoding."""
@@ -155,7 +154,7 @@ class Engine:
         piece = row.stream.push(tid)
         if piece:
             job.emit("delta", row.choice, piece, row.used)
-        if not (row.stream.finished or row.used >= row.budget):
+        if not (row.stream.finished or row.used >= job.request.settings.max_new_tokens):
             return True
         reason = "stop" if row.stream.finished else "length"
         tail = row.stream.close()
