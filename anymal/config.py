@@ -112,10 +112,10 @@ class TrainConfig:
     # dtype of the *frozen* LLM while training (AnyMAL trains against a low-precision LLM and infers
     # with the full-precision one); None = model.llm.dtype. The checkpoint records model.llm.dtype.
     llm_train_dtype: Literal["float32", "bfloat16"] | None = None
-    # the frozen LLM's attention kernel while training. auto = eager for a bf16 LLM on CPU (its matmuls
-    # ride oneDNN's bf16 kernels: 1.3x per step over CPU flash-attention before prefix reuse and the
-    # gathered LM head, about even since; bench/align_speed.py --ablate), the model's default otherwise
-    llm_train_attention: Literal["auto", "eager", "sdpa"] = "auto"
+    # the frozen LLM's attention kernel while training. auto = grouped for a bf16 LLM on CPU (query heads
+    # stacked per key/value head, bf16 softmax: anymal/llm/attention.py; bench/align_speed.py --ablate
+    # says what it is worth against eager and sdpa), the model's default otherwise
+    llm_train_attention: Literal["auto", "grouped", "eager", "sdpa"] = "auto"
     # run the prompt prefix every sample shares (chat template, system prompt) through the frozen LLM
     # once per run instead of every step; applies while no LLM weight trains (anymal/train/prefix.py)
     reuse_prefix: bool = True

@@ -6,7 +6,7 @@ baseline   a straightforward loop: the encoder runs on every sample every step (
            random batches (no length grouping), fp32 LLM with its default attention (sdpa), every
            token of every sample through the LLM every step, glibc's default allocator behaviour
 anymal     the trainer's defaults: features from the warm feature cache, length-grouped batches,
-           bf16 frozen LLM (eager attention, which `auto` picks for bf16 on CPU), the shared prompt
+           bf16 frozen LLM (grouped-query attention, which `auto` picks for bf16 on CPU), the shared prompt
            prefix run once per run, freed memory kept for the next step
 
 Both train the same adapter from the same seed on the same samples for the same number of steps;
@@ -42,6 +42,7 @@ ABLATIONS = {  # anymal without one speed-up
     "without the feature cache": ["data.feature_cache=false"],
     "without length grouping": ["data.group_by_length=false"],
     "fp32 LLM (sdpa)": ["llm_train_dtype=null"],
+    "eager attention in bf16": ["llm_train_attention=eager"],
     "sdpa attention in bf16": ["llm_train_attention=sdpa"],
     "without prefix reuse": ["reuse_prefix=false"],
     "glibc's default allocator": ["keep_freed_memory=false"],
@@ -63,7 +64,7 @@ def worker(over: list[str], a) -> dict:
     rows = [json.loads(l) for l in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in rows if "samples_per_s" in r][-1]
     losses = [r["loss"] for r in rows if "loss" in r]
-    return {"samples_per_s": last["samples_per_s"], "tokens_per_s": last["tokens_per_s"],
+    return {"samples_per_s": last["samples_per_s"], "tokens_per_s": last["tokens_per_s"], "padding": last["padding"],
             "final_loss": sum(losses[-5:]) / len(losses[-5:]), "first_loss": res.first_loss,
             "val_loss_before": res.initial_val_loss, "val_loss": res.val_loss, "wall_s": time.time() - t0}
 
@@ -127,12 +128,14 @@ def main() -> None:
            "final_loss_rel_diff": o["final_loss"] / b["final_loss"] - 1,
            "val_loss_rel_diff": o["val_loss"] / b["val_loss"] - 1 if a.val else None, "ablations": ablations}
     (Path(a.out) / f"{a.set}.json").write_text(json.dumps(res, indent=1))
-    print(f"| {a.set} alignment | samples/s | tokens/s | train loss (last 5 steps) | held-out loss |\n|---|---|---|---|---|")
+    print(f"| {a.set} alignment | samples/s | tokens/s | padding | train loss (last 5 steps) | held-out loss |\n"
+          "|---|---|---|---|---|---|")
     named = [("baseline (straightforward loop)", b), ("anymal (trainer defaults)", o)]
     named += [(f"anymal {name}", r) for name, r in ablations.items()]
     for name, r in named:
         held = f"{r['val_loss_before']:.3f} -> {r['val_loss']:.3f}" if a.val else "-"
-        print(f"| {name} | {r['samples_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['final_loss']:.3f} | {held} |")
+        print(f"| {name} | {r['samples_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['padding']:.2f}x | "
+              f"{r['final_loss']:.3f} | {held} |")
     held = f"held-out loss {res['val_loss_rel_diff']:+.1%}, " if a.val else ""
     if a.repeats > 1:
         pairs = [f"{x / y:.1f}x" for x, y in zip(rows["anymal"]["samples_per_s_runs"], rows["baseline"]["samples_per_s_runs"])]

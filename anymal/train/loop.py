@@ -23,6 +23,7 @@ from ..data.feature_cache import FeatureCache
 from ..data.jsonl import SkipReport, read_jsonl
 from ..errors import ConfigError, DataError, TrainingError
 from ..model.anymal import AnyMAL
+from ..llm import attention
 from ..llm.lora import lora_parameters
 from ..llm.quantize import quantize_llm
 from . import distributed as dist
@@ -131,10 +132,11 @@ def _shared_prefix(cfg: TrainConfig, model: AnyMAL, items: list[Prepared], st: S
 
 
 def train_attention(cfg: TrainConfig, model: AnyMAL) -> str:
-    if cfg.llm_train_attention != "auto":
-        return cfg.llm_train_attention
-    bf16_cpu = model.device.type == "cpu" and model.llm.model.dtype == torch.bfloat16
-    return "eager" if bf16_cpu else "sdpa"
+    choice = cfg.llm_train_attention
+    if choice == "auto":
+        bf16_cpu = model.device.type == "cpu" and model.llm.model.dtype == torch.bfloat16
+        choice = "grouped" if bf16_cpu else "sdpa"
+    return attention.NAME if choice == "grouped" else choice
 
 
 def _data(cfg: TrainConfig, model: AnyMAL, d: dist.Dist, progress: bool, log):
@@ -183,7 +185,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
     sampler = StepSampler([len(p.encoded.input_ids) for p in train_items], o.batch_size, o.grad_accum,
                           d.world, d.rank, cfg.seed, cfg.data.group_by_length, cfg.data.length_window)
     c = {"first_loss": math.nan, "last_loss": math.nan, "initial_val": None, "val_loss": None,
-         "seen": 0, "tokens": 0, "seconds": 0.0, "nan_steps": 0}
+         "seen": 0, "tokens": 0, "padded_tokens": 0, "seconds": 0.0, "nan_steps": 0}
     start = 0
     sharded = d.world > 1 and cfg.strategy == "fsdp"
     if resume:
@@ -192,7 +194,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
         sched.load_state_dict(s["scheduler"])
         sampler.load_state_dict(s["sampler"])
         set_rng_state(s["rng"])
-        start, c = s["step"], s["counters"]
+        start, c = s["step"], {**c, **s["counters"]}  # a counter added since the save starts at 0
         log(f"resumed at step {start} of {o.max_steps}")
     runlog = RunLog(out, d.main, start if resume else None)
     if not resume and val_items:
@@ -231,8 +233,9 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
     for step in bar:
         micro = sampler.next_step()
         batches = [collate(model, [train_items[i] for i in idx]) for idx in micro]
-        n_global, step_tokens, step_samples = dist.all_sum(
-            [sum(model.count_targets(b, st.objective) for b in batches), sum(b.num_tokens for b in batches), sum(len(i) for i in micro)], d)
+        n_global, step_tokens, step_padded, step_samples = dist.all_sum(
+            [sum(model.count_targets(b, st.objective) for b in batches), sum(b.num_tokens for b in batches),
+             sum(b.attention_mask.numel() for b in batches), sum(len(i) for i in micro)], d)
         opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for j, batch in enumerate(batches):
@@ -242,6 +245,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
                 (o_.loss_sum * (d.world / n_global)).backward()
             loss_sum += float(o_.loss_sum.detach())
         c["tokens"] += step_tokens
+        c["padded_tokens"] += step_padded
         c["seen"] += step_samples
         step_loss = dist.all_sum([loss_sum], d)[0] / n_global
         if not math.isfinite(step_loss):
@@ -260,7 +264,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
         c["first_loss"] = step_loss if math.isnan(c["first_loss"]) else c["first_loss"]
         c["last_loss"] = step_loss
         c["seconds"] = time.time() - t0
-        rate = {"samples_per_s": c["seen"] / c["seconds"], "tokens_per_s": c["tokens"] / c["seconds"]}
+        rate = {"samples_per_s": c["seen"] / c["seconds"], "tokens_per_s": c["tokens"] / c["seconds"],
+                "padding": c["padded_tokens"] / c["tokens"]}  # batch positions per real token, so far
         bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{sched.get_last_lr()[0]:.1e}",
                         samples_s=f"{rate['samples_per_s']:.1f}", tok_s=f"{rate['tokens_per_s']:.0f}")
         if step % cfg.log_every == 0 or step == 1 or step == o.max_steps:
