@@ -100,3 +100,26 @@ def test_eval_suite_cli_errors_are_clean(capsys):
     assert "unknown suite 'nope'" in capsys.readouterr().err
     assert main(["eval", "--suite", "default", "--data", "x.jsonl"]) == 2
     assert "--data names one task's manifest" in capsys.readouterr().err
+
+
+def _commands(parser, path=()):
+    """Every (sub)command path of the parser, e.g. ('data', 'build', 'magnifier')."""
+    import argparse
+
+    yield path
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, path + (name,))
+
+
+def test_every_commands_help_prints(capsys):
+    from anymal.cli import build_parser
+
+    paths = list(_commands(build_parser()))
+    assert ("data", "build", "magnifier") in paths and ("serve",) in paths  # the walk reaches the leaves
+    for path in paths:
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args([*path, "--help"])
+        assert e.value.code == 0, path
+        assert "usage: anymal" in capsys.readouterr().out

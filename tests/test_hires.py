@@ -112,11 +112,19 @@ def test_tiles_adopt_the_shipped_image_adapter(tmp_path):
 def test_sides_resize_images_and_are_refused_for_other_modalities(tmp_path):
     enc = load_encoder("efficientnet-lite0", "image", sides=[112])
     img = Image.new("RGB", (400, 200))
-    assert enc.fit_side(img, "x").size == (112, 56)
+    assert enc.fit_side(img).size == (112, 56)
     multi = load_encoder("pixel-patches", "image", sides=[60, 90, 120])
-    sizes = {multi.fit_side(img, f"f{i}.png").size for i in range(30)}
-    assert sizes == {(60, 30), (90, 45), (120, 60)}  # dynamic resolution: drawn per file...
-    assert multi.fit_side(img, "f1.png").size == multi.fit_side(img, "f1.png").size  # ...and stable
+    pictures = [Image.new("RGB", (400, 200), (i, 2 * i, 3 * i)) for i in range(30)]
+    sizes = {multi.fit_side(p).size for p in pictures}
+    assert sizes == {(60, 30), (90, 45), (120, 60)}  # dynamic resolution: drawn per picture...
+    # ...by its pixels: the same picture under two paths and in memory gets one size (the feature cache
+    # keys by file bytes, so a by-path draw would hand one copy the other's features)
+    pictures[7].save(tmp_path / "a.png")
+    (tmp_path / "b").mkdir()
+    pictures[7].save(tmp_path / "b" / "copy.png")
+    tokens = {multi.load(x)[1] for x in (tmp_path / "a.png", str(tmp_path / "b" / "copy.png"), pictures[7])}
+    assert len(tokens) == 1
+    assert multi.preprocess_id.endswith("sides=60,90,120/by-pixels") and enc.preprocess_id.endswith("sides=112")
     with pytest.raises(ConfigError, match="image encoders only"):
         load_encoder("tiny-seq", "audio", sides=[100])
 

@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..data.builders import BUILDERS
 
     for name, (_, _, about) in BUILDERS.items():
-        b = builders.add_parser(name, help=about)
+        b = builders.add_parser(name, help=about.replace("%", "%%"))  # argparse formats help with %
         b.add_argument("--out", help=f"output directory (default: data/{name})")
         b.add_argument("--opt", action="append", metavar="KEY=VALUE",
                        help="a builder option, e.g. --opt seed=1 --opt limit=20 (unknown keys list the known ones)")

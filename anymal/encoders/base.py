@@ -35,21 +35,23 @@ class Encoder(nn.Module):
 
     def set_sides(self, sides: list[int] | tuple[int, ...]) -> "Encoder":
         """Present images at a fixed longest side (one value), or at one of several per input, drawn
-        by a hash of its file so a sample keeps its size across epochs and cache hits (OtterHD-style
-        dynamic resolution). Part of `preprocess_id`, so the feature cache and manifests see it."""
+        by a hash of its pixels (OtterHD-style dynamic resolution): a picture keeps its size across
+        epochs, copies, paths and in-memory images, as the content-keyed feature cache assumes. Part
+        of `preprocess_id`, so the feature cache and manifests see it."""
         if not self.supports_sides:
             raise ConfigError(f"{self.id}: `sides` (input resolution) applies to image encoders only")
         if not sides or any(int(x) < 8 for x in sides):
             raise ConfigError(f"sides={list(sides)}: expected one or more image sides of at least 8 px")
         base = self.preprocess_id.split("|sides=")[0]
         self.sides = tuple(int(x) for x in sides)
-        self.preprocess_id = f"{base}|sides={','.join(map(str, self.sides))}"
+        drawn = "/by-pixels" if len(self.sides) > 1 else ""  # caches of the older by-path draw do not match
+        self.preprocess_id = f"{base}|sides={','.join(map(str, self.sides))}{drawn}"
         return self
 
-    def fit_side(self, img: Image.Image, key: Any) -> Image.Image:
+    def fit_side(self, img: Image.Image) -> Image.Image:
         if not self.sides:
             return img
-        side = self.sides[zlib.crc32(str(key).encode()) % len(self.sides)]
+        side = self.sides[zlib.crc32(f"{img.mode}{img.size}".encode() + img.tobytes()) % len(self.sides)]
         w, h = img.size
         scale = side / max(w, h)
         return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)

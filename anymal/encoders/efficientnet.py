@@ -34,7 +34,7 @@ class EfficientNetLite0(Encoder):
         self.preprocess_id = f"letterbox{self.size}-white-bicubic-tflite-norm"
 
     def preprocess(self, item: Any) -> torch.Tensor:
-        img = letterbox(self.fit_side(load_image(item), item), self.size)
+        img = letterbox(self.fit_side(load_image(item)), self.size)
         x = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)
         return (x - 127.0) / 128.0
 

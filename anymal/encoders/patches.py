@@ -37,7 +37,7 @@ class PixelPatches(Encoder):
         return math.ceil(height / self.patch), math.ceil(width / self.patch)
 
     def load(self, item: Any) -> tuple[torch.Tensor, int]:
-        img = self.fit_side(load_image(item), item)
+        img = self.fit_side(load_image(item))
         rows, cols = self.geometry(*img.size)
         n = rows * (cols + 1)
         if n > self.max_tokens:

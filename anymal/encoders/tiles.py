@@ -43,7 +43,7 @@ class TiledEfficientNet(Encoder):
         return math.ceil(h / size), math.ceil(w / size), scale
 
     def tiles(self, item: Any) -> tuple[torch.Tensor, int, int]:
-        img = self.fit_side(load_image(item), item)
+        img = self.fit_side(load_image(item))
         rows, cols, scale = self.layout(*img.size)
         if scale < 1:
             img = img.resize((max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale))))
