@@ -36,7 +36,7 @@ class ModalityConfig:
     heads: int = 8  # resampler attention heads
     frames: int = 4  # video only: frames sampled uniformly per clip (AnyMAL used 4)
     # image only: resize inputs to this longest side first (None = as they come); several values =
-    # dynamic resolution, each input at one of them (drawn by a hash of its file)
+    # dynamic resolution, each input at one of them (drawn by a hash of its pixels)
     sides: list[int] | None = None
 
 
@@ -75,8 +75,12 @@ class DataConfig:
     on_error: Literal["skip", "fail"] = "skip"  # bad samples: skip-and-count, or stop at the first
     feature_cache: bool = True  # encode every input once, reuse the frozen features afterwards
     # length-grouped batching: the samples of `length_window` consecutive steps are sorted by length,
-    # cut into steps, and the steps visited in random order (anymal/train/sampling.py)
-    group_by_length: bool = True
+    # cut into steps, and the steps visited in random order (anymal/train/sampling.py). auto = only
+    # when random batches of this data would hold more than `group_min_padding` batch positions per
+    # real token: where inputs have fixed token counts (images, IMU, 3-D) lengths differ only by the
+    # answers, and sorting them by answer length costs more in learning than padding costs in time
+    group_by_length: bool | Literal["auto"] = "auto"
+    group_min_padding: float = 1.25
     length_window: int = 32
 
 

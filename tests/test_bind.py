@@ -242,14 +242,13 @@ def test_bind_retrieval_scores_a_perfect_and_a_shuffled_head(tiny_llm_dir, tmp_p
     assert (tmp_path / "out" / "retrieval.png").is_file() and "| image->text | 4 | 4 |" in (tmp_path / "out" / "results.md").read_text()
 
 
-def test_eval_cache_flags_need_a_bind_model_with_a_cache(tiny_llm_dir, tmp_path, monkeypatch, capsys):
+def test_eval_cache_flags_need_a_bind_model_with_a_cache(tiny_llm_dir, tmp_path, capsys):
     from anymal.cli import main
 
     plain = AnyMAL.from_config(tiny_config(tiny_llm_dir))
     plain.save_pretrained(tmp_path / "plain")
     bound = bind_model(tiny_llm_dir)
     bound.save_pretrained(tmp_path / "bound")
-    monkeypatch.setattr("anymal.cli._load_model", lambda path: AnyMAL.from_pretrained(path))
     assert main(["eval", "--task", "image-caption", "--model", str(tmp_path / "plain"), "--cache-weight", "0.5"]) == 2
     assert "apply to ImageBind-LLM models" in capsys.readouterr().err
     assert main(["eval", "--task", "image-caption", "--model", str(tmp_path / "bound"), "--cache-weight", "0.5"]) == 2

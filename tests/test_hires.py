@@ -177,7 +177,6 @@ def test_resolution_sweep_from_the_cli_tables_and_plots_every_label(tmp_path, ti
     res = resolution_sweep(m, "magnifier", [60, 120], tmp_path / "out", "patches", manifest=man, progress=False)
     assert [(r["side"], r["image_tokens"], r["n"]) for r in res["rows"]] == [(60, 2 * 3, 2), (120, 3 * 5, 2)]
     assert m.encoders["image"].sides == () and "sides" not in m.encoders["image"].preprocess_id
-    monkeypatch.setattr("anymal.cli._load_model", lambda path: AnyMAL.from_pretrained(path))
     assert main(["eval", "--task", "magnifier", "--sides", "90", "--model", str(tmp_path / "patches"), "--label", "again",
                  "--data", str(man), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     table = (tmp_path / "out" / "results.md").read_text()

@@ -106,7 +106,7 @@ def test_demo_answers_about_bundled_examples(capsys):
     from anymal.cli import main
 
     assert main(["demo"]) == 0
-    from anymal.cli import DEMO
+    from anymal.cli.chat import DEMO
 
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(DEMO) + 1  # every example answered (the default has every modality), then the text answer

@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 from anymal import AnyMAL
 from anymal.config import load_train_config
 from anymal.errors import TrainingError
-from anymal.train.loop import train
-from anymal.train.sampling import StepSampler
+from anymal.train.loop import length_grouping, train
+from anymal.train.sampling import StepSampler, padding, random_padding
 
 TESTS = Path(__file__).resolve().parent
 # the CLI in a subprocess, with the tiny test encoders registered (they live in conftest)
@@ -76,11 +76,12 @@ def test_length_grouping_windows_cut_padding_and_keep_epochs_and_resume():
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(10, 300, (640,), generator=g).tolist()
 
-    def padding(s, steps=80):
-        return sum(len(b) * max(lengths[i] for i in b) for _ in range(steps) for b in s.next_step()) / sum(lengths)
+    def epoch_padding(s, steps=80):
+        return padding(lengths, [b for _ in range(steps) for b in s.next_step()])
 
     grouped, plain = StepSampler(lengths, 8, 1, 1, 0, seed=1, window=32), StepSampler(lengths, 8, 1, 1, 0, 1, False)
-    assert padding(grouped) < 1.15 < 1.5 < padding(plain)  # padded/real tokens over one epoch
+    assert epoch_padding(grouped) < 1.15 < 1.5 < epoch_padding(plain)  # padded/real tokens over one epoch
+    assert epoch_padding(StepSampler(lengths, 8, 1, 1, 0, 1, False)) == pytest.approx(random_padding(lengths, 8, 1))
     s = StepSampler(lengths, 8, 1, 1, 0, seed=1, window=32)
     epoch = [i for _ in range(80) for b in s.next_step() for i in b]
     assert sorted(epoch) == list(range(640))  # each sample once per epoch, windows never straddle it
@@ -91,6 +92,28 @@ def test_length_grouping_windows_cut_padding_and_keep_epochs_and_resume():
     resumed = StepSampler(lengths, 8, 1, 1, 0, seed=1, window=32)
     resumed.load_state_dict(one.state_dict())  # mid-window (45 = 32 + 13)
     assert [resumed.next_step() for _ in range(40)] == [one.next_step() for _ in range(40)]
+
+
+def test_padding_by_hand():
+    assert padding([3, 5, 2, 2], [[0, 1], [2, 3]]) == (2 * 5 + 2 * 2) / 12
+
+
+@pytest.mark.parametrize("setting,lengths,expected", [
+    ("auto", [40 + i % 7 for i in range(64)], False),  # fixed-size inputs, answers of 0-6 tokens: ~1.1x
+    ("auto", [30 + (i * 37) % 270 for i in range(64)], True),  # clips of 3-30 s: ~1.6x
+    (True, [40] * 64, True), (False, [30 + (i * 37) % 270 for i in range(64)], False)])
+def test_auto_length_grouping_groups_only_data_that_would_pad(tmp_path, images, tiny_llm_dir, setting, lengths, expected):
+    cfg = load_train_config(_recipe(tmp_path, tiny_llm_dir, images, "g", **{"data.group_by_length": setting,
+                                                                              "optim.batch_size": 8}))
+    said = []
+    assert length_grouping(cfg, lengths, said.append) is expected
+    if setting == "auto":  # the decision and its reason are logged
+        pad = random_padding(lengths, 8, cfg.seed)
+        assert (pad > 1.25) is expected and said == [
+            f"length grouping {'on' if expected else 'off'}: random batches would hold {pad:.2f} batch positions "
+            f"per real token ({'above' if expected else 'not above'} data.group_min_padding 1.25)"]
+    else:
+        assert said == []
 
 
 def test_non_finite_loss_stops_with_step_and_samples_or_is_skipped(tmp_path, images, tiny_llm_dir, monkeypatch):

@@ -30,7 +30,7 @@ from . import distributed as dist
 from .runlog import RunLog
 from .host import keep_freed_memory
 from .prefix import SharedPrefix, find_shared_prefix
-from .sampling import StepSampler
+from .sampling import StepSampler, random_padding
 from .stages import Stage, apply_stage, get_stage, plan_table
 from .state import (load_state, optimizer_state, restore_trainable, rng_state, save_state, set_rng_state,
                     trainable_state)
@@ -131,6 +131,17 @@ def _shared_prefix(cfg: TrainConfig, model: AnyMAL, items: list[Prepared], st: S
     return prefix
 
 
+def length_grouping(cfg: TrainConfig, lengths: list[int], log) -> bool:
+    """`data.group_by_length`, with `auto` decided by how much random batches of this data would pad."""
+    if cfg.data.group_by_length != "auto":
+        return cfg.data.group_by_length
+    pad = random_padding(lengths, cfg.optim.batch_size, cfg.seed)
+    on = pad > cfg.data.group_min_padding
+    log(f"length grouping {'on' if on else 'off'}: random batches would hold {pad:.2f} batch positions per "
+        f"real token ({'above' if on else 'not above'} data.group_min_padding {cfg.data.group_min_padding})")
+    return on
+
+
 def train_attention(cfg: TrainConfig, model: AnyMAL) -> str:
     choice = cfg.llm_train_attention
     if choice == "auto":
@@ -182,8 +193,9 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
     o = cfg.optim
     opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
     sched = get_cosine_schedule_with_warmup(opt, o.warmup_steps, o.max_steps)
-    sampler = StepSampler([len(p.encoded.input_ids) for p in train_items], o.batch_size, o.grad_accum,
-                          d.world, d.rank, cfg.seed, cfg.data.group_by_length, cfg.data.length_window)
+    lengths = [len(p.encoded.input_ids) for p in train_items]
+    sampler = StepSampler(lengths, o.batch_size, o.grad_accum, d.world, d.rank, cfg.seed,
+                          length_grouping(cfg, lengths, log), cfg.data.length_window)
     c = {"first_loss": math.nan, "last_loss": math.nan, "initial_val": None, "val_loss": None,
          "seen": 0, "tokens": 0, "padded_tokens": 0, "seconds": 0.0, "nan_steps": 0}
     start = 0

@@ -82,3 +82,15 @@ class StepSampler:
         if int(state.get("taken", 0)):
             self._fill_window()
             self._taken = int(state["taken"])
+
+
+def padding(lengths: list[int], batches: list[list[int]]) -> float:
+    """Batch positions per real token when each batch (sample indices) is padded to its longest sample."""
+    return sum(len(b) * max(lengths[i] for i in b) for b in batches) / sum(lengths[i] for b in batches for i in b)
+
+
+def random_padding(lengths: list[int], batch_size: int, seed: int) -> float:
+    """`padding` of one epoch of random batches (one seeded draw): what length grouping would save."""
+    perm = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed)).tolist()
+    return padding(lengths, [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)])
+

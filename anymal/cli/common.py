@@ -1,0 +1,26 @@
+"""What the `anymal` subcommands share: loading a checkpoint, generation flags."""
+from __future__ import annotations
+
+import argparse
+
+
+def load_model(path: str | None):
+    from ..model.anymal import AnyMAL
+
+    return AnyMAL.from_pretrained(path)
+
+
+def generation_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.1)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+
+
+def settings(a):
+    from ..model.generation import GenerationSettings
+
+    return GenerationSettings(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p,
+                              repetition_penalty=a.repetition_penalty, seed=a.seed, stop=a.stop or [])

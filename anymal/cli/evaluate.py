@@ -1,0 +1,115 @@
+"""`anymal eval` (a task, a suite, a resolution sweep, bind retrieval) and `anymal bind-cache`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import AnymalError
+from .common import load_model
+
+def _eval_model(a):
+    """The model to evaluate, with the visual-cache settings of the command line applied."""
+    model = load_model(a.model)
+    if a.cache_weight is not None or a.cache_k is not None:
+        if model.bind is None:
+            raise AnymalError("--cache-weight/--cache-k apply to ImageBind-LLM models (modalities with projector: bind)")
+        if model.visual_cache is None and a.cache_weight:
+            raise AnymalError(f"{a.model}: no visual cache in the checkpoint; build it with `anymal bind-cache {a.model}`")
+        model.config.bind.cache_weight = a.cache_weight if a.cache_weight is not None else model.config.bind.cache_weight
+        model.config.bind.cache_k = a.cache_k or model.config.bind.cache_k
+    return model
+
+
+def _eval_suite(a) -> int:
+    from ..eval.suite import run_suite, suite_tasks, update_readme
+
+    suite_tasks(a.suite)  # an unknown suite fails before the model loads
+    if a.data:
+        raise AnymalError("--data names one task's manifest; a suite uses each task's own")
+    out = a.out or f"runs/eval/suite-{a.suite}"
+    res = run_suite(_eval_model(a), a.suite, out, limit=a.limit, batch_size=a.batch_size,
+                    baselines=not a.no_baselines, progress=not a.no_progress)
+    print(res["table"], end="")
+    if a.readme:
+        cmd = "anymal eval --suite " + a.suite + (f" --model {a.model}" if a.model else "") + \
+              (f" --limit {a.limit}" if a.limit else "") + f" --readme {a.readme}"
+        update_readme(a.readme, res["table"], cmd)
+        print(f"updated the suite table in {a.readme}", file=sys.stderr)
+    print(f"wrote {out}/: results.json, results.md and one report folder per task", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from ..eval.runner import evaluate
+    from ..eval.tasks import get_task
+
+    if a.suite:
+        return _eval_suite(a)
+    if a.task == "bind-retrieval":
+        from ..bind.retrieval import bind_retrieval
+
+        out = a.out or "runs/eval/bind-retrieval"
+        print(bind_retrieval(load_model(a.model), out, limit=a.limit)["table"], end="")
+        print(f"wrote {out}/: results.json, results.md, retrieval.png", file=sys.stderr)
+        return 0
+    get_task(a.task)  # an unknown task fails before the model loads
+    model = _eval_model(a)
+    if a.sides:
+        from ..eval.resolution import resolution_sweep
+
+        out = a.out or f"runs/eval/{a.task}-resolution"
+        label = a.label or (Path(a.model).parent.name if a.model and Path(a.model).name == "checkpoint"
+                            else Path(a.model).name if a.model else "default")
+        res = resolution_sweep(model, a.task, a.sides, out, label, limit=a.limit, batch_size=a.batch_size,
+                               progress=not a.no_progress, manifest=a.data)
+        print(res["table"], end="")
+        print(f"wrote {out}/: results.md, results.json, resolution.png ({label}: {out}/{label}/)", file=sys.stderr)
+        return 0
+    out = a.out or f"runs/eval/{a.task}"
+    res = evaluate(model, a.task, a.data, out, limit=a.limit, batch_size=a.batch_size, progress=not a.no_progress,
+                   baselines=a.baselines)
+    print((Path(out) / "results.md").read_text(), end="")
+    print(f"wrote {out}/: results.json, results.md, predictions.jsonl, plots "
+          f"(n={res['n']}, skipped={res['skipped']})", file=sys.stderr)
+    return 0
+
+
+def cmd_bind_cache(a) -> int:
+    from ..bind.cache import build_visual_cache
+
+    model = load_model(a.model)
+    cache = build_visual_cache(model, a.data, progress=not a.no_progress)
+    cache.save(a.model)
+    print(f"wrote the visual cache ({len(cache)} images of {a.data}) into {a.model}", file=sys.stderr)
+    return 0
+
+
+def add_parsers(sub) -> None:
+    from ..eval.tasks import TASKS
+
+    e = sub.add_parser("eval", help="run an evaluation task (pinned greedy decoding) and write a report")
+    e.add_argument("--model", help="checkpoint directory (default: the shipped adapters)")
+    e.add_argument("--task", default="image-caption", choices=sorted(TASKS) + ["bind-retrieval"])
+    e.add_argument("--suite", help="run every task of a suite with baselines (default: the built-in tasks)")
+    e.add_argument("--baselines", action="store_true",
+                   help="add chance, a blind run (input removed), a linear probe and the task's reference system")
+    e.add_argument("--no-baselines", action="store_true", help="with --suite: skip the baselines")
+    e.add_argument("--readme", help="with --suite: write the table between the suite markers of this file")
+    e.add_argument("--data", help="JSONL manifest (default: the task's own, e.g. data/tuxpaint/test.jsonl)")
+    e.add_argument("--out", help="report directory (default: runs/eval/TASK)")
+    e.add_argument("--limit", type=int)
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--sides", type=lambda v: [int(x) for x in v.split(",")], metavar="S1,S2,...",
+                   help="score vs input resolution: run the task with images at each longest side (plot + table)")
+    e.add_argument("--cache-weight", type=float, metavar="W",
+                   help="ImageBind-LLM models: visual-cache blend weight for non-image inputs (0 = cache off)")
+    e.add_argument("--cache-k", type=int, metavar="K", help="ImageBind-LLM models: visual-cache neighbours")
+    e.add_argument("--label", help="with --sides: this model's name in the table and plot (default: its folder)")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(fn=cmd_eval)
+
+    bc = sub.add_parser("bind-cache", help="build the ImageBind-LLM visual cache of a bind checkpoint")
+    bc.add_argument("model", help="checkpoint directory with an image bind head (the cache is written into it)")
+    bc.add_argument("--data", default="data/tuxpaint/train.jsonl", help="image manifest (the training set)")
+    bc.add_argument("--no-progress", action="store_true")
+    bc.set_defaults(fn=cmd_bind_cache)
