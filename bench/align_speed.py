@@ -43,7 +43,7 @@ VARIANTS = {
 }
 LOSSES = ("final_loss", "first_loss", "val_loss_before", "val_loss", "served_val_loss")
 RATES = ("samples_per_s", "tokens_per_s", "padding")
-ABLATIONS = {  # anymal without one speed-up
+ABLATIONS = {  # anymal with one speed-up turned off (or forced on)
     "without the feature cache": ["data.feature_cache=false"],
     "without length grouping": ["data.group_by_length=false"],
     "with length grouping forced on": ["data.group_by_length=true"],
@@ -96,8 +96,8 @@ def served_loss(cfg, a) -> float:
 def summarize(runs: list[dict]) -> dict:
     """One variant over the seeds: rates are medians (robust to a slow run), losses means (30 steps
     of one seed are noisy); the runs themselves are kept."""
-    mean = lambda k: statistics.mean(x[k] for x in runs) if runs[0][k] is not None else None
-    return {**{k: mean(k) for k in LOSSES}, **{k: statistics.median(x[k] for x in runs) for k in RATES}, "runs": runs}
+    losses = {k: statistics.mean(x[k] for x in runs) if runs[0][k] is not None else None for k in LOSSES}
+    return {**losses, **{k: statistics.median(x[k] for x in runs) for k in RATES}, "runs": runs}
 
 
 def run_worker(name: str, over: list[str], args: list[str]) -> dict:

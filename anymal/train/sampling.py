@@ -93,4 +93,3 @@ def random_padding(lengths: list[int], batch_size: int, seed: int) -> float:
     """`padding` of one epoch of random batches (one seeded draw): what length grouping would save."""
     perm = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed)).tolist()
     return padding(lengths, [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)])
-
