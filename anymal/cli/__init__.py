@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import AnymalError
 from . import chat, evaluate
 
+
 def _quiet_libraries() -> None:
     import warnings
 

@@ -51,7 +51,9 @@ class Encoder(nn.Module):
     def fit_side(self, img: Image.Image) -> Image.Image:
         if not self.sides:
             return img
-        side = self.sides[zlib.crc32(f"{img.mode}{img.size}".encode() + img.tobytes()) % len(self.sides)]
+        # one side needs no draw (hashing the pixels of a large picture is not free)
+        side = self.sides[0] if len(self.sides) == 1 else \
+            self.sides[zlib.crc32(f"{img.mode}{img.size}".encode() + img.tobytes()) % len(self.sides)]
         w, h = img.size
         scale = side / max(w, h)
         return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
