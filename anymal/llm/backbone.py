@@ -50,6 +50,17 @@ class LanguageModel(nn.Module):
         return self.model.get_input_embeddings()(ids)
 
     @torch.no_grad()
+    def embed_names(self, names: list[str], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `k` token embeddings of " name" for each name: ([N, k, hidden], mask [N, k])."""
+        ids = torch.zeros(len(names), k, dtype=torch.long)
+        mask = torch.zeros(len(names), k)
+        for i, name in enumerate(names):
+            toks = self.tokenizer(" " + name, add_special_tokens=False)["input_ids"][:k]
+            ids[i, : len(toks)], mask[i, : len(toks)] = torch.tensor(toks, dtype=torch.long), 1.0
+        weight = self.model.get_input_embeddings().weight
+        return self.embed(ids.to(weight.device)).float().cpu() * mask[..., None], mask
+
+    @torch.no_grad()
     def _embedding_rms(self) -> float:
         n = self.model.get_input_embeddings().num_embeddings
         ids = torch.linspace(0, n - 1, steps=min(n, 4096)).long()

@@ -22,9 +22,10 @@ from ..config import ModelConfig, from_dict, to_dict
 from ..encoders import Encoder, load_encoder
 from ..errors import CheckpointError, InputError
 from ..llm import LOCAL_LLM, LanguageModel, load_llm, save_llm_dir
+from ..llm.kv import cache_kwargs
 from ..llm.lora import LORA_MARK, apply_lora, has_lora
 from ..paths import DEFAULT_CHECKPOINT
-from ..projectors import build_projector
+from ..projectors import NAME_TOKENS, build_perceiving, build_projector
 from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoint
 from .inference import Inference
 from .messages import MediaPart
@@ -54,11 +55,8 @@ class AnyMAL(Inference, nn.Module):
         self.config = config
         self.llm = llm
         self.encoders = nn.ModuleDict(encoders)
-        self.projectors = nn.ModuleDict({
-            m: build_projector(cfg, enc.dim, enc.num_tokens, llm.hidden_size, llm.embed_rms, enc.grid,
-                               getattr(enc, "frames", None))
-            for m, cfg in config.modalities.items() for enc in [encoders[m]]
-        })
+        self.projectors = nn.ModuleDict({m: self._projector(cfg, encoders[m], llm)
+                                         for m, cfg in config.modalities.items()})
         self.processor = Processor(llm.tokenizer, {m: p.num_tokens for m, p in self.projectors.items()},
                                    config.llm.max_length)
         # ImageBind-LLM: modalities with `projector: bind` feed one shared bind network + gates
@@ -71,13 +69,22 @@ class AnyMAL(Inference, nn.Module):
         self.lineage: list[dict] = []
 
     # ---------------------------------------------------------------- building and checkpoints
+    @staticmethod
+    def _projector(cfg, enc: Encoder, llm: LanguageModel) -> nn.Module:
+        if hasattr(getattr(enc, "image", enc), "parts"):  # perception encoders beside the main one
+            return build_perceiving(cfg, enc, llm.hidden_size, llm.embed_rms,
+                                    lambda names: llm.embed_names(names, NAME_TOKENS))
+        return build_projector(cfg, enc.dim, enc.num_tokens, llm.hidden_size, llm.embed_rms, enc.grid,
+                               getattr(enc, "frames", None))
+
     @classmethod
     def from_config(cls, config: ModelConfig, root: str | Path | None = None) -> "AnyMAL":
         """Build backbones and fresh adapters; `root` resolves a checkpoint-relative LLM id (`./llm`)."""
         llm = load_llm(config.llm.id, config.llm.dtype, root=root)
         if config.lora:
             apply_lora(llm, config.lora)
-        encoders = {m: load_encoder(c.encoder, m, frames=c.frames, sides=c.sides) for m, c in config.modalities.items()}
+        encoders = {m: load_encoder(c.encoder, m, frames=c.frames, sides=c.sides, perception=c.perception)
+                    for m, c in config.modalities.items()}
         return cls(config, llm, encoders)
 
     @classmethod
@@ -317,7 +324,7 @@ class AnyMAL(Inference, nn.Module):
             if bind is not None or not prefix.covers(batch.input_ids):
                 raise ValueError("a shared prefix needs rows that start with it and no bind injection")
             (B, T), P = mask.shape, len(prefix)
-            run.update(inputs_embeds=embeds[:, P:], past_key_values=prefix.cache(B),
+            run.update(inputs_embeds=embeds[:, P:], **cache_kwargs(self.llm.model, prefix.cache(B)),
                        position_ids=torch.arange(P, T, device=self.device).expand(B, -1))
             targets = targets[:, P:]  # no labels there: the prefix stops before the first one
         where = targets != IGNORE

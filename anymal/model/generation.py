@@ -19,6 +19,8 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from ..llm.kv import cache_kwargs
+
 
 @dataclass
 class GenerationSettings:
@@ -84,7 +86,7 @@ class DecodeBatch:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         with self._injecting(rows):
-            out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=cache,
+            out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, **cache_kwargs(self.lm, cache),
                           use_cache=True, logits_to_keep=1)  # only the next token's logits are needed
         logits = out.logits[:, -1, :].float().cpu()  # sampling runs on CPU, with each row's generator
         if not self.rows:
@@ -132,7 +134,7 @@ class DecodeBatch:
         self.pos = self.pos + 1
         with self._injecting(self.rows):
             out = self.lm(input_ids=nxt, attention_mask=self.mask, position_ids=self.pos[:, None],
-                          past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+                          **cache_kwargs(self.lm, self.cache), use_cache=True, logits_to_keep=1)
         self.logits = out.logits[:, -1, :].float().cpu()
 
     def _injecting(self, rows: list[_Row]):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from ..llm.kv import cache_kwargs
 from ..model.processor import IGNORE, Encoded
 
 MIN_TOKENS = 4  # shorter common prefixes are not worth a second code path
@@ -59,5 +60,5 @@ def find_shared_prefix(lm, samples: list[Encoded]) -> SharedPrefix | None:
     ids = samples[0].input_ids[:n]
     cache = DynamicCache()
     device = lm.get_input_embeddings().weight.device
-    lm(input_ids=torch.tensor([ids], device=device), past_key_values=cache, use_cache=True)
+    lm(input_ids=torch.tensor([ids], device=device), **cache_kwargs(lm, cache), use_cache=True)
     return SharedPrefix(ids, [(layer.keys, layer.values) for layer in cache.layers])

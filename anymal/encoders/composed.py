@@ -1,0 +1,65 @@
+"""One image read by several frozen encoders at once (AnyMAL composes encoders per modality).
+
+The main encoder gives patch features; each perception encoder gives rows that name things (see
+perception.py). Inputs and outputs stay single tensors, so the feature cache, batching and the video
+wrapper work unchanged: `preprocess` packs every part's input into one flat vector, `forward` unpacks
+it and returns the parts' tokens one after the other, each zero-padded to the widest part.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Encoder
+
+
+class ComposedEncoder(Encoder):
+    def __init__(self, main: Encoder, percepts: list[Encoder]):
+        super().__init__()
+        self.main, self.percepts = main, nn.ModuleList(percepts)
+        self.parts: list[Encoder] = [main, *percepts]
+        self.modality, self.id = main.modality, "+".join(p.id for p in self.parts)
+        self.dim = max(p.dim for p in self.parts)
+        self.num_tokens = sum(p.num_tokens for p in self.parts)
+        self.grid = None  # only the main part is a grid: the projector hands it its own `grid`
+        self.preprocess_id = " + ".join(p.preprocess_id for p in self.parts)
+        self.supports_sides = main.supports_sides
+        self._shapes: list[tuple[int, ...]] | None = None
+
+    def set_sides(self, sides):
+        self.main.set_sides(sides)
+        self.preprocess_id = " + ".join(p.preprocess_id for p in self.parts)
+        return self
+
+    def preprocess(self, item: Any) -> torch.Tensor:
+        xs = [p.preprocess(item) for p in self.parts]
+        self._shapes = [tuple(x.shape) for x in xs]
+        return torch.cat([x.float().flatten() for x in xs])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead, out, at = x.shape[:-1], [], 0
+        for part, shape in zip(self.parts, self._shapes or self._probe_shapes()):
+            n = math.prod(shape)
+            y = part(x[..., at:at + n].reshape(-1, *shape))
+            out.append(F.pad(y, (0, self.dim - y.shape[-1])))
+            at += n
+        return torch.cat(out, dim=1).reshape(*lead, self.num_tokens, self.dim)
+
+    def _probe_shapes(self) -> list[tuple[int, ...]]:
+        from PIL import Image
+
+        self.preprocess(Image.new("RGB", (8, 8), "white"))
+        return self._shapes
+
+    @torch.no_grad()
+    def encode(self, items: list[Any]) -> list[torch.Tensor]:
+        x = torch.stack([self.preprocess(it) for it in items])
+        params = list(self.parameters())
+        return list(self(x.to(params[0].device) if params else x))
+
+    def facts(self) -> dict:
+        return {**super().facts(), "parts": [p.facts() for p in self.parts]}

@@ -1,0 +1,103 @@
+"""Perception as words: rows that name things become the LLM's own embeddings of those names.
+
+A frozen LLM already knows what " giraffe" means; an adapter that must invent a vector for it from
+patch features (and ~1,000 training pictures) mostly does not find it. So each perception entry
+(label, confidence, count, box) becomes `NAME_TOKENS` tokens that *are* the frozen embeddings of the
+label's name (plus a zero-initialised, learned shift from the geometry), followed by one learned
+token saying how sure, how many, where and how big. An empty entry (nothing detected) gives zero
+name tokens and the learned token of "nothing".
+
+`PerceivingProjector` puts it together for a `ComposedEncoder`: the main part's patch features go
+through the modality's own projector kind, each perception part through a `WordsProjector`; video
+frames keep their order (frame by frame: patches, then words).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .base import Projector
+
+NAME_TOKENS = 3  # tokens kept of each label's name (longer names are cut: "German shepherd" fits)
+GEOMETRY = 7  # score, count, x1, y1, x2, y2, area (the row minus its label index)
+
+# (label names) -> (token embeddings [L, NAME_TOKENS, hidden], mask [L, NAME_TOKENS]) from the frozen LLM
+WordEmbedder = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]
+
+
+def geometry(rows: torch.Tensor) -> torch.Tensor:
+    """[..., 8] rows -> [..., 7] features; the count is squashed (1 -> 0.5, 3 -> 0.75, 9 -> 0.9)."""
+    count = rows[..., 2:3]
+    return torch.cat([rows[..., 1:2], count / (count + 1.0), rows[..., 3:8]], dim=-1)
+
+
+class WordsProjector(nn.Module):
+    def __init__(self, labels: list[str], entries: int, out_dim: int, embed_rms: float, embed_words: WordEmbedder):
+        super().__init__()
+        self.entries, self.tokens_per_entry = entries, NAME_TOKENS + 1
+        self.num_tokens = entries * self.tokens_per_entry
+        names, mask = embed_words(labels)
+        # index 0 = "nothing": zero name tokens; buffers are rebuilt from the LLM, never saved
+        self.register_buffer("names", torch.cat([names.new_zeros(1, *names.shape[1:]), names]).float(), persistent=False)
+        self.register_buffer("mask", torch.cat([mask.new_zeros(1, mask.shape[1]), mask]).float(), persistent=False)
+        self.shift = nn.Linear(GEOMETRY, out_dim)
+        nn.init.zeros_(self.shift.weight)
+        nn.init.zeros_(self.shift.bias)
+        self.info = nn.Sequential(nn.Linear(GEOMETRY, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+        self.info_norm = nn.LayerNorm(out_dim)
+        with torch.no_grad():
+            self.info_norm.weight.fill_(embed_rms)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """[B, entries, 8] -> [B, entries * (NAME_TOKENS + 1), out_dim]."""
+        idx = rows[..., 0].round().long().clamp(0, self.names.shape[0] - 1)
+        g = geometry(rows)
+        mask = self.mask[idx].unsqueeze(-1)  # [B, E, K, 1]
+        name = (self.names[idx] + self.shift(g).unsqueeze(2)) * mask
+        info = self.info_norm(self.info(g)).unsqueeze(2)
+        b = rows.shape[0]
+        return torch.cat([name, info], dim=2).reshape(b, self.num_tokens, -1)
+
+
+class PerceivingProjector(nn.Module):
+    """Patch projector for the main encoder + a words projector per perception encoder."""
+
+    def __init__(self, main: Projector, parts: list[tuple[int, list[str] | None, int]], out_dim: int,
+                 embed_rms: float, embed_words: WordEmbedder, frames: int | None):
+        """`parts`: per encoder part (tokens per frame, labels or None for the main part, feature width)."""
+        super().__init__()
+        self.main, self.frames = main, frames or 1
+        self.part_tokens = [n for n, _, _ in parts]
+        self.part_dims = [d for _, _, d in parts]
+        self.words = nn.ModuleList([WordsProjector(labels, n, out_dim, embed_rms, embed_words)
+                                    for n, labels, _ in parts[1:]])
+        self.in_tokens = self.frames * sum(self.part_tokens)
+        self.num_tokens = main.num_tokens + self.frames * sum(w.num_tokens for w in self.words)
+
+    def tokens_for(self, n_in: int) -> int:
+        if n_in != self.in_tokens:
+            raise ValueError(f"perceiving projector built for {self.in_tokens} input tokens, got {n_in}")
+        return self.num_tokens
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, f = x.shape[0], self.frames
+        per_frame = x.reshape(b, f, sum(self.part_tokens), x.shape[-1])
+        chunks = per_frame.split(self.part_tokens, dim=2)
+        main_in = chunks[0][..., : self.part_dims[0]].reshape(b, f * self.part_tokens[0], self.part_dims[0])
+        out = [self.main(main_in).reshape(b, f, -1, self.main.out_dim)]
+        for words, rows, dim in zip(self.words, chunks[1:], self.part_dims[1:]):
+            out.append(words(rows[..., :dim].reshape(b * f, -1, dim)).reshape(b, f, words.num_tokens, -1))
+        return torch.cat(out, dim=2).reshape(b, self.num_tokens, -1)
+
+
+def build_perceiving(cfg, enc, out_dim: int, embed_rms: float, embed_words: WordEmbedder) -> PerceivingProjector:
+    """The projector for a composed encoder `enc` (or frames of one: a video encoder's `image`)."""
+    from .base import build_projector
+
+    image, frames = getattr(enc, "image", enc), getattr(enc, "frames", None)
+    main = image.parts[0]
+    inner = build_projector(cfg, main.dim, (frames or 1) * main.num_tokens, out_dim, embed_rms, main.grid, frames)
+    parts = [(p.num_tokens, getattr(p, "labels", None), p.dim) for p in image.parts]
+    return PerceivingProjector(inner, parts, out_dim, embed_rms, embed_words, frames)

@@ -1,0 +1,211 @@
+"""Perception encoders as words: composed encoders, the words projector, real detector/classifier, photo data."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from anymal.config import LLMConfig, ModalityConfig, ModelConfig
+from anymal.encoders.perception import ROW, PerceptionEncoder
+from anymal.projectors import NAME_TOKENS
+from anymal.registry import ENCODERS
+
+
+class TinyColourNamer(PerceptionEncoder):
+    """Names the dominant colour channel of an 8x8 picture: 'red'/'green'/'blue', box = whole picture."""
+
+    size, entries = (8, 8), 2
+    labels = ["red", "green", "blue"]
+
+    def __init__(self, name: str, modality: str):
+        super().__init__(name, modality)
+        self.preprocess_id = "stretch8"
+
+    def rows(self, batch: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(batch), self.entries, ROW), np.float32)
+        for b, img in enumerate(batch):
+            out[b, 0] = [int(img.reshape(-1, 3).mean(0).argmax()) + 1, 0.9, 1, 0, 0, 1, 1, 1]
+        return out  # entry 1 stays empty: "nothing"
+
+
+if "tiny-colours" not in ENCODERS:
+    ENCODERS.register("tiny-colours")(TinyColourNamer)
+
+
+def perceiving_config(llm_dir, video: bool = False) -> ModelConfig:
+    mods = {"image": ModalityConfig(encoder="tiny-cnn", projector="mlp", num_tokens=4, perception=["tiny-colours"])}
+    if video:
+        mods["video"] = ModalityConfig(encoder="tiny-cnn", projector="mlp", num_tokens=8, frames=2,
+                                       perception=["tiny-colours"])
+    return ModelConfig(llm=LLMConfig(id=str(llm_dir), max_length=256), modalities=mods)
+
+
+@pytest.fixture
+def perceiving(tiny_llm_dir):
+    from anymal import AnyMAL
+
+    torch.manual_seed(0)
+    return AnyMAL.from_config(perceiving_config(tiny_llm_dir))
+
+
+def test_composed_encoder_keeps_each_part(perceiving, images):
+    enc = perceiving.encoders["image"]
+    assert enc.id == "tiny-cnn+tiny-colours" and enc.num_tokens == 16 + 2 and enc.dim == 24
+    feats = enc.encode([images[0], images[2]])
+    assert [tuple(f.shape) for f in feats] == [(18, 24), (18, 24)]
+    torch.testing.assert_close(feats[0][:16], enc.main.encode([images[0]])[0])  # the patch part is untouched
+    assert feats[0][16, 0] == 1 and feats[1][16, 0] == 3  # red picture -> label 1, blue -> 3
+    assert torch.all(feats[0][17] == 0) and torch.all(feats[0][16, ROW:] == 0)  # empty entry, zero padding
+    facts = perceiving.facts()["modalities"]["image"]["encoder"]
+    assert [p["id"] for p in facts["parts"]] == ["tiny-cnn", "tiny-colours"] and facts["parts"][1]["labels"] == 3
+
+
+def test_name_tokens_are_the_llms_own_embeddings(perceiving, images):
+    proj = perceiving.projectors["image"]
+    assert proj.num_tokens == 4 + 2 * (NAME_TOKENS + 1)
+    feats = perceiving.encoders["image"].encode([images[0]])[0]
+    out = proj(feats[None])[0]
+    ids = perceiving.llm.tokenizer(" red", add_special_tokens=False)["input_ids"][:NAME_TOKENS]
+    want = perceiving.llm.embed(torch.tensor(ids)).float()
+    names = out[4:4 + NAME_TOKENS]
+    torch.testing.assert_close(names[: len(ids)], want)  # the geometry shift starts at zero
+    assert torch.all(names[len(ids):] == 0)  # name shorter than NAME_TOKENS: zero padding
+    empty = out[4 + NAME_TOKENS + 1:4 + 2 * NAME_TOKENS + 1]
+    assert torch.all(empty == 0)  # "nothing" has no name
+    info = out[4 + NAME_TOKENS]
+    assert info.norm() > 0  # the learned token with confidence, count and box
+
+
+def test_perceiving_checkpoint_round_trip(perceiving, images, tmp_path):
+    from anymal import AnyMAL
+
+    with torch.no_grad():
+        for p in perceiving.projectors["image"].parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    perceiving.save_pretrained(tmp_path / "ck")
+    state = json.loads((tmp_path / "ck" / "anymal_config.json").read_text())
+    assert state["config"]["modalities"]["image"]["perception"] == ["tiny-colours"]
+    assert not any("names" in k or k.endswith(".mask") for k in perceiving.adapter_state())  # rebuilt, not stored
+    again = AnyMAL.from_pretrained(tmp_path / "ck")
+    conv = [{"role": "user", "content": [{"type": "image", "path": str(images[1])}, {"type": "text", "text": "What?"}]}]
+    a, b = perceiving.encode_conversation(conv, True), again.encode_conversation(conv, True)
+    torch.testing.assert_close(perceiving.project("image", a.features), again.project("image", b.features))
+
+
+def test_video_frames_keep_patches_then_words_in_order(tiny_llm_dir, images):
+    from anymal import AnyMAL
+
+    model = AnyMAL.from_config(perceiving_config(tiny_llm_dir, video=True))
+    enc, proj = model.encoders["video"], model.projectors["video"]
+    assert enc.num_tokens == 2 * 18 and proj.num_tokens == 8 + 2 * 2 * (NAME_TOKENS + 1)
+    frames = torch.stack([enc.image.preprocess(images[0]), enc.image.preprocess(images[2])])[None]
+    out = proj(enc(frames))[0]
+    per = 4 + 2 * (NAME_TOKENS + 1)  # per frame: 4 patch tokens, then 2 entries
+    red = model.llm.embed(torch.tensor(model.llm.tokenizer(" red", add_special_tokens=False)["input_ids"][:1]))[0]
+    blue = model.llm.embed(torch.tensor(model.llm.tokenizer(" blue", add_special_tokens=False)["input_ids"][:1]))[0]
+    torch.testing.assert_close(out[4], red.float())
+    torch.testing.assert_close(out[per + 4], blue.float())
+
+
+def test_perception_row_validation_of_geometry():
+    from anymal.projectors.words import geometry
+
+    g = geometry(torch.tensor([[3.0, 0.8, 3.0, 0.1, 0.2, 0.5, 0.6, 0.16]]))
+    torch.testing.assert_close(g, torch.tensor([[0.8, 0.75, 0.1, 0.2, 0.5, 0.6, 0.16]]))
+
+
+# ---- the real models and the real photos -------------------------------------------------------
+@pytest.fixture(scope="module")
+def gcompris_photos():
+    from anymal.data.gcompris import RCC_DIR, find_photos
+
+    if not RCC_DIR.is_dir():
+        pytest.skip("gcompris-qt-data is not installed (scripts/install.sh installs it)")
+    return {p.key: p for p in find_photos()}
+
+
+def photo(photos: dict, suffix: str):
+    return next(p for k, p in photos.items() if k.endswith(suffix))
+
+
+@pytest.mark.integration
+def test_real_detector_and_classifier_name_real_photos(gcompris_photos, capfd):
+    import io
+
+    from PIL import Image
+
+    from anymal.encoders import load_encoder
+
+    det, cls = load_encoder("ssd-mobilenet-coco", "image"), load_encoder("efficientnet-lite3-labels", "image")
+    giraffe = Image.open(io.BytesIO(photo(gcompris_photos, "world_animals/resource/animals/giraffe.webp").data))
+    bison = Image.open(io.BytesIO(photo(gcompris_photos, "bison.webp").data))
+    rows = det.encode([giraffe, bison])
+    assert det.labels[int(rows[0][0, 0]) - 1] == "giraffe" and rows[0][0, 1] > 0.5
+    assert 0 <= rows[0][0, 3] < rows[0][0, 5] <= 1  # a box in picture coordinates
+    top = cls.encode([bison])[0]
+    assert cls.labels[int(top[0, 0]) - 1] == "bison" and top[0, 1] >= top[1, 1] >= top[2, 1]
+    assert "XNNPACK" not in capfd.readouterr().err  # TF-Lite's INFO line is kept off the console
+
+
+def test_gcompris_photos_have_names_and_licences(gcompris_photos):
+    assert len(gcompris_photos) >= 200
+    horse = photo(gcompris_photos, "farm_animals/resource/animals/horse.webp")
+    assert horse.names == ["horse"] and horse.text and "CC0" in horse.licence
+    assert photo(gcompris_photos, "screwDriver2.webp").names == ["screwdriver"]
+
+
+def test_photo_splits_share_no_photo_near_copy_or_held_out_kind(gcompris_photos, tmp_path):
+    from PIL import Image
+
+    from anymal.data.photos import DUP_BITS, build_photos, dhash
+
+    stats = build_photos(tmp_path, photo_variants=1, pairs=1, counts=1, progress=False)
+    assert stats["skipped"] == 0 and stats["photos"]["test"] >= 20 and stats["photos"]["test-kinds"] >= 10
+    assert not set(stats["kinds"]["test-kinds"]) & set(stats["kinds"]["train"])
+    rows = {s: [json.loads(line) for line in open(tmp_path / f"{s}.jsonl")] for s in ("train", "test", "test-kinds")}
+    sources = {s: {r["meta"]["source"] for r in rs if r["meta"]["task"] == "name"} for s, rs in rows.items()}
+    assert not sources["train"] & sources["test"]
+    hashes = {s: [int(r["meta"]["dhash"], 16) for r in rs if r["meta"]["task"] == "name"] for s, rs in rows.items()}
+    assert all(abs(int(r["meta"]["dhash"], 16).bit_count() - dhash(Image.open(tmp_path / r["images"][0])).bit_count()) < 8
+               for r in rows["test"] if r["meta"]["task"] == "name")  # the hash is the stored photo's
+    closest = min(bin(a ^ b).count("1") for a in hashes["train"] for b in hashes["test"])
+    assert closest > DUP_BITS
+    tasks = {r["meta"]["task"] for r in rows["test"]}
+    assert tasks == {"name", "describe", "side", "what-side", "there", "count"}
+    assert all(r["meta"]["licence"] for rs in rows.values() for r in rs)
+
+
+def test_photo_judges():
+    from anymal.eval.tasks import Row, get_task
+
+    named, layout = get_task("photo-object").judge, get_task("photo-layout").judge
+    assert named(Row("A photo of pliers.", "", {"names": ["pliers", "plier"]}), [])["object_named"]
+    assert not named(Row("A hammer.", "", {"names": ["pliers"]}), [])["object_named"]
+    side = {"task": "what-side", "answer": "left", "names": ["cat"], "left": ["cat"], "right": ["dog"]}
+    assert layout(Row("A cat.", "", side), [])["correct"]
+    assert not layout(Row("A cat and a dog.", "", side), [])["correct"]  # naming both is no answer
+    count = {"task": "count", "answer": "three"}
+    assert layout(Row("Three.", "", count), [])["correct"] and not layout(Row("Three or four.", "", count), [])["correct"]
+    assert layout(Row("No, there is not.", "", {"task": "there", "answer": "no"}), [])["correct"]
+
+
+def test_photo_videos_keep_the_photo_splits(gcompris_photos, tmp_path):
+    import av
+
+    from anymal.data.photo_video import build_photo_video
+    from anymal.data.photos import RCC_DIR, load_split_photos
+
+    stats = build_photo_video(tmp_path, limit=2, train_clips=2, progress=False)
+    assert stats["clips"] == {"train": 4, "val": 2, "test": 2, "test-kinds": 2} and stats["skipped"] == 0
+    photos, _, _, splits, _ = load_split_photos(RCC_DIR, 0.1, 0.2, 0.12)
+    split_of = {f"gcompris:{p.key}": s for p, s in zip(photos, splits)}
+    for split in ("train", "test", "test-kinds"):
+        rows = [json.loads(line) for line in open(tmp_path / f"{split}.jsonl")]
+        assert {split_of[r["meta"]["source"]] for r in rows} == {split}
+        assert {r["meta"]["task"] for r in rows} == {"caption", "direction", "object"}
+        caption = next(r for r in rows if r["meta"]["task"] == "caption")["messages"][1]["content"]
+        assert caption.endswith(f"from {rows[0]['meta']['direction']}.")
+    with av.open(str(tmp_path / rows[0]["videos"][0])) as c:
+        assert c.streams.video[0].frames == 16 and not c.streams.audio
