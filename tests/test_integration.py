@@ -61,7 +61,7 @@ def test_shipped_default_names_held_out_objects(default_model, tux, tmp_path):
     assert len(set(preds)) >= 0.3 * len(preds)
     # ...and score at least what the README states for the shipped adapter (regression guard)
     assert res["scores"]["ROUGE-L"] >= 0.30 and res["scores"]["BLEU-1"] >= 0.25, res["scores"]
-    assert res["scores"]["object_named"] >= 0.03, res["scores"]
+    assert res["scores"]["object_named"] >= 0.15, res["scores"]  # README: 0.208 (perception image adapter)
     for f in ("results.json", "results.md", "predictions.jsonl", "by_group.png"):
         assert (tmp_path / "eval" / f).is_file()
 
@@ -97,7 +97,9 @@ def test_default_checkpoint_manifest():
     r = _cli("info", "--json")
     m = json.loads(r.stdout)
     assert m["llm"]["id"] == "smollm2-135m-instruct" and m["stage"] == "align"
-    assert m["modalities"]["image"]["encoder"]["id"] == "efficientnet-lite0"
+    image = m["modalities"]["image"]["encoder"]
+    assert image["id"] == "efficientnet-lite0+efficientnet-lite3-labels+ssd-mobilenet-coco"
+    assert [p["id"] for p in image["parts"]] == ["efficientnet-lite0", "efficientnet-lite3-labels", "ssd-mobilenet-coco"]
     size = sum(f.stat().st_size for f in (PACKAGE_DIR / "assets" / "default").iterdir())
     assert size < 20_000_000  # adapters only (5 modalities, fp32)
 
@@ -112,5 +114,5 @@ def test_demo_answers_about_bundled_examples(capsys):
     assert len(lines) == len(DEMO) + 1  # every example answered (the default has every modality), then the text answer
     answers = {line.split("] ", 1)[0].lstrip("["): line.split("-> ", 1)[1] for line in lines[:-1]}
     assert all(answers.values()), lines
-    assert "truck" in answers["truck.png"].lower(), lines  # as in the README
+    assert {"truck", "pickup"} & set(answers["truck.png"].lower().strip(".").split()), lines  # README: "A pickup."
     assert answers["walking-upstairs.csv"] == "The person is walking upstairs.", lines  # as in the README

@@ -277,7 +277,7 @@ def _photo_named(row: Row, refs: list[str]) -> dict:
     return {"object_named": _names_any(row.prediction, row.meta["names"])}
 
 
-def _perception_answers(samples: list, progress: bool) -> dict:
+def _perception_answers(samples: list, refs: list[str], progress: bool) -> dict:
     """The frozen perception models' own answers (their top label) judged like the model's."""
     from ..encoders import load_encoder
 
