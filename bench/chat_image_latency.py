@@ -34,7 +34,8 @@ def patch_only_checkpoint(out: Path) -> Path:
     config = from_dict(ModelConfig, manifest["config"])
     config.modalities["image"].perception = []
     model = AnyMAL.from_config(config)
-    state = {k.replace("projectors.image.main.", "projectors.image."): v for k, v in read_weights(DEFAULT_CHECKPOINT).items()}
+    state = {k.replace("projectors.image.main.", "projectors.image."): v for k, v in read_weights(DEFAULT_CHECKPOINT).items()
+             if not k.startswith("projectors.image.words.")}
     model.load_adapter_state(state, DEFAULT_CHECKPOINT)
     model.save_pretrained(out, stage=manifest["stage"])
     return out
