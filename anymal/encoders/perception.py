@@ -90,6 +90,10 @@ class PerceptionEncoder(Encoder):
     def rows(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def __deepcopy__(self, memo: dict) -> "PerceptionEncoder":
+        # frozen, no tensors, and its runtime (TF-Lite, OpenCV DNN) cannot be copied: a copied model shares it
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.detach().cpu().clamp(0, 255).round().to(torch.uint8).numpy()
         return torch.from_numpy(self.rows(batch)).to(x.device, torch.float32)
