@@ -89,16 +89,18 @@ def test_tiles_encoder_features_mark_positions_and_thumbnail(tmp_path):
     assert torch.allclose(f[:49, :-2], plain, atol=1e-5)  # the thumbnail is the plain encoder's view
 
 
-def test_tiles_adopt_the_shipped_image_adapter(tmp_path):
-    """The tiles projector starts from the shipped mlp adapter: its thumbnail tokens are the shipped
-    projector's tokens exactly; tiles add tokens; a mismatched encoder is refused."""
+def test_tiles_adopt_a_trained_mlp_image_adapter(tmp_path):
+    """The tiles projector starts from an mlp adapter over EfficientNet-Lite0: its thumbnail tokens are
+    that projector's tokens exactly; tiles add tokens; a mismatched encoder is refused."""
     from anymal.config import ModelConfig
-    from anymal.paths import DEFAULT_CHECKPOINT
 
-    shipped = AnyMAL.from_pretrained()
+    torch.manual_seed(0)
+    shipped = AnyMAL.from_config(ModelConfig(modalities={"image": ModalityConfig(encoder="efficientnet-lite0",
+                                                                                 projector="mlp", num_tokens=9)}))
+    mlp_dir = shipped.save_pretrained(tmp_path / "mlp", stage="align")
     cfg = ModelConfig(modalities={"image": ModalityConfig(encoder="efficientnet-lite0-tiles", projector="tiles", num_tokens=9)})
     tiled = AnyMAL.from_config(cfg)
-    assert tiled.init_adapters_from(DEFAULT_CHECKPOINT, ["image"]) == ["image"]
+    assert tiled.init_adapters_from(mlp_dir, ["image"]) == ["image"]
     img = _noise(tmp_path / "wide.png", 500, 300)
     with torch.no_grad():
         ours = tiled.project("image", tiled.encoders["image"].encode([img]))

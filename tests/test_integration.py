@@ -27,7 +27,7 @@ def tux(tmp_path_factory) -> Path:
 
 
 def test_efficientnet_recognises_a_real_photo(default_model):
-    enc = default_model.encoders["image"]
+    enc = default_model.encoders["image"].main  # the patch part, beside the perception encoders
     x = enc.preprocess(STAMPS_DIR / "animals" / "amphibians" / "frog.png")[None]
     with torch.no_grad():
         top5 = enc.classify(x).topk(5).indices[0].tolist()
