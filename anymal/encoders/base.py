@@ -81,7 +81,7 @@ class Encoder(nn.Module):
     def encode(self, items: list[Any]) -> list[torch.Tensor]:
         """Features of each input, trimmed to its valid tokens: a list of [n_i, dim] tensors."""
         loaded = [self.load(it) for it in items]
-        device = next(self.parameters()).device
+        device = next(self.parameters(), torch.empty(0)).device  # CPU for encoders without weights
         feats = self(torch.stack([x for x, _ in loaded]).to(device))
         return [f[:n] for f, (_, n) in zip(feats, loaded)]
 

@@ -55,11 +55,5 @@ class ComposedEncoder(Encoder):
         self.preprocess(Image.new("RGB", (8, 8), "white"))
         return self._shapes
 
-    @torch.no_grad()
-    def encode(self, items: list[Any]) -> list[torch.Tensor]:
-        x = torch.stack([self.preprocess(it) for it in items])
-        params = list(self.parameters())
-        return list(self(x.to(params[0].device) if params else x))
-
     def facts(self) -> dict:
         return {**super().facts(), "parts": [p.facts() for p in self.parts]}

@@ -98,10 +98,6 @@ class PerceptionEncoder(Encoder):
         batch = x.detach().cpu().clamp(0, 255).round().to(torch.uint8).numpy()
         return torch.from_numpy(self.rows(batch)).to(x.device, torch.float32)
 
-    @torch.no_grad()
-    def encode(self, items: list[Any]) -> list[torch.Tensor]:  # no parameters to find a device on
-        return list(self(torch.stack([self.preprocess(it) for it in items])))
-
     def facts(self) -> dict:
         return {**super().facts(), "kind": self.kind, "labels": len(self.labels)}
 

@@ -146,12 +146,17 @@ def _wer(preds: list[str], refs: list[str]) -> dict:
     return {"WER": r["wer"], "CER": r["cer"]}
 
 
+def _input_paths(samples: list, kind: str) -> list[str]:
+    """The path of each sample's first `kind` part (a reference system reads the files itself)."""
+    return [next(p["path"] for m in s.messages for p in m["content"] if isinstance(p, dict) and p.get("type") == kind)
+            for s in samples]
+
+
 def _whisper_decoder(samples: list, refs: list[str], progress: bool) -> dict:
     """Whisper tiny.en end to end (its own decoder, CTranslate2, greedy) on the very same clips."""
     from .speech import whisper_transcribe
 
-    paths = [next(p["path"] for m in s.messages for p in m["content"] if isinstance(p, dict) and p.get("type") == "audio")
-             for s in samples]
+    paths = _input_paths(samples, "audio")
     return {"whisper-tiny.en own decoder": _wer(whisper_transcribe(paths), refs)}
 
 
@@ -281,8 +286,7 @@ def _perception_answers(samples: list, refs: list[str], progress: bool) -> dict:
     """The frozen perception models' own answers (their top label) judged like the model's."""
     from ..encoders import load_encoder
 
-    paths = [next(p["path"] for m in s.messages for p in m["content"] if isinstance(p, dict) and p.get("type") == "image")
-             for s in samples]
+    paths = _input_paths(samples, "image")
     out: dict[str, dict] = {}
     tops: dict[str, list[str]] = {}
     for name in ("ssd-mobilenet-coco", "efficientnet-lite3-labels"):
