@@ -117,8 +117,10 @@ class TrainConfig:
     freeze: list[str] = field(default_factory=list)  # components kept frozen on top of the stage, e.g. projectors.image
     train: list[str] = field(default_factory=list)  # components trained on top of the stage, e.g. projectors.audio
     # dtype of the *frozen* LLM while training (AnyMAL trains against a low-precision LLM and infers
-    # with the full-precision one); None = model.llm.dtype. The checkpoint records model.llm.dtype.
-    llm_train_dtype: Literal["float32", "bfloat16"] | None = None
+    # with the full-precision one); None = model.llm.dtype; auto = bfloat16 where the device runs bf16
+    # matmuls natively (CUDA, AVX512/AMX CPUs), float32 elsewhere (AVX2 CPUs: bf16 ~70x slower).
+    # The checkpoint records model.llm.dtype.
+    llm_train_dtype: Literal["auto", "float32", "bfloat16"] | None = None
     # the frozen LLM's attention kernel while training. auto = grouped for a bf16 LLM on CPU (query heads
     # stacked per key/value head, bf16 softmax: anymal/llm/attention.py; bench/align_speed.py --ablate
     # says what it is worth against eager and sdpa), the model's default otherwise

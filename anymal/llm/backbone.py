@@ -22,6 +22,15 @@ from .templates import ensure_chat_template
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls run at hardware speed on `device`: a CUDA GPU that supports them, or a CPU
+    oneDNN runs bf16 on (AVX512 / AMX). On an AVX2-only CPU a bf16 matmul is ~70x slower than fp32
+    (measured: 576x1536 by 512 rows, 0.48 s vs 0.0066 s), so bf16 there is never worth it."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 class LanguageModel(nn.Module):
     def __init__(self, id: str, model: nn.Module, tokenizer, dtype: str = "float32"):
         super().__init__()

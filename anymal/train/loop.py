@@ -24,6 +24,7 @@ from ..data.jsonl import SkipReport, read_jsonl
 from ..errors import ConfigError, DataError, TrainingError
 from ..model.anymal import AnyMAL
 from ..llm import attention
+from ..llm.backbone import native_bf16
 from ..llm.lora import lora_parameters
 from ..llm.quantize import quantize_llm
 from . import distributed as dist
@@ -105,8 +106,9 @@ def _build(cfg: TrainConfig, d: dist.Dist, log) -> AnyMAL:
     if cfg.init_from:
         loaded = model.init_adapters_from(cfg.init_from, cfg.init_modalities)
         log(f"{', '.join(loaded) or '(nothing)'} start from {cfg.init_from}")
-    if cfg.llm_train_dtype:
-        model.llm.model.to(getattr(torch, cfg.llm_train_dtype))
+    train_dtype = _train_dtype(cfg.llm_train_dtype, d.device, log)
+    if train_dtype:
+        model.llm.model.to(getattr(torch, train_dtype))
         for p in lora_parameters(model.llm).values():  # the frozen weights go low-precision, LoRA stays fp32
             p.data = p.data.float()
     if cfg.llm_quantize:
@@ -116,6 +118,17 @@ def _build(cfg: TrainConfig, d: dist.Dist, log) -> AnyMAL:
     apply_stage(model, cfg.stage, cfg.freeze, cfg.train)
     model.bind_text_noise = cfg.bind_text_noise
     return model
+
+
+def _train_dtype(choice: str | None, device: torch.device, log) -> str | None:
+    native = native_bf16(device)
+    if choice == "auto":
+        choice = "bfloat16" if native else "float32"
+        log(f"frozen LLM trains in {choice} (llm_train_dtype auto: {'' if native else 'no '}native bf16 on {device.type})")
+    elif choice == "bfloat16" and not native:
+        log(f"note: llm_train_dtype bfloat16 on a {device.type} without native bf16 matmuls runs far slower "
+            "than float32; llm_train_dtype: auto picks float32 here")
+    return choice
 
 
 def _shared_prefix(cfg: TrainConfig, model: AnyMAL, items: list[Prepared], st: Stage, log) -> SharedPrefix | None:
