@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,3 +184,22 @@ def test_safety_eval_command_prints_and_writes_precision_recall(tmp_path, capsys
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["image"] is None and 0.9 <= res["text"]["overall"]["precision"] <= 1
     assert (tmp_path / "text_pr.png").stat().st_size > 0
+
+
+def test_perception_check_flags_drawn_guns_and_passes_everyday_photos(tmp_path):
+    """The real EfficientNet-Lite3's weapon classes, nothing trained: Open Clip Art guns (Debian's
+    openclipart-svg, rendered as the openclipart builder does) against the bundled real photos."""
+    import subprocess
+
+    from anymal.safety.image import PerceptionCheck
+
+    guns = []
+    for name in ("9_mm_gun_01", "ak47_01"):
+        guns.append(tmp_path / f"{name}.png")
+        subprocess.run(["rsvg-convert", "-w", "300", "-h", "300", "-a", "-b", "white",
+                        f"/usr/share/openclipart/svg/tools/weapons/{name}.svg", "-o", str(guns[-1])], check=True)
+    examples = Path(__file__).parents[1] / "anymal" / "assets" / "examples"
+    everyday = [examples / f for f in ("sheep.jpg", "cup.jpg", "scissors.jpg", "umbrella.png", "truck.png")]
+    verdicts = PerceptionCheck(threshold=0.5).check([*guns, *everyday])
+    assert [v.unsafe for v in verdicts] == [True, True, False, False, False, False, False], [v.score for v in verdicts]
+    assert all(0.0 <= v.score <= 1.0 for v in verdicts) and verdicts[0].category == "violence"

@@ -124,12 +124,16 @@ class Lite3Labels(PerceptionEncoder):
         self._in, self._out = self.net.get_input_details()[0]["index"], self.net.get_output_details()[0]["index"]
         self.preprocess_id = f"stretch280-bilinear-on-white|{path.name}:{path.stat().st_size}|top{self.entries}"
 
+    def probabilities(self, img: np.ndarray) -> np.ndarray:
+        """The 1000 ImageNet class probabilities of one uint8 picture [H, W, 3] at `size`."""
+        self.net.set_tensor(self._in, img[None])  # the TF-Lite graph has batch 1
+        self.net.invoke()
+        return self.net.get_tensor(self._out)[0] / 255.0
+
     def rows(self, batch: np.ndarray) -> np.ndarray:
         out = np.zeros((len(batch), self.entries, ROW), np.float32)
-        for b, img in enumerate(batch):  # the TF-Lite graph has batch 1
-            self.net.set_tensor(self._in, img[None])
-            self.net.invoke()
-            probs = self.net.get_tensor(self._out)[0] / 255.0
+        for b, img in enumerate(batch):
+            probs = self.probabilities(img)
             for e, k in enumerate(np.argsort(-probs, kind="stable")[: self.entries]):
                 out[b, e] = whole_picture_row(int(k), float(probs[k]))
         return out

@@ -84,20 +84,34 @@ def _sweep(scores: list[float], truth: list[bool]) -> list[tuple[float, float, f
     return out
 
 
-def evaluate_images(manifests: list[str], threshold: float) -> tuple[dict, list[tuple[float, float, float]]]:
-    from .image import ImageCheck, labelled_images
+def _image_result(paths: list[str], truth: list[bool], scores: list[float], words: list[str], threshold: float) -> dict:
     from .text import precision_recall
+
+    res = precision_recall([s >= threshold for s in scores], truth)
+    res["flagged_examples"] = [f"{Path(p).name} ({w[:40]})" for p, w, s in zip(paths, words, scores) if s >= threshold][:12]
+    res["missed_examples"] = [f"{Path(p).name} ({w[:40]})" for p, w, s, t in zip(paths, words, scores, truth)
+                              if t and s < threshold][:12]
+    return res
+
+
+def evaluate_images(manifests: list[str], threshold: float) -> tuple[dict, dict]:
+    """Both image checks side by side: the trained head on the held-out 30%, the perception check
+    (nothing trained) on the same 30% and on every labelled picture. ({check: result}, {check: sweep})."""
+    from .image import ImageCheck, PerceptionCheck, labelled_images
 
     items, ambiguous = labelled_images(manifests)
     test = [i for i in items if i.split == "test"]
-    scores = ImageCheck(threshold=threshold).scores([i.path for i in test])
-    truth = [i.weapon for i in test]
-    res = precision_recall([s >= threshold for s in scores], truth)
-    res["ambiguous_left_out"] = ambiguous
-    res["flagged_examples"] = [f"{Path(i.path).name} ({i.words[:40]})" for i, s in zip(test, scores) if s >= threshold][:12]
-    res["missed_examples"] = [f"{Path(i.path).name} ({i.words[:40]})" for i, s in zip(test, scores)
-                              if i.weapon and s < threshold][:12]
-    return res, _sweep(scores, truth)
+    perception = dict(zip((i.path for i in items), PerceptionCheck(threshold).scores([i.path for i in items])))
+    runs = {"head (held out)": (test, ImageCheck(threshold=threshold).scores([i.path for i in test])),
+            "perception (held out)": (test, [perception[i.path] for i in test]),
+            "perception (every picture)": (items, [perception[i.path] for i in items])}
+    results, sweeps = {}, {}
+    for name, (group, scores) in runs.items():
+        truth = [i.weapon for i in group]
+        results[name] = {**_image_result([i.path for i in group], truth, scores, [i.words for i in group], threshold),
+                         "ambiguous_left_out": ambiguous}
+        sweeps[name] = _sweep(scores, truth)
+    return results, sweeps
 
 
 def _plot_sweep(sweep, title: str, path: Path) -> None:
@@ -131,19 +145,20 @@ def cmd_eval(a) -> int:
     lines = ["| check | held-out set | n (positives) | precision | recall |", "|---|---|---|---|---|",
              f"| text (input and output) @ {a.text_threshold} | labelled prompts, 30% held out | {o['n']} ({o['positives']}) "
              f"| {o['precision']:.3f} | {o['recall']:.3f} |"]
-    if image:
-        lines.append(f"| image (weapons) @ {a.image_threshold} | captioned pictures, 30% held out by their words "
-                     f"| {image['n']} ({image['positives']}) | {image['precision']:.3f} | {image['recall']:.3f} |")
+    for name, r in (image or {}).items():
+        lines.append(f"| image (weapons), {name} @ {a.image_threshold} | captioned pictures"
+                     f"{', 30% held out by their words' if 'held out' in name else ''} | {r['n']} ({r['positives']}) "
+                     f"| {r['precision']:.3f} | {r['recall']:.3f} |")
     lines.append("")
     lines += [f"- {k}: {v:.3f}" for k, v in text.items() if isinstance(v, float)]
-    if image:
-        lines += [f"- image: {image['ambiguous_left_out']} ambiguous pictures left out; "
-                  f"flagged: {'; '.join(image['flagged_examples'][:6])}; missed: {'; '.join(image['missed_examples'][:6])}"]
+    for name, r in (image or {}).items():
+        lines += [f"- image, {name}: {r['ambiguous_left_out']} ambiguous pictures left out; "
+                  f"flagged: {'; '.join(r['flagged_examples'][:6])}; missed: {'; '.join(r['missed_examples'][:6])}"]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     _plot_sweep(sweep, f"text check, threshold sweep (n={o['n']})", out / "text_pr.png")
-    if image:
-        _plot_sweep(image_sweep, f"image check, threshold sweep (n={image['n']}, {image['positives']} weapons)",
-                    out / "image_pr.png")
+    for k, (name, r) in enumerate((image or {}).items()):
+        _plot_sweep(image_sweep[name], f"image check, {name} (n={r['n']}, {r['positives']} weapons)",
+                    out / f"image_pr_{k}.png")
     print("\n".join(lines))
-    print(f"wrote {out}/: results.json, results.md, text_pr.png{', image_pr.png' if image else ''}", file=sys.stderr)
+    print(f"wrote {out}/: results.json, results.md, text_pr.png{', image_pr_*.png' if image else ''}", file=sys.stderr)
     return 0

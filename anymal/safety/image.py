@@ -106,6 +106,35 @@ def _encoder(encoder):
     return encoder.eval()
 
 
+# EfficientNet-Lite3's ImageNet classes that are weapons (0-based, efficientnet_labels.txt order):
+# assault rifle, cannon, holster, missile, projectile, revolver, rifle, scabbard. Not the ambiguous ones
+# (hatchet, cleaver, tank, bow, letter opener, bulletproof vest), as for the word labels.
+WEAPON_CLASSES = [413, 471, 597, 657, 744, 763, 764, 777]
+
+
+class PerceptionCheck:
+    """P(weapon) as the probability EfficientNet-Lite3 (the image encoders' frozen ImageNet classifier,
+    encoders/perception.py) puts on its weapon classes. Nothing is trained, so every labelled picture
+    measures it, not only a held-out split."""
+
+    def __init__(self, threshold: float = 0.5, classifier=None):
+        if classifier is None:
+            from ..encoders import load_encoder
+
+            classifier = load_encoder("efficientnet-lite3-labels", "image")
+        self.classifier, self.threshold = classifier, threshold
+
+    def scores(self, images: list) -> list[float]:
+        out = []
+        for im in images:
+            x = self.classifier.preprocess(im).clamp(0, 255).round().to(torch.uint8).numpy()
+            out.append(float(self.classifier.probabilities(x)[WEAPON_CLASSES].sum()))
+        return out
+
+    def check(self, images: list) -> list[Verdict]:
+        return [Verdict(s >= self.threshold, s, "violence") for s in (self.scores(images) if images else [])]
+
+
 class ImageCheck:
     def __init__(self, encoder=None, threshold: float = 0.5, head: Path | dict = HEAD):
         if isinstance(head, Path):
