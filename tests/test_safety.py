@@ -203,3 +203,17 @@ def test_perception_check_flags_drawn_guns_and_passes_everyday_photos(tmp_path):
     verdicts = PerceptionCheck(threshold=0.5).check([*guns, *everyday])
     assert [v.unsafe for v in verdicts] == [True, True, False, False, False, False, False], [v.score for v in verdicts]
     assert all(0.0 <= v.score <= 1.0 for v in verdicts) and verdicts[0].category == "violence"
+
+
+def test_image_check_method_is_chosen_by_name_and_reuses_the_models_networks():
+    from types import SimpleNamespace
+
+    from anymal.errors import ConfigError
+    from anymal.safety.image import PerceptionCheck, build_image_check
+
+    lite3 = SimpleNamespace(id="efficientnet-lite3-labels")
+    composed = SimpleNamespace(id="efficientnet-lite0+efficientnet-lite3-labels", parts=[SimpleNamespace(id="x"), lite3])
+    check = build_image_check("perception", 0.4, composed)
+    assert isinstance(check, PerceptionCheck) and check.classifier is lite3 and check.threshold == 0.4
+    with pytest.raises(ConfigError, match="'perception' or 'head'"):
+        build_image_check("clip", 0.5)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .image import ImageCheck
+from .image import ImageCheck, PerceptionCheck, build_image_check
 from .text import TextClassifier, Verdict
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
@@ -25,7 +25,8 @@ class SafetyConfig:
     output_text: bool = True
     pair: bool = True
     text_threshold: float = 0.5
-    image_threshold: float = 0.5  # P(weapon) from the image head
+    image_threshold: float = 0.5  # P(weapon) from the image check
+    image_method: str = "perception"  # perception: Lite3's weapon classes | head: the trained Lite0 head
     pair_text_threshold: float = 0.3
     pair_image_threshold: float = 0.3
     refusal: str = "I can't help with that. (flagged by the {check} check: {category})"
@@ -42,11 +43,11 @@ class Flag:
 
 class Guard:
     def __init__(self, config: SafetyConfig | None = None, text: TextClassifier | None = None,
-                 image: ImageCheck | None = None):
+                 image: PerceptionCheck | ImageCheck | None = None):
         self.config = c = config or SafetyConfig()
         self.text = text or (TextClassifier.load(threshold=c.text_threshold)
                              if c.input_text or c.output_text or c.pair else None)
-        self.image = image or (ImageCheck(threshold=c.image_threshold) if c.input_image or c.pair else None)
+        self.image = image or (build_image_check(c.image_method, c.image_threshold) if c.input_image or c.pair else None)
 
     @staticmethod
     def _parts(messages: list[dict], kind: str) -> list:

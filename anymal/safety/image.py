@@ -169,3 +169,15 @@ def train_image_head(items: list[LabelledImage], encoder=None, l2: float = 1e-2,
         save_file(head, str(out), metadata={"encoder": "efficientnet-lite0", "classes": "safe,weapon",
                                             "train_images": str(len(items)), "weapons": str(int(y.sum()))})
     return head
+
+
+def build_image_check(method: str, threshold: float, encoder=None) -> "PerceptionCheck | ImageCheck":
+    """The image check `method` names ("perception" or "head"), reusing a model's image encoder (or the
+    parts of a composed one) where it holds the network the check reads."""
+    parts = list(getattr(encoder, "parts", [encoder] if encoder is not None else []))
+    find = lambda id: next((p for p in parts if getattr(p, "id", None) == id), None)  # noqa: E731
+    if method == "perception":
+        return PerceptionCheck(threshold, find("efficientnet-lite3-labels"))
+    if method == "head":
+        return ImageCheck(find("efficientnet-lite0"), threshold)
+    raise ConfigError(f"image check method {method!r}: expected 'perception' or 'head'")

@@ -45,12 +45,12 @@ def cmd_serve(a) -> int:
     guard = None
     if not a.no_safety:
         from ..safety.guard import Guard, SafetyConfig
-        from ..safety.image import ImageCheck
+        from ..safety.image import build_image_check
 
         sc = SafetyConfig(text_threshold=a.safety_text_threshold, image_threshold=a.safety_image_threshold,
                           input_image=a.image_check, **{k: False for k in a.safety_off})
-        encoder = model.encoders["image"] if "image" in model.encoders else None  # reuse the model's EfficientNet
-        image = ImageCheck(encoder, sc.image_threshold) if sc.input_image or sc.pair else None
+        encoder = model.encoders["image"] if "image" in model.encoders else None  # reuse its EfficientNets
+        image = build_image_check(sc.image_method, sc.image_threshold, encoder) if sc.input_image or sc.pair else None
         guard = Guard(sc, image=image)
     model_id = a.model_id or (Path(a.model).resolve().name if a.model else "anymal-default")
     cfg = ServeConfig(model_id=model_id, api_key=a.api_key, max_batch=a.max_batch, max_queue=a.max_queue,
