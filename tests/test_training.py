@@ -196,7 +196,6 @@ def test_the_trainer_reuses_the_prefix_only_while_the_llm_is_frozen(tmp_path, im
     assert runs["on"][0] == pytest.approx(runs["off"][0], rel=1e-4)
 
 
-
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_train_dtype_is_bf16_only_where_the_hardware_runs_it(monkeypatch, native):
     """An AVX2-only CPU runs bf16 matmuls ~70x slower than fp32: `auto` must not pick bf16 there."""

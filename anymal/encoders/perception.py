@@ -94,9 +94,13 @@ class PerceptionEncoder(Encoder):
         # frozen, no tensors, and its runtime (TF-Lite, OpenCV DNN) cannot be copied: a copied model shares it
         return self
 
+    @staticmethod
+    def as_uint8(x: torch.Tensor) -> np.ndarray:
+        """`preprocess` output (one picture or a batch) as the uint8 array the runtimes read."""
+        return x.detach().cpu().clamp(0, 255).round().to(torch.uint8).numpy()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch = x.detach().cpu().clamp(0, 255).round().to(torch.uint8).numpy()
-        return torch.from_numpy(self.rows(batch)).to(x.device, torch.float32)
+        return torch.from_numpy(self.rows(self.as_uint8(x))).to(x.device, torch.float32)
 
     def facts(self) -> dict:
         return {**super().facts(), "kind": self.kind, "labels": len(self.labels)}

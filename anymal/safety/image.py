@@ -112,7 +112,19 @@ def _encoder(encoder):
 WEAPON_CLASSES = [413, 471, 597, 657, 744, 763, 764, 777]
 
 
-class PerceptionCheck:
+class _WeaponCheck:
+    """A check's verdicts from its P(weapon) `scores` and `threshold`."""
+
+    threshold: float
+
+    def scores(self, images: list) -> list[float]:
+        raise NotImplementedError
+
+    def check(self, images: list) -> list[Verdict]:
+        return [Verdict(s >= self.threshold, s, "violence") for s in (self.scores(images) if images else [])]
+
+
+class PerceptionCheck(_WeaponCheck):
     """P(weapon) as the probability EfficientNet-Lite3 (the image encoders' frozen ImageNet classifier,
     encoders/perception.py) puts on its weapon classes. Nothing is trained, so every labelled picture
     measures it, not only a held-out split."""
@@ -125,17 +137,11 @@ class PerceptionCheck:
         self.classifier, self.threshold = classifier, threshold
 
     def scores(self, images: list) -> list[float]:
-        out = []
-        for im in images:
-            x = self.classifier.preprocess(im).clamp(0, 255).round().to(torch.uint8).numpy()
-            out.append(float(self.classifier.probabilities(x)[WEAPON_CLASSES].sum()))
-        return out
-
-    def check(self, images: list) -> list[Verdict]:
-        return [Verdict(s >= self.threshold, s, "violence") for s in (self.scores(images) if images else [])]
+        c = self.classifier
+        return [float(c.probabilities(c.as_uint8(c.preprocess(im)))[WEAPON_CLASSES].sum()) for im in images]
 
 
-class ImageCheck:
+class ImageCheck(_WeaponCheck):
     def __init__(self, encoder=None, threshold: float = 0.5, head: Path | dict = HEAD):
         if isinstance(head, Path):
             if not head.is_file():
@@ -148,9 +154,6 @@ class ImageCheck:
         """P(weapon) per image."""
         f = (pooled_features(self.encoder, images) - self.mean) / self.std
         return torch.softmax(f @ self.weight + self.bias, -1)[:, 1].tolist()
-
-    def check(self, images: list) -> list[Verdict]:
-        return [Verdict(s >= self.threshold, s, "violence") for s in (self.scores(images) if images else [])]
 
 
 def train_image_head(items: list[LabelledImage], encoder=None, l2: float = 1e-2, out: Path | None = HEAD,
@@ -174,10 +177,9 @@ def train_image_head(items: list[LabelledImage], encoder=None, l2: float = 1e-2,
 def build_image_check(method: str, threshold: float, encoder=None) -> "PerceptionCheck | ImageCheck":
     """The image check `method` names ("perception" or "head"), reusing a model's image encoder (or the
     parts of a composed one) where it holds the network the check reads."""
-    parts = list(getattr(encoder, "parts", [encoder] if encoder is not None else []))
-    find = lambda id: next((p for p in parts if getattr(p, "id", None) == id), None)  # noqa: E731
+    parts = {getattr(p, "id", None): p for p in getattr(encoder, "parts", [encoder])}
     if method == "perception":
-        return PerceptionCheck(threshold, find("efficientnet-lite3-labels"))
+        return PerceptionCheck(threshold, parts.get("efficientnet-lite3-labels"))
     if method == "head":
-        return ImageCheck(find("efficientnet-lite0"), threshold)
+        return ImageCheck(parts.get("efficientnet-lite0"), threshold)
     raise ConfigError(f"image check method {method!r}: expected 'perception' or 'head'")

@@ -121,6 +121,8 @@ def _build(cfg: TrainConfig, d: dist.Dist, log) -> AnyMAL:
 
 
 def _train_dtype(choice: str | None, device: torch.device, log) -> str | None:
+    if choice not in ("auto", "bfloat16"):
+        return choice
     native = native_bf16(device)
     if choice == "auto":
         choice = "bfloat16" if native else "float32"
