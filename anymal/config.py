@@ -30,7 +30,9 @@ class ModalityConfig:
     # bind: ImageBind-LLM injection (no tokens); patch: encoder-free pixel patches (encoder pixel-patches);
     # tiles: per-tile MLP + tile positions (encoder efficientnet-lite0-tiles)
     projector: Literal["linear", "mlp", "resampler", "bind", "patch", "tiles"] = "mlp"
-    num_tokens: int | None = 9  # tokens per input handed to the LLM; None keeps every encoder token
+    # tokens per input handed to the LLM; None keeps every encoder token; 0 (with `perception`) hands
+    # the LLM the perception tokens only, no patch tokens
+    num_tokens: int | None = 9
     depth: int = 2  # resampler layers
     width: int = 512  # resampler width; bind head hidden width
     heads: int = 8  # resampler attention heads
@@ -41,6 +43,11 @@ class ModalityConfig:
     # image/video: perception encoders (e.g. ssd-mobilenet-coco, efficientnet-lite3-labels) that read each
     # picture beside `encoder` and hand the LLM the names of what they see (projectors/words.py)
     perception: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.num_tokens == 0 and not self.perception:
+            raise ConfigError("num_tokens: 0 (no patch tokens) needs perception encoders to read instead; "
+                              "use null to keep every encoder token")
 
 
 @dataclass

@@ -109,6 +109,24 @@ def test_video_frames_keep_patches_then_words_in_order(tiny_llm_dir, images):
     torch.testing.assert_close(out[per + 4], blue.float())
 
 
+def test_words_only_projector_hands_no_patch_tokens(tiny_llm_dir, images):
+    from anymal import AnyMAL
+    from anymal.errors import ConfigError
+
+    cfg = perceiving_config(tiny_llm_dir)
+    cfg.modalities["image"].num_tokens = 0
+    model = AnyMAL.from_config(cfg)
+    proj = model.projectors["image"]
+    assert proj.main is None and proj.num_tokens == 2 * (NAME_TOKENS + 1)
+    feats = model.encoders["image"].encode([images[0]])[0]
+    out = proj(feats[None])[0]
+    red = model.llm.embed(torch.tensor(model.llm.tokenizer(" red", add_special_tokens=False)["input_ids"][:1]))[0]
+    torch.testing.assert_close(out[0], red.float())  # the first token is already the first name
+    assert not any(k.startswith("projectors.image.main") for k in model.adapter_state())
+    with pytest.raises(ConfigError, match="perception"):
+        ModalityConfig(encoder="tiny-cnn", num_tokens=0)  # nothing left to read
+
+
 def test_perception_row_validation_of_geometry():
     from anymal.projectors.words import geometry
 
@@ -153,6 +171,9 @@ def test_gcompris_photos_have_names_and_licences(gcompris_photos):
     assert len(gcompris_photos) >= 200
     horse = photo(gcompris_photos, "farm_animals/resource/animals/horse.webp")
     assert horse.names == ["horse"] and horse.text and "CC0" in horse.licence
+    assert horse.name == "horse"  # an animal's board title ("Horse") is not a proper name: "a horse"
+    liberty = next(p for p in gcompris_photos.values() if p.title == "Statue of Liberty")
+    assert liberty.name == "Statue of Liberty" and liberty.category == "monument"
     assert photo(gcompris_photos, "screwDriver2.webp").names == ["screwdriver"]
 
 

@@ -131,7 +131,8 @@ def _explore(activity: str, files: dict[str, bytes], credit: dict[str, str]) -> 
                 continue
             cat = CATEGORY[activity]
             words = [object_word(title + ".")] if cat == "animal" else re.findall(r"[^\W\d_]{4,}", title.lower())
-            photos.append(Photo(img, files[img], title, words, cat, credit.get(img, UNCREDITED),
+            name = title.lower() if cat == "animal" else title  # "Horse" is an animal, not a proper name
+            photos.append(Photo(img, files[img], name, words, cat, credit.get(img, UNCREDITED),
                                 title=title, text=text.group(1) if text else ""))
     return photos
 

@@ -106,7 +106,7 @@ def photo_questions(p: Photo, rel: str, rng: random.Random, hashed: int) -> list
     out = [_record(rng.choice(WHAT), f"A photo of {article(p.name)}.", rel, _meta(p, "name", dhash=f"{hashed:016x}"))]
     if p.text:
         first = re.split(r"(?<=[.!?])\s", p.text.strip())[0]
-        out.append(_record(rng.choice(DESCRIBE), f"A photo of {article(p.title)}. {first}", rel,
+        out.append(_record(rng.choice(DESCRIBE), f"A photo of {article(p.name)}. {first}", rel,
                            _meta(p, "describe", caption=first)))
     return out
 

@@ -62,9 +62,13 @@ class WordsProjector(nn.Module):
 
 
 class PerceivingProjector(nn.Module):
-    """Patch projector for the main encoder + a words projector per perception encoder."""
+    """Patch projector for the main encoder + a words projector per perception encoder.
 
-    def __init__(self, main: Projector, parts: list[tuple[int, list[str] | None, int]], out_dim: int,
+    `main=None` (a modality's `num_tokens: 0`) hands the LLM the perception tokens only: the patch part
+    is still encoded (the feature layout stays one tensor) but never read, the ablation of what the
+    words alone carry."""
+
+    def __init__(self, main: Projector | None, parts: list[tuple[int, list[str] | None, int]], out_dim: int,
                  embed_rms: float, embed_words: WordEmbedder, frames: int | None):
         """`parts`: per encoder part (tokens per frame, labels or None for the main part, feature width)."""
         super().__init__()
@@ -74,7 +78,7 @@ class PerceivingProjector(nn.Module):
         self.words = nn.ModuleList([WordsProjector(labels, n, out_dim, embed_rms, embed_words)
                                     for n, labels, _ in parts[1:]])
         self.in_tokens = self.frames * sum(self.part_tokens)
-        self.num_tokens = main.num_tokens + self.frames * sum(w.num_tokens for w in self.words)
+        self.num_tokens = (main.num_tokens if main else 0) + self.frames * sum(w.num_tokens for w in self.words)
 
     def tokens_for(self, n_in: int) -> int:
         if n_in != self.in_tokens:
@@ -85,8 +89,10 @@ class PerceivingProjector(nn.Module):
         b, f = x.shape[0], self.frames
         per_frame = x.reshape(b, f, sum(self.part_tokens), x.shape[-1])
         chunks = per_frame.split(self.part_tokens, dim=2)
-        main_in = chunks[0][..., : self.part_dims[0]].reshape(b, f * self.part_tokens[0], self.part_dims[0])
-        out = [self.main(main_in).reshape(b, f, -1, self.main.out_dim)]
+        out = []
+        if self.main is not None:
+            main_in = chunks[0][..., : self.part_dims[0]].reshape(b, f * self.part_tokens[0], self.part_dims[0])
+            out.append(self.main(main_in).reshape(b, f, -1, self.main.out_dim))
         for words, rows, dim in zip(self.words, chunks[1:], self.part_dims[1:]):
             out.append(words(rows[..., :dim].reshape(b * f, -1, dim)).reshape(b, f, words.num_tokens, -1))
         return torch.cat(out, dim=2).reshape(b, self.num_tokens, -1)
@@ -98,6 +104,7 @@ def build_perceiving(cfg, enc, out_dim: int, embed_rms: float, embed_words: Word
 
     image, frames = getattr(enc, "image", enc), getattr(enc, "frames", None)
     main = image.parts[0]
-    inner = build_projector(cfg, main.dim, (frames or 1) * main.num_tokens, out_dim, embed_rms, main.grid, frames)
+    inner = None if cfg.num_tokens == 0 else build_projector(cfg, main.dim, (frames or 1) * main.num_tokens,
+                                                             out_dim, embed_rms, main.grid, frames)
     parts = [(p.num_tokens, getattr(p, "labels", None), p.dim) for p in image.parts]
     return PerceivingProjector(inner, parts, out_dim, embed_rms, embed_words, frames)
