@@ -94,6 +94,38 @@ def test_perceiving_checkpoint_round_trip(perceiving, images, tmp_path):
     torch.testing.assert_close(perceiving.project("image", a.features), again.project("image", b.features))
 
 
+def test_checkpoints_from_before_the_confidence_gate_load_unchanged(perceiving, images, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from anymal import AnyMAL
+    from anymal.errors import CheckpointError
+
+    with torch.no_grad():
+        for name, p in perceiving.projectors["image"].named_parameters():
+            if ".gate." not in name:  # a model trained before the gate: its gate is the zero init
+                p.add_(0.01 * torch.randn_like(p))
+    perceiving.save_pretrained(tmp_path / "ck")
+    weights = tmp_path / "ck" / "adapters.safetensors"
+    state = {k: v for k, v in load_file(weights).items() if ".gate." not in k}
+    save_file(state, weights)
+    again = AnyMAL.from_pretrained(tmp_path / "ck")
+    feats = perceiving.encoders["image"].encode([images[1]])[0][None]
+    torch.testing.assert_close(perceiving.projectors["image"](feats), again.projectors["image"](feats))
+    save_file({k: v for k, v in state.items() if ".info_norm." not in k}, weights)
+    with pytest.raises(CheckpointError, match="missing"):  # only the gate may be absent
+        AnyMAL.from_pretrained(tmp_path / "ck")
+
+
+def test_confidence_gate_damps_a_name(perceiving, images):
+    words = perceiving.projectors["image"].words[0]
+    feats = perceiving.encoders["image"].encode([images[0]])[0][None]
+    before = perceiving.projectors["image"](feats)[0, 4].clone()
+    with torch.no_grad():
+        words.gate.bias.fill_(-20.0)  # tanh -> -1: the name is not said at all
+    after = perceiving.projectors["image"](feats)[0, 4]
+    assert before.norm() > 0 and torch.allclose(after, torch.zeros_like(after), atol=1e-6)
+
+
 def test_video_frames_keep_patches_then_words_in_order(tiny_llm_dir, images):
     from anymal import AnyMAL
 

@@ -138,10 +138,13 @@ class AnyMAL(Inference, nn.Module):
             prefix = f"projectors.{m}."
             sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             try:
-                missing, unexpected = self.projectors[m].load_state_dict(sub, strict=m not in adopted)
+                missing, unexpected = self.projectors[m].load_state_dict(sub, strict=False)
             except RuntimeError as e:
                 raise CheckpointError(f"{path}: the {m} adapter does not fit the model being built: {e}") from None
-            if set(missing) - set(getattr(self.projectors[m], "extra_keys", ())) or unexpected:
+            may_lack = set(getattr(self.projectors[m], "optional_keys", ()))
+            if m in adopted:  # new parts of the adopting kind start fresh
+                may_lack |= set(getattr(self.projectors[m], "extra_keys", ()))
+            if set(missing) - may_lack or unexpected:
                 raise CheckpointError(f"{path}: the {m} adapter does not fit: missing {missing}, unexpected {unexpected}")
         lora = {k: v for k, v in state.items() if LORA_MARK in k}
         if lora and has_lora(self.llm):  # stage chaining instruct -> instruct keeps the LoRA layers
@@ -168,7 +171,8 @@ class AnyMAL(Inference, nn.Module):
 
     def load_adapter_state(self, state: dict[str, torch.Tensor], path: str | Path) -> None:
         want = set(self.adapter_state())
-        missing, unexpected = sorted(want - set(state)), sorted(set(state) - want)
+        optional = {f"projectors.{m}.{k}" for m, p in self.projectors.items() for k in getattr(p, "optional_keys", ())}
+        missing, unexpected = sorted(want - set(state) - optional), sorted(set(state) - want)
         if missing or unexpected:
             raise CheckpointError(f"{path}: adapter weights do not fit the model built from its manifest: "
                                   f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "

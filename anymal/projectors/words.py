@@ -45,6 +45,11 @@ class WordsProjector(nn.Module):
         self.shift = nn.Linear(GEOMETRY, out_dim)
         nn.init.zeros_(self.shift.weight)
         nn.init.zeros_(self.shift.bias)
+        # how loudly a name is said, from its confidence and box: 1 + tanh(.), zero-initialised (= 1), so an
+        # unsure label can be damped toward "nothing" rather than heard as loudly as a sure one
+        self.gate = nn.Linear(GEOMETRY, 1)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.zeros_(self.gate.bias)
         self.info = nn.Sequential(nn.Linear(GEOMETRY, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
         self.info_norm = nn.LayerNorm(out_dim)
         with torch.no_grad():
@@ -55,7 +60,8 @@ class WordsProjector(nn.Module):
         idx = rows[..., 0].round().long().clamp(0, self.names.shape[0] - 1)
         g = geometry(rows)
         mask = self.mask[idx].unsqueeze(-1)  # [B, E, K, 1]
-        name = (self.names[idx] + self.shift(g).unsqueeze(2)) * mask
+        loud = 1.0 + torch.tanh(self.gate(g)).unsqueeze(2)  # [B, E, 1, 1]
+        name = (self.names[idx] * loud + self.shift(g).unsqueeze(2)) * mask
         info = self.info_norm(self.info(g)).unsqueeze(2)
         b = rows.shape[0]
         return torch.cat([name, info], dim=2).reshape(b, self.num_tokens, -1)
@@ -78,6 +84,9 @@ class PerceivingProjector(nn.Module):
         self.words = nn.ModuleList([WordsProjector(labels, n, out_dim, embed_rms, embed_words)
                                     for n, labels, _ in parts[1:]])
         self.in_tokens = self.frames * sum(self.part_tokens)
+        # keys a checkpoint may lack because their initial value changes nothing: checkpoints from before
+        # the confidence gate load as they were trained (a zero gate says every name as loudly as given)
+        self.optional_keys = tuple(f"words.{i}.gate.{p}" for i in range(len(self.words)) for p in ("weight", "bias"))
         self.num_tokens = (main.num_tokens if main else 0) + self.frames * sum(w.num_tokens for w in self.words)
 
     def tokens_for(self, n_in: int) -> int:
