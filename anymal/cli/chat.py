@@ -113,6 +113,7 @@ DEMO = [
     ([("audio", "goat-sound.flac")], "What makes this sound?"),
     ([("audio", "speech-call-forward.flac")], "Transcribe this audio."),
     ([("video", "goat-moving-up.mp4")], "Describe the video briefly."),
+    ([("video", "horse-moving-right.mp4")], "Describe the video briefly."),
     ([("imu", "walking-upstairs.csv")], "What is the person doing?"),
     ([("points", "bench.npy")], "What is this 3D object?"),
     ([("image", "umbrella.png"), ("imu", "walking-upstairs.csv")], "Given what I see and how I'm moving, what am I doing?"),
