@@ -3,8 +3,9 @@
 A frozen LLM already knows what " giraffe" means; an adapter that must invent a vector for it from
 patch features (and ~1,000 training pictures) mostly does not find it. So each perception entry
 (label, confidence, count, box) becomes `NAME_TOKENS` tokens that *are* the frozen embeddings of the
-label's name (plus a zero-initialised, learned shift from the geometry), followed by one learned
-token saying how sure, how many, where and how big. An empty entry (nothing detected) gives zero
+label's name (scaled by a learned gate on the confidence and box, plus a learned shift from the
+geometry, both zero-initialised: at first the name is said exactly as the LLM says it), followed by
+one learned token saying how sure, how many, where and how big. An empty entry (nothing detected) gives zero
 name tokens and the learned token of "nothing".
 
 `PerceivingProjector` puts it together for a `ComposedEncoder`: the main part's patch features go
