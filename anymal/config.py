@@ -113,6 +113,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     stage: Literal["align", "instruct-proj", "instruct", "full", "bind", "bind-inject"] = "align"  # see anymal/train/stages.py
     output_dir: str = "runs/align"
+    recipe: str | None = None  # the recipe file this run was loaded from (set on load; the lineage records it)
     seed: int = 0
     log_every: int = 5
     eval_every: int = 50  # validation loss cadence (0 = only at the end)
@@ -199,6 +200,7 @@ def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfi
         raise ConfigError(f"recipe {p}: expected a mapping at the top level")
     data = apply_overrides(data, list(overrides))
     cfg = from_dict(TrainConfig, data, where=f"recipe {p}")
+    cfg.recipe = cfg.recipe or str(p)  # a run's dumped config.yaml keeps naming the recipe it came from
     # relative data paths in a recipe are relative to the recipe file
     def near_recipe(v: str) -> str:
         return str(p.parent / v) if not Path(v).is_absolute() and not Path(v).exists() and (p.parent / v).exists() else v

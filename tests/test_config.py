@@ -21,7 +21,7 @@ def test_yaml_and_overrides(tmp_path):
     assert (img.projector, img.num_tokens, img.depth) == ("resampler", 8, 3)
     dump_yaml(cfg, tmp_path / "dumped.yaml")
     again = load_train_config(tmp_path / "dumped.yaml")
-    assert again == cfg
+    assert again == cfg and again.recipe == str(tmp_path / "r.yaml")  # a dumped run config names its recipe
 
 
 def test_unknown_key_and_wrong_type_name_the_field(tmp_path):

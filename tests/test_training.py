@@ -89,6 +89,7 @@ def test_add_a_modality_keeping_a_trained_adapter_frozen(tmp_path, images, tiny_
     plan = (tmp_path / "run2" / "plan.txt").read_text()
     assert "projectors.image  frozen" in plan and "projectors.audio  yes" in plan
     assert after.lineage[0]["steps"] == 3 and after.lineage[-1]["init_from"] == str(first.checkpoint)
+    assert after.lineage[-1]["recipe"] == str(recipe)  # the lineage says which recipe made each run
     with pytest.raises(Exception, match="no component 'projectors.video'; components: "):
         train(load_train_config(recipe, overrides[:-1] + ["freeze=[projectors.video]"]), progress=False,
               log=lambda *_: None)

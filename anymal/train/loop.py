@@ -229,7 +229,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = Fal
         runlog.write({"step": 0, "val_loss": c["initial_val"]})
 
 
-    run_entry = {"stage": cfg.stage, "init_from": cfg.init_from, "data": cfg.data.train, "seed": cfg.seed}
+    run_entry = {"stage": cfg.stage, "init_from": cfg.init_from, "data": cfg.data.train, "seed": cfg.seed,
+                 **({"recipe": cfg.recipe} if cfg.recipe else {})}
 
     def checkpoint(step: int, final: bool):
         weights = trainable_state(model)  # every rank takes part (sharded parameters gather here)
