@@ -5,8 +5,8 @@ patch features (and ~1,000 training pictures) mostly does not find it. So each p
 (label, confidence, count, box) becomes `NAME_TOKENS` tokens that *are* the frozen embeddings of the
 label's name (scaled by a learned gate on the confidence and box, plus a learned shift from the
 geometry, both zero-initialised: at first the name is said exactly as the LLM says it), followed by
-one learned token saying how sure, how many, where and how big. An empty entry (nothing detected) gives zero
-name tokens and the learned token of "nothing".
+one learned token saying how sure, how many, where and how big. An empty entry (nothing detected)
+gives zero name tokens and the learned token of "nothing".
 
 `PerceivingProjector` puts it together for a `ComposedEncoder`: the main part's patch features go
 through the modality's own projector kind, each perception part through a `WordsProjector`; video
@@ -35,6 +35,10 @@ def geometry(rows: torch.Tensor) -> torch.Tensor:
 
 
 class WordsProjector(nn.Module):
+    # keys a checkpoint may lack because their initial value changes nothing: checkpoints from before the
+    # confidence gate load as they were trained (a zero gate says every name as loudly as given)
+    optional_keys = ("gate.weight", "gate.bias")
+
     def __init__(self, labels: list[str], entries: int, out_dim: int, embed_rms: float, embed_words: WordEmbedder):
         super().__init__()
         self.entries, self.tokens_per_entry = entries, NAME_TOKENS + 1
@@ -85,9 +89,7 @@ class PerceivingProjector(nn.Module):
         self.words = nn.ModuleList([WordsProjector(labels, n, out_dim, embed_rms, embed_words)
                                     for n, labels, _ in parts[1:]])
         self.in_tokens = self.frames * sum(self.part_tokens)
-        # keys a checkpoint may lack because their initial value changes nothing: checkpoints from before
-        # the confidence gate load as they were trained (a zero gate says every name as loudly as given)
-        self.optional_keys = tuple(f"words.{i}.gate.{p}" for i in range(len(self.words)) for p in ("weight", "bias"))
+        self.optional_keys = tuple(f"words.{i}.{k}" for i, w in enumerate(self.words) for k in w.optional_keys)
         self.num_tokens = (main.num_tokens if main else 0) + self.frames * sum(w.num_tokens for w in self.words)
 
     def tokens_for(self, n_in: int) -> int:
