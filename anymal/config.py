@@ -43,11 +43,19 @@ class ModalityConfig:
     # image/video: perception encoders (e.g. ssd-mobilenet-coco, efficientnet-lite3-labels) that read each
     # picture beside `encoder` and hand the LLM the names of what they see (projectors/words.py)
     perception: list[str] = field(default_factory=list)
+    # with perception: the chance that a training picture's patch tokens are silenced (zeroed), so the
+    # adapter must also learn to answer from the names alone rather than memorise its training kinds
+    patch_dropout: float = 0.0
 
     def __post_init__(self):
         if self.num_tokens == 0 and not self.perception:
             raise ConfigError("num_tokens: 0 (no patch tokens) needs perception encoders to read instead; "
                               "use null to keep every encoder token")
+        if not 0.0 <= self.patch_dropout < 1.0:
+            raise ConfigError(f"patch_dropout={self.patch_dropout} must be in [0, 1)")
+        if self.patch_dropout and not self.perception:
+            raise ConfigError("patch_dropout silences patch tokens in favour of perception tokens: "
+                              "it needs perception encoders")
 
 
 @dataclass

@@ -7,7 +7,8 @@ Each repeat runs both commands once, alternating which goes first, as fresh proc
 load, the image read by every encoder, prefill and a greedy answer of at most --max-new-tokens): what a
 user waits for. The patch-only checkpoint is the shipped one with `perception: []` and the image
 projector's patch part (its `main.*` weights), written to a temporary folder. Reports the median
-seconds of each and their ratio (target <= 1.5x) and both answers.
+seconds of each and their ratio (target <= 1.5x) and both answers. `--also DIR` (repeatable) times more
+checkpoints in the same rotation, e.g. one trained on another LLM, each with its ratio to the shipped one.
 """
 from __future__ import annotations
 
@@ -54,11 +55,14 @@ def main() -> None:
     ap.add_argument("--image", default=str(ROOT / "anymal/assets/examples/truck.png"))
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--also", action="append", default=[], metavar="DIR", help="another checkpoint to time")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         variants = {"shipped (patches + perception)": None,
-                    "patch tokens only": str(patch_only_checkpoint(Path(tmp) / "patch-only"))}
-        run_chat(None, a.image, a.max_new_tokens)  # warm the OS file cache and the LLM conversion cache
+                    "patch tokens only": str(patch_only_checkpoint(Path(tmp) / "patch-only")),
+                    **{d: d for d in a.also}}
+        for model in [None, *a.also]:  # warm the OS file cache and the LLM conversion caches
+            run_chat(model, a.image, a.max_new_tokens)
         times: dict[str, list[float]] = {k: [] for k in variants}
         answers: dict[str, str] = {}
         for r in range(a.repeats):
@@ -72,7 +76,7 @@ def main() -> None:
               "ratio": med[names[0]] / med[names[1]]}
     print(json.dumps(report, indent=1))
     for k in names:
-        print(f"{k:32s} {med[k]:6.2f} s   {answers[k]!r}")
+        print(f"{k:32s} {med[k]:6.2f} s  {med[k] / med[names[0]]:5.2f}x shipped   {answers[k]!r}")
     print(f"ratio {report['ratio']:.2f}x (target <= 1.5x)")
 
 

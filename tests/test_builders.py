@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from anymal.data.emoji import FONT, build_emoji, caption_for
+from anymal.errors import DataError
 from anymal.data.jsonl import read_jsonl
 from anymal.data.openclipart import ROOT as OPENCLIPART
 from anymal.data.tuxpaint import STAMPS_DIR, build_tuxpaint, caption_split, names_object, object_word
@@ -51,6 +52,15 @@ def test_emoji_build(tmp_path):
     assert counts["train"] == len(samples) >= 15 and skipped.total == 0
     assert all(s.messages[1]["content"][0]["text"].endswith(".") for s in samples)
     assert caption_for(":goat:") == "A goat." and caption_for(":ice_cream:") == "An ice cream."
+    held = tmp_path / "test.jsonl"  # a test set's kinds stay unseen: their emoji are left out, and counted
+    words = [s.messages[1]["content"][0]["text"].rstrip(".").split()[-1].lower() for s in samples[:2]]
+    held.write_text("".join(json.dumps({"meta": {"object": w}}) + "\n" for w in words))
+    fewer = build_emoji(tmp_path / "open", limit=20, hold_out=[str(held)], progress=False)
+    assert fewer["held_out"] >= 2 and fewer["train"] == counts["train"] - fewer["held_out"]
+    kept = (tmp_path / "open" / "train.jsonl").read_text().lower()
+    assert not any(f" {w}." in kept for w in words)
+    with pytest.raises(DataError, match="missing.jsonl"):
+        build_emoji(tmp_path / "x", limit=2, hold_out=[str(tmp_path / "missing.jsonl")], progress=False)
 
 
 SVG = """<svg xmlns="http://www.w3.org/2000/svg" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"

@@ -1,6 +1,7 @@
 """The dequantised-LLM cache: complete caches are reused, partial or truncated ones are rebuilt."""
 import json
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -76,3 +77,23 @@ def test_replace_dir_swaps_whole_directories(tmp_path):
     (new / "a").write_text("new")
     replace_dir(new, old)
     assert (old / "a").read_text() == "new" and not new.exists()
+
+
+def test_split_weights_are_assembled_once_and_hash_checked(tmp_path):
+    import hashlib
+
+    from anymal.errors import ConfigError
+    from anymal.llm.backbone import assemble_parts
+
+    parts = []
+    for i, chunk in enumerate([b"GGUF" + b"a" * 1000, b"b" * 777]):
+        parts.append(tmp_path / f"part{i + 1:02d}.bin")
+        parts[-1].write_bytes(chunk)
+    whole = b"".join(p.read_bytes() for p in parts)
+    target = tmp_path / "cache" / "model.gguf"
+    assert assemble_parts(parts, target, hashlib.sha256(whole).hexdigest()).read_bytes() == whole
+    target.write_bytes(b"x" * len(whole))  # a complete file is reused, not re-read
+    assert assemble_parts(parts, target, "unused").read_bytes() == b"x" * len(whole)
+    with pytest.raises(ConfigError, match="reinstall"):
+        assemble_parts(parts[::-1], tmp_path / "other.gguf", hashlib.sha256(whole).hexdigest())
+    assert not list(tmp_path.glob("*other*")) and not list(tmp_path.glob(".*tmp"))  # nothing half-made is left

@@ -159,6 +159,30 @@ def test_words_only_projector_hands_no_patch_tokens(tiny_llm_dir, images):
         ModalityConfig(encoder="tiny-cnn", num_tokens=0)  # nothing left to read
 
 
+def test_patch_dropout_silences_whole_pictures_in_training_only(tiny_llm_dir, images):
+    from anymal import AnyMAL
+    from anymal.errors import ConfigError
+
+    cfg = perceiving_config(tiny_llm_dir)
+    cfg.modalities["image"].patch_dropout = 0.5
+    model = AnyMAL.from_config(cfg)
+    proj = model.projectors["image"]
+    feats = model.encoders["image"].encode([images[0]] * 64)
+    batch = torch.stack(feats)
+    seen = proj.eval()(batch)
+    torch.manual_seed(0)
+    heard = proj.train()(batch)
+    patches_zero = heard[:, :4].flatten(1).abs().sum(1) == 0
+    assert 10 < int(patches_zero.sum()) < 54  # about half the pictures, each silenced whole
+    torch.testing.assert_close(heard[~patches_zero], seen[~patches_zero])
+    torch.testing.assert_close(heard[:, 4:], seen[:, 4:])  # the names are always heard
+    assert seen[:, :4].abs().sum(-1).min() > 0
+    with pytest.raises(ConfigError, match="perception"):
+        ModalityConfig(encoder="tiny-cnn", patch_dropout=0.3)
+    with pytest.raises(ConfigError, match="patch_dropout"):
+        ModalityConfig(encoder="tiny-cnn", perception=["tiny-colours"], patch_dropout=1.0)
+
+
 def test_perception_row_validation_of_geometry():
     from anymal.projectors.words import geometry
 
@@ -197,6 +221,10 @@ def test_real_detector_and_classifier_name_real_photos(gcompris_photos, capfd):
     top = cls.encode([bison])[0]
     assert cls.labels[int(top[0, 0]) - 1] == "bison" and top[0, 1] >= top[1, 1] >= top[2, 1]
     assert "XNNPACK" not in capfd.readouterr().err  # TF-Lite's INFO line is kept off the console
+    common = load_encoder("efficientnet-lite3-common", "image")  # same rows, curated common names
+    torch.testing.assert_close(common.encode([bison])[0], top)
+    assert len(common.labels) == 1000 and common.labels[296] == "polar bear" and cls.labels[296] == "ice bear"
+    assert common.labels[348] == "ram" and not any("(" in n for n in common.labels)
 
 
 def test_gcompris_photos_have_names_and_licences(gcompris_photos):

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from ..errors import DataError
-from .tuxpaint import INSTRUCTIONS, compose, object_word
+from .tuxpaint import INSTRUCTIONS, compose, names_object, object_word
 
 FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 
@@ -33,8 +33,22 @@ def caption_for(name: str) -> str:
     return f"{article} {words}."
 
 
+def held_out_kinds(manifests: list[str]) -> set[str]:
+    """Every object kind (`meta.object`, `meta.names`) of the given test manifests."""
+    kinds: set[str] = set()
+    for m in manifests:
+        if not Path(m).is_file():
+            raise DataError(f"hold_out: {m} not found; build that set first (anymal data build ...)")
+        for line in Path(m).read_text().splitlines():
+            meta = json.loads(line).get("meta", {}) if line.strip() else {}
+            kinds.update(k for k in [meta.get("object"), *meta.get("names", [])] if k)
+    return kinds
+
+
 def build_emoji(out: str | Path, size: int = 224, variants: int = 1, seed: int = 0, limit: int | None = None,
-                progress: bool = True) -> dict:
+                hold_out: list[str] | None = None, progress: bool = True) -> dict:
+    """`hold_out`: test manifests whose object kinds must stay unseen: an emoji whose name contains one
+    of their object words ("lemon" in "lemon", "hedgehog") is left out and counted."""
     try:
         import emoji
     except ImportError:
@@ -47,6 +61,9 @@ def build_emoji(out: str | Path, size: int = 224, variants: int = 1, seed: int =
     fq = emoji.STATUS["fully_qualified"]
     items = [(e, v["en"]) for e, v in emoji.EMOJI_DATA.items() if v.get("status") == fq and _wanted(e, v["en"])]
     items = items[:limit] if limit else items
+    kinds = held_out_kinds(hold_out or [])
+    kept = [(e, name) for e, name in items if not any(names_object(caption_for(name), k) for k in kinds)]
+    held, items = len(items) - len(kept), kept
     n = 0
     with (out / "train.jsonl").open("w") as f:
         for e, name in tqdm(items, desc="emoji", disable=not progress):
@@ -72,4 +89,4 @@ def build_emoji(out: str | Path, size: int = 224, variants: int = 1, seed: int =
                 n += 1
     (out / "README.md").write_text("Built by `anymal data build emoji` from Noto Color Emoji (OFL-1.1, Google) "
                                    "with CLDR names from the `emoji` package (BSD).\n")
-    return {"train": n, "concepts": len(items)}
+    return {"train": n, "concepts": len(items), "held_out": held}

