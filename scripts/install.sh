@@ -16,6 +16,7 @@ APT_PACKAGES=(
   asterisk-core-sounds-en-wav  # 563 spoken prompts (CC-BY-SA-3.0): real speech ...
   asterisk-core-sounds-en      # ... and their exact transcripts
   espeak-ng flite           # text-to-speech: generated speech in several voices
+  ktuberling-data klettres-data  # real human voices reading English words (GPL-2+): unseen-voice speech test
   gcompris-qt-data          # real captioned photos (GCompris, GPL-3 / per-folder CC licences)
   chromium chromium-driver  # headless browser test of the web chat page (Debian's; nothing downloaded)
 )

@@ -2,8 +2,10 @@
 import json
 import shutil
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 from anymal.data import speech
 from anymal.data.jsonl import read_jsonl
@@ -118,3 +120,19 @@ def test_whisper_baseline_on_a_real_asterisk_clip(tmp_path):
     (tmp_path / "m.jsonl").write_text(json.dumps(rec) + "\n")
     (pred,) = whisper_baseline(tmp_path / "m.jsonl")
     assert wer_cer([pred], [rec["meta"]["transcript"]])["wer"] <= 0.2, pred
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not Path("/usr/share/ktuberling/sounds/en.soundtheme").is_file(),
+                    reason="apt packages ktuberling-data klettres-data not installed (scripts/install.sh installs them)")
+def test_human_speech_is_real_voices_with_spoken_spellings(tmp_path):
+    from anymal.data.human_speech import build_human_speech
+
+    stats = build_human_speech(tmp_path, progress=False)
+    assert stats["test"] >= 100 and set(stats["voices"]) == {"ktuberling:en", "klettres:en", "klettres:en_GB"}
+    assert not stats["skipped"] and not (tmp_path / "train.jsonl").exists()  # a test-only set
+    samples, skipped = read_jsonl(tmp_path / "test.jsonl", ["audio"])
+    words = {s.meta["transcript"] for s in samples}
+    assert {"palm tree", "broccoli", "camel", "dog"} <= words and not words & {"ch", "th", "palmtree", "brocolli"}
+    wave, rate = sf.read(samples[0].messages[0]["content"][0]["path"])
+    assert rate == 16000 and 0.3 < len(wave) / rate < 5 and samples[0].meta["licence"].startswith("GPL-2+")

@@ -23,6 +23,8 @@ BUILDERS: dict[str, tuple[str, str, str]] = {
                     "Open Clip Art Library SVGs (public domain) -> pictures with titles, keywords, topic"),
     "audio": ("anymal.data.speech", "build_audio",
               "Asterisk prompts + espeak-ng/flite speech -> transcripts; Tux Paint sounds -> captions"),
+    "human-speech": ("anymal.data.human_speech", "build_human_speech",
+                     "KTuberling + KLettres real human voices reading English words -> a test-only transcription set"),
     "video": ("anymal.data.stamp_video", "build_video",
               "Tux Paint stamps moving in 4 directions (with their sounds) -> video captions/QA, split by caption"),
     "hapt": ("anymal.data.hapt_windows", "build_hapt", "UCI HAPT smartphone IMU -> activity windows, split by user"),

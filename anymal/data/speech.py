@@ -152,8 +152,9 @@ def _unusable(skipped: SkipReport, where: str, e: Exception, prefix: str = "unus
     skipped.add(f"{prefix}: " + re.sub(r"[\d.]+ s of audio", "audio", msg).split(" (")[0], f"{where}: {msg}")
 
 
-def _clip(out: Path, split: str, folder: str, name: str, wave: np.ndarray, instruction: str, answer: str,
-          meta: dict) -> tuple[str, dict]:
+def audio_record(out: Path, split: str, folder: str, name: str, wave: np.ndarray, instruction: str, answer: str,
+                 meta: dict) -> tuple[str, dict]:
+    """Write `wave` as `audio/<split>/<folder>/<name>.flac` under `out`; (split, its manifest record)."""
     rel = f"audio/{split}/{folder}/" + re.sub(r"[^\w.-]+", "_", name) + EXT
     (out / rel).parent.mkdir(parents=True, exist_ok=True)
     sf.write(out / rel, np.clip(wave, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
@@ -182,7 +183,7 @@ def _asterisk(out: Path, val: float, test: float, seed: int, limit: int | None, 
         meta = {"kind": "speech", "source": "asterisk", "file": f"{key}.wav", "voice": "asterisk:allison",
                 "transcript": text, "licence": LICENCES["asterisk"]}
         q = random.Random(f"{seed}:asterisk:{key}").choice(SPEECH_INSTRUCTIONS)
-        recs.append(_clip(out, caption_split(text, val, test), "asterisk", key, wave, q, text, meta))
+        recs.append(audio_record(out, caption_split(text, val, test), "asterisk", key, wave, q, text, meta))
     return recs
 
 
@@ -226,7 +227,7 @@ def _tts(out: Path, val: float, test: float, seed: int, limit: int | None, per_s
             meta = {"kind": "speech", "source": engine, "voice": f"{engine}:{voice}@x{rate}", "transcript": text,
                     "text_source": origin, "licence": f"{LICENCES[engine]}; text {LICENCES[origin]}"}
             name = f"{engine}-{voice}-{hashlib.sha256(f'{rate}:{text}'.encode()).hexdigest()[:12]}"
-            recs.append(_clip(out, caption_split(text, val, test), "tts", name, wave,
+            recs.append(audio_record(out, caption_split(text, val, test), "tts", name, wave,
                               rng.choice(SPEECH_INSTRUCTIONS), text, meta))
     return recs
 
@@ -251,7 +252,7 @@ def _sounds(out: Path, val: float, test: float, seed: int, limit: int | None, sk
         meta = {"kind": "sound", "source": "tuxpaint", "file": rel_ogg, "voice": None, "caption": s.caption,
                 "object": object_word(s.caption), "category": s.category, "licence": LICENCES["tuxpaint"]}
         q = random.Random(f"{seed}:sounds:{rel_ogg}").choice(SOUND_INSTRUCTIONS)
-        recs.append(_clip(out, caption_split(s.caption, val, test), "sounds", rel_ogg[:-4], wave, q, answer, meta))
+        recs.append(audio_record(out, caption_split(s.caption, val, test), "sounds", rel_ogg[:-4], wave, q, answer, meta))
     return recs
 
 
