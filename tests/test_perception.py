@@ -30,8 +30,31 @@ class TinyColourNamer(PerceptionEncoder):
         return out  # entry 1 stays empty: "nothing"
 
 
-if "tiny-colours" not in ENCODERS:
-    ENCODERS.register("tiny-colours")(TinyColourNamer)
+class TinySpeller(PerceptionEncoder):
+    """Writes text about a 1-D signal (as a speech recogniser would): " a duck" when it rises, else "frog"."""
+
+    kind, entries, window = "text", 4, 64
+    labels = ["frog", " a", " duck"]
+
+    def __init__(self, name: str, modality: str):
+        super().__init__(name, modality)
+        self.preprocess_id = "pad64"
+
+    def preprocess(self, item) -> torch.Tensor:
+        x = torch.as_tensor(np.load(item), dtype=torch.float32)
+        return torch.nn.functional.pad(x, (0, self.window - len(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(len(x), self.entries, ROW)
+        for b, sig in enumerate(x):
+            ids = [2, 3] if sig[:8].mean() < sig[8:16].mean() else [1]
+            out[b, : len(ids), 0], out[b, : len(ids), 1] = torch.tensor(ids, dtype=torch.float32), 1.0
+        return out
+
+
+for _name, _cls in (("tiny-colours", TinyColourNamer), ("tiny-speller", TinySpeller)):
+    if _name not in ENCODERS:
+        ENCODERS.register(_name)(_cls)
 
 
 def perceiving_config(llm_dir, video: bool = False) -> ModelConfig:
@@ -181,6 +204,28 @@ def test_patch_dropout_silences_whole_pictures_in_training_only(tiny_llm_dir, im
         ModalityConfig(encoder="tiny-cnn", patch_dropout=0.3)
     with pytest.raises(ConfigError, match="patch_dropout"):
         ModalityConfig(encoder="tiny-cnn", perception=["tiny-colours"], patch_dropout=1.0)
+
+
+def test_a_transcript_is_read_as_the_llms_own_text_beside_tokens_of_any_length(tiny_llm_dir, tmp_path):
+    from anymal import AnyMAL
+
+    cfg = ModelConfig(llm=LLMConfig(id=str(tiny_llm_dir), max_length=256), modalities={"audio": ModalityConfig(
+        encoder="tiny-seq", projector="linear", num_tokens=8, perception=["tiny-speller"])})
+    model = AnyMAL.from_config(cfg)
+    enc, proj = model.encoders["audio"], model.projectors["audio"]
+    short, long = tmp_path / "short.npy", tmp_path / "long.npy"
+    np.save(short, np.linspace(0, 1, 16, dtype=np.float32))  # rising: " a duck"
+    np.save(long, np.linspace(1, 0, 64, dtype=np.float32))  # falling: "frog"
+    feats = enc.encode([short, long])
+    assert [len(f) for f in feats] == [4 + 4, 16 + 4]  # the main part keeps its valid tokens, the text all rows
+    assert enc.load(short)[1] == 8 and proj.tokens_for(8) == 2 + 4 and proj.tokens_for(20) == 8 + 4
+    words = proj.words[0]
+    assert words.texts(feats[0][None, 4:]) == ["a duck"] and words.texts(feats[1][None, 16:]) == ["frog"]
+    out = proj(feats[0][None])[0]
+    text, mask = model.llm.embed_names(["a duck"], 4)
+    assert out.shape == (6, model.llm.hidden_size) and mask[0].sum() >= 2
+    torch.testing.assert_close(out[2:], (text[0] * mask[0, :, None]).float())  # exactly the LLM's own text
+    assert isinstance(model.chat("What is said?", audio=str(short), max_new_tokens=3), str)  # end to end
 
 
 def test_perception_row_validation_of_geometry():

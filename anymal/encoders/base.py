@@ -83,7 +83,11 @@ class Encoder(nn.Module):
         loaded = [self.load(it) for it in items]
         device = next(self.parameters(), torch.empty(0)).device  # CPU for encoders without weights
         feats = self(torch.stack([x for x, _ in loaded]).to(device))
-        return [f[:n] for f, (_, n) in zip(feats, loaded)]
+        return [self.trim(f, n) for f, (_, n) in zip(feats, loaded)]
+
+    def trim(self, feats: torch.Tensor, valid: int) -> torch.Tensor:
+        """One input's features [num_tokens, dim] cut to the `valid` tokens `load` reported."""
+        return feats[:valid]
 
     def facts(self) -> dict:
         return {"id": self.id, "dim": self.dim, "num_tokens": self.num_tokens,

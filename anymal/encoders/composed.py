@@ -35,10 +35,20 @@ class ComposedEncoder(Encoder):
         self.preprocess_id = " + ".join(p.preprocess_id for p in self.parts)
         return self
 
-    def preprocess(self, item: Any) -> torch.Tensor:
-        xs = [p.preprocess(item) for p in self.parts]
+    def load(self, item: Any) -> tuple[torch.Tensor, int]:
+        """Every part's input in one vector; valid tokens: the main part's (a clip's length) + every percept's."""
+        main, valid = self.main.load(item)
+        xs = [main, *(p.preprocess(item) for p in self.percepts)]
         self._shapes = [tuple(x.shape) for x in xs]
-        return torch.cat([x.float().flatten() for x in xs])
+        return torch.cat([x.float().flatten() for x in xs]), valid + self.num_tokens - self.main.num_tokens
+
+    def preprocess(self, item: Any) -> torch.Tensor:
+        return self.load(item)[0]
+
+    def trim(self, feats: torch.Tensor, valid: int) -> torch.Tensor:
+        """The main part's valid tokens, then every perception token (they never depend on length)."""
+        main_valid = valid - (self.num_tokens - self.main.num_tokens)
+        return torch.cat([feats[:main_valid], feats[self.main.num_tokens:]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead, out, at = x.shape[:-1], [], 0

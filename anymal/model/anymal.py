@@ -25,7 +25,7 @@ from ..llm import LOCAL_LLM, LanguageModel, load_llm, save_llm_dir
 from ..llm.kv import cache_kwargs
 from ..llm.lora import LORA_MARK, apply_lora, has_lora
 from ..paths import DEFAULT_CHECKPOINT
-from ..projectors import NAME_TOKENS, build_perceiving, build_projector
+from ..projectors import build_perceiving, build_projector
 from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoint
 from .inference import Inference
 from .messages import MediaPart
@@ -72,8 +72,7 @@ class AnyMAL(Inference, nn.Module):
     @staticmethod
     def _projector(cfg, enc: Encoder, llm: LanguageModel) -> nn.Module:
         if hasattr(getattr(enc, "image", enc), "parts"):  # perception encoders beside the main one
-            return build_perceiving(cfg, enc, llm.hidden_size, llm.embed_rms,
-                                    lambda names: llm.embed_names(names, NAME_TOKENS))
+            return build_perceiving(cfg, enc, llm.hidden_size, llm.embed_rms, llm.embed_names)
         return build_projector(cfg, enc.dim, enc.num_tokens, llm.hidden_size, llm.embed_rms, enc.grid,
                                getattr(enc, "frames", None))
 

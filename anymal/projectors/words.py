@@ -24,8 +24,8 @@ from .base import Projector
 NAME_TOKENS = 3  # tokens kept of each label's name (longer names are cut: "German shepherd" fits)
 GEOMETRY = 7  # score, count, x1, y1, x2, y2, area (the row minus its label index)
 
-# (label names) -> (token embeddings [L, NAME_TOKENS, hidden], mask [L, NAME_TOKENS]) from the frozen LLM
-WordEmbedder = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]
+# (texts, k) -> (first k token embeddings [N, k, hidden], mask [N, k]) of " text" from the frozen LLM
+WordEmbedder = Callable[[list[str], int], tuple[torch.Tensor, torch.Tensor]]
 
 
 def geometry(rows: torch.Tensor) -> torch.Tensor:
@@ -43,7 +43,7 @@ class WordsProjector(nn.Module):
         super().__init__()
         self.entries, self.tokens_per_entry = entries, NAME_TOKENS + 1
         self.num_tokens = entries * self.tokens_per_entry
-        names, mask = embed_words(labels)
+        names, mask = embed_words(labels, NAME_TOKENS)
         # index 0 = "nothing": zero name tokens; buffers are rebuilt from the LLM, never saved
         self.register_buffer("names", torch.cat([names.new_zeros(1, *names.shape[1:]), names]).float(), persistent=False)
         self.register_buffer("mask", torch.cat([mask.new_zeros(1, mask.shape[1]), mask]).float(), persistent=False)
@@ -72,6 +72,27 @@ class WordsProjector(nn.Module):
         return torch.cat([name, info], dim=2).reshape(b, self.num_tokens, -1)
 
 
+class TextProjector(nn.Module):
+    """A perception model that *writes text* (a speech recogniser's transcript): rows are its token ids
+    into `labels` (each token's text); the text they spell becomes the LLM's own embeddings of it, up to
+    `entries` tokens, plus one learned shift (zero-initialised: at first the LLM reads the text itself)."""
+
+    def __init__(self, labels: list[str], entries: int, out_dim: int, embed_words: WordEmbedder):
+        super().__init__()
+        self.labels, self.num_tokens, self.embed_words = labels, entries, embed_words
+        self.shift = nn.Parameter(torch.zeros(out_dim))
+
+    def texts(self, rows: torch.Tensor) -> list[str]:
+        ids = rows[..., 0].round().long().tolist()
+        return ["".join(self.labels[i - 1] for i in row if 0 < i <= len(self.labels)).strip() for row in ids]
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """[B, entries, 8] -> [B, entries, out_dim]; no text (or none left) gives zero tokens."""
+        emb, mask = self.embed_words(self.texts(rows), self.num_tokens)
+        mask = mask.to(rows.device, self.shift.dtype).unsqueeze(-1)
+        return (emb.to(rows.device, self.shift.dtype) + self.shift) * mask
+
+
 class PerceivingProjector(nn.Module):
     """Patch projector for the main encoder + a words projector per perception encoder.
 
@@ -84,30 +105,38 @@ class PerceivingProjector(nn.Module):
         """`parts`: per encoder part (tokens per frame, labels or None for the main part, feature width)."""
         super().__init__()
         self.main, self.frames, self.patch_dropout = main, frames or 1, patch_dropout
-        self.part_tokens = [n for n, _, _ in parts]
-        self.part_dims = [d for _, _, d in parts]
-        self.words = nn.ModuleList([WordsProjector(labels, n, out_dim, embed_rms, embed_words)
-                                    for n, labels, _ in parts[1:]])
+        self.part_tokens = [n for n, _, _, _ in parts]
+        self.part_dims = [d for _, _, d, _ in parts]
+        self.words = nn.ModuleList([TextProjector(labels, n, out_dim, embed_words) if kind == "text"
+                                    else WordsProjector(labels, n, out_dim, embed_rms, embed_words)
+                                    for n, labels, _, kind in parts[1:]])
         self.in_tokens = self.frames * sum(self.part_tokens)
-        self.optional_keys = tuple(f"words.{i}.{k}" for i, w in enumerate(self.words) for k in w.optional_keys)
+        self.optional_keys = tuple(f"words.{i}.{k}" for i, w in enumerate(self.words) for k in getattr(w, "optional_keys", ()))
         self.num_tokens = (main.num_tokens if main else 0) + self.frames * sum(w.num_tokens for w in self.words)
 
     def tokens_for(self, n_in: int) -> int:
+        """Fixed for pictures and frames; a main part of varying length (audio) keeps its own proportion."""
+        if self.frames == 1 and self.main is not None and n_in != self.in_tokens:
+            percepts = sum(self.part_tokens[1:])
+            if not percepts < n_in <= self.in_tokens:
+                raise ValueError(f"perceiving projector built for at most {self.in_tokens} input tokens, got {n_in}")
+            return self.main.tokens_for(n_in - percepts) + sum(w.num_tokens for w in self.words)
         if n_in != self.in_tokens:
             raise ValueError(f"perceiving projector built for {self.in_tokens} input tokens, got {n_in}")
         return self.num_tokens
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, f = x.shape[0], self.frames
-        per_frame = x.reshape(b, f, sum(self.part_tokens), x.shape[-1])
-        chunks = per_frame.split(self.part_tokens, dim=2)
+        sizes = [x.shape[1] // f - sum(self.part_tokens[1:]), *self.part_tokens[1:]]  # the main part may be shorter
+        per_frame = x.reshape(b, f, sum(sizes), x.shape[-1])
+        chunks = per_frame.split(sizes, dim=2)
         out = []
         if self.main is not None:
-            main_in = chunks[0][..., : self.part_dims[0]].reshape(b, f * self.part_tokens[0], self.part_dims[0])
+            main_in = chunks[0][..., : self.part_dims[0]].reshape(b, f * sizes[0], self.part_dims[0])
             out.append(self.silenced(self.main(main_in).reshape(b, f, -1, self.main.out_dim)))
         for words, rows, dim in zip(self.words, chunks[1:], self.part_dims[1:]):
             out.append(words(rows[..., :dim].reshape(b * f, -1, dim)).reshape(b, f, words.num_tokens, -1))
-        return torch.cat(out, dim=2).reshape(b, self.num_tokens, -1)
+        return torch.cat(out, dim=2).reshape(b, -1, out[0].shape[-1])
 
     def silenced(self, patches: torch.Tensor) -> torch.Tensor:
         """Training only: zero every patch token of a `patch_dropout` share of the pictures [B, ...]."""
@@ -125,5 +154,5 @@ def build_perceiving(cfg, enc, out_dim: int, embed_rms: float, embed_words: Word
     main = image.parts[0]
     inner = None if cfg.num_tokens == 0 else build_projector(cfg, main.dim, (frames or 1) * main.num_tokens,
                                                              out_dim, embed_rms, main.grid, frames)
-    parts = [(p.num_tokens, getattr(p, "labels", None), p.dim) for p in image.parts]
+    parts = [(p.num_tokens, getattr(p, "labels", None), p.dim, getattr(p, "kind", None)) for p in image.parts]
     return PerceivingProjector(inner, parts, out_dim, embed_rms, embed_words, frames, cfg.patch_dropout)
