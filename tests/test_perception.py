@@ -226,6 +226,9 @@ def test_a_transcript_is_read_as_the_llms_own_text_beside_tokens_of_any_length(t
     assert out.shape == (6, model.llm.hidden_size) and mask[0].sum() >= 2
     torch.testing.assert_close(out[2:], (text[0] * mask[0, :, None]).float())  # exactly the LLM's own text
     assert isinstance(model.chat("What is said?", audio=str(short), max_new_tokens=3), str)  # end to end
+    cfg.modalities["audio"].num_tokens = 0  # the transcript alone, whatever the clip's length
+    text_only = AnyMAL.from_config(cfg).projectors["audio"]
+    assert text_only.tokens_for(8) == text_only.tokens_for(20) == 4 and text_only(feats[0][None]).shape[1] == 4
 
 
 def test_perception_row_validation_of_geometry():

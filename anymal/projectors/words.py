@@ -116,11 +116,12 @@ class PerceivingProjector(nn.Module):
 
     def tokens_for(self, n_in: int) -> int:
         """Fixed for pictures and frames; a main part of varying length (audio) keeps its own proportion."""
-        if self.frames == 1 and self.main is not None and n_in != self.in_tokens:
+        if self.frames == 1 and n_in != self.in_tokens:
             percepts = sum(self.part_tokens[1:])
             if not percepts < n_in <= self.in_tokens:
                 raise ValueError(f"perceiving projector built for at most {self.in_tokens} input tokens, got {n_in}")
-            return self.main.tokens_for(n_in - percepts) + sum(w.num_tokens for w in self.words)
+            main = self.main.tokens_for(n_in - percepts) if self.main is not None else 0
+            return main + sum(w.num_tokens for w in self.words)
         if n_in != self.in_tokens:
             raise ValueError(f"perceiving projector built for {self.in_tokens} input tokens, got {n_in}")
         return self.num_tokens
