@@ -25,6 +25,7 @@ class ComposedEncoder(Encoder):
         self.modality, self.id = main.modality, "+".join(p.id for p in self.parts)
         self.dim = max(p.dim for p in self.parts)
         self.num_tokens = sum(p.num_tokens for p in self.parts)
+        self.percept_tokens = self.num_tokens - main.num_tokens  # fixed, whatever the input's length
         self.grid = None  # only the main part is a grid: the projector hands it its own `grid`
         self.preprocess_id = " + ".join(p.preprocess_id for p in self.parts)
         self.supports_sides = main.supports_sides
@@ -40,15 +41,14 @@ class ComposedEncoder(Encoder):
         main, valid = self.main.load(item)
         xs = [main, *(p.preprocess(item) for p in self.percepts)]
         self._shapes = [tuple(x.shape) for x in xs]
-        return torch.cat([x.float().flatten() for x in xs]), valid + self.num_tokens - self.main.num_tokens
+        return torch.cat([x.float().flatten() for x in xs]), valid + self.percept_tokens
 
     def preprocess(self, item: Any) -> torch.Tensor:
         return self.load(item)[0]
 
     def trim(self, feats: torch.Tensor, valid: int) -> torch.Tensor:
         """The main part's valid tokens, then every perception token (they never depend on length)."""
-        main_valid = valid - (self.num_tokens - self.main.num_tokens)
-        return torch.cat([feats[:main_valid], feats[self.main.num_tokens:]])
+        return torch.cat([feats[:valid - self.percept_tokens], feats[self.main.num_tokens:]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead, out, at = x.shape[:-1], [], 0

@@ -93,8 +93,9 @@ class WhisperWords(PerceptionEncoder):
     def rows(self, features: np.ndarray) -> np.ndarray:
         out = np.zeros((len(features), self.entries, ROW), np.float32)
         for b, ids in enumerate(self.whisper.ids(features)):
-            out[b, : len(ids[: self.entries]), 0] = np.asarray(ids[: self.entries]) + 1
-            out[b, : len(ids[: self.entries]), 1] = 1.0  # present (the decoder gives no per-token confidence here)
+            kept = ids[: self.entries]
+            out[b, : len(kept), 0] = np.asarray(kept) + 1
+            out[b, : len(kept), 1] = 1.0  # present (the decoder gives no per-token confidence here)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -77,6 +77,8 @@ class TextProjector(nn.Module):
     into `labels` (each token's text); the text they spell becomes the LLM's own embeddings of it, up to
     `entries` tokens, plus one learned shift (zero-initialised: at first the LLM reads the text itself)."""
 
+    optional_keys: tuple[str, ...] = ()
+
     def __init__(self, labels: list[str], entries: int, out_dim: int, embed_words: WordEmbedder):
         super().__init__()
         self.labels, self.num_tokens, self.embed_words = labels, entries, embed_words
@@ -111,7 +113,7 @@ class PerceivingProjector(nn.Module):
                                     else WordsProjector(labels, n, out_dim, embed_rms, embed_words)
                                     for n, labels, _, kind in parts[1:]])
         self.in_tokens = self.frames * sum(self.part_tokens)
-        self.optional_keys = tuple(f"words.{i}.{k}" for i, w in enumerate(self.words) for k in getattr(w, "optional_keys", ()))
+        self.optional_keys = tuple(f"words.{i}.{k}" for i, w in enumerate(self.words) for k in w.optional_keys)
         self.num_tokens = (main.num_tokens if main else 0) + self.frames * sum(w.num_tokens for w in self.words)
 
     def tokens_for(self, n_in: int) -> int:
