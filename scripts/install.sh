@@ -16,6 +16,8 @@ APT_PACKAGES=(
   asterisk-core-sounds-en-wav  # 563 spoken prompts (CC-BY-SA-3.0): real speech ...
   asterisk-core-sounds-en      # ... and their exact transcripts
   espeak-ng flite           # text-to-speech: generated speech in several voices
+  festival festvox-kdlpc16k # one more TTS voice (ked), kept out of training: the held-out voice of the speech test
+  openttd-opensfx           # 71 captioned real sound effects (CC-BY-3.0 / CC0): named sounds
   ktuberling-data klettres-data  # real human voices reading English words (GPL-2+): unseen-voice speech test
   gcompris-qt-data          # real captioned photos (GCompris, GPL-3 / per-folder CC licences)
   chromium chromium-driver  # headless browser test of the web chat page (Debian's; nothing downloaded)
@@ -30,6 +32,16 @@ for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Scratch 1.4's named sounds (CC-BY-SA-3.0): unpacked, not installed (the package pulls a Smalltalk VM);
+# anymal.data.sound_effects.scratch_sounds_dir() reads them from here
+MEDIA="${ANYMAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/anymal}/media"
+if [ ! -d "$MEDIA/scratch/usr/share/scratch/Media/Sounds" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download -qq scratch 2>/dev/null || { $SUDO apt-get update -qq && apt-get download -qq scratch; }; })
+  mkdir -p "$MEDIA/scratch" && dpkg -x "$tmp"/scratch_*.deb "$MEDIA/scratch"
+  rm -rf "$tmp"
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

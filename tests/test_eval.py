@@ -40,6 +40,12 @@ def test_report_files_and_batch_size_invariance(tiny_model, images, tmp_path):
         assert (tmp_path / "a" / f).stat().st_size > 0, f
     rec = json.loads((tmp_path / "a" / "results.json").read_text())
     assert rec["decoding"]["temperature"] == 0.0 and len(rec["data_sha256"]) == 64 and "torch" in rec["versions"]
+    # every score per group, with its n, in the JSON and the table
+    assert {g: v["n"] for g, v in rec["group_scores"].items()} == {"red": 2, "green": 2}
+    for g, v in rec["group_scores"].items():
+        assert rec["by_group"][g] == v["accuracy"]
+        assert f"| colour = {g} (n=2) — accuracy | {v['accuracy']:.3f} |" in (tmp_path / "a" / "results.md").read_text()
+    assert sum(v["accuracy"] * v["n"] for v in rec["group_scores"].values()) / 4 == pytest.approx(rec["scores"]["accuracy"])
 
 
 def test_missing_manifest_names_the_builder(tiny_model, tmp_path):

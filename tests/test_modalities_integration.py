@@ -7,7 +7,7 @@ from anymal import GenerationSettings
 from anymal.config import load_train_config
 from anymal.data.furniture import build_furniture
 from anymal.data.hapt_windows import build_hapt
-from anymal.data.speech import build_audio
+from anymal.data.audio_set import build_audio
 from anymal.data.stamp_video import build_video
 from anymal.eval.tasks import TASKS, Row
 from anymal.model.messages import MediaPart, from_prompt
@@ -20,7 +20,7 @@ EXAMPLES = PACKAGE_DIR / "assets" / "examples"
 @pytest.fixture(scope="session")
 def small_sets(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("sets")
-    build_audio(root / "audio", sources=("asterisk", "sounds"), limit=12, progress=False)
+    build_audio(root / "audio", sources=("asterisk", "tuxpaint"), limit=12, mixes={}, progress=False)
     build_video(root / "video", limit=4, progress=False)
     build_hapt(root / "hapt", limit=2, progress=False)
     build_furniture(root / "furniture", limit=30, progress=False)

@@ -225,6 +225,20 @@ def test_a_transcript_is_read_as_the_llms_own_text_beside_tokens_of_any_length(t
     text, mask = model.llm.embed_names(["a duck"], 4)
     assert out.shape == (6, model.llm.hidden_size) and mask[0].sum() >= 2
     torch.testing.assert_close(out[2:], (text[0] * mask[0, :, None]).float())  # exactly the LLM's own text
+    # the LLM gets only the text's own tokens: a short transcript is not padded to `entries`
+    n_text = int(mask[0].sum())
+    assert proj.reads_content and proj.count(feats[0]) == 2 + n_text < proj.tokens_for(8)
+    torch.testing.assert_close(model.project("audio", [feats[0], feats[0]]), torch.cat([out[:2 + n_text]] * 2))
+    (manifest := tmp_path / "m.jsonl").write_text(json.dumps({"messages": [
+        {"role": "user", "content": "<audio>What is said?"}, {"role": "assistant", "content": "a duck"}],
+        "audios": [str(short)]}) + "\n")
+    from anymal.data.dataset import prepare
+    from anymal.data.jsonl import SkipReport, read_jsonl
+
+    samples = read_jsonl(manifest, ["audio"])[0]
+    uncached = prepare(samples, model, None, "fail", SkipReport(), progress=False)[0].encoded
+    cached = model.encode_conversation(samples[0].messages)
+    assert uncached.slots == cached.slots and uncached.slots.count("audio") == 2 + n_text
     assert isinstance(model.chat("What is said?", audio=str(short), max_new_tokens=3), str)  # end to end
     cfg.modalities["audio"].num_tokens = 0  # the transcript alone, whatever the clip's length
     text_only = AnyMAL.from_config(cfg).projectors["audio"]

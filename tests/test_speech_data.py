@@ -9,18 +9,19 @@ import soundfile as sf
 
 from anymal.data import speech
 from anymal.data.jsonl import read_jsonl
-from anymal.data.speech import (ASTERISK_DIR, ASTERISK_TRANSCRIPTS, build_audio, clean_transcript,
-                                read_transcripts, sound_answer)
+from anymal.data.audio_set import build_audio
+from anymal.data.speech import ASTERISK_DIR, ASTERISK_TRANSCRIPTS, clean_transcript, read_transcripts, sound_answer
 from anymal.data.tuxpaint import STAMPS_DIR
 from anymal.encoders.media import load_audio
 from anymal.errors import InputError
 from anymal.eval.speech import normalize_text, sound_naming_accuracy, wer_cer
 
 HAVE_ASTERISK = ASTERISK_DIR.is_dir() and ASTERISK_TRANSCRIPTS.is_file()
-HAVE_ALL = HAVE_ASTERISK and STAMPS_DIR.is_dir() and bool(shutil.which("espeak-ng")) and bool(shutil.which("flite"))
+HAVE_ALL = HAVE_ASTERISK and STAMPS_DIR.is_dir() and all(map(shutil.which, ("espeak-ng", "flite", "text2wave")))
 needs_asterisk = pytest.mark.skipif(not HAVE_ASTERISK, reason="apt asterisk-core-sounds-en(-wav) not installed")
 needs_all = pytest.mark.skipif(not HAVE_ALL, reason="needs apt asterisk-core-sounds-en(-wav), "
-                                                    "tuxpaint-stamps-default, espeak-ng and flite")
+                                                    "tuxpaint-stamps-default, espeak-ng, flite and festival "
+                                                    "(scripts/install.sh installs them)")
 
 
 def test_wer_cer_hand_checked():
@@ -57,42 +58,52 @@ def test_asterisk_transcripts():
     assert clean_transcript(t["letters/at"]) == "at"
 
 
+SMALL = dict(limit={"asterisk": 10, "tts": 4, "tuxpaint": 8}, val=0.3, test=0.3, tts_per_sentence=2,
+             sound_copies=3, mixes={"train": 2, "val": 0, "test": 2}, progress=False)
+
+
 @needs_all
-def test_small_build_is_split_by_transcript_and_loadable(tmp_path):
-    stats = build_audio(tmp_path, limit={"asterisk": 10, "tts": 2, "sounds": 4}, val=0.3, test=0.3,
-                        tts_per_sentence=2, progress=False)
+def test_small_build_is_split_by_transcript_and_recording_and_loadable(tmp_path):
+    stats = build_audio(tmp_path, **SMALL)
     totals = defaultdict(int)
-    where = defaultdict(set)  # normalised transcript/caption -> splits
-    for split in ("train", "val", "test"):
+    sentence_splits, recording_splits = defaultdict(set), defaultdict(set)
+    for split in ("train", "val", "test", "test-mixed"):
         samples, skipped = read_jsonl(tmp_path / f"{split}.jsonl", ["audio"])
         assert skipped.total == 0 and len(samples) == stats["counts"][split]["total"]
         for s in samples:
             totals[s.meta["kind"] + "/" + s.meta["source"]] += 1
-            text = s.meta.get("transcript") or s.meta["caption"]
-            where[normalize_text(text)].add(split)
             user, answer = s.messages
             assert user["content"][0]["type"] == "audio" and user["content"][1]["type"] == "text"
             wave = load_audio(user["content"][0]["path"])
             assert wave.ndim == 1 and len(wave) / 16000 == pytest.approx(s.meta["seconds"], abs=0.02)
+            assert (split == "train") == ("group" not in s.meta)  # val/test say what they are reported as
             if s.meta["kind"] == "sound":
                 assert answer["content"][0]["text"].startswith("The sound of ") and s.meta["object"]
             else:
                 assert answer["content"][0]["text"] == s.meta["transcript"]
-    assert all(len(v) == 1 for v in where.values()), "a transcript or caption is in two splits"
-    assert totals["speech/asterisk"] == 10 and totals["sound/tuxpaint"] == 4
-    assert totals["speech/espeak-ng"] + totals["speech/flite"] == 4  # 2 sentences x 2 voices
+                sentence_splits[normalize_text(s.meta["transcript"])].add(split.replace("test-mixed", "test"))
+            if s.meta["source"] != "mix" and s.meta["kind"] == "sound":
+                recording_splits[s.meta["recording"]].add(split)
+                assert s.meta.get("augmented", 0) == 0 or split == "train"
+    assert all(len(v) == 1 for v in sentence_splits.values()), "a sentence is in two splits"
+    assert all(len(v) == 1 for v in recording_splits.values()), "a sound recording is in two splits"
+    assert totals["speech/asterisk"] == 10 and totals["speech/festival"] >= 1  # the held-out voice reads test sentences
+    trained = sum(r == {"train"} for r in recording_splits.values())
+    sounds = sum(v for k, v in totals.items() if k.startswith("sound/") and k != "sound/mix")
+    assert len(recording_splits) == 8 and sounds == 8 + 2 * trained  # 3 copies of each training recording
+    assert stats["counts"]["test-mixed"]["total"] == 4 and totals["speech/mix"] == totals["sound/mix"] == 4
     assert json.loads((tmp_path / "stats.json").read_text())["counts"] == stats["counts"]
     assert "CC-BY-SA-3.0" in (tmp_path / "README.md").read_text()
     # deterministic: a second build writes identical manifests
-    build_audio(tmp_path / "again", limit={"asterisk": 10, "tts": 2, "sounds": 4}, val=0.3, test=0.3,
-                tts_per_sentence=2, progress=False)
-    for split in ("train", "val", "test"):
+    build_audio(tmp_path / "again", **SMALL)
+    for split in ("train", "val", "test", "test-mixed"):
         assert (tmp_path / f"{split}.jsonl").read_bytes() == (tmp_path / "again" / f"{split}.jsonl").read_bytes()
 
 
 @needs_all
 def test_tts_failures_are_counted(tmp_path, monkeypatch):
     monkeypatch.setattr(speech, "VOICES", [("espeak-ng", "xx-no-such-voice"), ("flite", "no-such-voice")])
+    monkeypatch.setattr(speech, "HELD_OUT_VOICES", [])
     stats = build_audio(tmp_path, sources=("tts",), limit=3, tts_per_sentence=2, progress=False)
     assert stats["skipped"] == {"TTS failed (espeak-ng)": 3, "TTS failed (flite)": 3}
     assert sum(c["total"] for c in stats["counts"].values()) == 0

@@ -58,6 +58,24 @@ def test_cached_and_uncached_training_batches_agree(two_modal, images, tmp_path)
     assert caches["audio"].get(clips[0]).shape == (3, 12)  # cached features are trimmed to real signal
 
 
+def test_cache_fill_batches_and_leaves_a_bad_file_to_get(two_modal, tmp_path):
+    from anymal.errors import InputError
+
+    clips = [tmp_path / f"c{i}.npy" for i in range(5)]
+    for i, p in enumerate(clips):
+        np.save(p, np.sin(np.arange(12 + 9 * i, dtype=np.float32)))
+    np.save(bad := tmp_path / "bad.npy", np.ones(65, np.float32))  # longer than the encoder takes
+    enc = two_modal.encoders["audio"]
+    one_by_one = [FeatureCache(enc, tmp_path / "single").get(p) for p in clips]
+    cache = FeatureCache(enc, tmp_path / "batched")
+    cache.fill(clips[:2] + [bad] + clips[2:], batch_size=2, progress=False)
+    assert cache.misses == 4  # [c0 c1] [bad c2] [c3 c4]: the batch with the bad file is left for `get`
+    for p, want in zip(clips, one_by_one):
+        torch.testing.assert_close(cache.get(p), want)
+    with pytest.raises(InputError, match="expected 1 to 64 samples"):
+        cache.get(bad)
+
+
 def test_too_long_input_is_a_clear_error(two_modal, images):
     from anymal.errors import InputError
 

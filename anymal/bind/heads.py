@@ -20,6 +20,7 @@ from ..text_embed import DIM as BIND_DIM
 class BindHead(nn.Module):
     injects = True  # contributes a bind-space vector, not prefix tokens
     num_tokens = 0
+    reads_content = False
 
     def __init__(self, name: str, cfg, in_dim: int, **_facts):
         super().__init__()
@@ -29,6 +30,9 @@ class BindHead(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
 
     def tokens_for(self, n_in: int) -> int:
+        return 0
+
+    def count(self, feats: torch.Tensor) -> int:
         return 0
 
     def embed(self, features: list[torch.Tensor]) -> torch.Tensor:

@@ -68,9 +68,10 @@ def cmd_data(a) -> int:
 
 def cmd_pretrain(a) -> int:
     from ..train import pretrain_encoders as pe
+    from ..train.pretrain_sounds import pretrain_sounds
 
-    fn = {"imu": pe.pretrain_imu, "points": pe.pretrain_points}[a.encoder]
-    data = a.data or {"imu": "data/hapt", "points": "data/furniture"}[a.encoder]
+    fn = {"imu": pe.pretrain_imu, "points": pe.pretrain_points, "sounds": pretrain_sounds}[a.encoder]
+    data = a.data or {"imu": "data/hapt", "points": "data/furniture", "sounds": "data/audio"}[a.encoder]
     res = fn(data, a.out or f"runs/pretrain-{a.encoder}", ship=a.ship)
     print(json.dumps(res, indent=1, default=str))
     return 0
@@ -148,9 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(fn=cmd_data)
 
-    pt = sub.add_parser("pretrain", help="contrastively pretrain the small IMU / 3-D encoders against MiniLM")
-    pt.add_argument("encoder", choices=["imu", "points"])
-    pt.add_argument("--data", help="built dataset (default: data/hapt or data/furniture)")
+    pt = sub.add_parser("pretrain", help="pretrain the small IMU / 3-D encoders (contrastively, against MiniLM) "
+                                         "or fit the sound-kind head on Whisper's pooled features")
+    pt.add_argument("encoder", choices=["imu", "points", "sounds"])
+    pt.add_argument("--data", help="built dataset (default: data/hapt, data/furniture or data/audio)")
     pt.add_argument("--out", help="run directory (default: runs/pretrain-ENCODER)")
     pt.add_argument("--ship", action="store_true", help="also replace the weights shipped in the package")
     pt.set_defaults(fn=cmd_pretrain)

@@ -110,8 +110,10 @@ def _repl(model, s, media, imu_rate: float | None = None) -> int:
 DEMO = [
     *[([("image", f)], "What is this?") for f in ("goat.png", "strawberry.png", "truck.png", "umbrella.png",
                                                   "sheep.jpg", "hedgehog.jpg", "cup.jpg", "scissors.jpg")],
+    ([("audio", "cow-sound.flac")], "What makes this sound?"),
     ([("audio", "goat-sound.flac")], "What makes this sound?"),
     ([("audio", "speech-call-forward.flac")], "Transcribe this audio."),
+    ([("audio", "speech-unseen-voice.flac")], "Transcribe this audio."),
     ([("video", "goat-moving-up.mp4")], "Describe the video briefly."),
     ([("video", "horse-moving-right.mp4")], "Describe the video briefly."),
     ([("imu", "walking-upstairs.csv")], "What is the person doing?"),

@@ -24,12 +24,19 @@ class Prepared:
 def prepare(samples: list[Sample], model, caches: dict[str, FeatureCache] | None, on_error: str,
             skipped: SkipReport, desc: str = "preparing", progress: bool = True) -> list[Prepared]:
     out = []
+    if caches is not None:  # encode the uncached inputs in batches first
+        media = [p for s in samples for p in _media_or_none(model, s)]
+        for m, cache in caches.items():
+            cache.fill([p.source for p in media if p.modality == m], progress=progress, desc=f"{desc}: encoding {m}")
     for s in tqdm(samples, desc=desc, disable=not progress, unit="sample"):
         try:
             media = model.processor.media(s.messages)
             if caches is not None:
                 feats = [caches[p.modality].get(p.source) for p in media]
                 enc = model.encode_conversation(s.messages, features=feats)
+            elif any(model.projectors[p.modality].reads_content for p in media):  # counts need the features
+                enc = model.encode_conversation(s.messages)
+                enc.features = None
             else:  # still decode once, so a bad file is found now and not mid-training
                 counts = [model.projectors[p.modality].tokens_for(model.encoders[p.modality].load(p.source)[1])
                           for p in media]
@@ -40,6 +47,13 @@ def prepare(samples: list[Sample], model, caches: dict[str, FeatureCache] | None
                 raise type(e)(f"{s.where}: {e}") from None
             skipped.add_error(s.where, e)
     return out
+
+
+def _media_or_none(model, sample: Sample) -> list:
+    try:
+        return model.processor.media(sample.messages)
+    except AnymalError:  # reported (or raised) with its line when the sample itself is prepared
+        return []
 
 
 def collate(model, items: list[Prepared]) -> Batch:

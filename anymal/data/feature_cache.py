@@ -13,8 +13,10 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from ..encoders import Encoder
+from ..errors import AnymalError
 from ..paths import cache_dir
 
 
@@ -51,9 +53,31 @@ class FeatureCache:
             except Exception:  # a damaged entry is recomputed, not trusted
                 pass
         feats = self.encoder.encode([source])[0].contiguous()
+        self._save(key, feats)
+        return feats
+
+    def _cached(self, source) -> bool:
+        try:
+            return self._key(source).is_file()
+        except OSError:  # unreadable: `get` reports it where the sample is prepared
+            return True
+
+    def _save(self, key: Path, feats: torch.Tensor) -> None:
         key.parent.mkdir(parents=True, exist_ok=True)
         tmp = key.with_name(f".{key.name}.{os.getpid()}.tmp")
-        save_file({"features": feats}, str(tmp))
+        save_file({"features": feats.contiguous()}, str(tmp))
         os.replace(tmp, key)
         self.misses += 1
-        return feats
+
+    def fill(self, sources: list, batch_size: int = 8, progress: bool = True, desc: str = "encoding") -> None:
+        """Encode the sources not cached yet, `batch_size` at a time (batched decoding is several times
+        faster than one by one); an input that fails is left for `get` to report with its own error."""
+        todo = list(dict.fromkeys(s for s in sources if not self._cached(s)))
+        for i in tqdm(range(0, len(todo), batch_size), desc=desc, disable=not progress or not todo, unit="batch"):
+            batch = todo[i:i + batch_size]
+            try:
+                feats = self.encoder.encode(batch)
+            except AnymalError:  # one bad file: the others are encoded one by one by `get`
+                continue
+            for source, f in zip(batch, feats):
+                self._save(self._key(source), f)

@@ -4,7 +4,7 @@ from ..registry import ENCODERS
 from .audio import HFAudioEncoder
 from .base import Encoder, load_encoder
 from .hf_vision import HFVisionEncoder
-from . import efficientnet, imu, patches, perception, points, tiles, transcript, whisper  # noqa: F401  (registration side effects)
+from . import efficientnet, imu, patches, perception, points, sound_kinds, tiles, transcript, whisper  # noqa: F401  (registration side effects)
 
 # names that are not registered are Hugging Face ids or local directories, loaded per modality
 HF_FALLBACKS = {"image": HFVisionEncoder, "audio": HFAudioEncoder}

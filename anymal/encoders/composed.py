@@ -14,12 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .base import Encoder
 
 
 class ComposedEncoder(Encoder):
     def __init__(self, main: Encoder, percepts: list[Encoder]):
         super().__init__()
+        for p in percepts:  # a part that reads the main part's frames must be built for that encoder
+            if getattr(p, "reads_main", None) not in (None, main.id):
+                raise ConfigError(f"perception {p.id!r} reads {p.reads_main!r} frames, but the main encoder is "
+                                  f"{main.id!r}; use {p.reads_main!r} as the {main.modality} encoder")
         self.main, self.percepts = main, nn.ModuleList(percepts)
         self.parts: list[Encoder] = [main, *percepts]
         self.modality, self.id = main.modality, "+".join(p.id for p in self.parts)
@@ -51,10 +56,13 @@ class ComposedEncoder(Encoder):
         return torch.cat([feats[:valid - self.percept_tokens], feats[self.main.num_tokens:]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead, out, at = x.shape[:-1], [], 0
+        lead, out, at, frames = x.shape[:-1], [], 0, None
         for part, shape in zip(self.parts, self._shapes or self._probe_shapes()):
             n = math.prod(shape)
-            y = part(x[..., at:at + n].reshape(-1, *shape))
+            inputs = x[..., at:at + n].reshape(-1, *shape)
+            # a part that reads the main part's frames gets them instead of encoding the input again
+            y = part(inputs, frames) if getattr(part, "reads_main", None) else part(inputs)
+            frames = y if frames is None else frames
             out.append(F.pad(y, (0, self.dim - y.shape[-1])))
             at += n
         return torch.cat(out, dim=1).reshape(*lead, self.num_tokens, self.dim)

@@ -76,7 +76,7 @@ class WhisperTranscriber:
 class WhisperWords(PerceptionEncoder):
     """Perception for audio: the first `entries` tokens of Whisper tiny.en's own transcript."""
 
-    kind, entries = "text", 48
+    kind, entries = "text", 128  # Whisper tokens kept: ~90 words, a 30 s prompt read whole
 
     def __init__(self, name: str, modality: str):
         if modality != "audio":

@@ -75,10 +75,7 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
     prompts, refs = zip(*[split_reference(s.messages) for s in samples]) if samples else ((), ())
     preds = predict(model, list(prompts), settings, batch_size, progress, desc=t.name)
     rows, scores = score_rows(t, samples, preds, list(refs))
-    by_group = defaultdict(list)
-    for r in rows:
-        if t.primary in r:
-            by_group[r["group"]].append(float(r[t.primary]))
+    by_group = _group_scores(t, samples, preds, list(refs), rows)
     found = {}
     if t.label_key and rows:  # always answering the most frequent label
         labels = [r["label"] for r in rows]
@@ -93,12 +90,22 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
     result = {
         "task": t.name, "about": t.about, "manifest": str(manifest), "n": len(rows), "skipped": skipped.total,
         "limit": limit, "data_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(), "primary": t.primary,
-        "scores": scores, "baselines": found, "by_group": {k: sum(v) / len(v) for k, v in sorted(by_group.items())},
+        "scores": scores, "baselines": found, "by_group": {k: v[t.primary] for k, v in by_group.items() if t.primary in v},
+        "group_scores": by_group,
         "group_by": t.group_by, "notes": t.notes, "decoding": asdict(settings), "batch_size": batch_size,
         "versions": _versions(), "model": {"stage": model.stage, **model.facts()},
     }
     write_report(result, rows, Path(out_dir))
     return result
+
+
+def _group_scores(t: Task, samples: list, preds: list[str], refs: list[str], rows: list[dict]) -> dict:
+    """{group: every score of `score_rows` (corpus metrics included) on that group's rows, and its n}."""
+    groups = defaultdict(list)
+    for i, r in enumerate(rows):
+        groups[r["group"]].append(i)
+    return {g: {**score_rows(t, [samples[i] for i in idx], [preds[i] for i in idx], [refs[i] for i in idx])[1],
+                "n": len(idx)} for g, idx in sorted(groups.items())}
 
 
 def _versions() -> dict:
@@ -123,6 +130,9 @@ def write_report(result: dict, rows: list[dict], out: Path) -> None:
     lines += [f"| {k} | {v:.3f} |" for k, v in result["scores"].items()]
     for name, scores in result.get("baselines", {}).items():
         lines += [f"| baseline: {name} — {k} | {v:.3f} |" for k, v in scores.items() if isinstance(v, (int, float))]
+    for group, scores in result.get("group_scores", {}).items():
+        lines += [f"| {result['group_by']} = {group} (n={scores['n']}) — {k} | {v:.3f} |"
+                  for k, v in scores.items() if k != "n" and isinstance(v, (int, float))]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     groups = result["by_group"]
     if groups:

@@ -225,7 +225,7 @@ class AnyMAL(Inference, nn.Module):
         return out  # type: ignore[return-value]
 
     def token_counts(self, media: list[MediaPart], features: list[torch.Tensor]) -> list[int]:
-        return [self.projectors[p.modality].tokens_for(f.shape[0]) for p, f in zip(media, features)]
+        return [self.projectors[p.modality].count(f) for p, f in zip(media, features)]
 
     def encode_conversation(self, messages: list[dict], add_generation_prompt: bool = False,
                             features: list[torch.Tensor] | None = None) -> Encoded:
@@ -244,7 +244,7 @@ class AnyMAL(Inference, nn.Module):
             idx = [i for i, f in enumerate(features) if f.shape[0] == n]
             tokens = proj(torch.stack([features[i] for i in idx]).to(self.device).float())
             for i, t in zip(idx, tokens):
-                out[i] = t
+                out[i] = t[proj.token_mask(features[i]).to(t.device)] if proj.reads_content else t
         return torch.cat(out)  # type: ignore[arg-type]
 
     def embed(self, batch: Batch) -> torch.Tensor:

@@ -51,6 +51,13 @@ class Projector(nn.Module):
             raise ValueError(f"projector built for at most {self.in_tokens} input tokens, got {n_in}")
         return max(1, math.ceil(self.num_tokens * n_in / self.in_tokens))
 
+    # an input's token count follows from its length alone (see PerceivingProjector for one that reads content)
+    reads_content = False
+
+    def count(self, feats: torch.Tensor) -> int:
+        """LLM tokens for one input's features [n_in, dim]."""
+        return self.tokens_for(feats.shape[0])
+
     def project(self, x: torch.Tensor, n_out: int) -> torch.Tensor:
         raise NotImplementedError
 

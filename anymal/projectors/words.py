@@ -89,10 +89,15 @@ class TextProjector(nn.Module):
         return ["".join(self.labels[i - 1] for i in row if 0 < i <= len(self.labels)).strip() for row in ids]
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        """[B, entries, 8] -> [B, entries, out_dim]; no text (or none left) gives zero tokens."""
+        """[B, entries, 8] -> [B, entries, out_dim]; the rows past the text's own tokens are zero (and
+        `PerceivingProjector.token_mask` leaves them out of the LLM's input)."""
         emb, mask = self.embed_words(self.texts(rows), self.num_tokens)
         mask = mask.to(rows.device, self.shift.dtype).unsqueeze(-1)
         return (emb.to(rows.device, self.shift.dtype) + self.shift) * mask
+
+    def lengths(self, rows: torch.Tensor) -> list[int]:
+        """[B, entries, 8] -> how many LLM tokens each text takes (at most `entries`)."""
+        return self.embed_words(self.texts(rows), self.num_tokens)[1].sum(-1).long().tolist()
 
 
 class PerceivingProjector(nn.Module):
@@ -115,6 +120,27 @@ class PerceivingProjector(nn.Module):
         self.in_tokens = self.frames * sum(self.part_tokens)
         self.optional_keys = tuple(f"words.{i}.{k}" for i, w in enumerate(self.words) for k in w.optional_keys)
         self.num_tokens = (main.num_tokens if main else 0) + self.frames * sum(w.num_tokens for w in self.words)
+
+    @property
+    def reads_content(self) -> bool:
+        """True when an input's token count depends on what it holds, not only its length: a transcript
+        takes as many tokens as its text (`count`, `token_mask`), so a short clip is not padded."""
+        return any(isinstance(w, TextProjector) for w in self.words)
+
+    def token_mask(self, feats: torch.Tensor) -> torch.Tensor:
+        """[n_in, dim] one input's features -> which of `forward`'s tokens the LLM gets (a text part's
+        tokens past its own length are dropped; every other token is kept)."""
+        sizes = [feats.shape[0] - sum(self.part_tokens[1:]), *self.part_tokens[1:]]
+        chunks = feats.split(sizes)
+        keep = [torch.ones(self.tokens_for(feats.shape[0]) - sum(w.num_tokens for w in self.words), dtype=torch.bool)]
+        for words, rows, dim in zip(self.words, chunks[1:], self.part_dims[1:]):
+            keep.append(torch.arange(words.num_tokens) < words.lengths(rows[None, :, :dim])[0]
+                        if isinstance(words, TextProjector) else torch.ones(words.num_tokens, dtype=torch.bool))
+        return torch.cat(keep)
+
+    def count(self, feats: torch.Tensor) -> int:
+        """LLM tokens for one input's features [n_in, dim]."""
+        return int(self.token_mask(feats).sum()) if self.reads_content else self.tokens_for(feats.shape[0])
 
     def tokens_for(self, n_in: int) -> int:
         """Fixed for pictures and frames; a main part of varying length (audio) keeps its own proportion."""
