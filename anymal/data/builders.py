@@ -22,7 +22,8 @@ BUILDERS: dict[str, tuple[str, str, str]] = {
     "openclipart": ("anymal.data.openclipart", "build_openclipart",
                     "Open Clip Art Library SVGs (public domain) -> pictures with titles, keywords, topic"),
     "audio": ("anymal.data.audio_set", "build_audio",
-              "Asterisk prompts + espeak-ng/flite/Festival speech -> transcripts; Tux Paint, OpenSFX, Scratch, GCompris sounds -> names"),
+              "Asterisk prompts + espeak-ng/flite/Festival speech -> transcripts; "
+              "Tux Paint, OpenSFX, Scratch, GCompris sounds -> names"),
     "human-speech": ("anymal.data.human_speech", "build_human_speech",
                      "KTuberling + KLettres real human voices reading English words -> a test-only transcription set"),
     "video": ("anymal.data.stamp_video", "build_video",

@@ -61,8 +61,8 @@ def build_human_speech(out: str | Path, seed: int = 0, progress: bool = True) ->
         except AnymalError as e:
             skipped.add("unreadable recording", f"{clip}: {e}")
             continue
-        meta = {"kind": "speech", "source": voice.split(":")[0], "group": voice, "voice": voice, "file": str(clip),
-                "transcript": word, "licence": LICENCE.format(package)}
+        meta = {"kind": "speech", "source": voice.split(":")[0], "group": voice, "voice": voice,
+                "file": str(clip), "transcript": word, "licence": LICENCE.format(package)}
         q = random.Random(f"{seed}:{voice}:{word}").choice(SPEECH_INSTRUCTIONS)
         records.append(audio_record(out, "test", voice.replace(":", "-"), word, wave, q, word, meta)[1])
     (out / "test.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")

@@ -72,8 +72,9 @@ def build_interleaved(out: str | Path, tuxpaint: str | Path = "data/tuxpaint", a
         tux_file, hapt_file, audio_file = (Path(d) / f"{split}.jsonl" for d in (tuxpaint, hapt, audio))
         images = [r for r in _read(tux_file) if subject(r["meta"]["caption"]) and r["images"][0].endswith("-0.png")]
         imus = _read(hapt_file)
-        sounds = [r for r in _read(audio_file) if r["meta"].get("kind") == "sound" and r["meta"].get("source", "tuxpaint") == "tuxpaint"
-                  and not r["meta"].get("augmented") and subject(r["meta"]["caption"])]  # stamps with a picture
+        sounds = [r for r in _read(audio_file)  # stamps with a picture: Tux Paint's own recordings, not copies
+                  if r["meta"].get("kind") == "sound" and r["meta"].get("source", "tuxpaint") == "tuxpaint"
+                  and not r["meta"].get("augmented") and subject(r["meta"]["caption"])]
         if not images or not imus:
             raise DataError(f"{split}: no usable images in {tux_file} or IMU windows in {hapt_file}")
         recs = []

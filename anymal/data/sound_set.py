@@ -62,14 +62,17 @@ def split_recordings(items: list[tuple[str, str, str | None]], val: float, test:
     return split
 
 
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x ** 2))) or 1e-4  # a silent clip still scales without dividing by zero
+
+
 def augment(wave: np.ndarray, rng: random.Random) -> np.ndarray:
     """A random crop (60-100 %, at least 1 s when the clip is longer), gain and white noise."""
     keep = max(min(len(wave), SAMPLE_RATE), int(len(wave) * rng.uniform(0.6, 1.0)))
     start = rng.randrange(len(wave) - keep + 1)
     out = wave[start:start + keep] * 10 ** (rng.uniform(-10, 0) / 20)
-    rms = float(np.sqrt(np.mean(out ** 2))) or 1e-4
     noise = np.random.default_rng(rng.randrange(2 ** 32)).standard_normal(len(out)).astype(np.float32)
-    return (out + noise * rms * 10 ** (-rng.uniform(10, 30) / 20)).astype(np.float32)
+    return (out + noise * _rms(out) * 10 ** (-rng.uniform(10, 30) / 20)).astype(np.float32)
 
 
 def _tuxpaint_sounds(skipped: SkipReport) -> list[tuple[str, str, str, dict, object]]:
@@ -158,7 +161,5 @@ def mixed_records(out: Path, recs: list[tuple[str, dict]], per_split: dict[str, 
 def _mix(speech: np.ndarray, sound: np.ndarray, rng: random.Random) -> np.ndarray:
     """The sound (looped or cut to the speech's length) 6-12 dB under the speech."""
     sound = np.resize(sound, len(speech))
-    def rms(x: np.ndarray) -> float:
-        return float(np.sqrt(np.mean(x ** 2))) or 1e-4
-    mix = speech + sound * rms(speech) / rms(sound) * 10 ** (-rng.uniform(6, 12) / 20)
+    mix = speech + sound * _rms(speech) / _rms(sound) * 10 ** (-rng.uniform(6, 12) / 20)
     return (mix / max(1.0, float(np.abs(mix).max()))).astype(np.float32)

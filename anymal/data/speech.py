@@ -29,7 +29,6 @@ ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-
 SAMPLE_RATE = 16000
 MAX_SECONDS = 30.0  # load_audio's default limit: longer clips could not be used by the adapter
 EXT = ".flac"
-SOURCES = ("asterisk", "tts", "sounds")
 LICENCES = {"asterisk": "CC-BY-SA-3.0 (Asterisk core sounds, Allison Smith / Digium)",
             "tuxpaint": "GPL-2 (Tux Paint stamps)", "espeak-ng": "audio synthesised by espeak-ng (GPL-3)",
             "flite": "audio synthesised by flite (BSD-like)",
@@ -171,8 +170,8 @@ def asterisk_records(out: Path, val: float, test: float, seed: int, limit: int |
         except AnymalError as e:
             unusable(skipped, str(wavs[key]), e)
             continue
-        meta = {"kind": "speech", "source": "asterisk", "group": "asterisk", "file": f"{key}.wav", "voice": "asterisk:allison",
-                "transcript": text, "licence": LICENCES["asterisk"]}
+        meta = {"kind": "speech", "source": "asterisk", "group": "asterisk", "file": f"{key}.wav",
+                "voice": "asterisk:allison", "transcript": text, "licence": LICENCES["asterisk"]}
         q = random.Random(f"{seed}:asterisk:{key}").choice(SPEECH_INSTRUCTIONS)
         recs.append(audio_record(out, caption_split(text, val, test), "asterisk", key, wave, q, text, meta))
     return recs

@@ -21,6 +21,11 @@ from .base import Encoder
 from .media import MAX_AUDIO_SECONDS, load_audio
 
 
+def valid_tokens(samples: int, num_tokens: int, sample_rate: int, window_seconds: float) -> int:
+    """Tokens of a full window that hold a clip of `samples` samples (at least one)."""
+    return min(num_tokens, max(1, math.ceil(num_tokens * samples / (sample_rate * window_seconds))))
+
+
 class AudioEncoder(Encoder):
     """Subclasses set `sample_rate`, `window_seconds`, `num_tokens` and implement `features(wave)`."""
 
@@ -34,8 +39,7 @@ class AudioEncoder(Encoder):
 
     def load(self, item: Any) -> tuple[torch.Tensor, int]:
         wave = load_audio(item, self.sample_rate, min(self.window_seconds, MAX_AUDIO_SECONDS))
-        valid = math.ceil(self.num_tokens * len(wave) / (self.sample_rate * self.window_seconds))
-        return self.features(wave), min(self.num_tokens, max(1, valid))
+        return self.features(wave), valid_tokens(len(wave), self.num_tokens, self.sample_rate, self.window_seconds)
 
     def preprocess(self, item: Any) -> torch.Tensor:
         return self.load(item)[0]

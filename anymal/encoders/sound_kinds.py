@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..paths import PACKAGE_DIR
 from ..registry import ENCODERS
+from .audio import valid_tokens
 from .base import Encoder
 from .media import load_audio
 from .perception import PerceptionEncoder, whole_picture_row
@@ -119,7 +119,7 @@ class WhisperSoundKinds(PerceptionEncoder):
 
     def preprocess(self, item: Any) -> torch.Tensor:
         wave = load_audio(item, SAMPLE_RATE, WINDOW_SECONDS)
-        return torch.tensor([float(min(FRAMES, max(1, math.ceil(FRAMES * len(wave) / (SAMPLE_RATE * WINDOW_SECONDS)))))])
+        return torch.tensor([float(valid_tokens(len(wave), FRAMES, SAMPLE_RATE, WINDOW_SECONDS))])
 
     def forward(self, x: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         """[B, 1] valid frame counts + the main part's Whisper frames [B, 1500, d] -> [B, entries, ROW]."""

@@ -52,11 +52,16 @@ def score_rows(t: Task, samples: list, preds: list[str], refs: list[str]) -> tup
         rows.append({"where": s.where, "prediction": p, "reference": r, **verdict,
                      "group": str(s.meta.get(t.group_by, "-")),
                      **({"label": str(s.meta.get(t.label_key))} if t.label_key else {})})
+    return rows, summarize(t, rows)
+
+
+def summarize(t: Task, rows: list[dict]) -> dict:
+    """Each numeric verdict averaged over the rows that have it, plus the task's corpus metrics."""
     keys = dict.fromkeys(k for r in rows for k, v in r.items() if isinstance(v, (bool, int, float)))
     scores = {k: sum(float(r[k]) for r in rows if k in r) / sum(k in r for r in rows) for k in keys}
-    if t.corpus and preds:
-        scores.update(t.corpus(list(preds), list(refs)))
-    return rows, scores
+    if t.corpus and rows:
+        scores.update(t.corpus([r["prediction"] for r in rows], [r["reference"] for r in rows]))
+    return scores
 
 
 def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | None = None,
@@ -75,7 +80,7 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
     prompts, refs = zip(*[split_reference(s.messages) for s in samples]) if samples else ((), ())
     preds = predict(model, list(prompts), settings, batch_size, progress, desc=t.name)
     rows, scores = score_rows(t, samples, preds, list(refs))
-    by_group = _group_scores(t, samples, preds, list(refs), rows)
+    by_group = _group_scores(t, rows)
     found = {}
     if t.label_key and rows:  # always answering the most frequent label
         labels = [r["label"] for r in rows]
@@ -99,13 +104,12 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
     return result
 
 
-def _group_scores(t: Task, samples: list, preds: list[str], refs: list[str], rows: list[dict]) -> dict:
-    """{group: every score of `score_rows` (corpus metrics included) on that group's rows, and its n}."""
+def _group_scores(t: Task, rows: list[dict]) -> dict:
+    """{group: every score (corpus metrics included) of that group's already judged rows, and its n}."""
     groups = defaultdict(list)
-    for i, r in enumerate(rows):
-        groups[r["group"]].append(i)
-    return {g: {**score_rows(t, [samples[i] for i in idx], [preds[i] for i in idx], [refs[i] for i in idx])[1],
-                "n": len(idx)} for g, idx in sorted(groups.items())}
+    for r in rows:
+        groups[r["group"]].append(r)
+    return {g: {**summarize(t, mine), "n": len(mine)} for g, mine in sorted(groups.items())}
 
 
 def _versions() -> dict:

@@ -22,7 +22,7 @@ from .contrastive import (ContrastiveConfig, ContrastiveSet, group_ids, linear_p
                           train_contrastive)
 
 
-def _records(data_dir: Path, split: str, modality: str) -> list[tuple[str, str, dict]]:
+def manifest_records(data_dir: Path, split: str, modality: str) -> list[tuple[str, str, dict]]:
     """(media path, caption, meta) of every line of `{split}.jsonl`."""
     samples, _ = read_jsonl(data_dir / f"{split}.jsonl", [modality])
     out = []
@@ -48,7 +48,7 @@ def _copy_shipped(run: Path, dest: Path, config: dict) -> Path:
 def _imu_arrays(data_dir: Path, split: str) -> tuple[list[np.ndarray], torch.Tensor]:
     from ..encoders.imu import fit_window, read_imu_item
 
-    recs = _records(data_dir, split, "imu")
+    recs = manifest_records(data_dir, split, "imu")
     xs = [fit_window(read_imu_item(p))[0] for p, _, _ in recs]
     return xs, torch.tensor([m["label"] for _, _, m in recs])
 
@@ -126,7 +126,7 @@ def pretrain_imu(data_dir: str | Path, out_dir: str | Path, cfg: ContrastiveConf
 @torch.no_grad()
 def _imu_features(enc, data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(pooled features, MiniLM-space embeddings, labels) of a split, 256 windows at a time."""
-    recs = _records(data_dir, split, "imu")
+    recs = manifest_records(data_dir, split, "imu")
     pooled, emb = [], []
     for i in range(0, len(recs), 256):
         x = torch.stack([enc.preprocess(p) for p, _, _ in recs[i:i + 256]])
@@ -203,7 +203,7 @@ def pretrain_points(data_dir: str | Path, out_dir: str | Path, cfg: ContrastiveC
     cfg = cfg or ContrastiveConfig(epochs=40, batch_size=64, lr=2e-3)
     sets = {}
     for split in ("train", "val"):
-        recs = _records(data_dir, split, "points")
+        recs = manifest_records(data_dir, split, "points")
         sets[split] = _points_set([p for p, _, _ in recs], [c for _, c, _ in recs],
                                   [m["category"] for _, _, m in recs], N_POINTS)
     torch.manual_seed(cfg.seed)
@@ -218,7 +218,7 @@ def pretrain_points(data_dir: str | Path, out_dir: str | Path, cfg: ContrastiveC
 
 @torch.no_grad()
 def _points_features(enc, data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
-    recs = _records(data_dir, split, "points")
+    recs = manifest_records(data_dir, split, "points")
     pooled, emb = [], []
     for i in range(0, len(recs), 128):
         x = torch.stack([enc.preprocess(p) for p, _, _ in recs[i:i + 128]])

@@ -19,27 +19,26 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data.feature_cache import FeatureCache
-from ..data.jsonl import read_jsonl
 from ..encoders.sound_kinds import HEAD_DIR, PooledWhisper, SoundKindHead
 from ..errors import DataError
+from .pretrain_encoders import manifest_records
 
 SPEECH = "speech"
 
 
-def _items(manifest: Path, speech_every: int) -> list[tuple[str, str, str]]:
+def _items(data_dir: Path, split: str, speech_every: int) -> list[tuple[str, str, str]]:
     """(audio path, label, group) of a split's sounds and every `speech_every`-th speech clip."""
-    samples, _ = read_jsonl(manifest, ["audio"])
     out, n_speech = [], 0
-    for s in samples:
-        path = next(p["path"] for m in s.messages for p in m["content"] if p["type"] == "audio")
-        if s.meta.get("kind") == "sound":
-            out.append((path, s.meta["object"], s.meta.get("group", "train")))
-        elif s.meta.get("kind") == "speech" and s.meta.get("source") != "mix":
+    for path, _, meta in manifest_records(data_dir, split, "audio"):
+        if meta.get("kind") == "sound":
+            out.append((path, meta["object"], meta.get("group", "train")))
+        elif meta.get("kind") == "speech" and meta.get("source") != "mix":
             n_speech += 1
             if n_speech % speech_every == 0:
                 out.append((path, SPEECH, SPEECH))
     if not out:
-        raise DataError(f"{manifest}: no sound or speech clips; build it with `anymal data build audio`")
+        raise DataError(f"{data_dir / f'{split}.jsonl'}: no sound or speech clips; "
+                        "build it with `anymal data build audio`")
     return out
 
 
@@ -79,7 +78,7 @@ def pretrain_sounds(data_dir: str | Path, out_dir: str | Path, ship: bool = Fals
     """Fit the head on `data_dir`'s train split, pick the weight decay on val, score test; write eval.json."""
     data_dir, out = Path(data_dir), Path(out_dir)
     cache = FeatureCache(PooledWhisper())
-    splits = {s: _items(data_dir / f"{s}.jsonl", speech_every) for s in ("train", "val", "test")}
+    splits = {s: _items(data_dir, s, speech_every) for s in ("train", "val", "test")}
     feats = {s: _features(cache, items, f"pooling {s}", progress) for s, items in splits.items()}
     labels = sorted({label for _, label, _ in splits["train"]})
     y = torch.tensor([labels.index(label) for _, label, _ in splits["train"]])
