@@ -11,10 +11,14 @@ def load_model(path: str | None):
 
 
 def generation_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    """Generation flags whose defaults are GenerationSettings' own (the API's and the server's too)."""
+    from ..model.generation import GenerationSettings
+
+    d = GenerationSettings()
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--repetition-penalty", type=float, default=1.1)
+    p.add_argument("--temperature", type=float, default=d.temperature, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=d.top_p)
+    p.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty, help="1 = off")
     p.add_argument("--seed", type=int)
     p.add_argument("--stop", action="append", help="stop string (repeatable)")
 

@@ -30,6 +30,7 @@ class AudioEncoder(Encoder):
     """Subclasses set `sample_rate`, `window_seconds`, `num_tokens` and implement `features(wave)`."""
 
     modality = "audio"
+    varies = True
     sample_rate = 16000
     window_seconds = 30.0
 

@@ -19,7 +19,7 @@ class Encoder(nn.Module):
     optionally `grid` (rows, cols) when the tokens form a 2-D map, and implement:
       - `preprocess(item) -> Tensor`: one raw input (path, PIL image, array) to a model-ready tensor;
       - `forward(x) -> Tensor[B, num_tokens, dim]`;
-      - `load(item)` too when inputs vary in length (see there).
+      - `load(item)` too when inputs vary in length (see there), and set `varies`.
     `preprocess_id` names everything that changes the features for the same file: it keys the
     feature cache.
     """
@@ -32,6 +32,7 @@ class Encoder(nn.Module):
     preprocess_id: str = ""
     sides: tuple[int, ...] = ()  # image encoders: longest side(s) inputs are resized to (see set_sides)
     supports_sides: bool = False
+    varies: bool = False  # inputs may give fewer than `num_tokens` valid tokens (`load` says how many)
 
     def set_sides(self, sides: list[int] | tuple[int, ...]) -> "Encoder":
         """Present images at a fixed longest side (one value), or at one of several per input, drawn

@@ -33,7 +33,7 @@ class ComposedEncoder(Encoder):
         self.percept_tokens = self.num_tokens - main.num_tokens  # fixed, whatever the input's length
         self.grid = None  # only the main part is a grid: the projector hands it its own `grid`
         self.preprocess_id = " + ".join(p.preprocess_id for p in self.parts)
-        self.supports_sides = main.supports_sides
+        self.supports_sides, self.varies = main.supports_sides, main.varies
         self._shapes: list[tuple[int, ...]] | None = None
 
     def set_sides(self, sides):

@@ -6,6 +6,7 @@ always gives the same points.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,12 @@ from .media import as_source
 MESH_SUFFIXES = {".ply", ".obj", ".off", ".stl", ".glb", ".gltf"}
 
 
+MAX_COORDINATE = 1e12  # beyond any model's units: float64 centring and scaling would overflow
+
+
 def normalize_cloud(points: np.ndarray) -> np.ndarray:
+    if np.abs(points).max() > MAX_COORDINATE:
+        raise InputError(f"coordinates up to {np.abs(points).max():.3g} (the limit is {MAX_COORDINATE:g})")
     pts = points - points.mean(0, keepdims=True)
     radius = float(np.linalg.norm(pts, axis=1).max())
     if radius < 1e-9:
@@ -53,8 +59,9 @@ def load_points(item: Any, n: int = 1024, seed: int = 0, file_type: str | None =
                 return _finish(pts, name, n, rng)
             if f".{file_type}" not in MESH_SUFFIXES:
                 raise InputError(f"{src}: unsupported 3-D format {src.suffix!r}; use {', '.join(sorted(MESH_SUFFIXES))} or .npy")
-        try:
-            mesh = trimesh.load(src, file_type=file_type, force="mesh", process=False)
+        try:  # from bytes, with no resolver: a mesh never makes trimesh open the files it names (mtllib, uri)
+            data = io.BytesIO(src.read_bytes()) if isinstance(src, Path) else src
+            mesh = trimesh.load(data, file_type=file_type, force="mesh", process=False, resolver=None)
         except Exception as e:  # trimesh raises many types for malformed files
             raise InputError(f"{name}: not a readable {file_type.upper()} mesh ({type(e).__name__}: {e})") from None
         if len(getattr(mesh, "faces", [])) == 0:
@@ -65,6 +72,8 @@ def load_points(item: Any, n: int = 1024, seed: int = 0, file_type: str | None =
 
 
 def _finish(pts: np.ndarray, name: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    if pts.dtype.kind not in "iuf":
+        raise InputError(f"{name}: expected numbers (float or int points [N, 3]), got dtype {pts.dtype}")
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise InputError(f"{name}: expected points [N, 3], got shape {list(pts.shape)}")
     if len(pts) == 0:

@@ -43,8 +43,6 @@ STRIDE = WINDOW // TOKENS  # samples per output token
 def read_imu_item(item: Any) -> np.ndarray:
     """Any accepted item (see the module docstring) -> float32 [T, 6] at 50 Hz."""
     if isinstance(item, dict):
-        if "rate" in item and item["rate"] is not None and float(item["rate"]) <= 0:
-            raise InputError(f"IMU item {item.get('path', '<array>')}: rate must be positive, got {item['rate']}")
         if "array" in item:
             if item.get("rate") is None:
                 raise InputError("IMU item {'array': ...} needs a 'rate' in Hz")
@@ -53,7 +51,7 @@ def read_imu_item(item: Any) -> np.ndarray:
             raise InputError(f"IMU item dict needs 'path' or 'array' (+ optional 'rate'), got keys {sorted(item)}")
         return load_imu(item["path"], rate=item.get("rate"), target_rate=RATE)
     if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], (str, Path)):
-        return load_imu(item[0], rate=float(item[1]), target_rate=RATE)
+        return load_imu(item[0], rate=item[1], target_rate=RATE)
     return load_imu(item, target_rate=RATE)
 
 
@@ -116,6 +114,8 @@ def load_trained(weights_dir: Path, what: str) -> tuple[dict[str, torch.Tensor],
 
 
 class IMUEncoder(Encoder):
+    varies = True
+
     def __init__(self, name: str, modality: str = "imu", weights_dir: str | Path | None = None):
         super().__init__()
         tensors, cfg = load_trained(Path(weights_dir) if weights_dir else WEIGHTS_DIR, "imu")

@@ -23,14 +23,20 @@ def describe(item: Any) -> str:
 
 
 def as_source(item: Any, expected: str) -> io.BytesIO | Path:
-    """Bytes or an existing, non-empty file path, ready for a decoder."""
+    """Bytes or an existing, readable, non-empty regular file, ready for a decoder."""
     if isinstance(item, (bytes, bytearray)):
         return io.BytesIO(item)
+    if not isinstance(item, (str, Path)):
+        raise InputError(f"{describe(item)}: expected a file path or bytes holding {expected}")
     path = Path(item)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: no such file")
+    if not path.is_file():  # a directory, FIFO or device: never opened (a FIFO would block, /dev/zero never ends)
+        raise InputError(f"{path}: not a regular file, expected {expected}")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes), expected {expected}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied (the file is not readable)")
     return path
 
 
@@ -56,6 +62,8 @@ def load_image(item: Any, background: tuple[int, int, int] = (255, 255, 255)) ->
         except OSError as e:
             raise InputError(f"{name}: cannot open image: {e}") from None
     w, h = img.size
+    if w * h == 0:
+        raise InputError(f"{name}: the image is {w}x{h} (no pixels)")
     if w * h > MAX_IMAGE_PIXELS:
         raise InputError(
             f"{name}: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the {MAX_IMAGE_PIXELS / 1e6:.0f} MP limit "
@@ -98,9 +106,10 @@ def load_audio(item: Any, sample_rate: int = 16000, max_seconds: float = MAX_AUD
 
     name = describe(item)
     if isinstance(item, tuple) and len(item) == 2:
-        wave, rate = np.asarray(item[0], dtype=np.float32), int(item[1])
+        wave, rate = _waveform(item)
     else:
         src = as_source(item, "audio")
+        _check_wav_complete(src, name)
         try:
             info = sf.info(src)
             if info.frames / max(info.samplerate, 1) > max_seconds:
@@ -113,6 +122,8 @@ def load_audio(item: Any, sample_rate: int = 16000, max_seconds: float = MAX_AUD
             raise InputError(f"{name}: not a readable audio file (WAV, FLAC, OGG, MP3): {e}") from None
     if wave.ndim == 2:
         wave = wave.mean(axis=1)
+    if wave.ndim != 1:
+        raise InputError(f"{name}: expected a waveform [samples] or [samples, channels], got shape {list(wave.shape)}")
     if wave.size == 0:
         raise InputError(f"{name}: the audio has no samples")
     if len(wave) / rate > max_seconds:
@@ -124,3 +135,44 @@ def load_audio(item: Any, sample_rate: int = 16000, max_seconds: float = MAX_AUD
     if rate != sample_rate:
         wave = soxr.resample(wave, rate, sample_rate)
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def _waveform(item: tuple) -> tuple[np.ndarray, int]:
+    """`(waveform, rate)` in memory: a positive whole rate, samples first ([samples] or [samples, channels])."""
+    wave, rate = item
+    if isinstance(wave, (str, Path, bytes)):
+        raise InputError(f"{describe(wave)}: a sample rate goes with an in-memory waveform; "
+                         "an audio file carries its own (drop the rate)")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not np.isfinite(rate) \
+            or rate < 1 or rate != int(rate):
+        raise InputError(f"<in-memory waveform>: rate must be a whole number of Hz >= 1, got {rate!r}")
+    try:
+        wave = np.asarray(wave, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputError("<in-memory waveform>: expected an array of numbers") from None
+    if wave.ndim == 2 and wave.shape[0] < wave.shape[1] and wave.shape[0] <= 8:
+        raise InputError(f"<in-memory waveform>: shape {list(wave.shape)} looks channels-first; "
+                         "expected [samples, channels] (pass wave.T)")
+    return wave, int(rate)
+
+
+def _check_wav_complete(src: io.BytesIO | Path, name: str) -> None:
+    """A WAV whose data chunk declares more bytes than the file holds was cut short: libsndfile would
+    silently read what is there, and the answer would be about part of the recording."""
+    if isinstance(src, io.BytesIO):
+        head = src.getvalue()[:4096]
+    else:
+        with src.open("rb") as f:
+            head = f.read(4096)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    size = len(src.getvalue()) if isinstance(src, io.BytesIO) else src.stat().st_size
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, length = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if chunk == b"data":
+            if length != 0xFFFFFFFF and pos + 8 + length > size:  # 0xFFFFFFFF: streamed, length unknown
+                raise InputError(f"{name}: truncated WAV: its data chunk declares {length} bytes, "
+                                 f"the file holds {size - pos - 8}")
+            return
+        pos += 8 + length + (length & 1)

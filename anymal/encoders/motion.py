@@ -8,6 +8,8 @@ In memory: `(array [T, 6], rate)`. Every input is resampled (linear interpolatio
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -18,11 +20,26 @@ from ..errors import InputError
 from .media import as_source
 
 COLUMNS = ("ax", "ay", "az", "gx", "gy", "gz")
+MAX_MAGNITUDE = 1e4  # 1,000 g or 10,000 rad/s: beyond any sensor, a unit or parsing mistake
 MAX_IMU_SECONDS = float(os.environ.get("ANYMAL_MAX_IMU_SECONDS", 600.0))
 
 
+def _text(path: Path) -> str:
+    """The CSV as text (a UTF-8 byte-order mark is dropped); undecodable bytes name their line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: byte 0x{raw[e.start]:02x} is not UTF-8 text; expected a CSV "
+                         f"with columns t,{','.join(COLUMNS)}") from None
+
+
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    with path.open(newline="", encoding="utf-8") as f:
+    with io.StringIO(_text(path), newline="") as f:
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader, [])]
         missing = [c for c in COLUMNS if c not in header]
@@ -46,6 +63,12 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(rows, np.float64).reshape(-1, 6), (np.asarray(times) if tcol is not None else None)
 
 
+def _check_rate(rate: Any, name: str) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not math.isfinite(rate) \
+            or not 0 < rate <= 10_000:
+        raise InputError(f"{name}: the sample rate must be a number of Hz in (0, 10000], got {rate!r}")
+
+
 def _is_float(x: str) -> bool:
     try:
         float(x)
@@ -59,8 +82,14 @@ def load_imu(item: Any, rate: float | None = None, target_rate: float = 50.0,
     """CSV / .npy path or (array, rate) -> float32 [T, 6] at `target_rate` Hz."""
     name = str(item) if isinstance(item, (str, Path)) else "<in-memory IMU>"
     times = None
+    if rate is not None:
+        _check_rate(rate, name)
     if isinstance(item, tuple) and len(item) == 2:
-        data, rate = np.asarray(item[0], np.float64), float(item[1])
+        _check_rate(item[1], name)
+        try:
+            data, rate = np.asarray(item[0], np.float64), float(item[1])
+        except (TypeError, ValueError):
+            raise InputError(f"{name}: expected an array [T, 6] of numbers") from None
     else:
         path = as_source(item, "IMU CSV or .npy")
         if not isinstance(path, Path):
@@ -68,7 +97,7 @@ def load_imu(item: Any, rate: float | None = None, target_rate: float = 50.0,
         if path.suffix.lower() == ".npy":
             try:
                 data = np.load(path, allow_pickle=False).astype(np.float64)
-            except (ValueError, OSError) as e:
+            except (ValueError, OSError, TypeError) as e:
                 raise InputError(f"{path}: not a readable .npy array ({e})") from None
         else:
             data, times = _read_csv(path)
@@ -78,10 +107,16 @@ def load_imu(item: Any, rate: float | None = None, target_rate: float = 50.0,
         raise InputError(f"{name}: needs at least 2 samples, got {len(data)}")
     if not np.isfinite(data).all():
         raise InputError(f"{name}: contains NaN or infinite values")
+    if np.abs(data).max() > MAX_MAGNITUDE:
+        raise InputError(f"{name}: values up to {np.abs(data).max():.3g}; accelerometer (m/s^2) and gyroscope "
+                         f"(rad/s) readings beyond {MAX_MAGNITUDE:g} are not physical")
     if times is None:
-        if not rate or rate <= 0:
+        if rate is None:
             raise InputError(f"{name}: no 't' column, so a sample rate is needed (e.g. --imu-rate 50)")
         times = np.arange(len(data)) / rate
+    elif not np.isfinite(times).all():
+        k = int(np.argmin(np.isfinite(times))) + 2  # CSV line of the offending sample
+        raise InputError(f"{name}:{k}: column 't': expected a finite time in seconds")
     elif np.any(np.diff(times) <= 0):
         k = int(np.argmax(np.diff(times) <= 0)) + 3  # CSV line of the offending sample
         raise InputError(f"{name}:{k}: column 't': timestamps must increase")

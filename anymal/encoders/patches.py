@@ -25,6 +25,7 @@ class PixelPatches(Encoder):
     patch = 30  # OtterHD / Fuyu
     max_tokens = 2048
     supports_sides = True
+    varies = True
 
     def __init__(self, name: str, modality: str):
         super().__init__()

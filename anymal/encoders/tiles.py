@@ -23,6 +23,7 @@ from .media import letterbox, load_image
 class TiledEfficientNet(Encoder):
     max_grid = 4
     supports_sides = True
+    varies = True
 
     def __init__(self, name: str, modality: str):
         super().__init__()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,14 +43,38 @@ def _why(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e)  # FFmpeg's reason without errno and '<none>' noise
 
 
-def _open(item: Any, name: str):
+# File suffix -> the one FFmpeg demuxer that may open it. FFmpeg probes content, not names: left to
+# probe, a ".mp4" that is an ffconcat list, an HLS playlist or an image2 pattern would make FFmpeg
+# open *other* files named inside it. A known suffix pins its demuxer; anything else must probe to
+# one of the plain container demuxers below (none of which follows references: the MP4 demuxer's
+# external data references stay off, FFmpeg's default).
+DEMUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".3gp": "3gp", ".mkv": "matroska",
+            ".webm": "matroska", ".avi": "avi", ".flv": "flv", ".ts": "mpegts", ".mpg": "mpeg",
+            ".mpeg": "mpeg", ".ogv": "ogg", ".gif": "gif", ".h264": "h264", ".264": "h264", ".hevc": "hevc",
+            ".h265": "hevc"}
+CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "flv", "mpegts", "mpeg", "ogg", "gif", "h264",
+              "hevc", "mjpeg"}  # raw streams too: one file each
+FORMATS = tuple(sorted({s.lstrip(".") for s in DEMUXERS}))
+
+
+def _open(item: Any, name: str, fmt: str | None = None):
+    """A PyAV container on a plain video container, never a list or pattern of other files.
+    `fmt` (a DEMUXERS suffix without the dot) names the format of bytes or of an unsuffixed file."""
     import av
 
     src = as_source(item, "a video (MP4, WebM, MKV, AVI, MOV...)")
+    suffix = f".{fmt.lower()}" if fmt else (src.suffix.lower() if isinstance(src, Path) else "")
+    if fmt and suffix not in DEMUXERS:
+        raise InputError(f"{name}: unsupported video format {fmt!r}; expected one of {', '.join(FORMATS)}")
     try:
-        return av.open(src if isinstance(src, io.BytesIO) else str(src), mode="r")
+        container = av.open(src if isinstance(src, io.BytesIO) else str(src), mode="r", format=DEMUXERS.get(suffix))
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise InputError(f"{name}: not a readable video container: {_why(e)}") from None
+    if container.format.name not in CONTAINERS | set(DEMUXERS.values()):
+        container.close()
+        raise InputError(f"{name}: {container.format.name!r} is not a video container anymal reads "
+                         f"(expected {', '.join(FORMATS)})")
+    return container
 
 
 def _duration(container, stream) -> float | None:
@@ -62,6 +87,8 @@ def _duration(container, stream) -> float | None:
 
 def _check_size(stream, name: str) -> None:
     w, h = stream.codec_context.width, stream.codec_context.height
+    if w * h == 0:
+        raise InputError(f"{name}: the video stream declares {w}x{h} frames (no pixels)")
     if w * h > MAX_VIDEO_PIXELS:
         raise InputError(f"{name}: {w}x{h} video frames exceed the {MAX_VIDEO_PIXELS / 1e6:.1f} MP limit "
                          "(downscale it, or raise ANYMAL_MAX_VIDEO_PIXELS)")
@@ -144,6 +171,16 @@ def _by_count(item: Any, name: str, frames: int, max_side: int, max_frames: int)
     return [got.get(i, last) for i in want]
 
 
+def video_seconds(item: Any) -> float | None:
+    """The clip's duration from its header (None when the container does not say), opened as load_video would."""
+    name = describe(item)
+    with _open(item, name) as container:
+        if not container.streams.video:
+            raise InputError(f"{name}: no video stream (audio-only or not a video file)")
+        _check_size(container.streams.video[0], name)
+        return _duration(container, container.streams.video[0])
+
+
 def load_video(item: Any, frames: int = 4, max_side: int = DECODE_MAX_SIDE, max_seconds: float = MAX_VIDEO_SECONDS,
                max_frames: int | None = None) -> list[Image.Image]:
     """Path / bytes / list of frames (PIL or HxWx3 uint8) / [F,H,W,3] uint8 array -> `frames` RGB images.
@@ -224,7 +261,7 @@ class VideoEncoder(Encoder):
             raise InputError(f"a video encoder needs frames >= 1, got {frames}")
         self.image, self.frames = image, frames
         self.modality, self.id = "video", f"{image.id}@{frames}f"
-        self.dim, self.grid = image.dim, image.grid
+        self.dim, self.grid, self.varies = image.dim, image.grid, image.varies
         self.num_tokens = frames * image.num_tokens
         self.preprocess_id = f"{image.preprocess_id}|uniform{frames}f-centres-max{DECODE_MAX_SIDE}"
 

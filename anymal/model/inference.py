@@ -12,8 +12,9 @@ from typing import Any, Iterator
 
 import torch
 
+from ..errors import InputError
 from .generation import DecodeBatch, GenerationSettings, TextStream, decode_tokens
-from .messages import MediaPart, from_prompt
+from .messages import MediaPart, from_prompt, is_rate_pair
 
 
 @dataclass
@@ -30,9 +31,23 @@ class Inference:
     """Needs from the model: processor, llm, projectors, bind_modalities, encode_media,
     encode_conversation, embed, bind_vectors, injecting, device."""
 
+    def least_tokens(self, modality: str) -> int:
+        """The fewest LLM tokens one input of `modality` can take, known before it is encoded."""
+        varies = self.encoders[modality].varies or getattr(self.projectors[modality], "reads_content", False)
+        return 1 if varies else self.processor.tokens_per_item[modality]
+
+    def check_fits(self, conversation: list[dict]) -> list[MediaPart]:
+        """The conversation's inputs, after checking that it can fit the LLM's context (text tokens +
+        each input's fewest tokens), so that an over-long request is refused before any input is decoded."""
+        media = self.processor.media(conversation)
+        self.processor.encode(conversation, True, [self.least_tokens(p.modality) for p in media], at_least=True)
+        return media
+
     def conversation_features(self, conversations: list[list[dict]]) -> list[list[torch.Tensor]]:
         """Encoder features of every input, per conversation: one batched call per modality for all."""
-        media = [self.processor.media(c) for c in conversations]
+        if not isinstance(conversations, list) or not conversations:
+            raise InputError("expected a non-empty list of conversations (each a list of messages)")
+        media = [self.check_fits(c) for c in conversations]
         flat = self.encode_media([p for ms in media for p in ms])
         out = []
         for ms in media:
@@ -44,6 +59,8 @@ class Inference:
         """Left-padded inputs for generation. `features` (per conversation, per input) skips the encoders."""
         if features is None:
             features = self.conversation_features(conversations)
+        elif not conversations:
+            raise InputError("expected a non-empty list of conversations (each a list of messages)")
         encoded = [self.encode_conversation(c, True, f) for c, f in zip(conversations, features)]
         counts = [dict(Counter("text" if s is None else s for s in e.slots)) for e in encoded]
         for e, c in zip(encoded, counts):  # bind inputs take no slots: count them as inputs
@@ -98,14 +115,16 @@ class Inference:
              settings: GenerationSettings | None = None, **inputs: Any) -> str | Iterator[str]:
         """`model.chat("What is this?", image="duck.png")` or `model.chat(messages)`.
 
-        Keyword inputs are modality names (`image=`), each a path/array or a list of them; they are
-        placed before the text. Generation options (`max_new_tokens=`, `temperature=`, ...) may be
+        Keyword inputs are modality names (`image=`), each a path/array, an `(input, rate_hz)` pair
+        (`imu=("walk.npy", 50.0)`, `audio=(wave, 16000)`) or a list of them; they are placed before
+        the text. Generation options (`max_new_tokens=`, `temperature=`, ...) may be
         given as keywords too.
         """
         s = copy.deepcopy(settings) if settings else GenerationSettings()
         for k in list(inputs):
             if hasattr(s, k):
                 setattr(s, k, inputs.pop(k))
+        s.validate()
         if isinstance(prompt, list):
             if inputs:
                 raise TypeError("pass modality inputs inside the messages when giving full messages")
@@ -115,7 +134,8 @@ class Inference:
             for modality, value in inputs.items():
                 if modality not in self.projectors:
                     raise TypeError(f"unknown input {modality!r}; this model takes: {', '.join(self.projectors)}")
-                for v in value if isinstance(value, (list, tuple)) else [value]:
+                many = isinstance(value, list) or (isinstance(value, tuple) and not is_rate_pair(value))
+                for v in value if many else [value]:
                     media.append(MediaPart(modality, v))
             messages = from_prompt(prompt or "", media)
         if stream:

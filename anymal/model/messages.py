@@ -30,6 +30,26 @@ class MediaPart:
 
 
 Part = str | MediaPart
+SLOT_MARKERS = ("\ue000", "\ue001")  # private-use characters the processor marks input slots with
+
+
+def check_text(text: str, where: str) -> str:
+    """Text a tokenizer can take: valid Unicode (no lone surrogates) without the processor's slot markers."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"{where}: not valid Unicode text (a lone surrogate at character {e.start})") from None
+    for c in SLOT_MARKERS:
+        if c in text:
+            raise InputError(f"{where}: contains U+{ord(c):04X} at character {text.index(c)}, a private-use "
+                             "character anymal reserves for input slots; remove it")
+    return text
+
+
+def is_rate_pair(value: Any) -> bool:
+    """`(input, rate)`: a signal and its sample rate in Hz (a tuple of two inputs has no number second)."""
+    return (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], (int, float))
+            and not isinstance(value[1], bool))
 
 
 def _media_source(part: dict, kind: str, where: str) -> Any:
@@ -63,7 +83,7 @@ def normalize(messages: list[dict], modalities: set[str]) -> list[tuple[str, lis
             raise InputError(f"{where}.role: {m['role']!r} is not one of {ROLES}")
         content = m["content"]
         if isinstance(content, str):
-            out.append((role, [content]))
+            out.append((role, [check_text(content, f"{where}.content")]))
             continue
         if not isinstance(content, list):
             raise InputError(f"{where}.content: expected a string or a list of typed parts")
@@ -74,7 +94,7 @@ def normalize(messages: list[dict], modalities: set[str]) -> list[tuple[str, lis
             if kind == "text":
                 if not isinstance(p.get("text"), str):
                     raise InputError(f"{pw}: a text part needs a string 'text'")
-                parts.append(p["text"])
+                parts.append(check_text(p["text"], f"{pw}.text"))
             elif kind in modalities:
                 if role == "assistant":
                     raise InputError(f"{pw}: assistant messages cannot contain {kind} inputs")

@@ -8,6 +8,7 @@ or a per-input count (audio and IMU tokens are proportional to the clip's real l
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -52,6 +53,11 @@ class Processor:
         if not getattr(tokenizer, "is_fast", False):
             raise InputError("anymal needs a fast (Rust) tokenizer to place loss labels exactly")
 
+    @functools.cached_property
+    def max_token_chars(self) -> int:
+        """The longest token's length in characters: a text of more than this x N characters has more than N tokens."""
+        return max(len(t) for t in self.tok.get_vocab())
+
     def _render(self, msgs: list[dict], gen: bool) -> str:
         return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
 
@@ -61,8 +67,9 @@ class Processor:
                 if isinstance(p, MediaPart)]
 
     def encode(self, messages: list[dict], add_generation_prompt: bool = False,
-               counts: list[int] | None = None) -> Encoded:
-        """Token ids, labels and slots; `counts[i]` slots for the i-th input (default: the modality's)."""
+               counts: list[int] | None = None, at_least: bool = False) -> Encoded:
+        """Token ids, labels and slots; `counts[i]` slots for the i-th input (default: the modality's).
+        `at_least`: the counts are lower bounds (the length error says so)."""
         conv = normalize(messages, set(self.tokens_per_item))
         media: list[MediaPart] = []
         text_msgs = []
@@ -78,6 +85,9 @@ class Processor:
         if counts is not None and len(counts) != len(media):
             raise InputError(f"{len(counts)} token counts given for {len(media)} modality inputs")
         full = self._render(text_msgs, add_generation_prompt)
+        if len(full) > self.max_token_chars * self.max_length:  # refused before tokenizing it all
+            raise InputError(f"the conversation is {len(full):,} characters long: more than {self.max_length} "
+                             f"tokens (model.llm.max_length) whatever the text")
         spans = self._assistant_spans(text_msgs, full)
 
         ids: list[int] = []
@@ -101,8 +111,8 @@ class Processor:
                 slots += [item.modality] * n
                 pos = m.end()
         if len(ids) > self.max_length:
-            raise InputError(f"sample is {len(ids)} tokens long (text + modality tokens); the limit is "
-                             f"{self.max_length} (model.llm.max_length)")
+            raise InputError(f"sample is {'at least ' if at_least else ''}{len(ids)} tokens long (text + "
+                             f"modality tokens); the limit is {self.max_length} (model.llm.max_length)")
         return Encoded(ids, labels, slots, media)
 
     def _assistant_spans(self, msgs: list[dict], full: str) -> list[tuple[int, int]]:

@@ -118,29 +118,31 @@ class Engine:
                 self.busy = bool(active)
 
     def _join(self, batch, jobs: list[Job], running: bool) -> list[_Row]:
-        """Encode and prefill `jobs`, add their rows to the batch; the rows to follow."""
-        model = self.model
-        ready = _encode_jobs(model, jobs)
-        if not ready:
-            return []
+        """Encode and prefill `jobs`, add their rows to the batch; the rows to follow. A job whose
+        inputs cannot be encoded or prepared fails alone; the others join."""
+        ready = _encode_jobs(self.model, jobs)
+        prompts = _isolated(lambda group: [self._prepare(group)], ready)
+        rows = [row for prompt in prompts for row in self._add(batch, *prompt)]
+        if rows:
+            self.batches += 1
+            self.joined_running += running
+        return rows
+
+    def _prepare(self, ready: list[tuple[Job, list]]):
         pairs = [(job, i) for job, _ in ready for i in range(job.request.n)]
-        try:
-            prompt = model.prepare([job.request.messages for job, _ in pairs],
-                                   [f for job, f in ready for _ in range(job.request.n)])
-        except AnymalError as e:  # e.g. a prompt longer than the LLM's context
-            for job, _ in ready:
-                job.emit("error", ServeError(400, _client_message(str(e), job.request)))
-            return []
+        prompt = self.model.prepare([job.request.messages for job, _ in pairs],
+                                    [f for job, f in ready for _ in range(job.request.n)])
+        return pairs, prompt
+
+    def _add(self, batch, pairs: list[tuple[Job, int]], prompt) -> list[_Row]:
         for (job, choice), c in zip(pairs, prompt.counts):
             if choice == 0:
                 job.emit("usage_prompt", c)
         batch.join(prompt.embeds, prompt.mask, [job.request.settings for job, _ in pairs], prompt.bind,
                    indices=[choice for _, choice in pairs])
-        self.batches += 1
-        self.joined_running += running
         self.rows_decoded += len(pairs)
-        stop, eos = model.llm.default_stop, model.llm.eos_token_ids
-        return [_Row(job, choice, TextStream(model.llm.tokenizer, job.request.settings.stop + stop, eos))
+        stop, eos = self.model.llm.default_stop, self.model.llm.eos_token_ids
+        return [_Row(job, choice, TextStream(self.model.llm.tokenizer, job.request.settings.stop + stop, eos))
                 for job, choice in pairs]
 
     def _emit(self, row: _Row, tid: int) -> bool:
@@ -165,18 +167,42 @@ class Engine:
 
 
 def _encode_jobs(model, jobs: list[Job]) -> list[tuple[Job, list]]:
-    """Every job's media features: one batched encoder call per modality for the whole batch; if an
-    input is undecodable, job by job, so that only its own request fails."""
+    """Every job's media features: one batched encoder call per modality for all the jobs."""
+    return _isolated(lambda group: list(zip(group, model.conversation_features([j.request.messages for j in group]))),
+                     jobs)
+
+
+def _isolated(work, items: list) -> list:
+    """`work(items)` in one batched call; if that fails, item by item, so that a job's bad input
+    becomes its own error (400 for input faults, 500 for ours) and the rest go on. An item is a
+    job or a (job, features) pair."""
+    if not items:
+        return []
     try:
-        return list(zip(jobs, model.conversation_features([j.request.messages for j in jobs])))
-    except AnymalError:
-        out = []
-        for job in jobs:
-            try:
-                out.append((job, model.conversation_features([job.request.messages])[0]))
-            except AnymalError as e:
-                job.emit("error", ServeError(400, _client_message(str(e), job.request)))
-        return out
+        return work(items)
+    except Exception as e:
+        if len(items) == 1:
+            _fail(_job_of(items[0]), e)
+            return []
+    out = []
+    for item in items:
+        try:
+            out += work([item])
+        except Exception as e:
+            _fail(_job_of(item), e)
+    return out
+
+
+def _job_of(item) -> Job:
+    return item if isinstance(item, Job) else item[0]
+
+
+def _fail(job: Job, e: Exception) -> None:
+    if isinstance(e, AnymalError):
+        job.emit("error", ServeError(400, _client_message(str(e), job.request)))
+    else:
+        log.error("request failed: %s: %s", type(e).__name__, e)
+        job.emit("error", ServeError(500, f"generation failed: {type(e).__name__}", type="server_error"))
 
 
 def _client_message(message: str, request: ChatRequest) -> str:

@@ -155,10 +155,9 @@ def _check_extension(kind: str, path: Path, limits: Limits, param: str) -> None:
 
     try:
         if kind == "video":
-            import av
+            from ..encoders.video import video_seconds
 
-            with av.open(str(path)) as c:
-                seconds = float(c.duration or 0) / 1e6
+            seconds = video_seconds(path) or 0.0
             if seconds > limits.max_video_seconds:
                 raise ServeError(413, f"video is {seconds:.0f} s; this server takes up to {limits.max_video_seconds:g} s",
                                  param)
@@ -240,8 +239,11 @@ def parse_chat_request(body, modalities: set[str], limits: Limits) -> ChatReques
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, limits.max_tokens, 256, integer=True)
     seed = _number(body, "seed", -2**63, 2**63 - 1, None, integer=True)
-    settings = GenerationSettings(max_new_tokens=max_tokens, temperature=_number(body, "temperature", 0, 2, 1.0),
-                                  top_p=_number(body, "top_p", 1e-9, 1, 1.0), stop=stop, seed=seed)
+    d = GenerationSettings()  # the defaults every front end shares (greedy), not OpenAI's temperature 1
+    settings = GenerationSettings(max_new_tokens=max_tokens, temperature=_number(body, "temperature", 0, 2, d.temperature),
+                                  top_p=_number(body, "top_p", 1e-9, 1, d.top_p),
+                                  repetition_penalty=_number(body, "repetition_penalty", 0.5, 2, d.repetition_penalty),
+                                  stop=stop, seed=seed)
     options = body.get("stream_options") or {}
     req = ChatRequest([], settings, n=_number(body, "n", 1, limits.max_n, 1, integer=True),
                       stream=bool(body.get("stream", False)), include_usage=bool(options.get("include_usage")),

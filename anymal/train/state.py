@@ -1,6 +1,7 @@
 """Resumable training state: one file, written atomically, enough to continue bit-for-bit.
 
-`<run>/resume.pt` holds the trainable weights, optimizer and scheduler state, every RNG (Python,
+`<run>/resume.pt` (read with `weights_only=True`: tensors and plain values, never arbitrary pickled
+objects) holds the trainable weights, optimizer and scheduler state, every RNG (Python,
 NumPy, torch), the sampler position, the step and the running counters, plus the recipe it belongs
 to. The feature cache needs nothing: it is content-addressed on disk and re-read on resume.
 Under FSDP2 the sharded weights and optimizer state are gathered into full, name-keyed state
@@ -29,12 +30,16 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state in types `torch.load(weights_only=True)` reads back (NumPy's key array as a tensor)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+            "torch": torch.get_rng_state()}
 
 
 def set_rng_state(s: dict) -> None:
     random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
+    kind, keys, pos, has_gauss, gauss = s["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(s["torch"])
 
 
@@ -51,7 +56,13 @@ def load_state(run_dir: Path, config: dict) -> dict:
     if not path.is_file():
         raise TrainingError(f"--resume: {path} does not exist (the run saved no state yet; "
                             "set save_every to make runs resumable)")
-    state = torch.load(path, weights_only=False)  # our own file: optimizer state holds plain Python objects
+    try:  # tensors and plain containers only: a planted pickle cannot run code
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # truncated, not a torch file, or holding anything but tensors and plain values
+        raise TrainingError(f"--resume: {path} is not a readable resume state ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:200] if str(e) else 'no detail'}); delete it to start over") from None
+    if not isinstance(state, dict) or not {"config", "weights", "optimizer", "step"} <= set(state):
+        raise TrainingError(f"--resume: {path} is not a resume state written by anymal train")
     if state["config"] != config:
         diff = sorted(k for k in set(state["config"]) | set(config) if state["config"].get(k) != config.get(k))
         raise TrainingError(f"--resume: {path} belongs to a different recipe (differs in: {', '.join(diff)}); "
