@@ -9,6 +9,10 @@ class InputError(AnymalError, ValueError):
     """A user input (file, message part, array) cannot be used."""
 
 
+class TooLargeError(InputError):
+    """An input over a size, length or duration limit (the server answers 413)."""
+
+
 class DataError(AnymalError, ValueError):
     """A dataset manifest line is malformed or points at unusable media."""
 

@@ -55,22 +55,29 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def run_setting(max_batch: int, a) -> dict:
+def start_server(a, max_batch: int, queue: int) -> tuple[subprocess.Popen, str]:
+    """`anymal serve` in its own process on a free loopback port, once /health answers."""
     port = _port()
     cmd = [sys.executable, "-m", "anymal.cli", "serve", "--port", str(port), "--max-batch", str(max_batch),
-           "--max-queue", str(a.requests + 1)] + (["--model", a.model] if a.model else [])
+           "--max-queue", str(queue)] + (["--model", a.model] if a.model else [])
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"server exited: {server.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    server.terminate()
+    raise SystemExit("the server did not start within 300 s")
+
+
+def run_setting(max_batch: int, a) -> dict:
+    server, url = start_server(a, max_batch, a.requests + 1)
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            if server.poll() is not None:
-                raise SystemExit(f"server exited: {server.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
         parts = _parts()
         body = lambda i: {"model": "anymal-default" if not a.model else Path(a.model).resolve().name,  # noqa: E731
                           "messages": [{"role": "user", "content": parts[i % len(parts)]}],

@@ -323,17 +323,25 @@ def test_image_urls_are_fetched_only_from_allowed_hosts_and_within_limits(tiny_m
     handler.log_message = lambda *a: None
     http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=http.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{http.server_address[1]}/{images[0].name}"
+    host = f"127.0.0.1:{http.server_address[1]}"
+    url = f"http://{host}/{images[0].name}"
     msg = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What is this?"}]}]
+    ask = lambda u: {"model": "tiny", "messages": [{"role": "user", "content": [  # noqa: E731
+        {"type": "image_url", "image_url": {"url": u}}]}]}
     try:
-        with Server(tiny_model, limits=Limits(allow_url_hosts=("127.0.0.1",))) as s:
+        with Server(tiny_model, limits=Limits(allow_url_hosts=("127.0.0.1",))) as s:  # a bare host: port 80 only
+            code, err = _status(s, {"model": "tiny", "messages": msg})
+            assert code == 400 and "not allowed" in err["error"]["message"]
+        closed_port = _free_port()  # nothing listens there
+        with Server(tiny_model, limits=Limits(allow_url_hosts=(host, f"127.0.0.1:{closed_port}"))) as s:
             r = s.client().chat.completions.create(model="tiny", messages=msg, temperature=0, max_tokens=5)
             want = tiny_model.generate([_ours(images[0])], GenerationSettings(max_new_tokens=5))[0]
             assert r.choices[0].message.content == want
-            code, err = _status(s, {"model": "tiny", "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": url + ".missing"}}]}]})
-            assert code == 400 and "HTTP 404" in err["error"]["message"]
-        with Server(tiny_model, limits=Limits(allow_url_hosts=("127.0.0.1",), url_max_bytes=50)) as s:
+            missing = _status(s, ask(url + ".missing"))
+            closed = _status(s, ask(f"http://127.0.0.1:{closed_port}/x.png"))
+            assert missing == closed  # an open port and a closed one read the same
+            assert missing[0] == 400 and missing[1]["error"]["message"] == "could not fetch an image from the URL"
+        with Server(tiny_model, limits=Limits(allow_url_hosts=(host,), url_max_bytes=50)) as s:
             code, err = _status(s, {"model": "tiny", "messages": msg})
             assert code == 413
         with Server(tiny_model) as s:  # the default: no host allowed

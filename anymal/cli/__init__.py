@@ -13,11 +13,7 @@ from . import chat, evaluate
 
 
 def _quiet_libraries() -> None:
-    import warnings
-
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # peft calls a transformers API that transformers now flags as deprecated: not the user's concern
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -178,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         return args.fn(args)
-    except AnymalError as e:
-        print(f"anymal: error: {e}", file=sys.stderr)
+    except AnymalError as e:  # one line, whatever a library put into the message
+        print("anymal: error: " + " ".join(line.strip() for line in str(e).splitlines() if line.strip()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

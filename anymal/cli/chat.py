@@ -28,8 +28,8 @@ def _media(a) -> list:
     for modality, path in getattr(a, "inputs", None) or []:
         if not Path(path).is_file():  # fail fast, before the model loads
             raise AnymalError(f"{path}: no such file")
-        rate = a.imu_rate if modality == "imu" and a.imu_rate else None
-        media.append(MediaPart(modality, (path, rate) if rate else path))
+        rate = a.imu_rate if modality == "imu" else None
+        media.append(MediaPart(modality, (path, rate) if rate is not None else path))
         if modality == "video" and getattr(a, "video_audio", False):
             media += soundtrack(path, {"audio"}, f"--video {path}")
     return media
@@ -43,9 +43,9 @@ def _path_of(part) -> str:
 def cmd_chat(a) -> int:
     from ..model.messages import from_prompt
 
+    s = settings(a)  # checked before the model loads, as the inputs are
     media = _media(a)
     model = load_model(a.model)
-    s = settings(a)
     if a.prompt is not None:
         messages = from_prompt(a.prompt, media)
         if a.json:
@@ -61,11 +61,12 @@ def cmd_chat(a) -> int:
     return _repl(model, s, media, a.imu_rate)
 
 
-def _repl(model, s, media, imu_rate: float | None = None) -> int:
-    from ..model.messages import MediaPart
+REPL_HELP = ("/image PATH (or /audio, /video, /imu, /points) attaches an input to the next message, "
+             "/reset clears the conversation, /help shows this, /quit (or Ctrl-D) exits; Ctrl-C stops an answer.")
 
-    print("anymal chat — /image PATH (or /audio, /video, /imu, /points) attaches an input to the next "
-          "message, /reset clears, /quit exits.", file=sys.stderr)
+
+def _repl(model, s, media, imu_rate: float | None = None) -> int:
+    print(f"anymal chat — {REPL_HELP}", file=sys.stderr)
     history: list[dict] = []
     pending = list(media)
     while True:
@@ -73,37 +74,64 @@ def _repl(model, s, media, imu_rate: float | None = None) -> int:
             line = input("you> ").strip()
         except EOFError:
             return 0
+        except KeyboardInterrupt:  # at the prompt: a fresh line, not the end of the session
+            print("\n(/quit or Ctrl-D exits)", file=sys.stderr)
+            continue
         if not line:
             continue
-        if line in ("/quit", "/exit"):
-            return 0
-        if line == "/reset":
-            history, pending = [], []
-            continue
-        cmd, _, arg = line.partition(" ")
-        if cmd.lstrip("/") in MODALITY_FLAGS and cmd.startswith("/"):
-            if not Path(arg).is_file():
-                print(f"error: {arg}: no such file", file=sys.stderr)
-            else:
-                rate = imu_rate if cmd == "/imu" else None
-                pending.append(MediaPart(cmd[1:], (arg, rate) if rate else arg))
+        if line.startswith("/"):  # a command never reaches the model
+            if _command(line, pending, imu_rate):
+                return 0
+            if line == "/reset":
+                history = []
             continue
         parts = [{"type": m.modality, "path": m.source} for m in pending] + [{"type": "text", "text": line}]
-        pending = []
+        pending.clear()
         history.append({"role": "user", "content": parts})
-        sys.stdout.write("anymal> ")
-        try:
-            reply = ""
-            for piece in model.stream(history, s):
-                reply += piece
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-        except AnymalError as e:
+        reply = _answer(model, history, s)
+        if reply is None:
             history.pop()
-            print(f"\nerror: {e}", file=sys.stderr)
-            continue
-        sys.stdout.write("\n")
-        history.append({"role": "assistant", "content": reply})
+        else:
+            history.append({"role": "assistant", "content": reply})
+
+
+def _command(line: str, pending: list, imu_rate: float | None) -> bool:
+    """Carry out a REPL command; whether it ends the session."""
+    from ..model.messages import MediaPart
+
+    cmd, _, arg = line.partition(" ")
+    if cmd in ("/quit", "/exit"):
+        return True
+    if cmd == "/reset":
+        pending.clear()
+    elif cmd[1:] in MODALITY_FLAGS:
+        if not Path(arg).is_file():
+            print(f"error: {arg or 'PATH'}: no such file", file=sys.stderr)
+        else:
+            rate = imu_rate if cmd == "/imu" else None
+            pending.append(MediaPart(cmd[1:], (arg, rate) if rate is not None else arg))
+    else:
+        print(("" if cmd == "/help" else f"unknown command {cmd}; ") + REPL_HELP, file=sys.stderr)
+    return False
+
+
+def _answer(model, history: list[dict], s) -> str | None:
+    """Stream the reply to stdout; None when it failed or was stopped (the turn is then dropped)."""
+    sys.stdout.write("anymal> ")
+    reply = ""
+    try:
+        for piece in model.stream(history, s):
+            reply += piece
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    except AnymalError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return None
+    except KeyboardInterrupt:
+        print("\n(stopped)", file=sys.stderr)
+        return None
+    sys.stdout.write("\n")
+    return reply
 
 
 # (inputs as (modality, example file), question): every example is from a held-out test split
@@ -134,7 +162,8 @@ def cmd_demo(a) -> int:
         media = [MediaPart(m, str(examples / f)) for m, f in inputs]
         reply = model.generate([from_prompt(question, media)], settings(a))[0]
         print(f"[{' + '.join(f for _, f in inputs)}] {question} -> {reply}")
-    print(model.chat("In one sentence, what can you do?", max_new_tokens=40))
+    question = "In one sentence, what can you do?"
+    print(f"[no input] {question} -> {model.chat(question, settings=settings(a))}")
     return 0
 
 

@@ -107,6 +107,24 @@ def _to_parts(text: str, queues: dict[str, list[str]], where: str) -> list[dict]
     return parts
 
 
+def _typed_part(part: Any, root: Path, where: str, field_name: str, modalities: list[str]) -> dict:
+    """A typed content part, its media path resolved like a listed file's (relative to the media root)."""
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        raise DataError(f"{where}: field {field_name!r}: expected a part like {{'type': 'text', 'text': ...}} "
+                        "or {'type': 'image', 'path': ...}")
+    kind = part["type"]
+    if kind == "text":
+        if not isinstance(part.get("text"), str):
+            raise DataError(f"{where}: field '{field_name}.text': expected a string")
+        return part
+    if kind not in modalities:
+        raise DataError(f"{where}: field '{field_name}.type': {kind!r} is not text or one of this run's "
+                        f"modalities ({', '.join(modalities)})")
+    if not isinstance(part.get("path"), str) or not part["path"]:
+        raise DataError(f"{where}: field '{field_name}.path': expected the {kind} file's path")
+    return {**part, "path": _resolve(part["path"], root, where, f"{field_name}.path")}
+
+
 # manifest field -> (is a turn well formed?, turn -> (role, content), what a turn must look like)
 _FORMATS = {
     "conversations": (lambda t: t.get("from") in LLAVA_ROLES and isinstance(t.get("value"), str),
@@ -139,10 +157,13 @@ def parse_record(rec: Any, where: str, modalities: list[str], root: Path) -> Sam
             if k is not None and isinstance(raw[k][1], str):
                 raw[k] = (raw[k][0], f"<{m}>\n" + raw[k][1])
     messages = []
-    for role, content in raw:
+    for i, (role, content) in enumerate(raw):
         if isinstance(content, str):
             content = _to_parts(content, queues, where)
-        elif not isinstance(content, list):
+        elif isinstance(content, list):
+            content = [_typed_part(p, root, where, f"{fmt}[{i}].content[{j}]", modalities)
+                       for j, p in enumerate(content)]
+        else:
             raise DataError(f"{where}: message content must be a string or a list of parts")
         messages.append({"role": role, "content": content})
     for m, q in queues.items():
@@ -158,7 +179,7 @@ def _records(p: Path):
     """(where, parsed record or DataError) for each sample of a JSONL file or a LLaVA-style JSON array."""
     if p.suffix == ".json":  # LLaVA ships its instruction sets as one JSON array
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json.loads(_utf8(p.read_bytes(), p))
         except json.JSONDecodeError as e:
             raise DataError(f"{p}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(data, list):
@@ -166,14 +187,29 @@ def _records(p: Path):
         for i, rec in enumerate(data):
             yield f"{p}[{i}]", rec
         return
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with p.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield f"{p}:{n}", DataError(f"{p}:{n}: byte 0x{raw[e.start]:02x} at column {e.start + 1} is not UTF-8")
+                continue
             if not line.strip():
                 continue
             try:
                 yield f"{p}:{n}", json.loads(line)
             except json.JSONDecodeError as e:
                 yield f"{p}:{n}", DataError(f"{p}:{n}: malformed JSON ({e.msg} at column {e.colno})")
+            except RecursionError:
+                yield f"{p}:{n}", DataError(f"{p}:{n}: JSON nested too deeply")
+
+
+def _utf8(raw: bytes, p: Path) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{p}:{line}: byte 0x{raw[e.start]:02x} is not UTF-8") from None
 
 
 def read_jsonl(path: str | Path, modalities: list[str], media_root: str | None = None,

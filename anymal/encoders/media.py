@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import InputError
+from ..errors import InputError, TooLargeError
 
 # 40 megapixels by default: enough for phone photos; a 10000x10000 bomb is refused before decoding.
 MAX_IMAGE_PIXELS = int(os.environ.get("ANYMAL_MAX_IMAGE_PIXELS", 40_000_000))
@@ -56,7 +56,7 @@ def load_image(item: Any, background: tuple[int, int, int] = (255, 255, 255)) ->
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 img = Image.open(src)  # lazy: reads the header only
         except Image.DecompressionBombError as e:
-            raise InputError(f"{name}: {e} (downscale it)") from None
+            raise TooLargeError(f"{name}: {e} (downscale it)") from None
         except UnidentifiedImageError:
             raise InputError(f"{name}: not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF...)") from None
         except OSError as e:
@@ -65,7 +65,7 @@ def load_image(item: Any, background: tuple[int, int, int] = (255, 255, 255)) ->
     if w * h == 0:
         raise InputError(f"{name}: the image is {w}x{h} (no pixels)")
     if w * h > MAX_IMAGE_PIXELS:
-        raise InputError(
+        raise TooLargeError(
             f"{name}: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the {MAX_IMAGE_PIXELS / 1e6:.0f} MP limit "
             "(downscale it, or raise ANYMAL_MAX_IMAGE_PIXELS)"
         )
@@ -113,7 +113,7 @@ def load_audio(item: Any, sample_rate: int = 16000, max_seconds: float = MAX_AUD
         try:
             info = sf.info(src)
             if info.frames / max(info.samplerate, 1) > max_seconds:
-                raise InputError(f"{name}: {info.frames / info.samplerate:.1f} s of audio exceeds the "
+                raise TooLargeError(f"{name}: {info.frames / info.samplerate:.1f} s of audio exceeds the "
                                  f"{max_seconds:.0f} s limit (trim it, or raise ANYMAL_MAX_AUDIO_SECONDS)")
             if isinstance(src, io.BytesIO):
                 src.seek(0)
@@ -127,7 +127,7 @@ def load_audio(item: Any, sample_rate: int = 16000, max_seconds: float = MAX_AUD
     if wave.size == 0:
         raise InputError(f"{name}: the audio has no samples")
     if len(wave) / rate > max_seconds:
-        raise InputError(f"{name}: {len(wave) / rate:.1f} s of audio exceeds the {max_seconds:.0f} s limit")
+        raise TooLargeError(f"{name}: {len(wave) / rate:.1f} s of audio exceeds the {max_seconds:.0f} s limit")
     if not np.isfinite(wave).all():
         raise InputError(f"{name}: the audio contains NaN or infinite samples")
     if float(np.abs(wave).max()) < 1e-4:

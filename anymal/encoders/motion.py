@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, TooLargeError
 from .media import as_source
 
 COLUMNS = ("ax", "ay", "az", "gx", "gy", "gz")
@@ -122,7 +122,7 @@ def load_imu(item: Any, rate: float | None = None, target_rate: float = 50.0,
         raise InputError(f"{name}:{k}: column 't': timestamps must increase")
     duration = float(times[-1] - times[0])
     if duration > max_seconds:
-        raise InputError(f"{name}: {duration:.0f} s of IMU data exceeds the {max_seconds:.0f} s limit")
+        raise TooLargeError(f"{name}: {duration:.0f} s of IMU data exceeds the {max_seconds:.0f} s limit")
     grid = times[0] + np.arange(int(np.floor(duration * target_rate)) + 1) / target_rate
     out = np.stack([np.interp(grid, times, data[:, j]) for j in range(6)], 1)
     return out.astype(np.float32)

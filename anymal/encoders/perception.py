@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,9 @@ class PerceptionEncoder(Encoder):
         super().__init__()
         self.modality, self.id = modality, name
         self.dim, self.num_tokens = ROW, self.entries
+        # TF-Lite interpreters and OpenCV nets hold one input/output buffer: the server's engine thread
+        # and its safety checks (other threads) share them, so each run holds this lock
+        self.lock = threading.Lock()
 
     def preprocess(self, item: Any) -> torch.Tensor:
         img = load_image(item)
@@ -136,9 +140,10 @@ class Lite3Labels(PerceptionEncoder):
 
     def probabilities(self, img: np.ndarray) -> np.ndarray:
         """The 1000 ImageNet class probabilities of one uint8 picture [H, W, 3] at `size`."""
-        self.net.set_tensor(self._in, img[None])  # the TF-Lite graph has batch 1
-        self.net.invoke()
-        return self.net.get_tensor(self._out)[0] / 255.0
+        with self.lock:
+            self.net.set_tensor(self._in, img[None])  # the TF-Lite graph has batch 1
+            self.net.invoke()
+            return self.net.get_tensor(self._out)[0] / 255.0
 
     def rows(self, batch: np.ndarray) -> np.ndarray:
         out = np.zeros((len(batch), self.entries, ROW), np.float32)
@@ -182,8 +187,9 @@ class CocoDetector(PerceptionEncoder):
         import cv2
 
         out = np.zeros((len(batch), self.entries, ROW), np.float32)
-        self.net.setInput(cv2.dnn.blobFromImages(list(batch), size=self.size))  # already RGB: no swap
-        dets = self.net.forward().reshape(-1, 7)  # (image, class id, score, x1, y1, x2, y2)
+        with self.lock:
+            self.net.setInput(cv2.dnn.blobFromImages(list(batch), size=self.size))  # already RGB: no swap
+            dets = self.net.forward().reshape(-1, 7)  # (image, class id, score, x1, y1, x2, y2)
         for b in range(len(batch)):
             mine = dets[(dets[:, 0] == b) & (dets[:, 2] > self.threshold)]
             for e, row in enumerate(self._grouped(mine)[: self.entries]):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import InputError, TooLargeError
 from .base import Encoder
 from .media import as_source, describe, load_image
 
@@ -90,13 +90,13 @@ def _check_size(stream, name: str) -> None:
     if w * h == 0:
         raise InputError(f"{name}: the video stream declares {w}x{h} frames (no pixels)")
     if w * h > MAX_VIDEO_PIXELS:
-        raise InputError(f"{name}: {w}x{h} video frames exceed the {MAX_VIDEO_PIXELS / 1e6:.1f} MP limit "
+        raise TooLargeError(f"{name}: {w}x{h} video frames exceed the {MAX_VIDEO_PIXELS / 1e6:.1f} MP limit "
                          "(downscale it, or raise ANYMAL_MAX_VIDEO_PIXELS)")
 
 
 def _check_seconds(seconds: float, max_seconds: float, name: str) -> None:
     if seconds > max_seconds:
-        raise InputError(f"{name}: {seconds:.1f} s of video exceeds the {max_seconds:.0f} s limit "
+        raise TooLargeError(f"{name}: {seconds:.1f} s of video exceeds the {max_seconds:.0f} s limit "
                          "(trim it, or raise ANYMAL_MAX_VIDEO_SECONDS)")
 
 

@@ -140,10 +140,10 @@ def _hf(name: str, dtype: str = "float32") -> LanguageModel:
     """Any Hugging Face model id or local directory with a causal LM and a tokenizer."""
     try:
         return _from_dir(name, name, dtype)
-    except OSError as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:  # missing files, or a directory that is no model
         raise ConfigError(
             f"LLM {name!r} is neither a registered name ({', '.join(LLMS.names())}) nor a loadable "
-            f"Hugging Face model id/directory: {e}"
+            f"Hugging Face model id/directory: {(str(e).strip().splitlines() or [type(e).__name__])[0]}"
         ) from None
 
 

@@ -26,6 +26,7 @@ from ..llm.kv import cache_kwargs
 from ..llm.lora import LORA_MARK, apply_lora, has_lora
 from ..paths import DEFAULT_CHECKPOINT
 from ..projectors import build_perceiving, build_projector
+from ..quiet import quiet_loading
 from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoint
 from .inference import Inference
 from .messages import MediaPart
@@ -79,11 +80,12 @@ class AnyMAL(Inference, nn.Module):
     @classmethod
     def from_config(cls, config: ModelConfig, root: str | Path | None = None) -> "AnyMAL":
         """Build backbones and fresh adapters; `root` resolves a checkpoint-relative LLM id (`./llm`)."""
-        llm = load_llm(config.llm.id, config.llm.dtype, root=root)
-        if config.lora:
-            apply_lora(llm, config.lora)
-        encoders = {m: load_encoder(c.encoder, m, frames=c.frames, sides=c.sides, perception=c.perception)
-                    for m, c in config.modalities.items()}
+        with quiet_loading():
+            llm = load_llm(config.llm.id, config.llm.dtype, root=root)
+            if config.lora:
+                apply_lora(llm, config.lora)
+            encoders = {m: load_encoder(c.encoder, m, frames=c.frames, sides=c.sides, perception=c.perception)
+                        for m, c in config.modalities.items()}
         return cls(config, llm, encoders)
 
     @classmethod

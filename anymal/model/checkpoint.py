@@ -59,9 +59,14 @@ def read_manifest(path: str | Path) -> dict:
 def read_weights(path: str | Path) -> dict:
     f = Path(path) / WEIGHTS
     try:
-        return load_file(str(f))
+        tensors = load_file(str(f))
     except Exception as e:  # safetensors raises several types for truncated/corrupt files
         raise CheckpointError(f"{f}: unreadable safetensors file ({e})") from None
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(t.isfinite().all())]
+    if bad:  # a diverged run's weights would answer with nothing, and exit 0
+        raise CheckpointError(f"{f}: {len(bad)} tensor(s) hold NaN or infinite values ({', '.join(sorted(bad)[:3])}"
+                              f"{', ...' if len(bad) > 3 else ''}); the run that wrote it diverged")
+    return tensors
 
 
 def check_facts(manifest: dict, actual: dict, path: str | Path) -> None:

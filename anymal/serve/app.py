@@ -4,8 +4,10 @@ the chat page at `/` (static/index.html: attach or drop files, the reply streams
 Responses and stream chunks follow OpenAI's chat-completions shapes (`chat.completion`,
 `chat.completion.chunk` over server-sent events: the role delta first, `data: [DONE]` last), so the
 official `openai` client works unchanged. Errors are OpenAI error objects with the matching status
-(400 bad request or undecodable media, 401 bad key, 404 unknown model, 413 too large, 503 queue
-full, 504 timed out); an unexpected failure is a 500 with no traceback. `usage` counts text prompt
+(400 bad request or undecodable media, 401 bad key, 404 unknown model or path, 405 wrong method,
+413 too large, 415 not JSON, 503 queue full, 504 timed out); an unexpected failure is a 500 with no
+traceback. Requests must be `application/json` (a cross-site form post is refused unread) and name
+an allowed Host (`ServeConfig.allowed_hosts`; DNS rebinding). `usage` counts text prompt
 tokens and each modality's tokens separately (`prompt_tokens_details.modality_tokens`).
 """
 from __future__ import annotations
@@ -21,7 +23,9 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..errors import AnymalError
 from ..safety.guard import Guard, OutputFilter
 from .engine import Engine, Job
 from .protocol import Limits, ServeError, parse_chat_request
@@ -39,6 +43,9 @@ class ServeConfig:
     max_queue: int = 64
     timeout_s: float = 300.0
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are listed
+    # Host header names served ("*": any). A page on another site that rebinds its DNS name to this
+    # machine sends its own name, and is refused.
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     safety: Guard | None = None  # AnyMAL's input/output checks (anymal.safety.guard); None = off
 
 
@@ -48,6 +55,7 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
     app = FastAPI(title="anymal", docs_url=None, redoc_url=None)
     app.state.engine, app.state.config = engine, cfg
     app.router.add_event_handler("shutdown", engine.close)
+    app.add_middleware(HostCheck, allowed=cfg.allowed_hosts)
     if cfg.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -57,6 +65,11 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
     @app.exception_handler(ServeError)
     async def _serve_error(_req, e: ServeError):
         return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_req, e: StarletteHTTPException):  # unknown path, wrong method: OpenAI error objects too
+        return JSONResponse(ServeError(e.status_code, str(e.detail), code=_CODES.get(e.status_code)).body(),
+                            status_code=e.status_code, headers=getattr(e, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(_req, e: Exception):
@@ -87,23 +100,18 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         check_key(request)
-        size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > cfg.limits.max_body_bytes:
-            raise ServeError(413, f"request body over {cfg.limits.max_body_bytes} bytes")
-        raw = await request.body()
-        if len(raw) > cfg.limits.max_body_bytes:
-            raise ServeError(413, f"request body over {cfg.limits.max_body_bytes} bytes")
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ServeError(400, "the request body is not valid JSON") from None
+        body = _json(await _read_body(request, cfg.limits.max_body_bytes))
         req = await asyncio.to_thread(parse_chat_request, body, set(model.projectors), cfg.limits)
         if req.model not in (None, cfg.model_id):
             req.cleanup()
             raise ServeError(404, f"model {req.model!r} not found; this server serves {cfg.model_id!r}",
                              "model", "model_not_found")
         guard = cfg.safety
-        flag, image_score = await asyncio.to_thread(guard.check_input, req.messages) if guard else (None, 0.0)
+        try:
+            flag, image_score = await asyncio.to_thread(guard.check_input, req.messages) if guard else (None, 0.0)
+        except AnymalError as e:  # an input the safety check cannot read is the request's fault
+            req.cleanup()
+            raise ServeError(400, str(e)) from None
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if flag:  # refused before the model sees it
             req.cleanup()
@@ -130,6 +138,54 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
                 "usage": usage}
 
     return app
+
+
+_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+class HostCheck:
+    """Refuses requests whose Host header names no allowed host (DNS rebinding), as an OpenAI error."""
+
+    def __init__(self, app, allowed: tuple[str, ...]):
+        self.app, self.allowed = app, {h.lower() for h in allowed}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and "*" not in self.allowed:
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+            name = host[1:host.index("]")] if host.startswith("[") and "]" in host else host.rsplit(":", 1)[0]
+            if name not in self.allowed:
+                response = JSONResponse(ServeError(400, f"Host {host!r} is not served here (start the server "
+                                                        "with --allow-host NAME)", code="host_not_allowed").body(),
+                                        status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` (chunked bodies too), and only as JSON:
+    a form or text/plain POST, which a browser sends cross-site without asking, is refused unread."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise ServeError(415, f"Content-Type must be application/json, got {kind or 'none'!r}", code="unsupported_media_type")
+    size = request.headers.get("content-length")
+    if size and size.isdigit() and int(size) > limit:
+        raise ServeError(413, f"request body over {limit} bytes")
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise ServeError(413, f"request body over {limit} bytes")
+    return bytes(buf)
+
+
+def _json(raw: bytes):
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ServeError(400, "the request body is not valid JSON") from None
+    except RecursionError:
+        raise ServeError(400, "the request body's JSON is nested too deeply") from None
 
 
 def _usage(prompt: dict, completion: int) -> dict:

@@ -5,6 +5,36 @@ import os
 import sys
 from pathlib import Path
 
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+REQUEST_HEAD_SECONDS = 10.0
+
+
+class TimedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, plus: a connection must send a request's head within
+    REQUEST_HEAD_SECONDS of opening (or of its last response), or it is closed. uvicorn times out
+    idle keep-alive connections only, so half-open ones would otherwise hold a socket forever."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(REQUEST_HEAD_SECONDS, self._head_timeout)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        in_flight = self.cycle is not None and not self.cycle.response_complete
+        if in_flight and self._head_timer is not None:  # a request's head arrived
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._head_timer is None and not self.transport.is_closing():
+            self._head_timer = self.loop.call_later(REQUEST_HEAD_SECONDS, self._head_timeout)
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
 
 def add_parser(sub) -> None:
     s = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API (chat completions)")
@@ -19,6 +49,9 @@ def add_parser(sub) -> None:
     s.add_argument("--timeout", type=float, default=300.0, help="seconds per request before 504 (default 300)")
     s.add_argument("--allow-url-host", action="append", default=[], metavar="HOST",
                    help="allow http(s) image URLs from HOST (repeatable; default: data: URLs only)")
+    s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests whose Host header is NAME (repeatable; default: localhost, "
+                        "127.0.0.1, ::1 and --host; any when bound to 0.0.0.0 or :: without this flag)")
     s.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser calls from ORIGIN (repeatable; default: CORS off)")
     s.add_argument("--no-safety", action="store_true", help="switch every safety check off")
@@ -54,7 +87,7 @@ def cmd_serve(a) -> int:
         guard = Guard(sc, image=image)
     model_id = a.model_id or (Path(a.model).resolve().name if a.model else "anymal-default")
     cfg = ServeConfig(model_id=model_id, api_key=a.api_key, max_batch=a.max_batch, max_queue=a.max_queue,
-                      timeout_s=a.timeout, cors_origins=tuple(a.cors_origin),
+                      timeout_s=a.timeout, cors_origins=tuple(a.cors_origin), allowed_hosts=_hosts(a),
                       limits=Limits(allow_url_hosts=tuple(a.allow_url_host)), safety=guard)
     if a.host not in ("127.0.0.1", "localhost", "::1") and not a.api_key:
         print(f"anymal: warning: serving on {a.host} without an API key", file=sys.stderr)
@@ -62,5 +95,12 @@ def cmd_serve(a) -> int:
                                                     if getattr(guard.config, k)) or "off"
     print(f"serving {model_id!r} ({', '.join(sorted(model.projectors))}) on http://{a.host}:{a.port}/v1; "
           f"safety checks: {checks}", file=sys.stderr)
-    uvicorn.run(create_app(model, cfg), host=a.host, port=a.port, log_level="warning")
+    uvicorn.run(create_app(model, cfg), host=a.host, port=a.port, log_level="warning", http=TimedH11,
+                timeout_keep_alive=5)
     return 0
+
+
+def _hosts(a) -> tuple[str, ...]:
+    if a.host in ("0.0.0.0", "::", "") and not a.allow_host:
+        return ("*",)  # reachable under any name the network gives it
+    return ("localhost", "127.0.0.1", "::1", a.host, *a.allow_host)

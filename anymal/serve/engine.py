@@ -18,9 +18,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..errors import AnymalError
+from ..errors import AnymalError, TooLargeError
 from ..model.generation import TextStream
-from .protocol import ChatRequest, ServeError
+from .protocol import ChatRequest, ServeError, client_message
 
 log = logging.getLogger("anymal.serve")
 
@@ -199,14 +199,7 @@ def _job_of(item) -> Job:
 
 def _fail(job: Job, e: Exception) -> None:
     if isinstance(e, AnymalError):
-        job.emit("error", ServeError(400, _client_message(str(e), job.request)))
+        job.emit("error", ServeError(413 if isinstance(e, TooLargeError) else 400, client_message(str(e), job.request.files)))
     else:
         log.error("request failed: %s: %s", type(e).__name__, e)
         job.emit("error", ServeError(500, f"generation failed: {type(e).__name__}", type="server_error"))
-
-
-def _client_message(message: str, request: ChatRequest) -> str:
-    """Our temp file names mean nothing to the client: say 'the payload' instead."""
-    for f in request.files:
-        message = message.replace(str(f), f"the uploaded {f.suffix.lstrip('.')} payload")
-    return message

@@ -16,10 +16,13 @@ import binascii
 import io
 import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InputError, TooLargeError
 from ..model.generation import GenerationSettings
+from ..model.messages import check_text
 
 
 class ServeError(Exception):
@@ -92,25 +95,41 @@ def _image_bytes(url, limits: Limits, param: str) -> bytes:
                           "(data:image/png;base64,...); file paths are never read", param)
 
 
+def _allowed(url, hosts: tuple[str, ...]) -> bool:
+    """`host` allows the scheme's own port only; `host:port` that port only."""
+    default = {"http": 80, "https": 443}[url.scheme]
+    return url.host in hosts and url.port in (None, default) or f"{url.host}:{url.port or default}" in hosts
+
+
 def _fetch(url: str, limits: Limits, param: str) -> bytes:
+    """The image at an allowed URL, within `url_timeout_s` in all (not per read: a source that drips
+    bytes cannot hold a worker longer) and `url_max_bytes`. Every failure reads the same, so that
+    errors do not map which hosts and ports are open behind the server."""
     import httpx
 
-    host = httpx.URL(url).host
-    if host not in limits.allow_url_hosts:
-        raise ServeError(400, f"fetching image URLs from {host!r} is not allowed on this server "
-                              "(send a data: URL, or start it with --allow-url-host)", param)
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError):
+        raise ServeError(400, "not a valid URL", param) from None
+    if not _allowed(parsed, limits.allow_url_hosts):
+        raise ServeError(400, f"fetching image URLs from {parsed.host!r} (port {parsed.port or 'default'}) is not "
+                              "allowed on this server (send a data: URL, or start it with --allow-url-host)", param)
+    failed = ServeError(400, "could not fetch an image from the URL", param)
+    deadline = time.monotonic() + limits.url_timeout_s
     try:
         with httpx.stream("GET", url, timeout=limits.url_timeout_s, follow_redirects=False) as r:
             if r.status_code != 200:
-                raise ServeError(400, f"fetching the image gave HTTP {r.status_code}", param)
+                raise failed
             buf = bytearray()
             for chunk in r.iter_bytes():
                 buf += chunk
                 if len(buf) > limits.url_max_bytes:
                     raise ServeError(413, f"the image at the URL exceeds {limits.url_max_bytes} bytes", param)
+                if time.monotonic() > deadline:
+                    raise failed
             return bytes(buf)
-    except httpx.HTTPError as e:
-        raise ServeError(400, f"fetching the image failed: {type(e).__name__}", param) from None
+    except httpx.HTTPError:
+        raise failed from None
 
 
 def _check_image(data: bytes, limits: Limits, param: str) -> None:
@@ -151,7 +170,6 @@ def _temp_file(data: bytes, suffix: str, req: ChatRequest) -> Path:
 
 def _check_extension(kind: str, path: Path, limits: Limits, param: str) -> None:
     """Cheap decodes that enforce the duration/length limits before the request is queued."""
-    from ..errors import InputError
 
     try:
         if kind == "video":
@@ -169,10 +187,26 @@ def _check_extension(kind: str, path: Path, limits: Limits, param: str) -> None:
                                  param)
     except ServeError:
         raise
-    except (InputError, OSError, ValueError) as e:
+    except InputError as e:
+        raise ServeError(413 if isinstance(e, TooLargeError) else 400, client_message(str(e), [path]), param) from None
+    except (OSError, ValueError) as e:
         raise ServeError(400, f"undecodable {kind} payload: {type(e).__name__}", param) from None
     except Exception as e:  # PyAV's own error types
         raise ServeError(400, f"undecodable {kind} payload: {type(e).__name__}", param) from None
+
+
+def _text(text: str, param: str) -> str:
+    try:
+        return check_text(text, param)
+    except InputError as e:
+        raise ServeError(400, str(e), param) from None
+
+
+def client_message(message: str, files: list[Path]) -> str:
+    """Our temp file names mean nothing to the client: say 'the uploaded mp4 payload' instead."""
+    for f in files:
+        message = message.replace(str(f), f"the uploaded {f.suffix.lstrip('.')} payload")
+    return message
 
 
 def _part(part, modalities: set[str], limits: Limits, req: ChatRequest, param: str) -> dict:
@@ -182,7 +216,7 @@ def _part(part, modalities: set[str], limits: Limits, req: ChatRequest, param: s
     if kind == "text":
         if not isinstance(part.get("text"), str):
             raise ServeError(400, "a text part needs a 'text' string", param + ".text")
-        return {"type": "text", "text": part["text"]}
+        return {"type": "text", "text": _text(part["text"], param + ".text")}
     modality = {"image_url": "image", "input_audio": "audio"}.get(kind, kind)
     if modality not in EXTENSION_FORMATS and modality not in ("image", "audio"):
         raise ServeError(400, f"unknown content part type {kind!r}; expected text, image_url, input_audio, "
@@ -245,6 +279,8 @@ def parse_chat_request(body, modalities: set[str], limits: Limits) -> ChatReques
                                   repetition_penalty=_number(body, "repetition_penalty", 0.5, 2, d.repetition_penalty),
                                   stop=stop, seed=seed)
     options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise ServeError(400, "stream_options: expected an object like {\"include_usage\": true}", "stream_options")
     req = ChatRequest([], settings, n=_number(body, "n", 1, limits.max_n, 1, integer=True),
                       stream=bool(body.get("stream", False)), include_usage=bool(options.get("include_usage")),
                       model=body.get("model"))
@@ -256,7 +292,7 @@ def parse_chat_request(body, modalities: set[str], limits: Limits) -> ChatReques
             role = "system" if m["role"] == "developer" else m["role"]
             content = m.get("content")
             if isinstance(content, str):
-                req.messages.append({"role": role, "content": content})
+                req.messages.append({"role": role, "content": _text(content, f"messages[{i}].content")})
                 continue
             if not isinstance(content, list):
                 raise ServeError(400, "content: expected a string or a list of parts", f"messages[{i}].content")

@@ -1,0 +1,352 @@
+"""Hardening (issue 18): bad input is a clean error for its own request only, on every front end.
+
+The bad-input corpus (tests/bad_inputs.py) runs against the CLI, the Python API and the server over
+a tiny LLM with the real input loaders (real Whisper, IMU and point encoders); the rest are
+regression tests for the attacks a review found.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import time
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from anymal import AnyMAL
+from anymal.cli import main
+from anymal.config import LLMConfig, ModalityConfig, ModelConfig
+from anymal.errors import InputError, TrainingError
+from anymal.model.generation import GenerationSettings
+from bad_inputs import CASES
+from test_serve import KEY, Server, _ask, _status, server  # noqa: F401  (a fixture)
+
+FORMATS = {"image": None, "audio": "input_audio", "video": "video", "imu": "imu", "points": "points"}
+
+
+@pytest.fixture(scope="module")
+def every_modality(tiny_llm_dir):
+    """A tiny LLM with every modality's real loader behind it (tiny-cnn for pictures and frames)."""
+    small = dict(projector="linear", num_tokens=2)
+    torch.manual_seed(0)
+    return AnyMAL.from_config(ModelConfig(llm=LLMConfig(id=str(tiny_llm_dir), max_length=256), modalities={
+        "image": ModalityConfig(encoder="tiny-cnn", **small), "video": ModalityConfig(encoder="tiny-cnn", frames=2, **small),
+        "audio": ModalityConfig(encoder="whisper-tiny.en", **small), "imu": ModalityConfig(encoder="imu-cnn", **small),
+        "points": ModalityConfig(encoder="pointnet", **small)}))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    for c in CASES:
+        c.write(d / c.name)
+    return d
+
+
+def _ids(case):
+    return f"{case.modality}-{case.name}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_corpus_is_a_clean_input_error_in_the_api(every_modality, corpus, case):
+    src = str(corpus / case.name)
+    with pytest.raises(InputError, match=case.says.replace(".", r"\.")):
+        every_modality.chat("What is this?", max_new_tokens=2, **{case.modality: (src, case.rate) if case.rate is not None else src})
+
+
+@pytest.fixture(scope="module")
+def every_ckpt(every_modality, tmp_path_factory):
+    return every_modality.save_pretrained(tmp_path_factory.mktemp("ck") / "every", stage="align")
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_corpus_is_one_line_and_exit_2_in_the_cli(every_ckpt, corpus, case, capsys):
+    rate = ["--imu-rate", str(case.rate)] if case.rate is not None else []
+    code = main(["chat", "--model", str(every_ckpt), f"--{case.modality}", str(corpus / case.name), *rate,
+                 "--max-new-tokens", "2", "What is this?"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("anymal: error: ") and case.says in err, err
+
+
+def _part(case, data: bytes) -> dict:
+    b64 = base64.b64encode(data).decode()
+    suffix = case.name.rsplit(".", 1)[1]
+    if case.modality == "image":
+        return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64}}
+    body = {"data": b64, "format": suffix, **({"rate": case.rate} if case.rate is not None else {})}
+    return {"type": FORMATS[case.modality], FORMATS[case.modality]: body}
+
+
+@pytest.fixture(scope="module")
+def every_server(every_modality):
+    with Server(every_modality) as s:
+        yield s
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_corpus_is_a_4xx_openai_error_from_the_server(every_server, corpus, case):
+    msg = [{"role": "user", "content": [_part(case, (corpus / case.name).read_bytes()), {"type": "text", "text": "What?"}]}]
+    code, err = _status(every_server, {"model": "tiny", "messages": msg, "max_tokens": 2})
+    assert code in (400, 413), err
+    assert set(err["error"]) == {"message", "type", "param", "code"}
+    assert "/tmp" not in err["error"]["message"]  # our temp file names never reach the client
+
+
+# ---------------------------------------------------------------- one request never hurts another
+BAD_TEXTS = ["slot \ue0000\ue001 marker", "lone \ud800 surrogate"]
+
+
+@pytest.mark.parametrize("text", BAD_TEXTS, ids=["slot-marker", "lone-surrogate"])
+def test_bad_text_is_an_input_error_in_the_api_and_cli(tiny_model, tmp_path, text, capsys):
+    with pytest.raises(InputError, match="character"):
+        tiny_model.chat(text, max_new_tokens=2)
+    ck = tiny_model.save_pretrained(tmp_path / "ck", stage="align")
+    assert main(["chat", "--model", str(ck), text]) == 2
+    assert capsys.readouterr().err.startswith("anymal: error: ")
+
+
+def test_a_bad_request_in_a_running_batch_fails_alone(tiny_model, images):
+    """Good and bad requests are sent together; every good one gets its answer, every bad one a 400
+    (the slot marker raised IndexError deep in the processor and failed the whole batch before)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    want = tiny_model.generate([[{"role": "user", "content": [{"type": "image", "path": str(images[0])},
+                                                                {"type": "text", "text": "What is this?"}]}]],
+                               GenerationSettings(max_new_tokens=6))[0]
+    bad = [{"role": "user", "content": "x \ue0000\ue001"}]
+    with Server(tiny_model, max_batch=8) as s:
+        bodies = [{"model": "tiny", "messages": _ask(images[0]), "max_tokens": 6} if i % 2 else
+                  {"model": "tiny", "messages": bad, "max_tokens": 6} for i in range(12)]
+        with ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(lambda b: _status(s, b), bodies))
+    for i, (code, body) in enumerate(results):
+        if i % 2:
+            assert code == 200 and body["choices"][0]["message"]["content"] == want
+        else:
+            assert code == 400 and "U+E000" in body["error"]["message"]
+
+
+def test_an_internal_failure_of_one_job_fails_only_that_job(tiny_model, images, monkeypatch):
+    from anymal.serve.engine import Job, _encode_jobs
+    from anymal.serve.protocol import ChatRequest
+
+    real = tiny_model.conversation_features
+
+    def flaky(conversations):
+        if any("boom" in str(c) for c in conversations):
+            raise RuntimeError("boom")
+        return real(conversations)
+
+    monkeypatch.setattr(tiny_model, "conversation_features", flaky)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        mk = lambda t: Job(ChatRequest([{"role": "user", "content": [  # noqa: E731
+            {"type": "image", "path": str(images[0])}, {"type": "text", "text": t}]}], GenerationSettings()), loop)
+        good, bad = mk("What is this?"), mk("boom")
+        ready = _encode_jobs(tiny_model, [good, bad])
+        await asyncio.sleep(0)
+        return good, bad, ready
+
+    good, bad, ready = asyncio.run(run())
+    assert [j for j, _ in ready] == [good]
+    ev = bad.events.get_nowait()
+    assert ev[0] == "error" and ev[1].status == 500 and "RuntimeError" in ev[1].message
+
+
+# ---------------------------------------------------------------- no server file reads
+def test_an_ffconcat_video_payload_never_reads_server_files(every_server, tmp_path):
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes((pytest.importorskip("anymal.paths").PACKAGE_DIR / "assets" / "examples" / "goat-moving-up.mp4").read_bytes())
+    answers = []
+    for target in (secret, tmp_path / "missing.mp4"):
+        playlist = f"ffconcat version 1.0\nfile {target}\n".encode()
+        msg = [{"role": "user", "content": [{"type": "video", "video": {"data": base64.b64encode(playlist).decode(),
+                                                                         "format": "mp4"}}]}]
+        answers.append(_status(every_server, {"model": "tiny", "messages": msg, "max_tokens": 2}))
+    assert answers[0] == answers[1] and answers[0][0] == 400  # no answer, and no existence oracle
+
+
+def test_an_obj_mesh_never_makes_trimesh_open_the_files_it_names(tmp_path):
+    from anymal.encoders.geometry import load_points
+
+    mtl = tmp_path / "x.mtl"
+    mtl.write_text("newmtl x\nmap_Kd never.png\n")
+    obj = tmp_path / "m.obj"
+    obj.write_text(f"mtllib {mtl}\nusemtl x\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    mtl.chmod(0)  # any attempt to read it would fail loudly
+    assert load_points(obj).shape == (1024, 3)
+
+
+# ---------------------------------------------------------------- HTTP limits and origins
+def test_a_chunked_body_is_refused_once_past_the_limit(tiny_model):
+    from anymal.serve.protocol import Limits
+
+    sent = []
+
+    def chunks():
+        for _ in range(64):
+            sent.append(1)
+            yield b"x" * 65536
+
+    with Server(tiny_model, limits=Limits(max_body_bytes=200_000)) as s:
+        r = httpx.post(s.url + "/v1/chat/completions", content=chunks(), timeout=30,
+                       headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["message"].startswith("request body over")
+
+
+def test_cross_site_forms_foreign_hosts_and_unknown_paths_get_openai_errors(server, images):
+    ok = json.dumps({"model": "tiny", "messages": _ask(images[0]), "max_tokens": 2})
+    auth = {"Authorization": f"Bearer {KEY}"}
+    r = httpx.post(server.url + "/v1/chat/completions", content=ok, headers={**auth, "Content-Type": "text/plain"})
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
+    r = httpx.post(server.url + "/v1/chat/completions", content=ok,
+                   headers={**auth, "Content-Type": "application/json", "Host": "evil.example:8000"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "host_not_allowed"
+    for method, path, code in (("GET", "/v1/nothing", 404), ("GET", "/v1/chat/completions", 405)):
+        r = httpx.request(method, server.url + path, headers=auth)
+        assert r.status_code == code and set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize("body,says", [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    (json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream_options": "yes"}), "stream_options"),
+    (json.dumps({"messages": [{"role": "user", "content": "hi"}], "temperature": float("nan")}), "temperature"),
+    (json.dumps({"messages": [{"role": "user", "content": "hi"}], "top_p": 1.5}), "top_p"),
+], ids=["deep-json", "stream-options-string", "nan-temperature", "top-p-over-1"])
+def test_malformed_bodies_are_400_not_500(server, body, says):
+    code, err = _status(server, raw=body.encode())
+    assert code == 400 and says in err["error"]["message"]
+
+
+def test_a_huge_prompt_is_refused_without_tokenizing_it(tiny_model):
+    text = "word " * 6_000_000  # 30 MB
+    t = time.perf_counter()
+    with pytest.raises(InputError, match="characters long"):
+        tiny_model.chat(text, max_new_tokens=2)
+    assert time.perf_counter() - t < 5
+
+
+def test_too_many_inputs_are_refused_before_any_is_decoded(tiny_model, images, monkeypatch):
+    calls = []
+    monkeypatch.setattr(tiny_model, "encode_media", lambda items: calls.append(items))
+    with pytest.raises(InputError, match="at least .* tokens long"):
+        tiny_model.chat("Compare them.", image=[str(images[0])] * 200)
+    assert calls == []
+
+
+def test_a_half_open_connection_is_closed(monkeypatch, tiny_model):
+    import threading
+
+    import uvicorn
+
+    from anymal.serve import cli as serve_cli
+    from anymal.serve.app import ServeConfig, create_app
+
+    monkeypatch.setattr(serve_cli, "REQUEST_HEAD_SECONDS", 0.5)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(tiny_model, ServeConfig()), host="127.0.0.1", port=port,
+                                           log_level="warning", http=serve_cli.TimedH11))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finishes its head
+            c.settimeout(5)
+            assert c.recv(1) == b""  # closed by the server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+# ---------------------------------------------------------------- API forms and settings
+def test_rate_pairs_are_one_input_in_chat(every_modality, tmp_path):
+    walk = tmp_path / "walk.npy"
+    np.save(walk, np.random.default_rng(0).normal(size=(200, 6)).astype(np.float32))
+    wave = np.sin(np.linspace(0, 800 * np.pi, 32000)).astype(np.float32) * 0.3
+    assert isinstance(every_modality.chat("What?", imu=(str(walk), 50.0), max_new_tokens=2), str)
+    assert isinstance(every_modality.chat("What?", audio=(wave, 16000), max_new_tokens=2), str)
+    with pytest.raises(InputError, match="channels-first"):
+        every_modality.chat("What?", audio=(np.stack([wave, wave]), 16000), max_new_tokens=2)
+    with pytest.raises(InputError, match="carries its own"):
+        every_modality.chat("What?", audio=("a.wav", 16000), max_new_tokens=2)
+
+
+@pytest.mark.parametrize("setting", [dict(max_new_tokens=-1), dict(max_new_tokens=0), dict(temperature=float("nan")),
+                                     dict(temperature=-1.0), dict(top_p=float("nan")), dict(top_p=1.5),
+                                     dict(repetition_penalty=0.0)], ids=str)
+def test_generation_settings_out_of_range_are_input_errors(tiny_model, setting):
+    with pytest.raises(InputError, match=next(iter(setting))):
+        tiny_model.chat("hi", **setting)
+
+
+def test_generate_with_no_conversations_is_an_input_error(tiny_model):
+    with pytest.raises(InputError, match="non-empty list"):
+        tiny_model.generate([])
+
+
+def test_every_front_end_shares_the_generation_defaults():
+    from anymal.cli import build_parser
+    from anymal.eval.runner import PINNED
+    from anymal.serve.protocol import Limits, parse_chat_request
+
+    d = GenerationSettings()
+    a = build_parser().parse_args(["chat", "hi"])
+    server = parse_chat_request({"messages": [{"role": "user", "content": "hi"}]}, {"image"}, Limits()).settings
+    for s in ((a.temperature, a.top_p, a.repetition_penalty), (server.temperature, server.top_p, server.repetition_penalty),
+              (PINNED.temperature, PINNED.top_p, PINNED.repetition_penalty)):
+        assert s == (d.temperature, d.top_p, d.repetition_penalty)
+
+
+# ---------------------------------------------------------------- training state
+def test_resume_never_unpickles_code(tmp_path):
+    from anymal.train.state import RESUME_FILE, load_state
+
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("open('%s', 'w').write('ran')" % (tmp_path / "pwned"),))
+
+    torch.save({"config": {}, "weights": {}, "optimizer": {}, "step": 0, "x": Boom()}, tmp_path / RESUME_FILE)
+    with pytest.raises(TrainingError, match="not a readable resume state"):
+        load_state(tmp_path, {})
+    assert not (tmp_path / "pwned").exists()
+    (tmp_path / RESUME_FILE).write_bytes((tmp_path / RESUME_FILE).read_bytes()[:100])  # truncated
+    with pytest.raises(TrainingError, match="not a readable resume state"):
+        load_state(tmp_path, {})
+
+
+def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
+    import random
+
+    from anymal.train.state import RESUME_FILE, load_state, rng_state, save_state, set_rng_state
+
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    save_state(tmp_path, {"config": {"a": 1}, "weights": {}, "optimizer": {}, "step": 5, "rng": rng_state()})
+    want = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_state(load_state(tmp_path, {"a": 1})["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == want
+    assert (tmp_path / RESUME_FILE).is_file()
+
+
+def test_the_perception_runtimes_are_safe_to_share_between_threads():
+    """The server's safety check and its engine run the same TF-Lite classifier from different
+    threads; unguarded, TF-Lite raised "There is at least 1 reference to internal data" (a 500)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from anymal.registry import ENCODERS
+
+    net = ENCODERS.build("efficientnet-lite3-labels", modality="image")
+    pictures = [np.random.default_rng(i).integers(0, 256, (280, 280, 3), dtype=np.uint8) for i in range(4)]
+    want = [net.probabilities(p) for p in pictures]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: net.probabilities(pictures[i % 4]), range(64)))
+    assert all(np.array_equal(g, want[i % 4]) for i, g in enumerate(got))
