@@ -144,3 +144,16 @@ def default_model():
     from anymal import AnyMAL
 
     return AnyMAL.from_pretrained()
+
+
+@pytest.fixture(scope="session")
+def every_modality(tiny_llm_dir):
+    """A tiny LLM with every modality's real loader behind it (tiny-cnn for pictures and frames)."""
+    from anymal import AnyMAL
+
+    small = dict(projector="linear", num_tokens=2)
+    torch.manual_seed(0)
+    return AnyMAL.from_config(ModelConfig(llm=LLMConfig(id=str(tiny_llm_dir), max_length=256), modalities={
+        "image": ModalityConfig(encoder="tiny-cnn", **small), "video": ModalityConfig(encoder="tiny-cnn", frames=2, **small),
+        "audio": ModalityConfig(encoder="whisper-tiny.en", **small), "imu": ModalityConfig(encoder="imu-cnn", **small),
+        "points": ModalityConfig(encoder="pointnet", **small)}))

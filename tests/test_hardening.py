@@ -29,17 +29,6 @@ FORMATS = {"image": None, "audio": "input_audio", "video": "video", "imu": "imu"
 
 
 @pytest.fixture(scope="module")
-def every_modality(tiny_llm_dir):
-    """A tiny LLM with every modality's real loader behind it (tiny-cnn for pictures and frames)."""
-    small = dict(projector="linear", num_tokens=2)
-    torch.manual_seed(0)
-    return AnyMAL.from_config(ModelConfig(llm=LLMConfig(id=str(tiny_llm_dir), max_length=256), modalities={
-        "image": ModalityConfig(encoder="tiny-cnn", **small), "video": ModalityConfig(encoder="tiny-cnn", frames=2, **small),
-        "audio": ModalityConfig(encoder="whisper-tiny.en", **small), "imu": ModalityConfig(encoder="imu-cnn", **small),
-        "points": ModalityConfig(encoder="pointnet", **small)}))
-
-
-@pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad")
     for c in CASES:
@@ -350,3 +339,127 @@ def test_the_perception_runtimes_are_safe_to_share_between_threads():
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda i: net.probabilities(pictures[i % 4]), range(64)))
     assert all(np.array_equal(g, want[i % 4]) for i, g in enumerate(got))
+
+
+# ---------------------------------------------------------------- clean errors, named where they are
+def test_over_limit_inputs_are_413_from_the_server(every_server, monkeypatch):
+    from anymal.encoders import video
+    from anymal.paths import PACKAGE_DIR
+
+    monkeypatch.setattr(video, "MAX_VIDEO_PIXELS", 100)  # the example clip stands in for an 8K one
+    clip = (PACKAGE_DIR / "assets" / "examples" / "goat-moving-up.mp4").read_bytes()
+    msg = [{"role": "user", "content": [{"type": "video", "video": {"data": base64.b64encode(clip).decode(), "format": "mp4"}}]}]
+    code, err = _status(every_server, {"model": "tiny", "messages": msg, "max_tokens": 2})
+    assert code == 413 and "MP limit" in err["error"]["message"] and "/tmp" not in err["error"]["message"]
+
+
+def test_an_unreadable_input_in_the_safety_check_is_400(tiny_model, images):
+    from anymal.encoders.media import load_image
+
+    class ImageCheckingGuard:  # the real guard's image check decodes the picture the same way
+        def check_input(self, messages):
+            for m in messages:
+                for p in m["content"] if isinstance(m["content"], list) else []:
+                    if p["type"] == "image":
+                        load_image(p["image"])
+            return None, 0.0
+
+    png = images[0].read_bytes()
+    msg = [{"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "data:image/png;base64," + base64.b64encode(png[: len(png) // 2]).decode()}}]}]
+    with Server(tiny_model, safety=ImageCheckingGuard()) as s:
+        code, err = _status(s, {"model": "tiny", "messages": msg})
+    assert code == 400 and "truncated" in err["error"]["message"]
+
+
+def test_a_client_gone_mid_upload_is_not_logged_as_an_error(server, caplog):
+    with socket.create_connection(("127.0.0.1", server.port)) as c:
+        c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 1000\r\n\r\n{\"messages\":")
+        time.sleep(0.3)
+    time.sleep(0.5)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_special_files_and_odd_csvs_read_as_they_are(tmp_path):
+    import os
+
+    from anymal.encoders.media import load_image
+    from anymal.encoders.motion import load_imu
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        load_image(str(fifo))  # never opened: it would block
+    with pytest.raises(InputError, match="not a regular file"):
+        load_image(str(tmp_path))
+    with pytest.raises(InputError, match="no pixels"):
+        load_image(np.zeros((0, 0, 3), np.uint8))
+    bom = tmp_path / "bom.csv"
+    bom.write_text("\ufefft,ax,ay,az,gx,gy,gz\n" + "".join(f"{i / 50},0,9.8,0,0,0,0\n" for i in range(60)), encoding="utf-8")
+    assert load_imu(bom).shape == (60, 6)
+
+
+def test_a_diverged_checkpoint_and_a_non_model_llm_are_one_line_errors(tiny_model, tmp_path, capsys):
+    from anymal.errors import CheckpointError
+
+    ck = tiny_model.save_pretrained(tmp_path / "ck", stage="align")
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(ck / "adapters.safetensors"))
+    save_file({k: torch.full_like(v, float("nan")) for k, v in weights.items()}, str(ck / "adapters.safetensors"))
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        AnyMAL.from_pretrained(ck)
+    (tmp_path / "notmodel").mkdir()
+    (tmp_path / "notmodel" / "config.json").write_text('{"hello": 1}')
+    cfg = ModelConfig(llm=LLMConfig(id=str(tmp_path / "notmodel")), modalities={})
+    for fn in (lambda: AnyMAL.from_config(cfg), lambda: main(["chat", "--model", str(ck), "hi"])):
+        try:
+            code = fn()
+        except Exception as e:
+            assert type(e).__name__ in ("ConfigError", "CheckpointError") and str(e)
+        else:
+            assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "NaN or infinite" in err
+
+
+def test_manifest_typed_parts_are_resolved_and_bad_ones_counted(tmp_path, images):
+    from anymal.data.jsonl import read_jsonl
+    from anymal.errors import DataError
+
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "a.png").write_bytes(images[0].read_bytes())
+    turn = lambda path: json.dumps({"messages": [  # noqa: E731
+        {"role": "user", "content": [{"type": "image", "path": path}, {"type": "text", "text": "What?"}]},
+        {"role": "assistant", "content": "A square."}]})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes("\n".join([turn("pics/a.png"), turn("pics/missing.png")]).encode() + b"\n{\"x\": \"caf\xe9\"}\n")
+    samples, skipped = read_jsonl(manifest, ["image"], on_error="skip")
+    assert [s.messages[0]["content"][0]["path"] for s in samples] == [str(tmp_path / "pics" / "a.png")]
+    assert skipped.total == 2
+    assert any("does not exist" in r for r in skipped.reasons) and any("not UTF-8" in r for r in skipped.reasons)
+    with pytest.raises(DataError, match=r"m\.jsonl:2: field 'messages\[0\]\.content\[0\]\.path'"):
+        read_jsonl(manifest, ["image"])
+
+
+def test_the_repl_keeps_commands_from_the_model_and_survives_ctrl_c(tiny_model, tmp_path, monkeypatch, capsys):
+    ck = tiny_model.save_pretrained(tmp_path / "ck", stage="align")
+    lines = iter([KeyboardInterrupt, "/help", "/nonsense", "hi", None])
+
+    def fake_input(prompt=""):
+        line = next(lines)
+        if line is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        if line is None:
+            raise EOFError
+        return line
+
+    asked = []
+    real_stream = AnyMAL.stream
+    monkeypatch.setattr(AnyMAL, "stream", lambda self, history, s: asked.append(history[-1]) or real_stream(self, history, s))
+    monkeypatch.setattr("builtins.input", fake_input)
+    assert main(["chat", "--model", str(ck), "--max-new-tokens", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "/quit or Ctrl-D exits" in err and "unknown command /nonsense" in err and err.count("/help shows this") >= 3
+    assert [h["content"][-1]["text"] for h in asked] == ["hi"]  # only the real message reached the model

@@ -24,6 +24,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import AnymalError
 from ..safety.guard import Guard, OutputFilter
@@ -172,10 +173,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if size and size.isdigit() and int(size) > limit:
         raise ServeError(413, f"request body over {limit} bytes")
     buf = bytearray()
-    async for chunk in request.stream():
-        buf += chunk
-        if len(buf) > limit:
-            raise ServeError(413, f"request body over {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) > limit:
+                raise ServeError(413, f"request body over {limit} bytes")
+    except ClientDisconnect:  # gone mid-upload: nobody to answer, nothing to log
+        raise ServeError(499, "client closed the request") from None
     return bytes(buf)
 
 
