@@ -463,3 +463,51 @@ def test_the_repl_keeps_commands_from_the_model_and_survives_ctrl_c(tiny_model, 
     err = capsys.readouterr().err
     assert "/quit or Ctrl-D exits" in err and "unknown command /nonsense" in err and err.count("/help shows this") >= 3
     assert [h["content"][-1]["text"] for h in asked] == ["hi"]  # only the real message reached the model
+
+
+def test_slow_image_sources_cannot_hold_every_worker(tiny_model, images):
+    import functools
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from anymal.serve.protocol import Limits
+
+    class Slow(SimpleHTTPRequestHandler):
+        def do_GET(self):
+            time.sleep(2.0)
+            super().do_GET()
+
+        def log_message(self, *a):
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Slow, directory=str(images[0].parent)))
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{http.server_address[1]}"
+    by_url = {"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": f"http://{host}/{images[0].name}"}}]}]}
+    try:
+        with Server(tiny_model, limits=Limits(allow_url_hosts=(host,), max_fetches=1)) as s, ThreadPoolExecutor(2) as pool:
+            slow = pool.submit(_status, s, by_url)
+            time.sleep(0.5)
+            t = time.perf_counter()
+            second = _status(s, by_url)
+            inline = _status(s, {"model": "tiny", "max_tokens": 2, "messages": _ask(images[0])})
+            assert time.perf_counter() - t < 1.5  # neither waited for the slow source
+            assert second[0] == 503 and second[1]["error"]["code"] == "server_busy"
+            assert inline[0] == 200 and slow.result()[0] == 200
+    finally:
+        http.shutdown()
+
+
+def test_a_normal_chat_prints_only_the_reply_and_warns_nothing(tiny_llm_dir, tmp_path, images, capsys):
+    import warnings
+
+    from conftest import tiny_config
+
+    ck = AnyMAL.from_config(tiny_config(tiny_llm_dir)).save_pretrained(tmp_path / "ck", stage="align")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["chat", "--model", str(ck), "--image", str(images[0]), "--max-new-tokens", "4", "What is this?"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and len(out.splitlines()) == 1 and not [str(w.message) for w in caught]

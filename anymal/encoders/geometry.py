@@ -7,6 +7,8 @@ always gives the same points.
 from __future__ import annotations
 
 import io
+import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +63,8 @@ def load_points(item: Any, n: int = 1024, seed: int = 0, file_type: str | None =
                 raise InputError(f"{src}: unsupported 3-D format {src.suffix!r}; use {', '.join(sorted(MESH_SUFFIXES))} or .npy")
         try:  # from bytes, with no resolver: a mesh never makes trimesh open the files it names (mtllib, uri)
             data = io.BytesIO(src.read_bytes()) if isinstance(src, Path) else src
-            mesh = trimesh.load(data, file_type=file_type, force="mesh", process=False, resolver=None)
+            with _trimesh_quiet():
+                mesh = trimesh.load(data, file_type=file_type, force="mesh", process=False, resolver=None)
         except Exception as e:  # trimesh raises many types for malformed files
             raise InputError(f"{name}: not a readable {file_type.upper()} mesh ({type(e).__name__}: {e})") from None
         if len(getattr(mesh, "faces", [])) == 0:
@@ -69,6 +72,19 @@ def load_points(item: Any, n: int = 1024, seed: int = 0, file_type: str | None =
         else:
             pts, _ = trimesh.sample.sample_surface(mesh, n, seed=seed)
     return _finish(np.asarray(pts), name, n, rng)
+
+
+@contextmanager
+def _trimesh_quiet():
+    """trimesh logs some parse failures as warnings with a traceback (printed on stderr when logging is
+    not configured); the error we raise says what matters."""
+    log = logging.getLogger("trimesh")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _finish(pts: np.ndarray, name: str, n: int, rng: np.random.Generator) -> np.ndarray:

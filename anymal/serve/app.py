@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,9 +54,13 @@ class ServeConfig:
 def create_app(model, config: ServeConfig | None = None) -> FastAPI:
     cfg = config or ServeConfig()
     engine = Engine(model, cfg.max_batch, cfg.max_queue)
+    # request parsing (decoding media, fetching URLs) and input checks get their own threads: asyncio's
+    # default pool has min(32, cores + 4) of them, which a few slow requests would otherwise fill
+    workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="anymal-request")
     app = FastAPI(title="anymal", docs_url=None, redoc_url=None)
     app.state.engine, app.state.config = engine, cfg
     app.router.add_event_handler("shutdown", engine.close)
+    app.router.add_event_handler("shutdown", lambda: workers.shutdown(wait=False, cancel_futures=True))
     app.add_middleware(HostCheck, allowed=cfg.allowed_hosts)
     if cfg.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -102,14 +107,15 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
     async def chat(request: Request):
         check_key(request)
         body = _json(await _read_body(request, cfg.limits.max_body_bytes))
-        req = await asyncio.to_thread(parse_chat_request, body, set(model.projectors), cfg.limits)
+        loop = asyncio.get_running_loop()
+        req = await loop.run_in_executor(workers, parse_chat_request, body, set(model.projectors), cfg.limits)
         if req.model not in (None, cfg.model_id):
             req.cleanup()
             raise ServeError(404, f"model {req.model!r} not found; this server serves {cfg.model_id!r}",
                              "model", "model_not_found")
         guard = cfg.safety
         try:
-            flag, image_score = await asyncio.to_thread(guard.check_input, req.messages) if guard else (None, 0.0)
+            flag, image_score = await loop.run_in_executor(workers, guard.check_input, req.messages) if guard else (None, 0.0)
         except AnymalError as e:  # an input the safety check cannot read is the request's fault
             req.cleanup()
             raise ServeError(400, str(e)) from None

@@ -16,6 +16,7 @@ import binascii
 import io
 import re
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,11 @@ class Limits:
     allow_url_hosts: tuple[str, ...] = ()  # http(s) image URLs: off unless hosts are listed
     url_max_bytes: int = 10 * 2**20
     url_timeout_s: float = 10.0
+    max_fetches: int = 4  # URL fetches at once; more are refused (503), so slow sources never hold every worker
+    fetch_slots: threading.BoundedSemaphore = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.fetch_slots = threading.BoundedSemaphore(self.max_fetches)
 
 
 @dataclass
@@ -114,6 +120,18 @@ def _fetch(url: str, limits: Limits, param: str) -> bytes:
     if not _allowed(parsed, limits.allow_url_hosts):
         raise ServeError(400, f"fetching image URLs from {parsed.host!r} (port {parsed.port or 'default'}) is not "
                               "allowed on this server (send a data: URL, or start it with --allow-url-host)", param)
+    if not limits.fetch_slots.acquire(blocking=False):
+        raise ServeError(503, f"{limits.max_fetches} image URLs are being fetched already; retry later, or send a "
+                              "data: URL", param, code="server_busy", type="server_error")
+    try:
+        return _fetch_within(url, limits, param)
+    finally:
+        limits.fetch_slots.release()
+
+
+def _fetch_within(url: str, limits: Limits, param: str) -> bytes:
+    import httpx
+
     failed = ServeError(400, "could not fetch an image from the URL", param)
     deadline = time.monotonic() + limits.url_timeout_s
     try:
