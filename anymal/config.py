@@ -142,7 +142,7 @@ class TrainConfig:
     # says what it is worth against eager and sdpa), the model's default otherwise
     llm_train_attention: Literal["auto", "grouped", "eager", "sdpa"] = "auto"
     # run the prompt prefix every sample shares (chat template, system prompt) through the frozen LLM
-    # once per run instead of every step; applies while no LLM weight trains (anymal/train/prefix.py)
+    # once per run instead of every step; applies while no LLM weight trains (anymal/model/prefix.py)
     reuse_prefix: bool = True
     # on CPU: glibc keeps freed memory for the next step instead of returning it to the OS and
     # faulting it back in (anymal/train/host.py)

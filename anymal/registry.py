@@ -35,6 +35,20 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._items)
 
+    def add(self, name: str, item: T) -> T:
+        """Register a record itself (not a factory): `get` returns it."""
+        self.register(name)(item)
+        return item
+
+    def get(self, name: str) -> T:
+        if name not in self._items:
+            raise ConfigError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+        return self._items[name]
+
+    def values(self) -> list[T]:
+        """Registered items in registration order."""
+        return list(self._items.values())
+
     def __contains__(self, name: str) -> bool:
         return name in self._items
 

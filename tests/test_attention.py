@@ -10,7 +10,7 @@ from anymal import AnyMAL
 from anymal.config import load_train_config
 from anymal.llm import attention
 from anymal.train.loop import train_attention
-from anymal.train.prefix import find_shared_prefix
+from anymal.model.prefix import find_shared_prefix
 
 
 def _batch(model, images):

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 import yaml
 
 from anymal import AnyMAL
-from anymal.bind.cache import VisualCache, build_visual_cache
-from anymal.bind.injection import decoder_layers
+from anymal.model.visual_cache import VisualCache
+from anymal.train.visual_cache import build_visual_cache
+from anymal.model.injection import decoder_layers
 from anymal.config import ModalityConfig, load_train_config
 from anymal.errors import ConfigError
 from anymal.train.loop import train
@@ -106,8 +107,8 @@ def test_rows_without_bind_inputs_are_left_alone(tiny_llm_dir, images):
 
 
 def test_bind_objective_is_symmetric_infonce_over_each_modality(tiny_llm_dir, images):
-    from anymal.bind.objective import caption_vectors
-    from anymal.train.contrastive import info_nce
+    from anymal.model.bind_objective import caption_vectors
+    from anymal.objectives import info_nce
 
     m = bind_model(tiny_llm_dir)
     b = batch_of(m, images, ["A red square.", "A red square.", "A blue square.", "A duck."])
@@ -205,7 +206,7 @@ def test_visual_cache_only_touches_non_image_inputs(tiny_llm_dir, images, tmp_pa
 def test_bind_retrieval_scores_a_perfect_and_a_shuffled_head(tiny_llm_dir, tmp_path, monkeypatch, images):
     """The retrieval evaluation itself: R@1 = 1 when every input lands on its caption's vector, ~chance
     when the vectors are shuffled."""
-    from anymal.bind import retrieval
+    from anymal.eval import retrieval
     from anymal.text_embed import embed_texts
 
     recs = []
@@ -258,7 +259,7 @@ def test_eval_cache_flags_need_a_bind_model_with_a_cache(tiny_llm_dir, tmp_path,
 def test_text_only_bind_training_uses_noised_captions_not_inputs(tmp_path, images, tiny_llm_dir, monkeypatch):
     """bind_text_noise: while training, a row's bind vector is its caption's (noised) MiniLM vector;
     validation and inference use the inputs' bind heads."""
-    from anymal.bind.objective import caption_vectors
+    from anymal.model.bind_objective import caption_vectors
 
     monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
     m = bind_model(tiny_llm_dir)

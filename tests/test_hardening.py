@@ -19,7 +19,7 @@ import torch
 
 from anymal import AnyMAL
 from anymal.cli import main
-from anymal.config import LLMConfig, ModalityConfig, ModelConfig
+from anymal.config import LLMConfig, ModelConfig
 from anymal.errors import InputError, TrainingError
 from anymal.model.generation import GenerationSettings
 from bad_inputs import CASES
@@ -122,16 +122,17 @@ def test_a_bad_request_in_a_running_batch_fails_alone(tiny_model, images):
 
 def test_an_internal_failure_of_one_job_fails_only_that_job(tiny_model, images, monkeypatch):
     from anymal.serve.engine import Job, _encode_jobs
+    from anymal.serve.events import Failed
     from anymal.serve.protocol import ChatRequest
 
-    real = tiny_model.conversation_features
+    real = tiny_model.features_of
 
     def flaky(conversations):
         if any("boom" in str(c) for c in conversations):
             raise RuntimeError("boom")
         return real(conversations)
 
-    monkeypatch.setattr(tiny_model, "conversation_features", flaky)
+    monkeypatch.setattr(tiny_model, "features_of", flaky)
 
     async def run():
         loop = asyncio.get_running_loop()
@@ -145,7 +146,7 @@ def test_an_internal_failure_of_one_job_fails_only_that_job(tiny_model, images, 
     good, bad, ready = asyncio.run(run())
     assert [j for j, _ in ready] == [good]
     ev = bad.events.get_nowait()
-    assert ev[0] == "error" and ev[1].status == 500 and "RuntimeError" in ev[1].message
+    assert isinstance(ev, Failed) and ev.error.status == 500 and "RuntimeError" in ev.error.message
 
 
 # ---------------------------------------------------------------- no server file reads

@@ -18,8 +18,8 @@ from anymal.encoders import points as points_mod
 from anymal.encoders.base import load_encoder
 from anymal.encoders.motion import load_imu
 from anymal.errors import ConfigError, InputError
-from anymal.train.contrastive import (ContrastiveConfig, ContrastiveSet, group_ids, info_nce, linear_probe,
-                                      train_contrastive)
+from anymal.objectives import group_ids, info_nce, linear_probe
+from anymal.train.contrastive import ContrastiveConfig, ContrastiveSet, train_contrastive
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -114,3 +114,19 @@ def test_plain_template_for_models_without_one(tmp_path):
     assert tok.decode(enc.input_ids) == "User: What is this?\nAssistant: A frog.<|im_end|>\n"
     assert tok.decode([t for t, l in zip(enc.input_ids, enc.labels) if l != IGNORE]) == " A frog.<|im_end|>\n"
     assert ensure_chat_template(make_tokenizer()) == []  # a model's own template is kept
+
+
+def test_a_conversation_is_validated_once_per_generate(every_modality, monkeypatch):
+    """A video's soundtrack is decoded while the messages are validated: once, not at every step
+    that needs the conversation (fit check, features, prefill)."""
+    from anymal.encoders import video
+    from anymal.paths import PACKAGE_DIR
+
+    calls = []
+    real = video.load_video_audio
+    monkeypatch.setattr(video, "load_video_audio", lambda item, *a, **k: calls.append(item) or real(item, *a, **k))
+    clip = str(PACKAGE_DIR / "assets" / "examples" / "goat-moving-up.mp4")
+    every_modality.generate([[{"role": "user", "content": [{"type": "video", "path": clip, "audio": True},
+                                                          {"type": "text", "text": "What?"}]}]],
+                            __import__("anymal").GenerationSettings(max_new_tokens=2))
+    assert calls == [clip]

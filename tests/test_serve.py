@@ -357,6 +357,7 @@ def test_one_undecodable_input_fails_only_its_own_request(tiny_model, images, tm
     import asyncio
 
     from anymal.serve.engine import Job, _encode_jobs
+    from anymal.serve.events import Failed
     from anymal.serve.protocol import ChatRequest
 
     data = images[0].read_bytes()
@@ -374,7 +375,7 @@ def test_one_undecodable_input_fails_only_its_own_request(tiny_model, images, tm
     good, bad, ready = asyncio.run(run())
     assert [j for j, _ in ready] == [good] and ready[0][1][0].shape[0] > 0
     ev = bad.events.get_nowait()
-    assert ev[0] == "error" and ev[1].status == 400 and "corrupt or truncated" in ev[1].message
+    assert isinstance(ev, Failed) and ev.error.status == 400 and "corrupt or truncated" in ev.error.message
 
 
 def test_anymal_serve_command_starts_a_server(tiny_model, tmp_path):

@@ -149,7 +149,7 @@ def _system_dataset(tmp_path, images):
 
 def test_shared_prefix_length_by_hand():
     from anymal.model.processor import IGNORE, Encoded
-    from anymal.train.prefix import shared_length
+    from anymal.model.prefix import shared_length
 
     a = Encoded([1, 2, 3, 4, 5, 6, 7, 8], [IGNORE] * 6 + [7, 8], [None] * 8)
     assert shared_length([a, a]) == 5  # the hidden state at 5 predicts the first label (6): it must run
@@ -161,7 +161,7 @@ def test_shared_prefix_length_by_hand():
 
 def test_reusing_the_shared_prefix_gives_the_same_loss_and_gradients(tmp_path, images, tiny_llm_dir, monkeypatch):
     from anymal.data.jsonl import read_jsonl
-    from anymal.train.prefix import find_shared_prefix
+    from anymal.model.prefix import find_shared_prefix
 
     monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
     cfg = load_train_config(_recipe(tmp_path, tiny_llm_dir, _system_dataset(tmp_path, images)))

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 from ..errors import AnymalError
+from ..modalities import MODALITIES
 from .common import generation_args, load_model, settings
-
-MODALITY_FLAGS = ["image", "audio", "video", "imu", "points"]
 
 
 class _Input(argparse.Action):
@@ -22,17 +21,28 @@ class _Input(argparse.Action):
 
 
 def _media(a) -> list:
-    from ..model.messages import MediaPart, soundtrack
+    from ..model.messages import soundtrack
 
     media = []
-    for modality, path in getattr(a, "inputs", None) or []:
+    for name, path in getattr(a, "inputs", None) or []:
         if not Path(path).is_file():  # fail fast, before the model loads
             raise AnymalError(f"{path}: no such file")
-        rate = a.imu_rate if modality == "imu" else None
-        media.append(MediaPart(modality, (path, rate) if rate is not None else path))
-        if modality == "video" and getattr(a, "video_audio", False):
-            media += soundtrack(path, {"audio"}, f"--video {path}")
+        m = MODALITIES.get(name)
+        media.append(_part(m, path, _rates(a)))
+        if m.soundtrack and getattr(a, f"{name}_{m.soundtrack}", False):
+            media += soundtrack(path, {m.soundtrack}, f"--{name} {path}")
     return media
+
+
+def _rates(a) -> dict[str, float]:
+    """The --NAME-rate values given, by modality."""
+    return {m.name: r for m in MODALITIES.values() if m.takes_rate and (r := getattr(a, f"{m.name}_rate")) is not None}
+
+
+def _part(m, path: str, rates: dict[str, float]):
+    from ..model.messages import MediaPart
+
+    return MediaPart(m.name, (path, rates[m.name]) if m.name in rates else path)
 
 
 def _path_of(part) -> str:
@@ -58,14 +68,15 @@ def cmd_chat(a) -> int:
                 sys.stdout.flush()
             sys.stdout.write("\n")
         return 0
-    return _repl(model, s, media, a.imu_rate)
+    return _repl(model, s, media, _rates(a))
 
 
-REPL_HELP = ("/image PATH (or /audio, /video, /imu, /points) attaches an input to the next message, "
-             "/reset clears the conversation, /help shows this, /quit (or Ctrl-D) exits; Ctrl-C stops an answer.")
+REPL_HELP = (f"/image PATH (or {', '.join('/' + m.name for m in MODALITIES.values() if m.name != 'image')}) "
+             "attaches an input to the next message, /reset clears the conversation, /help shows this, "
+             "/quit (or Ctrl-D) exits; Ctrl-C stops an answer.")
 
 
-def _repl(model, s, media, imu_rate: float | None = None) -> int:
+def _repl(model, s, media, rates: dict[str, float] | None = None) -> int:
     print(f"anymal chat — {REPL_HELP}", file=sys.stderr)
     history: list[dict] = []
     pending = list(media)
@@ -80,7 +91,7 @@ def _repl(model, s, media, imu_rate: float | None = None) -> int:
         if not line:
             continue
         if line.startswith("/"):  # a command never reaches the model
-            if _command(line, pending, imu_rate):
+            if _command(line, pending, rates or {}):
                 return 0
             if line == "/reset":
                 history = []
@@ -95,21 +106,18 @@ def _repl(model, s, media, imu_rate: float | None = None) -> int:
             history.append({"role": "assistant", "content": reply})
 
 
-def _command(line: str, pending: list, imu_rate: float | None) -> bool:
+def _command(line: str, pending: list, rates: dict[str, float]) -> bool:
     """Carry out a REPL command; whether it ends the session."""
-    from ..model.messages import MediaPart
-
     cmd, _, arg = line.partition(" ")
     if cmd in ("/quit", "/exit"):
         return True
     if cmd == "/reset":
         pending.clear()
-    elif cmd[1:] in MODALITY_FLAGS:
+    elif cmd[1:] in MODALITIES:
         if not Path(arg).is_file():
             print(f"error: {arg or 'PATH'}: no such file", file=sys.stderr)
         else:
-            rate = imu_rate if cmd == "/imu" else None
-            pending.append(MediaPart(cmd[1:], (arg, rate) if rate is not None else arg))
+            pending.append(_part(MODALITIES.get(cmd[1:]), arg, rates))
     else:
         print(("" if cmd == "/help" else f"unknown command {cmd}; ") + REPL_HELP, file=sys.stderr)
     return False
@@ -171,12 +179,14 @@ def add_parsers(sub) -> None:
     c = sub.add_parser("chat", help="ask about images, audio, video, IMU and 3-D inputs (one prompt, or a REPL)")
     c.add_argument("prompt", nargs="?")
     c.add_argument("--model", help="checkpoint directory (default: the shipped adapters)")
-    for m in MODALITY_FLAGS:
-        c.add_argument(f"--{m}", action=_Input, metavar="PATH", help=f"{m} input (repeatable; order is kept)")
-    c.add_argument("--video-audio", action="store_true",
-                   help="also give each --video's own audio track (as an audio input right after it)")
-    c.add_argument("--imu-rate", type=float, metavar="HZ",
-                   help="sample rate of --imu files that have no t column (.npy, CSV without t)")
+    for m in MODALITIES.values():
+        c.add_argument(f"--{m.name}", action=_Input, metavar="PATH", help=f"{m.summary} (repeatable; order is kept)")
+        if m.soundtrack:
+            c.add_argument(f"--{m.name}-{m.soundtrack}", action="store_true",
+                           help=f"also give each --{m.name}'s own {m.soundtrack} track (as an input right after it)")
+        if m.takes_rate:
+            c.add_argument(f"--{m.name}-rate", type=float, metavar="HZ",
+                           help=f"sample rate of --{m.name} files without their own clock (e.g. .npy, CSV without t)")
     generation_args(c, max_new_tokens=128)
     c.add_argument("--json", action="store_true", help="print {'reply': ...} as JSON")
     c.set_defaults(fn=cmd_chat)

@@ -46,7 +46,7 @@ def cmd_eval(a) -> int:
     if a.suite:
         return _eval_suite(a)
     if a.task == "bind-retrieval":
-        from ..bind.retrieval import bind_retrieval
+        from ..eval.retrieval import bind_retrieval
 
         out = a.out or "runs/eval/bind-retrieval"
         print(bind_retrieval(load_model(a.model), out, limit=a.limit)["table"], end="")
@@ -75,7 +75,7 @@ def cmd_eval(a) -> int:
 
 
 def cmd_bind_cache(a) -> int:
-    from ..bind.cache import build_visual_cache
+    from ..train.visual_cache import build_visual_cache
 
     model = load_model(a.model)
     cache = build_visual_cache(model, a.data, progress=not a.no_progress)

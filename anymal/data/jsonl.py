@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..modalities import MODALITIES
 
 LLAVA_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-LIST_KEYS = {"image": "images", "audio": "audios", "video": "videos", "imu": "imus", "points": "points"}
 
 
 @dataclass
@@ -69,7 +69,8 @@ class SkipReport:
 
 
 def _media_list(rec: dict, modality: str, where: str) -> list[str]:
-    for key in (modality, LIST_KEYS.get(modality, modality + "s")):
+    listed = MODALITIES.get(modality).list_key if modality in MODALITIES else modality + "s"
+    for key in (modality, listed):
         if key in rec and rec[key] is not None:
             v = rec[key]
             items = v if isinstance(v, list) else [v]

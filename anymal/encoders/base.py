@@ -9,6 +9,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import ConfigError
+from ..modalities import MODALITIES
 from ..registry import ENCODERS
 
 
@@ -100,10 +101,11 @@ def load_encoder(name: str, modality: str, frames: int = 4, sides: list[int] | N
     """The frozen encoder `name` for `modality`; a video encoder is `frames` frames through an image one;
     `sides` sets an image encoder's input resolution; `perception` names encoders that read each
     picture beside it (their words reach the LLM next to the patch tokens)."""
-    if modality == "video":
+    frames_of = MODALITIES.get(modality).frames_of if modality in MODALITIES else None
+    if frames_of:  # video: each sampled frame through the picture encoder
         from .video import VideoEncoder
 
-        return VideoEncoder(load_encoder(name, "image", perception=perception), frames).freeze()
+        return VideoEncoder(load_encoder(name, frames_of, perception=perception), frames).freeze()
     enc = ENCODERS.build(name, modality=modality).freeze()
     enc = enc.set_sides(sides) if sides else enc
     if perception:

@@ -79,7 +79,7 @@ def _unique_inputs(samples: list, label: str) -> list:
 
 
 def linear_probe_accuracy(model, task, test_samples: list, progress: bool = True) -> dict:
-    from ..train.contrastive import linear_probe
+    from ..objectives import linear_probe
 
     probe = task.probe
     train, _ = read_jsonl(probe.train, list(model.projectors), on_error="skip")

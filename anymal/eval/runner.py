@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import __version__
+from .._version import __version__
 from ..data.jsonl import read_jsonl
 from ..errors import DataError
 from ..model.generation import GenerationSettings

@@ -14,10 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import __version__
-from ..bind import BindInjector
-from ..bind.cache import VisualCache
-from ..bind.objective import bind_contrastive, caption_vectors, row_texts
+from .._version import __version__
 from ..config import ModelConfig, from_dict, to_dict
 from ..encoders import Encoder, load_encoder
 from ..errors import CheckpointError, InputError
@@ -27,13 +24,16 @@ from ..llm.lora import LORA_MARK, apply_lora, has_lora
 from ..paths import DEFAULT_CHECKPOINT
 from ..projectors import build_perceiving, build_projector
 from ..quiet import quiet_loading
+from .bind_objective import bind_contrastive, caption_vectors, row_texts
 from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoint
 from .inference import Inference
-from .messages import MediaPart
+from .injection import BindInjector
+from .messages import Conversation, MediaPart
 from .processor import IGNORE, Batch, Encoded, Processor
+from .visual_cache import VisualCache
 
 if TYPE_CHECKING:
-    from ..train.prefix import SharedPrefix
+    from .prefix import SharedPrefix
 
 
 def full_tensor(t: torch.Tensor) -> torch.Tensor:
@@ -229,10 +229,11 @@ class AnyMAL(Inference, nn.Module):
     def token_counts(self, media: list[MediaPart], features: list[torch.Tensor]) -> list[int]:
         return [self.projectors[p.modality].count(f) for p, f in zip(media, features)]
 
-    def encode_conversation(self, messages: list[dict], add_generation_prompt: bool = False,
+    def encode_conversation(self, messages: list[dict] | Conversation, add_generation_prompt: bool = False,
                             features: list[torch.Tensor] | None = None) -> Encoded:
         """Tokenize a conversation, encoding its media first (their lengths set the slot counts)."""
-        media = self.processor.media(messages)
+        messages = self.processor.conversation(messages)
+        media = messages.media
         feats = features if features is not None else self.encode_media(media)
         enc = self.processor.encode(messages, add_generation_prompt, self.token_counts(media, feats))
         enc.features = feats
@@ -312,7 +313,7 @@ class AnyMAL(Inference, nn.Module):
 
         Logits are computed only at the labelled positions (gathered across rows): the 49k-way LM head
         over every prompt, modality and padding position would be most of a step's work. `prefix`
-        (training with a frozen LLM, anymal/train/prefix.py): the K/V of the tokens every row starts
+        (training with a frozen LLM, anymal/model/prefix.py): the K/V of the tokens every row starts
         with, computed once, so that only the rest of each row runs.
         """
         if objective == "bind":

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import InputError
 from .generation import DecodeBatch, GenerationSettings, TextStream, decode_tokens
-from .messages import MediaPart, from_prompt, is_rate_pair
+from .messages import Conversation, MediaPart, from_prompt, is_rate_pair
 
 
 @dataclass
@@ -36,18 +36,28 @@ class Inference:
         varies = self.encoders[modality].varies or getattr(self.projectors[modality], "reads_content", False)
         return 1 if varies else self.processor.tokens_per_item[modality]
 
-    def check_fits(self, conversation: list[dict]) -> list[MediaPart]:
-        """The conversation's inputs, after checking that it can fit the LLM's context (text tokens +
-        each input's fewest tokens), so that an over-long request is refused before any input is decoded."""
-        media = self.processor.media(conversation)
-        self.processor.encode(conversation, True, [self.least_tokens(p.modality) for p in media], at_least=True)
-        return media
+    def check_fits(self, conversation: Conversation) -> None:
+        """Refuse a conversation that cannot fit the LLM's context (text tokens + each input's fewest
+        tokens) before any of its inputs is decoded."""
+        counts = [self.least_tokens(p.modality) for p in conversation.media]
+        self.processor.encode(conversation, True, counts, at_least=True)
 
-    def conversation_features(self, conversations: list[list[dict]]) -> list[list[torch.Tensor]]:
-        """Encoder features of every input, per conversation: one batched call per modality for all."""
+    def conversations(self, conversations: list[list[dict] | Conversation]) -> list[Conversation]:
+        """Each conversation validated (once) and checked to fit."""
         if not isinstance(conversations, list) or not conversations:
             raise InputError("expected a non-empty list of conversations (each a list of messages)")
-        media = [self.check_fits(c) for c in conversations]
+        out = [self.processor.conversation(c) for c in conversations]
+        for c in out:
+            self.check_fits(c)
+        return out
+
+    def conversation_features(self, conversations: list[list[dict] | Conversation]) -> list[list[torch.Tensor]]:
+        """Encoder features of every input, per conversation: one batched call per modality for all."""
+        return self.features_of(self.conversations(conversations))
+
+    def features_of(self, conversations: list[Conversation]) -> list[list[torch.Tensor]]:
+        """`conversation_features` of conversations already checked by `conversations`."""
+        media = [c.media for c in conversations]
         flat = self.encode_media([p for ms in media for p in ms])
         out = []
         for ms in media:
@@ -55,12 +65,11 @@ class Inference:
             flat = flat[len(ms):]
         return out
 
-    def prepare(self, conversations: list[list[dict]], features: list[list[torch.Tensor]] | None = None) -> Prompt:
+    def prepare(self, conversations: list[list[dict] | Conversation], features: list[list[torch.Tensor]] | None = None) -> Prompt:
         """Left-padded inputs for generation. `features` (per conversation, per input) skips the encoders."""
+        conversations = self.conversations(conversations)
         if features is None:
-            features = self.conversation_features(conversations)
-        elif not conversations:
-            raise InputError("expected a non-empty list of conversations (each a list of messages)")
+            features = self.features_of(conversations)
         encoded = [self.encode_conversation(c, True, f) for c, f in zip(conversations, features)]
         counts = [dict(Counter("text" if s is None else s for s in e.slots)) for e in encoded]
         for e, c in zip(encoded, counts):  # bind inputs take no slots: count them as inputs
@@ -70,6 +79,10 @@ class Inference:
         batch = self.processor.collate(encoded, padding_side="left")
         with torch.no_grad():
             return Prompt(self.embed(batch), batch.attention_mask.to(self.device), counts, self.bind_vectors(batch))
+
+    def text_stream(self, stop: list[str]) -> TextStream:
+        """One answer's text as tokens arrive: the caller's stop strings plus the LLM's own, its EOS ids."""
+        return TextStream(self.llm.tokenizer, stop + self.llm.default_stop, self.llm.eos_token_ids)
 
     def decoder(self) -> DecodeBatch:
         """An empty running batch over this model's LLM (with the bind injection, if any)."""
@@ -85,8 +98,7 @@ class Inference:
         """Batched generation (left padding); greedy output equals one-by-one generation."""
         s = settings or GenerationSettings()
         prompt = self.prepare(conversations)
-        eos = self.llm.eos_token_ids
-        streams = [TextStream(self.llm.tokenizer, s.stop + self.llm.default_stop, eos) for _ in conversations]
+        streams = [self.text_stream(s.stop) for _ in conversations]
         for step in self.decode(prompt, s):
             for st, t in zip(streams, step.tolist()):
                 st.push(t)
@@ -99,8 +111,7 @@ class Inference:
     def stream(self, messages: list[dict], settings: GenerationSettings | None = None) -> Iterator[str]:
         s = settings or GenerationSettings()
         prompt = self.prepare([messages])
-        eos = self.llm.eos_token_ids
-        st = TextStream(self.llm.tokenizer, s.stop + self.llm.default_stop, eos)
+        st = self.text_stream(s.stop)
         for step in self.decode(prompt, s):
             piece = st.push(int(step[0]))
             if piece:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..modalities import AUDIO, MODALITIES
 
 ROLES = ("system", "user", "assistant")
 
@@ -30,6 +31,18 @@ class MediaPart:
 
 
 Part = str | MediaPart
+
+
+@dataclass
+class Conversation:
+    """Messages after validation, once: (role, [text | MediaPart]) turns. A video's soundtrack is
+    decoded here, so code that passes a Conversation on never decodes it again."""
+    turns: list[tuple[str, list[Part]]]
+
+    @property
+    def media(self) -> list[MediaPart]:
+        """The modality inputs, in order of appearance."""
+        return [p for _, parts in self.turns for p in parts if isinstance(p, MediaPart)]
 SLOT_MARKERS = ("\ue000", "\ue001")  # private-use characters the processor marks input slots with
 
 
@@ -99,7 +112,7 @@ def normalize(messages: list[dict], modalities: set[str]) -> list[tuple[str, lis
                 if role == "assistant":
                     raise InputError(f"{pw}: assistant messages cannot contain {kind} inputs")
                 parts.append(MediaPart(kind, _media_source(p, kind, pw)))
-                if kind == "video" and p.get("audio"):
+                if p.get("audio") and kind in MODALITIES and MODALITIES.get(kind).soundtrack:
                     parts += soundtrack(parts[-1].source, modalities, pw)
             else:
                 known = ", ".join(sorted({"text", *modalities}))
@@ -110,7 +123,7 @@ def normalize(messages: list[dict], modalities: set[str]) -> list[tuple[str, lis
 
 def soundtrack(video: Any, modalities: set[str] | list[str], where: str) -> list[MediaPart]:
     """The clip's own audio track as an audio part: [] when it has none or it is silent (< -80 dBFS)."""
-    if "audio" not in modalities:
+    if AUDIO.name not in modalities:
         raise InputError(f"{where}: the video's audio track needs a model with an audio adapter")
     import numpy as np
 
@@ -119,7 +132,7 @@ def soundtrack(video: Any, modalities: set[str] | list[str], where: str) -> list
     wave = load_video_audio(video)
     if wave is None or not wave.size or float(np.sqrt(np.mean(wave.astype(np.float64) ** 2))) < 1e-4:
         return []
-    return [MediaPart("audio", (wave, 16000))]
+    return [MediaPart(AUDIO.name, (wave, 16000))]
 
 
 def from_prompt(prompt: str, media: list[MediaPart]) -> list[dict]:

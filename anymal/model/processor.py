@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import InputError
-from .messages import MediaPart, normalize
+from .messages import Conversation, MediaPart, normalize
 
 IGNORE = -100
 _MARK = re.compile("\ue000(\\d+)\ue001")
@@ -61,19 +61,21 @@ class Processor:
     def _render(self, msgs: list[dict], gen: bool) -> str:
         return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
 
-    def media(self, messages: list[dict]) -> list[MediaPart]:
-        """The modality inputs of a conversation, in order of appearance."""
-        return [p for _, parts in normalize(messages, set(self.tokens_per_item)) for p in parts
-                if isinstance(p, MediaPart)]
+    def conversation(self, messages: list[dict] | Conversation) -> Conversation:
+        """Validated messages (a Conversation passes through: normalised once, used many times)."""
+        return messages if isinstance(messages, Conversation) else Conversation(normalize(messages, set(self.tokens_per_item)))
 
-    def encode(self, messages: list[dict], add_generation_prompt: bool = False,
+    def media(self, messages: list[dict] | Conversation) -> list[MediaPart]:
+        """The modality inputs of a conversation, in order of appearance."""
+        return self.conversation(messages).media
+
+    def encode(self, messages: list[dict] | Conversation, add_generation_prompt: bool = False,
                counts: list[int] | None = None, at_least: bool = False) -> Encoded:
         """Token ids, labels and slots; `counts[i]` slots for the i-th input (default: the modality's).
         `at_least`: the counts are lower bounds (the length error says so)."""
-        conv = normalize(messages, set(self.tokens_per_item))
         media: list[MediaPart] = []
         text_msgs = []
-        for role, parts in conv:
+        for role, parts in self.conversation(messages).turns:
             pieces = []
             for p in parts:
                 if isinstance(p, MediaPart):

@@ -30,6 +30,7 @@ from starlette.requests import ClientDisconnect
 from ..errors import AnymalError
 from ..safety.guard import Guard, OutputFilter
 from .engine import Engine, Job
+from .events import Delta, Event, Failed, Finish, PromptUsage
 from .protocol import Limits, ServeError, parse_chat_request
 
 log = logging.getLogger("anymal.serve")
@@ -206,15 +207,15 @@ def _usage(prompt: dict, completion: int) -> dict:
             "prompt_tokens_details": {"text_tokens": text, "modality_tokens": media}}
 
 
-async def _next(job: Job, request, deadline: float):
-    """The job's next event; cancels it when the client goes away or the deadline passes (checked
-    at least twice a second, also while events keep coming)."""
+async def _next(job: Job, request, deadline: float) -> Event | None:
+    """The job's next event, None when the client went away; cancels the job then or when the deadline
+    passes (checked at least twice a second, also while events keep coming)."""
     while True:
         if time.monotonic() - job.checked > 0.5:
             job.checked = time.monotonic()
             if await request.is_disconnected():
                 job.cancelled.set()
-                return ("gone",)
+                return None
         if time.monotonic() > deadline:
             job.cancelled.set()
             raise ServeError(504, "the request timed out", type="server_error", code="timeout")
@@ -225,47 +226,45 @@ async def _next(job: Job, request, deadline: float):
 
 
 async def _refused(n: int, refusal: str):
-    yield ("prompt", {})
+    yield PromptUsage({})
     for i in range(n):
-        yield ("text", i, refusal)
-        yield ("finish", i, "content_filter", 0)
+        yield Delta(i, refusal, 0)
+        yield Finish(i, "content_filter", 0)
 
 
 async def _events(job: Job, request, deadline: float, filters: list | None, guard):
-    """The job's events as ("prompt", counts) / ("text", choice, text) / ("finish", choice, reason,
-    tokens), with each choice's text passed through its safety filter (sentence by sentence)."""
-    closed, tokens = set(), [0] * job.request.n
+    """The job's events for its client: PromptUsage, then Delta and Finish per choice, each choice's
+    text passed through its safety filter (sentence by sentence); a Failed job raises its error."""
+    closed = set()
     try:
         while len(closed) < job.request.n:
             ev = await _next(job, request, deadline)
-            kind = ev[0]
-            if kind == "gone":
+            if ev is None:
                 return
-            if kind == "error":
-                raise ev[1]
-            if kind == "usage_prompt":
-                yield ("prompt", ev[1])
+            if isinstance(ev, Failed):
+                raise ev.error
+            if isinstance(ev, PromptUsage):
+                yield ev
                 continue
-            choice = ev[1]
-            if choice in closed:
+            if ev.choice in closed:
                 continue
-            f = filters[choice] if filters else None
-            tokens[choice] = ev[3]
-            if kind == "delta":
-                text = await asyncio.to_thread(f.push, ev[2]) if f else ev[2]
+            f = filters[ev.choice] if filters else None
+            if isinstance(ev, Delta):
+                text = await asyncio.to_thread(f.push, ev.text) if f else ev.text
             else:
                 text = await asyncio.to_thread(f.close) if f else ""
             if text:
-                yield ("text", choice, text)
+                yield Delta(ev.choice, text, ev.tokens)
             if f and f.flag:  # stop and replace: the flagged sentence never reaches the client
-                closed.add(choice)
-                yield ("text", choice, (" " if text or kind == "delta" else "") + f.flag.refusal(guard.config.refusal))
-                yield ("finish", choice, "content_filter", tokens[choice])
+                closed.add(ev.choice)
+                refusal = (" " if text or isinstance(ev, Delta) else "") + f.flag.refusal(guard.config.refusal)
+                yield Delta(ev.choice, refusal, ev.tokens)
+                yield Finish(ev.choice, "content_filter", ev.tokens)
                 if job.request.n == 1:
                     job.cancelled.set()
-            elif kind == "finish":
-                closed.add(choice)
-                yield ("finish", choice, ev[2], ev[3])
+            elif isinstance(ev, Finish):
+                closed.add(ev.choice)
+                yield ev
     finally:
         job.cancelled.set()  # a no-op when finished; stops the rows when the client went away
 
@@ -273,13 +272,13 @@ async def _events(job: Job, request, deadline: float, filters: list | None, guar
 async def _collect(events, n: int) -> tuple[list[str], list[str], dict]:
     texts, reasons, prompt, completion = [""] * n, [None] * n, {}, 0
     async for ev in events:
-        if ev[0] == "prompt":
-            prompt = ev[1]
-        elif ev[0] == "text":
-            texts[ev[1]] += ev[2]
+        if isinstance(ev, PromptUsage):
+            prompt = ev.counts
+        elif isinstance(ev, Delta):
+            texts[ev.choice] += ev.text
         else:
-            reasons[ev[1]] = ev[2]
-            completion += ev[3]
+            reasons[ev.choice] = ev.reason
+            completion += ev.tokens
     if None in reasons:
         raise ServeError(499, "client closed the request")
     return texts, reasons, _usage(prompt, completion)
@@ -299,14 +298,14 @@ async def _sse(events, req, cid: str, created: int, model: str):
         prompt, completion = {}, 0
         try:
             async for ev in events:
-                if ev[0] == "prompt":
-                    prompt = ev[1]
-                elif ev[0] == "text":
-                    yield _chunk(cid, created, model, [{"index": ev[1], "delta": {"content": ev[2]},
+                if isinstance(ev, PromptUsage):
+                    prompt = ev.counts
+                elif isinstance(ev, Delta):
+                    yield _chunk(cid, created, model, [{"index": ev.choice, "delta": {"content": ev.text},
                                                         "finish_reason": None, "logprobs": None}])
                 else:
-                    completion += ev[3]
-                    yield _chunk(cid, created, model, [{"index": ev[1], "delta": {}, "finish_reason": ev[2],
+                    completion += ev.tokens
+                    yield _chunk(cid, created, model, [{"index": ev.choice, "delta": {}, "finish_reason": ev.reason,
                                                         "logprobs": None}])
         except ServeError as e:  # headers are sent: the error rides the stream
             yield f"data: {json.dumps(e.body())}\n\n"

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 from ..errors import AnymalError, TooLargeError
 from ..model.generation import TextStream
+from ..model.messages import Conversation
+from .events import Delta, Event, Failed, Finish, PromptUsage
 from .protocol import ChatRequest, ServeError, client_message
 
 log = logging.getLogger("anymal.serve")
@@ -32,8 +34,9 @@ class Job:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     checked: float = field(default_factory=time.monotonic)  # last look at the client's connection
+    conversation: Conversation | None = None  # the request's messages, validated once
 
-    def emit(self, *event) -> None:
+    def emit(self, event: Event) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
 
@@ -112,7 +115,7 @@ class Engine:
             except Exception as e:  # never kill the worker: fail what was decoding, keep serving
                 log.exception("decoding failed")
                 for j in {id(j): j for j in [r.job for r in active] + jobs}.values():
-                    j.emit("error", ServeError(500, f"generation failed: {type(e).__name__}", type="server_error"))
+                    j.emit(Failed(ServeError(500, f"generation failed: {type(e).__name__}", type="server_error")))
                 batch, active = self.model.decoder(), []
             finally:
                 self.busy = bool(active)
@@ -130,20 +133,18 @@ class Engine:
 
     def _prepare(self, ready: list[tuple[Job, list]]):
         pairs = [(job, i) for job, _ in ready for i in range(job.request.n)]
-        prompt = self.model.prepare([job.request.messages for job, _ in pairs],
+        prompt = self.model.prepare([job.conversation for job, _ in pairs],
                                     [f for job, f in ready for _ in range(job.request.n)])
         return pairs, prompt
 
     def _add(self, batch, pairs: list[tuple[Job, int]], prompt) -> list[_Row]:
         for (job, choice), c in zip(pairs, prompt.counts):
             if choice == 0:
-                job.emit("usage_prompt", c)
+                job.emit(PromptUsage(c))
         batch.join(prompt.embeds, prompt.mask, [job.request.settings for job, _ in pairs], prompt.bind,
                    indices=[choice for _, choice in pairs])
         self.rows_decoded += len(pairs)
-        stop, eos = self.model.llm.default_stop, self.model.llm.eos_token_ids
-        return [_Row(job, choice, TextStream(self.model.llm.tokenizer, job.request.settings.stop + stop, eos))
-                for job, choice in pairs]
+        return [_Row(job, choice, self.model.text_stream(job.request.settings.stop)) for job, choice in pairs]
 
     def _emit(self, row: _Row, tid: int) -> bool:
         """Hand a row's new token to its job; whether the row goes on decoding."""
@@ -155,21 +156,26 @@ class Engine:
         self.tokens_out += 1
         piece = row.stream.push(tid)
         if piece:
-            job.emit("delta", row.choice, piece, row.used)
+            job.emit(Delta(row.choice, piece, row.used))
         if not (row.stream.finished or row.used >= job.request.settings.max_new_tokens):
             return True
         reason = "stop" if row.stream.finished else "length"
         tail = row.stream.close()
         if tail:
-            job.emit("delta", row.choice, tail, row.used)
-        job.emit("finish", row.choice, reason, row.used - (tid in row.stream.eos))
+            job.emit(Delta(row.choice, tail, row.used))
+        job.emit(Finish(row.choice, reason, row.used - (tid in row.stream.eos)))
         return False
 
 
 def _encode_jobs(model, jobs: list[Job]) -> list[tuple[Job, list]]:
-    """Every job's media features: one batched encoder call per modality for all the jobs."""
-    return _isolated(lambda group: list(zip(group, model.conversation_features([j.request.messages for j in group]))),
-                     jobs)
+    """Every job's media features: one batched encoder call per modality for all the jobs (each job's
+    messages are validated once, kept as its Conversation for the prefill)."""
+    def encode(group: list[Job]) -> list[tuple[Job, list]]:
+        for j in group:
+            j.conversation = j.conversation or model.conversations([j.request.messages])[0]
+        return list(zip(group, model.features_of([j.conversation for j in group])))
+
+    return _isolated(encode, jobs)
 
 
 def _isolated(work, items: list) -> list:
@@ -199,7 +205,7 @@ def _job_of(item) -> Job:
 
 def _fail(job: Job, e: Exception) -> None:
     if isinstance(e, AnymalError):
-        job.emit("error", ServeError(413 if isinstance(e, TooLargeError) else 400, client_message(str(e), job.request.files)))
+        job.emit(Failed(ServeError(413 if isinstance(e, TooLargeError) else 400, client_message(str(e), job.request.files))))
     else:
         log.error("request failed: %s: %s", type(e).__name__, e)
-        job.emit("error", ServeError(500, f"generation failed: {type(e).__name__}", type="server_error"))
+        job.emit(Failed(ServeError(500, f"generation failed: {type(e).__name__}", type="server_error")))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import InputError, TooLargeError
 from ..model.generation import GenerationSettings
+from ..modalities import AUDIO, IMAGE, IMU, MODALITIES, VIDEO
 from ..model.messages import check_text
 
 
@@ -74,9 +75,6 @@ class ChatRequest:
 
 
 _DATA_URL = re.compile(r"^data:([\w/+.-]+)?(;[\w=.-]+)*;base64,(.*)$", re.S)
-AUDIO_FORMATS = ("wav", "mp3", "flac", "ogg")
-EXTENSION_FORMATS = {"video": ("mp4", "webm", "mkv", "avi", "mov"), "imu": ("csv", "npy"),
-                     "points": ("ply", "obj", "off", "stl", "npy")}
 
 
 def _b64(data, param: str) -> bytes:
@@ -171,7 +169,7 @@ def _check_audio(data: bytes, limits: Limits, param: str) -> None:
     try:
         info = sf.info(io.BytesIO(data))
     except Exception:  # libsndfile raises its own error types
-        raise ServeError(400, f"not readable audio ({', '.join(AUDIO_FORMATS)})", param) from None
+        raise ServeError(400, f"not readable audio ({', '.join(AUDIO.formats)})", param) from None
     if info.duration > limits.max_audio_seconds:
         raise ServeError(413, f"audio is {info.duration:.1f} s; this server takes up to {limits.max_audio_seconds:g} s",
                          param)
@@ -188,16 +186,15 @@ def _temp_file(data: bytes, suffix: str, req: ChatRequest) -> Path:
 
 def _check_extension(kind: str, path: Path, limits: Limits, param: str) -> None:
     """Cheap decodes that enforce the duration/length limits before the request is queued."""
-
     try:
-        if kind == "video":
+        if kind == VIDEO.name:
             from ..encoders.video import video_seconds
 
             seconds = video_seconds(path) or 0.0
             if seconds > limits.max_video_seconds:
                 raise ServeError(413, f"video is {seconds:.0f} s; this server takes up to {limits.max_video_seconds:g} s",
                                  param)
-        elif kind == "imu":
+        elif kind == IMU.name:
             n = sum(1 for _ in path.open("rb")) if path.suffix == ".csv" else __import__("numpy").load(
                 path, allow_pickle=False, mmap_mode="r").shape[0]
             if n > limits.max_imu_samples:
@@ -235,36 +232,36 @@ def _part(part, modalities: set[str], limits: Limits, req: ChatRequest, param: s
         if not isinstance(part.get("text"), str):
             raise ServeError(400, "a text part needs a 'text' string", param + ".text")
         return {"type": "text", "text": _text(part["text"], param + ".text")}
-    modality = {"image_url": "image", "input_audio": "audio"}.get(kind, kind)
-    if modality not in EXTENSION_FORMATS and modality not in ("image", "audio"):
-        raise ServeError(400, f"unknown content part type {kind!r}; expected text, image_url, input_audio, "
-                              "video, imu or points", param + ".type")
-    if modality not in modalities:
-        raise ServeError(400, f"this model does not take {modality} input (it takes: {', '.join(sorted(modalities))})",
+    m = next((m for m in MODALITIES.values() if m.part == kind), None)
+    if m is None:
+        raise ServeError(400, f"unknown content part type {kind!r}; expected text, "
+                              f"{', '.join(m.part for m in MODALITIES.values())}", param + ".type")
+    if m.name not in modalities:
+        raise ServeError(400, f"this model does not take {m.name} input (it takes: {', '.join(sorted(modalities))})",
                          param + ".type")
     body = part.get(kind)
     if not isinstance(body, dict):
         raise ServeError(400, f"a {kind} part needs a '{kind}' object", param + f".{kind}")
-    if modality == "image":
-        data = _image_bytes(body.get("url"), limits, param + ".image_url.url")
-        _check_image(data, limits, param + ".image_url")
-        return {"type": "image", "image": data}
+    if m is IMAGE:  # a URL (data: or an allowed http(s) host), its format sniffed
+        data = _image_bytes(body.get("url"), limits, param + f".{kind}.url")
+        _check_image(data, limits, param + f".{kind}")
+        return {"type": m.name, m.name: data}
     fmt = body.get("format")
-    allowed = AUDIO_FORMATS if modality == "audio" else EXTENSION_FORMATS[modality]
-    if fmt not in allowed:
-        raise ServeError(400, f"format {fmt!r}: expected one of {', '.join(allowed)}", param + f".{kind}.format")
+    if fmt not in m.formats:
+        raise ServeError(400, f"format {fmt!r}: expected one of {', '.join(m.formats)}", param + f".{kind}.format")
     data = _b64(body.get("data"), param + f".{kind}.data")
-    if modality == "audio":
-        _check_audio(data, limits, param + ".input_audio")
-        return {"type": "audio", "audio": data}
-    path = _temp_file(data, fmt, req)
-    _check_extension(modality, path, limits, param + f".{kind}")
-    out = {"type": modality, "path": str(path)}
-    if modality == "imu" and body.get("rate") is not None:
-        if not isinstance(body["rate"], (int, float)) or not 1 <= body["rate"] <= 10_000:
-            raise ServeError(400, "rate: expected samples per second between 1 and 10000", param + ".imu.rate")
-        out["rate"] = float(body["rate"])
-    if modality == "video" and body.get("audio"):
+    if m is AUDIO:  # decoded from memory
+        _check_audio(data, limits, param + f".{kind}")
+        return {"type": m.name, m.name: data}
+    path = _temp_file(data, fmt, req)  # decoders that need a file get a temp file named by the format
+    _check_extension(m.name, path, limits, param + f".{kind}")
+    out = {"type": m.name, "path": str(path)}
+    if m.takes_rate and body.get("rate") is not None:
+        rate = body["rate"]
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 1 <= rate <= 10_000:
+            raise ServeError(400, "rate: expected samples per second between 1 and 10000", param + f".{kind}.rate")
+        out["rate"] = float(rate)
+    if m.soundtrack and body.get("audio"):
         out["audio"] = True
     return out
 

@@ -30,7 +30,7 @@ from ..llm.quantize import quantize_llm
 from . import distributed as dist
 from .runlog import RunLog
 from .host import keep_freed_memory
-from .prefix import SharedPrefix, find_shared_prefix
+from ..model.prefix import SharedPrefix, find_shared_prefix
 from .sampling import StepSampler, random_padding
 from .stages import Stage, apply_stage, get_stage, plan_table
 from .state import (load_state, optimizer_state, restore_trainable, rng_state, save_state, set_rng_state,

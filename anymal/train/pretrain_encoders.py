@@ -18,8 +18,8 @@ import torch
 from ..data.jsonl import read_jsonl
 from ..errors import DataError
 from ..text_embed import embed_texts
-from .contrastive import (ContrastiveConfig, ContrastiveSet, group_ids, linear_probe, majority_accuracy,
-                          train_contrastive)
+from ..objectives import group_ids, linear_probe, majority_accuracy
+from .contrastive import ContrastiveConfig, ContrastiveSet, train_contrastive
 
 
 def manifest_records(data_dir: Path, split: str, modality: str) -> list[tuple[str, str, dict]]:

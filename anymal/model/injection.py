@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .heads import BIND_DIM
+from ..projectors.bind import BIND_DIM
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -15,7 +15,7 @@ import torch
 from transformers import DynamicCache
 
 from ..llm.kv import cache_kwargs
-from ..model.processor import IGNORE, Encoded
+from .processor import IGNORE, Encoded
 
 MIN_TOKENS = 4  # shorter common prefixes are not worth a second code path
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from ..model.processor import IGNORE
+from .processor import IGNORE
 from ..text_embed import embed_texts
-from ..train.contrastive import group_ids, info_nce
+from ..objectives import group_ids, info_nce
 
 _VECTORS: dict[str, torch.Tensor] = {}  # caption -> MiniLM vector (captions repeat across epochs)
 

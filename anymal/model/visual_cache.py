@@ -64,30 +64,3 @@ class VisualCache:
             return cls(load_file(str(path / FILES[0]))["vectors"], meta["captions"], meta.get("sources"))
         except (OSError, KeyError, ValueError) as e:
             raise CheckpointError(f"{path}: unreadable visual cache ({e}); rebuild it with `anymal bind-cache`") from None
-
-
-def build_visual_cache(model, manifest: str | Path, progress: bool = True) -> VisualCache:
-    """Image bind-space vectors + captions of every image sample of `manifest` (the training set)."""
-    from tqdm import tqdm
-
-    from ..data.jsonl import read_jsonl
-    from ..model.processor import IGNORE
-
-    if "image" not in model.bind_modalities:
-        raise CheckpointError("the visual cache holds image bind vectors: the model has no `image` bind head")
-    samples, skipped = read_jsonl(manifest, ["image"], on_error="skip")
-    samples = [s for s in samples if any(p.modality == "image" for p in model.processor.media(s.messages))]
-    if not samples:
-        raise CheckpointError(f"{manifest}: no image samples for the visual cache ({skipped.summary()})")
-    vectors, captions, sources = [], [], []
-    for i in tqdm(range(0, len(samples), 32), desc="visual cache", disable=not progress, unit="batch"):
-        chunk = samples[i:i + 32]
-        parts = [next(p for p in model.processor.media(s.messages) if p.modality == "image") for s in chunk]
-        with torch.no_grad():
-            vectors.append(model.projectors["image"].embed(model.encode_media(parts)).cpu())
-        for s, p in zip(chunk, parts):
-            enc = model.processor.encode(s.messages, counts=[0] * len(model.processor.media(s.messages)))
-            captions.append(model.llm.tokenizer.decode([t for t in enc.labels if t != IGNORE],
-                                                       skip_special_tokens=True).strip())
-            sources.append(str(p.source))
-    return VisualCache(torch.cat(vectors), captions, sources)

@@ -21,7 +21,7 @@ import torch
 
 from ..data.jsonl import read_jsonl
 from ..errors import ConfigError, DataError
-from ..eval.metrics import recall_at_k
+from .metrics import recall_at_k
 from ..text_embed import embed_texts
 
 
@@ -34,13 +34,13 @@ class Side:
 
 
 def _activity_texts() -> dict[str, str]:
-    from ..eval.tasks import _activities, _activity_caption
+    from .tasks import _activities, _activity_caption
 
     return {a: _activity_caption(a) for a in _activities()}
 
 
 def _category_texts() -> dict[str, str]:
-    from ..eval.tasks import _categories, _category_text
+    from .tasks import _categories, _category_text
 
     return {c: _category_text(c) for c in _categories()}
 
