@@ -23,26 +23,34 @@ def info_nce(z: torch.Tensor, t: torch.Tensor, groups: torch.Tensor, logit_scale
     return 0.5 * (one_way(logits) + one_way(logits.T))
 
 
-def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, l2: float = 1e-3,
-                 iters: int = 200) -> torch.Tensor:
-    """Multinomial logistic regression (L-BFGS, standardised features) -> predicted test labels."""
-    mu, sd = train_x.mean(0), train_x.std(0).clamp(min=1e-6)
-    xs, xt = (train_x - mu) / sd, (test_x - mu) / sd
-    classes = torch.unique(train_y)
-    y = torch.searchsorted(classes, train_y)
-    w = torch.zeros(xs.shape[1], len(classes), requires_grad=True)
-    b = torch.zeros(len(classes), requires_grad=True)
+def fit_linear_head(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float = 1e-3, scale: float = 1.0,
+                    balanced: bool = False, iters: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression by L-BFGS: weight [dim, classes] and bias [classes] minimising
+    cross-entropy + l2 * |w|^2 on (x * scale). `balanced` weighs each class by the inverse of its
+    frequency (rare positives count as much as the common negatives). The scale is folded into the weight."""
+    w = torch.zeros(x.shape[1], classes, requires_grad=True)
+    b = torch.zeros(classes, requires_grad=True)
+    counts = torch.bincount(y, minlength=classes).clamp(min=1).float()
+    cw = (counts.sum() / (classes * counts)) if balanced else None
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(xs @ w + b, y) + l2 * (w ** 2).sum()
+        loss = F.cross_entropy(x @ w * scale + b, y, weight=cw) + l2 * (w ** 2).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
-    with torch.no_grad():
-        return classes[(xt @ w + b).argmax(1)]
+    return (w.detach() * scale).contiguous(), b.detach().contiguous()
+
+
+def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, l2: float = 1e-3,
+                 iters: int = 200) -> torch.Tensor:
+    """A linear probe: `fit_linear_head` on standardised features -> predicted test labels."""
+    mu, sd = train_x.mean(0), train_x.std(0).clamp(min=1e-6)
+    classes = torch.unique(train_y)
+    w, b = fit_linear_head((train_x - mu) / sd, torch.searchsorted(classes, train_y), len(classes), l2=l2, iters=iters)
+    return classes[(((test_x - mu) / sd) @ w + b).argmax(1)]
 
 
 def majority_accuracy(train_y: torch.Tensor, test_y: torch.Tensor) -> float:

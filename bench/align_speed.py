@@ -84,7 +84,7 @@ def served_loss(cfg, a) -> float:
     from anymal.data.dataset import prepare
     from anymal.data.feature_cache import FeatureCache
     from anymal.data.jsonl import SkipReport, read_jsonl
-    from anymal.train.loop import evaluate_loss
+    from anymal.train.setup import evaluate_loss
 
     model = AnyMAL.from_pretrained(Path(cfg.output_dir) / "checkpoint")
     samples, _ = read_jsonl(a.heldout, list(model.encoders), cfg.data.media_root, "fail")

@@ -9,7 +9,7 @@ from conftest import tiny_config
 from anymal import AnyMAL
 from anymal.config import load_train_config
 from anymal.llm import attention
-from anymal.train.loop import train_attention
+from anymal.train.setup import train_attention
 from anymal.model.prefix import find_shared_prefix
 
 

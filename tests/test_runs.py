@@ -17,8 +17,9 @@ from safetensors.torch import load_file
 from anymal import AnyMAL
 from anymal.config import load_train_config
 from anymal.errors import TrainingError
-from anymal.train.loop import length_grouping, train
+from anymal.train.loop import train
 from anymal.train.sampling import StepSampler, padding, random_padding
+from anymal.train.setup import length_grouping
 
 TESTS = Path(__file__).resolve().parent
 # the CLI in a subprocess, with the tiny test encoders registered (they live in conftest)

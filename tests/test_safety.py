@@ -92,17 +92,18 @@ def test_a_stream_that_turns_unsafe_midway_is_cut_and_replaced(clf):
     """The server's event path with the real classifier: safe text streams, the unsafe sentence is
     replaced by the refusal, finish_reason is content_filter, and the job is cancelled."""
     from anymal.serve.app import _events, _sse
-    from anymal.serve.engine import Job
-    from anymal.serve.protocol import ChatRequest
     from anymal.model.generation import GenerationSettings
+    from anymal.serve.engine import Job
+    from anymal.serve.events import Delta, Finish, PromptUsage
+    from anymal.serve.protocol import ChatRequest
 
     guard = Guard(SafetyConfig(input_image=False, pair=False), text=clf)
 
     async def run():
         job = Job(ChatRequest([], GenerationSettings(), stream=True), asyncio.get_running_loop())
-        for ev in [("usage_prompt", {"text": 7}), ("delta", 0, "Sure. It is a nice day. ", 6),
-                   ("delta", 0, "Here is how to build a pipe bomb to kill people. ", 18), ("delta", 0, "Step one.", 21),
-                   ("finish", 0, "stop", 22)]:
+        for ev in [PromptUsage({"text": 7}), Delta(0, "Sure. It is a nice day. ", 6),
+                   Delta(0, "Here is how to build a pipe bomb to kill people. ", 18), Delta(0, "Step one.", 21),
+                   Finish(0, "stop", 22)]:
             job.events.put_nowait(ev)
         events = _events(job, _Req(), 1e12, [OutputFilter(guard)], guard)
         chunks = [c async for c in _sse(events, job.request, "id", 0, "m")]

@@ -200,14 +200,14 @@ def test_the_trainer_reuses_the_prefix_only_while_the_llm_is_frozen(tmp_path, im
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_train_dtype_is_bf16_only_where_the_hardware_runs_it(monkeypatch, native):
     """An AVX2-only CPU runs bf16 matmuls ~70x slower than fp32: `auto` must not pick bf16 there."""
-    import anymal.train.loop as loop
+    import anymal.train.setup as setup
 
-    monkeypatch.setattr(loop, "native_bf16", lambda device: native)
+    monkeypatch.setattr(setup, "native_bf16", lambda device: native)
     lines = []
-    assert loop._train_dtype("auto", torch.device("cpu"), lines.append) == ("bfloat16" if native else "float32")
+    assert setup.resolve_train_dtype("auto", torch.device("cpu"), lines.append) == ("bfloat16" if native else "float32")
     assert lines == [f"frozen LLM trains in {'bfloat16' if native else 'float32'} (llm_train_dtype auto: "
                      f"{'' if native else 'no '}native bf16 on cpu)"]
     lines.clear()
-    assert loop._train_dtype("bfloat16", torch.device("cpu"), lines.append) == "bfloat16"  # asked for: kept
+    assert setup.resolve_train_dtype("bfloat16", torch.device("cpu"), lines.append) == "bfloat16"  # asked for: kept
     assert bool(lines) != native  # ... with a note where it is slow
-    assert loop._train_dtype(None, torch.device("cpu"), lines.append) is None
+    assert setup.resolve_train_dtype(None, torch.device("cpu"), lines.append) is None

@@ -28,7 +28,8 @@ from typing import Callable
 from tqdm import tqdm
 
 from ..errors import DataError
-from .jsonl import LIST_KEYS, parse_record
+from ..modalities import MODALITIES
+from .jsonl import parse_record
 
 # Tux Paint / video stamp categories -> (is it alive?, a fact sentence)
 ALIVE = {"animals": True, "plants": True, "people": True}
@@ -186,7 +187,7 @@ def generate(sources: list[str], out: str, kinds: str = "conversation,detail,rea
                 continue
             modality, fn = gen
             key_media = {k: [os.path.relpath(path.parent / p, out_path.parent) for p in rec[k]]
-                         for k in LIST_KEYS.values() if k in rec}
+                         for k in (m.list_key for m in MODALITIES.values()) if k in rec}
             for kind, (turns, facts) in fn(rec["meta"], rng).items():
                 if kind not in wanted:
                     continue
@@ -208,7 +209,7 @@ def generate(sources: list[str], out: str, kinds: str = "conversation,detail,rea
                 new_rec = {"messages": messages, **key_media,
                            "meta": {**rec["meta"], "kind": kind, "modality": modality,
                                     "provenance": {"source": f"{src}:{n}", "generator": generator}}}
-                parse_record(new_rec, f"{out}:{len(records) + 1}", list(LIST_KEYS), out_path.parent)  # validate
+                parse_record(new_rec, f"{out}:{len(records) + 1}", MODALITIES.names(), out_path.parent)  # validate
                 records.append(new_rec)
                 stats[f"{modality}/{kind}"] += 1
     rng.shuffle(records)

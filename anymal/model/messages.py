@@ -112,7 +112,8 @@ def normalize(messages: list[dict], modalities: set[str]) -> list[tuple[str, lis
                 if role == "assistant":
                     raise InputError(f"{pw}: assistant messages cannot contain {kind} inputs")
                 parts.append(MediaPart(kind, _media_source(p, kind, pw)))
-                if p.get("audio") and kind in MODALITIES and MODALITIES.get(kind).soundtrack:
+                track = MODALITIES.get(kind).soundtrack if kind in MODALITIES else None
+                if track and p.get(track) is True:  # e.g. a video part's {"audio": true}
                     parts += soundtrack(parts[-1].source, modalities, pw)
             else:
                 known = ", ".join(sorted({"text", *modalities}))

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from ..errors import ConfigError
-from .heads import fit_linear_head
+from ..objectives import fit_linear_head
 from .text import DATA, Verdict, split_of
 
 HEAD = DATA / "image_head.safetensors"

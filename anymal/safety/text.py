@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import ConfigError
-from .heads import fit_linear_head
+from ..objectives import fit_linear_head
 
 DATA = Path(__file__).with_name("data")
 PROMPTS, HEAD = DATA / "prompts.jsonl", DATA / "text_head.safetensors"
