@@ -15,7 +15,7 @@ from anymal.data.hapt_windows import CAPTIONS, build_hapt, segments
 from anymal.data.jsonl import read_jsonl
 from anymal.encoders import imu as imu_mod
 from anymal.encoders import points as points_mod
-from anymal.encoders.base import load_encoder
+from anymal.encoders import load_encoder
 from anymal.encoders.motion import load_imu
 from anymal.errors import ConfigError, InputError
 from anymal.objectives import group_ids, info_nce, linear_probe

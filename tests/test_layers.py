@@ -21,6 +21,26 @@ def _unit(parts: tuple[str, ...]) -> str:
     return parts[0] if len(parts) > 1 and (PACKAGE / parts[0]).is_dir() else ""
 
 
+def module_imports() -> dict[str, set[str]]:
+    """Module -> the package modules it imports (relative imports, also inside functions)."""
+    out: dict[str, set[str]] = {}
+    for f in PACKAGE.rglob("*.py"):
+        rel = f.relative_to(PACKAGE).with_suffix("").parts
+        here, deps = rel[:-1], set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                target = here[:len(here) - node.level + 1] + tuple(node.module.split(".") if node.module else ())
+                for alias in node.names:
+                    if (PACKAGE.joinpath(*target, alias.name + ".py")).is_file():
+                        deps.add(".".join(target + (alias.name,)))
+                    elif PACKAGE.joinpath(*target).with_suffix(".py").is_file():
+                        deps.add(".".join(target))
+                    elif target:
+                        deps.add(".".join(target + ("__init__",)))
+        out[".".join(rel)] = deps
+    return out
+
+
 def imports() -> list[tuple[str, str, str]]:
     """(importing module, its unit, imported unit) for every relative import between units."""
     out = []
@@ -54,3 +74,20 @@ def test_packages_do_not_import_each_other_in_a_loop():
 
     loops = sorted(a for a in edges if reaches(a, a, {a}))
     assert loops == [], {a: sorted(edges[a]) for a in loops}
+
+
+def test_no_two_modules_import_each_other_even_through_others():
+    graph = module_imports()
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            for n in graph.get(todo.pop(), ()):
+                if n == goal:
+                    return True
+                if n not in seen:
+                    seen.add(n)
+                    todo.append(n)
+        return False
+
+    assert [m for m in sorted(graph) if reaches(m, m)] == []

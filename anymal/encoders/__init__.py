@@ -1,13 +1,15 @@
 """Frozen modality encoders, registered by name (plus a Hugging Face fallback per modality)."""
 from ..errors import ConfigError
+from ..modalities import AUDIO, IMAGE
 from ..registry import ENCODERS
 from .audio import HFAudioEncoder
-from .base import Encoder, load_encoder
+from .base import Encoder
 from .hf_vision import HFVisionEncoder
+from .loading import load_encoder
 from . import efficientnet, imu, patches, perception, points, sound_kinds, tiles, transcript, whisper  # noqa: F401  (registration side effects)
 
 # names that are not registered are Hugging Face ids or local directories, loaded per modality
-HF_FALLBACKS = {"image": HFVisionEncoder, "audio": HFAudioEncoder}
+HF_FALLBACKS = {IMAGE.name: HFVisionEncoder, AUDIO.name: HFAudioEncoder}
 
 
 @ENCODERS.register_fallback

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..modalities import AUDIO
 from .base import Encoder
 from .media import MAX_AUDIO_SECONDS, load_audio
 
@@ -29,7 +30,7 @@ def valid_tokens(samples: int, num_tokens: int, sample_rate: int, window_seconds
 class AudioEncoder(Encoder):
     """Subclasses set `sample_rate`, `window_seconds`, `num_tokens` and implement `features(wave)`."""
 
-    modality = "audio"
+    modality = AUDIO.name
     varies = True
     sample_rate = 16000
     window_seconds = 30.0
@@ -51,7 +52,7 @@ class HFAudioEncoder(AudioEncoder):
 
     def __init__(self, name: str, modality: str, window_seconds: float = 30.0):
         super().__init__()
-        if modality != "audio":
+        if modality != AUDIO.name:
             raise ConfigError(f"encoder {name!r} is an audio model; it cannot encode {modality!r}")
         from transformers import AutoFeatureExtractor, AutoModel
 

@@ -9,8 +9,6 @@ from PIL import Image
 from torch import nn
 
 from ..errors import ConfigError
-from ..modalities import MODALITIES
-from ..registry import ENCODERS
 
 
 class Encoder(nn.Module):
@@ -94,22 +92,3 @@ class Encoder(nn.Module):
     def facts(self) -> dict:
         return {"id": self.id, "dim": self.dim, "num_tokens": self.num_tokens,
                 "grid": list(self.grid) if self.grid else None, "preprocess": self.preprocess_id}
-
-
-def load_encoder(name: str, modality: str, frames: int = 4, sides: list[int] | None = None,
-                 perception: list[str] | None = None) -> Encoder:
-    """The frozen encoder `name` for `modality`; a video encoder is `frames` frames through an image one;
-    `sides` sets an image encoder's input resolution; `perception` names encoders that read each
-    picture beside it (their words reach the LLM next to the patch tokens)."""
-    frames_of = MODALITIES.get(modality).frames_of if modality in MODALITIES else None
-    if frames_of:  # video: each sampled frame through the picture encoder
-        from .video import VideoEncoder
-
-        return VideoEncoder(load_encoder(name, frames_of, perception=perception), frames).freeze()
-    enc = ENCODERS.build(name, modality=modality).freeze()
-    enc = enc.set_sides(sides) if sides else enc
-    if perception:
-        from .composed import ComposedEncoder
-
-        enc = ComposedEncoder(enc, [ENCODERS.build(p, modality=modality).freeze() for p in perception]).freeze()
-    return enc

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from ..modalities import IMAGE, VIDEO
 from .base import Encoder
 from .media import load_image
 
@@ -20,7 +21,7 @@ class HFVisionEncoder(Encoder):
 
     def __init__(self, name: str, modality: str):
         super().__init__()
-        if modality not in ("image", "video"):
+        if modality not in (IMAGE.name, VIDEO.name):
             raise ConfigError(f"encoder {name!r} is a vision model; it cannot encode {modality!r}")
         from transformers import AutoImageProcessor, AutoModel
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, InputError
+from ..modalities import IMU
 from ..paths import PACKAGE_DIR
 from ..registry import ENCODERS
 from .base import Encoder
@@ -116,7 +117,7 @@ def load_trained(weights_dir: Path, what: str) -> tuple[dict[str, torch.Tensor],
 class IMUEncoder(Encoder):
     varies = True
 
-    def __init__(self, name: str, modality: str = "imu", weights_dir: str | Path | None = None):
+    def __init__(self, name: str, modality: str = IMU.name, weights_dir: str | Path | None = None):
         super().__init__()
         tensors, cfg = load_trained(Path(weights_dir) if weights_dir else WEIGHTS_DIR, "imu")
         arch = cfg["arch"]

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from ..modalities import POINTS
 from ..paths import PACKAGE_DIR
 from ..registry import ENCODERS
 from .base import Encoder
@@ -91,7 +92,7 @@ class PointNetNet(nn.Module):
 
 
 class PointNetEncoder(Encoder):
-    def __init__(self, name: str, modality: str = "points", weights_dir: str | Path | None = None):
+    def __init__(self, name: str, modality: str = POINTS.name, weights_dir: str | Path | None = None):
         super().__init__()
         tensors, cfg = load_trained(Path(weights_dir) if weights_dir else WEIGHTS_DIR, "points")
         arch = cfg["arch"]

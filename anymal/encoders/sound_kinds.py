@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import ConfigError
+from ..modalities import AUDIO
 from ..paths import PACKAGE_DIR
 from ..registry import ENCODERS
 from .audio import valid_tokens
@@ -78,11 +79,11 @@ class PooledWhisper(Encoder):
     The input is the log-mel window [80 * 3000] with, last, how many encoder frames are the clip's own
     (Whisper pads every clip to 30 s); `anymal pretrain sounds` caches these features to fit the head."""
 
-    modality, num_tokens = "audio", 1
+    modality, num_tokens = AUDIO.name, 1
 
     def __init__(self):
         super().__init__()
-        self.whisper = ENCODERS.build("whisper-tiny.en", "audio")
+        self.whisper = ENCODERS.build("whisper-tiny.en", AUDIO.name)
         self.id, self.dim = "whisper-tiny.en-pooled", 3 * self.whisper.dim
         self.preprocess_id = f"{self.whisper.preprocess_id}|valid-frames|mean-max-std"
 
@@ -108,7 +109,7 @@ class WhisperSoundKinds(PerceptionEncoder):
     entries, reads_main = 3, "whisper-tiny.en"
 
     def __init__(self, name: str, modality: str, head_dir: Path = HEAD_DIR):
-        if modality != "audio":
+        if modality != AUDIO.name:
             raise ConfigError(f"encoder {name!r} names sounds, not {modality!r}")
         head = SoundKindHead.load(head_dir)
         self.labels = head.labels

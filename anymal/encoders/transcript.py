@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputError
+from ..modalities import AUDIO
 from ..registry import ENCODERS
 from .media import load_audio
 from .perception import ROW, PerceptionEncoder
@@ -79,7 +80,7 @@ class WhisperWords(PerceptionEncoder):
     kind, entries = "text", 128  # Whisper tokens kept: ~90 words, a 30 s prompt read whole
 
     def __init__(self, name: str, modality: str):
-        if modality != "audio":
+        if modality != AUDIO.name:
             raise ConfigError(f"encoder {name!r} transcribes audio, not {modality!r}")
         self.whisper = WhisperTranscriber()
         self.labels = [self.whisper.tok.decode([i]) for i in range(self.whisper.text_tokens)]

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from ..errors import InputError, TooLargeError
+from ..modalities import VIDEO
 from .base import Encoder
 from .media import as_source, describe, load_image
 
@@ -260,7 +261,7 @@ class VideoEncoder(Encoder):
         if frames < 1:
             raise InputError(f"a video encoder needs frames >= 1, got {frames}")
         self.image, self.frames = image, frames
-        self.modality, self.id = "video", f"{image.id}@{frames}f"
+        self.modality, self.id = VIDEO.name, f"{image.id}@{frames}f"
         self.dim, self.grid, self.varies = image.dim, image.grid, image.varies
         self.num_tokens = frames * image.num_tokens
         self.preprocess_id = f"{image.preprocess_id}|uniform{frames}f-centres-max{DECODE_MAX_SIDE}"

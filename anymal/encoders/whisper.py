@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..modalities import AUDIO
 from ..paths import assemble_parts, cache_dir, replace_dir
 from ..registry import ENCODERS
 from .audio import AudioEncoder
@@ -124,7 +125,7 @@ class WhisperAudioEncoder(AudioEncoder):
 
     def __init__(self, name: str, modality: str, model_bin: Path):
         super().__init__()
-        if modality != "audio":
+        if modality != AUDIO.name:
             raise ConfigError(f"encoder {name!r} encodes audio, not {modality!r}")
         from transformers import WhisperFeatureExtractor
 

@@ -14,22 +14,23 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..modalities import IMAGE
 from .runner import evaluate
 from .tasks import get_task
 
 
 def image_tokens(model, image) -> int:
-    part = model.processor.media([{"role": "user", "content": [{"type": "image", "image": str(image)}]}])
+    part = model.processor.media([{"role": "user", "content": [{"type": IMAGE.name, IMAGE.name: str(image)}]}])
     return model.token_counts(part, model.encode_media(part))[0]
 
 
 def resolution_sweep(model, task: str, sides: list[int], out: str | Path, label: str, limit: int | None = None,
                      batch_size: int = 8, progress: bool = True, manifest: str | Path | None = None) -> dict:
-    if "image" not in model.encoders:
+    if IMAGE.name not in model.encoders:
         raise ConfigError("--sides sweeps the image input resolution: the model has no image encoder")
     t = get_task(task)
     out = Path(out)
-    enc = model.encoders["image"]
+    enc = model.encoders[IMAGE.name]
     saved = (enc.sides, enc.preprocess_id)
     rows = []
     try:

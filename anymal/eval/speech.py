@@ -18,6 +18,7 @@ from ..data.jsonl import read_jsonl
 from ..data.tuxpaint import names_object
 from ..encoders.media import load_audio
 from ..errors import DataError, InputError
+from ..modalities import AUDIO
 
 
 def normalize_text(text: str) -> str:
@@ -55,12 +56,12 @@ def sound_naming_accuracy(predictions: list[str], objects: list[str]) -> float:
 
 def speech_clips(manifest_jsonl: str | Path, limit: int | None = None) -> list[tuple[str, str, dict]]:
     """(audio path, reference transcript, meta) for the speech samples of a manifest, in file order."""
-    samples, _ = read_jsonl(manifest_jsonl, ["audio"])
+    samples, _ = read_jsonl(manifest_jsonl, [AUDIO.name])
     out = []
     for s in samples:
         if s.meta.get("kind") != "speech":
             continue
-        paths = [p["path"] for m in s.messages for p in m["content"] if p["type"] == "audio"]
+        paths = [p["path"] for m in s.messages for p in m["content"] if p["type"] == AUDIO.name]
         answer = " ".join(p["text"] for m in s.messages if m["role"] == "assistant"
                           for p in m["content"] if p["type"] == "text")
         if len(paths) != 1:

@@ -14,6 +14,7 @@ from typing import Callable
 
 from ..data.tuxpaint import names_object, object_word
 from ..errors import ConfigError
+from ..modalities import AUDIO, IMAGE
 from .matching import match_label
 from .metrics import caption_scores
 
@@ -156,7 +157,7 @@ def _whisper_decoder(samples: list, refs: list[str], progress: bool) -> dict:
     """Whisper tiny.en end to end (its own decoder, CTranslate2, greedy) on the very same clips."""
     from .speech import whisper_transcribe
 
-    paths = _input_paths(samples, "audio")
+    paths = _input_paths(samples, AUDIO.name)
     return {"whisper-tiny.en own decoder": _wer(whisper_transcribe(paths), refs)}
 
 
@@ -168,7 +169,7 @@ def _sound_majority(samples: list, refs: list[str], progress: bool) -> dict:
     from ..data.jsonl import read_jsonl
 
     train = Path(samples[0].where.rsplit(":", 1)[0]).with_name("train.jsonl")
-    kinds = Counter(s.meta["object"] for s in read_jsonl(train, ["audio"], on_error="skip")[0]
+    kinds = Counter(s.meta["object"] for s in read_jsonl(train, [AUDIO.name], on_error="skip")[0]
                     if s.meta.get("kind") == "sound" and not s.meta.get("augmented") and s.meta.get("object"))
     if not kinds:
         return {}
@@ -306,11 +307,11 @@ def _perception_answers(samples: list, refs: list[str], progress: bool) -> dict:
     """The frozen perception models' own answers (their top label) judged like the model's."""
     from ..encoders import load_encoder
 
-    paths = _input_paths(samples, "image")
+    paths = _input_paths(samples, IMAGE.name)
     out: dict[str, dict] = {}
     tops: dict[str, list[str]] = {}
     for name in ("ssd-mobilenet-coco", "efficientnet-lite3-labels"):
-        enc = load_encoder(name, "image")
+        enc = load_encoder(name, IMAGE.name)
         rows = [enc.encode([p])[0][0] for p in paths]
         tops[name] = [enc.labels[int(r[0]) - 1] if r[0] > 0 else "" for r in rows]
     tops["detector, else classifier"] = [d or c for d, c in zip(*tops.values())]

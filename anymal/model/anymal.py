@@ -21,6 +21,7 @@ from ..errors import CheckpointError, InputError
 from ..llm import LOCAL_LLM, LanguageModel, load_llm, save_llm_dir
 from ..llm.kv import cache_kwargs
 from ..llm.lora import LORA_MARK, apply_lora, has_lora
+from ..modalities import IMAGE
 from ..paths import DEFAULT_CHECKPOINT
 from ..projectors import build_perceiving, build_projector
 from ..quiet import quiet_loading
@@ -283,7 +284,7 @@ class AnyMAL(Inference, nn.Module):
         total = torch.zeros(B, self.bind.network[0].in_features, device=self.device)
         count = torch.zeros(B, device=self.device)
         for m, z, rows in items:
-            if self.visual_cache is not None and m != "image":
+            if self.visual_cache is not None and m != IMAGE.name:
                 z = self.visual_cache.blend(z, c.cache_k, c.cache_weight, c.cache_temperature)
             idx = torch.tensor(rows, device=self.device)
             total = total.index_add(0, idx, z)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..modalities import IMAGE
 from .image import ImageCheck, PerceptionCheck, build_image_check
 from .text import TextClassifier, Verdict
 
@@ -70,7 +71,7 @@ class Guard:
             for v in self.text.check(self._parts(messages, "text")):
                 if v.score >= c.text_threshold:
                     return Flag("input_text", v), image_score
-        images = self._parts(messages, "image")
+        images = self._parts(messages, IMAGE.name)
         if images and self.image and (c.input_image or c.pair):
             verdicts = self.image.check(images)
             image_score = max(v.score for v in verdicts)

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from ..errors import ConfigError
+from ..modalities import IMAGE
 from ..objectives import fit_linear_head
 from .text import DATA, Verdict, split_of
 
@@ -70,10 +71,10 @@ def labelled_images(manifests: list[str]) -> tuple[list[LabelledImage], int]:
 
     items, seen, ambiguous = [], set(), 0
     for m in manifests:
-        samples, _ = read_jsonl(m, ["image"], on_error="skip")
+        samples, _ = read_jsonl(m, [IMAGE.name], on_error="skip")
         for s in samples:
             path = next(p["path"] for msg in s.messages if isinstance(msg["content"], list)
-                        for p in msg["content"] if p.get("type") == "image")
+                        for p in msg["content"] if p.get("type") == IMAGE.name)
             if path in seen:
                 continue
             seen.add(path)
@@ -102,7 +103,7 @@ def _encoder(encoder):
     if encoder is None or getattr(encoder, "id", None) != "efficientnet-lite0":
         from ..encoders import load_encoder
 
-        encoder = load_encoder("efficientnet-lite0", "image")
+        encoder = load_encoder("efficientnet-lite0", IMAGE.name)
     return encoder.eval()
 
 
@@ -133,7 +134,7 @@ class PerceptionCheck(_WeaponCheck):
         if classifier is None:
             from ..encoders import load_encoder
 
-            classifier = load_encoder("efficientnet-lite3-labels", "image")
+            classifier = load_encoder("efficientnet-lite3-labels", IMAGE.name)
         self.classifier, self.threshold = classifier, threshold
 
     def scores(self, images: list) -> list[float]:

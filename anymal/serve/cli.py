@@ -7,6 +7,8 @@ from pathlib import Path
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..modalities import IMAGE
+
 REQUEST_HEAD_SECONDS = 10.0
 
 
@@ -82,7 +84,7 @@ def cmd_serve(a) -> int:
 
         sc = SafetyConfig(text_threshold=a.safety_text_threshold, image_threshold=a.safety_image_threshold,
                           input_image=a.image_check, **{k: False for k in a.safety_off})
-        encoder = model.encoders["image"] if "image" in model.encoders else None  # reuse its EfficientNets
+        encoder = model.encoders[IMAGE.name] if IMAGE.name in model.encoders else None  # reuse its EfficientNets
         image = build_image_check(sc.image_method, sc.image_threshold, encoder) if sc.input_image or sc.pair else None
         guard = Guard(sc, image=image)
     model_id = a.model_id or (Path(a.model).resolve().name if a.model else "anymal-default")

@@ -17,8 +17,9 @@ import torch
 
 from ..data.jsonl import read_jsonl
 from ..errors import DataError
-from ..text_embed import embed_texts
+from ..modalities import IMU, POINTS
 from ..objectives import group_ids, linear_probe, majority_accuracy
+from ..text_embed import embed_texts
 from .contrastive import ContrastiveConfig, ContrastiveSet, train_contrastive
 
 
@@ -48,7 +49,7 @@ def _copy_shipped(run: Path, dest: Path, config: dict) -> Path:
 def _imu_arrays(data_dir: Path, split: str) -> tuple[list[np.ndarray], torch.Tensor]:
     from ..encoders.imu import fit_window, read_imu_item
 
-    recs = manifest_records(data_dir, split, "imu")
+    recs = manifest_records(data_dir, split, IMU.name)
     xs = [fit_window(read_imu_item(p))[0] for p, _, _ in recs]
     return xs, torch.tensor([m["label"] for _, _, m in recs])
 
@@ -119,14 +120,14 @@ def pretrain_imu(data_dir: str | Path, out_dir: str | Path, cfg: ContrastiveConf
                             facts={"arch": arch, "data": str(data_dir)})
     config = {"arch": arch, "norm_id": "hapt-train-users-1-21", "data": "UCI HAPT users 1-21 (build_hapt)",
               "training": {k: res[k] for k in ("config", "best", "train_examples", "steps", "seconds", "params")}}
-    return _evaluate_and_ship(out, config, lambda d: IMUEncoder("imu-cnn", "imu", weights_dir=d),
+    return _evaluate_and_ship(out, config, lambda d: IMUEncoder("imu-cnn", IMU.name, weights_dir=d),
                               evaluate_imu_encoder, data_dir, WEIGHTS_DIR, ship)
 
 
 @torch.no_grad()
 def _imu_features(enc, data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(pooled features, MiniLM-space embeddings, labels) of a split, 256 windows at a time."""
-    recs = manifest_records(data_dir, split, "imu")
+    recs = manifest_records(data_dir, split, IMU.name)
     pooled, emb = [], []
     for i in range(0, len(recs), 256):
         x = torch.stack([enc.preprocess(p) for p, _, _ in recs[i:i + 256]])
@@ -144,9 +145,9 @@ def evaluate_imu_encoder(encoder=None, data_dir: str | Path = "data/hapt", split
     from ..data.hapt import LABELS
     from ..data.hapt_windows import CAPTIONS
     from ..encoders import imu  # noqa: F401  (registers imu-cnn)
-    from ..encoders.base import load_encoder
+    from ..encoders import load_encoder
 
-    enc = encoder or load_encoder("imu-cnn", "imu")
+    enc = encoder or load_encoder("imu-cnn", IMU.name)
     data_dir = Path(data_dir)
     tr_pooled, _, tr_y = _imu_features(enc, data_dir, "train")
     te_pooled, te_emb, te_y = _imu_features(enc, data_dir, split)
@@ -203,7 +204,7 @@ def pretrain_points(data_dir: str | Path, out_dir: str | Path, cfg: ContrastiveC
     cfg = cfg or ContrastiveConfig(epochs=40, batch_size=64, lr=2e-3)
     sets = {}
     for split in ("train", "val"):
-        recs = manifest_records(data_dir, split, "points")
+        recs = manifest_records(data_dir, split, POINTS.name)
         sets[split] = _points_set([p for p, _, _ in recs], [c for _, c, _ in recs],
                                   [m["category"] for _, _, m in recs], N_POINTS)
     torch.manual_seed(cfg.seed)
@@ -212,13 +213,13 @@ def pretrain_points(data_dir: str | Path, out_dir: str | Path, cfg: ContrastiveC
     res = train_contrastive(net, dim, sets["train"], sets["val"], cfg, out, facts={"arch": arch, "data": str(data_dir)})
     config = {"arch": arch, "data": "sweethome3d-furniture train names (build_furniture)",
               "training": {k: res[k] for k in ("config", "best", "train_examples", "steps", "seconds", "params")}}
-    return _evaluate_and_ship(out, config, lambda d: PointNetEncoder("pointnet", "points", weights_dir=d),
+    return _evaluate_and_ship(out, config, lambda d: PointNetEncoder("pointnet", POINTS.name, weights_dir=d),
                               evaluate_points_encoder, data_dir, WEIGHTS_DIR, ship)
 
 
 @torch.no_grad()
 def _points_features(enc, data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
-    recs = manifest_records(data_dir, split, "points")
+    recs = manifest_records(data_dir, split, POINTS.name)
     pooled, emb = [], []
     for i in range(0, len(recs), 128):
         x = torch.stack([enc.preprocess(p) for p, _, _ in recs[i:i + 128]])
@@ -232,9 +233,9 @@ def evaluate_points_encoder(encoder=None, data_dir: str | Path = "data/furniture
     chance; and caption retrieval (R@1, R@5 among the split's distinct captions)."""
     from ..data.furniture import CATEGORY_PHRASES, category_prompt
     from ..encoders import points  # noqa: F401  (registers pointnet)
-    from ..encoders.base import load_encoder
+    from ..encoders import load_encoder
 
-    enc = encoder or load_encoder("pointnet", "points")
+    enc = encoder or load_encoder("pointnet", POINTS.name)
     data_dir = Path(data_dir)
     cats = sorted(CATEGORY_PHRASES)
     tr_pooled, _, tr_cat, _ = _points_features(enc, data_dir, "train")

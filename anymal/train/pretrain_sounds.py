@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ..data.feature_cache import FeatureCache
 from ..encoders.sound_kinds import HEAD_DIR, PooledWhisper, SoundKindHead
 from ..errors import DataError
+from ..modalities import AUDIO
 from .pretrain_encoders import manifest_records
 
 SPEECH = "speech"
@@ -29,7 +30,7 @@ SPEECH = "speech"
 def _items(data_dir: Path, split: str, speech_every: int) -> list[tuple[str, str, str]]:
     """(audio path, label, group) of a split's sounds and every `speech_every`-th speech clip."""
     out, n_speech = [], 0
-    for path, _, meta in manifest_records(data_dir, split, "audio"):
+    for path, _, meta in manifest_records(data_dir, split, AUDIO.name):
         if meta.get("kind") == "sound":
             out.append((path, meta["object"], meta.get("group", "train")))
         elif meta.get("kind") == "speech" and meta.get("source") != "mix":
