@@ -1,63 +1,115 @@
-"""One place that turns ids into objects: encoders, projectors and LLMs are all registered here.
+"""One place that turns ids into objects: every swappable part and named thing is a `Registry` —
+encoders, projectors, LLMs and training stages (here), modalities, dataset builders, eval tasks and
+suites, and retrieval pairs (beside what they register).
 
-A registry maps a name to a factory. Lookups of unknown names list what exists, so a typo in a
+A registry maps a name to a factory, a record, or a lazily imported one. Lookups of unknown names list what exists, so a typo in a
 recipe is one clear error instead of an `if` chain falling through.
 """
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+import importlib
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from .errors import ConfigError
 
 T = TypeVar("T")
 
 
+_MISSING = object()
+
+
+class _Lazy:
+    """A registered `module:attribute`, imported on first use (a heavy stack loads only when asked for)."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def load(self):
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
 class Registry(Generic[T]):
+    """Names -> items (factories, records, or lazily imported ones), with a one-line `about` each.
+    Reads like a dict (`REG[name]`, `name in REG`, iteration in registration order)."""
+
     def __init__(self, kind: str):
         self.kind = kind
-        self._items: dict[str, Callable[..., T]] = {}
+        self._items: dict[str, Any] = {}
+        self._about: dict[str, str] = {}
         self._fallback: Callable[..., T] | None = None
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(self, name: str, about: str = "") -> Callable[[Callable[..., T]], Callable[..., T]]:
         def deco(fn: Callable[..., T]) -> Callable[..., T]:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             self._items[name] = fn
+            self._about[name] = about
             return fn
 
         return deco
+
+    def add(self, name: str, item: T, about: str = "") -> T:
+        """Register an item itself (a record, not a factory): `get` returns it."""
+        self.register(name, about)(item)
+        return item
+
+    def lazy(self, name: str, target: str, about: str = "") -> None:
+        """Register `module:attribute` without importing it yet."""
+        self.register(name, about)(_Lazy(target))
 
     def register_fallback(self, fn: Callable[..., T]) -> Callable[..., T]:
         """Factory for names that are not registered (e.g. a Hugging Face model id or local dir)."""
         self._fallback = fn
         return fn
 
+    def get(self, name: str, default: Any = _MISSING) -> T:
+        """The item `name` (imported now if it was registered lazily); `default` (as dict.get) or a
+        ConfigError listing the known names when there is none."""
+        if name not in self._items:
+            if default is not _MISSING:
+                return default
+            raise ConfigError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+        item = self._items[name]
+        if isinstance(item, _Lazy):
+            item = self._items[name] = item.load()
+        return item
+
+    def about(self, name: str) -> str:
+        return self._about.get(name, "")
+
     def names(self) -> list[str]:
         return sorted(self._items)
 
-    def add(self, name: str, item: T) -> T:
-        """Register a record itself (not a factory): `get` returns it."""
-        self.register(name)(item)
-        return item
-
-    def get(self, name: str) -> T:
-        if name not in self._items:
-            raise ConfigError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
-        return self._items[name]
-
     def values(self) -> list[T]:
         """Registered items in registration order."""
-        return list(self._items.values())
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._items
+        return [self.get(n) for n in self._items]
 
     def build(self, name: str, *args, **kwargs) -> T:
         if name in self._items:
-            return self._items[name](name, *args, **kwargs)
+            return self.get(name)(name, *args, **kwargs)
         if self._fallback is not None:
             return self._fallback(name, *args, **kwargs)
         raise ConfigError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+
+    # dict-like reading (and replacing, e.g. by a test's monkeypatch)
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def __setitem__(self, name: str, item: T) -> None:
+        self._items[name] = item
+
+    def __delitem__(self, name: str) -> None:
+        del self._items[name]
 
 
 ENCODERS: Registry = Registry("encoder")

@@ -32,7 +32,7 @@ def naming_pictures(manifest: Path) -> dict[Path, list[str]]:
 
 
 def main() -> None:
-    from anymal.data.tuxpaint import names_object
+    from anymal.data.builders.tuxpaint import names_object
     from anymal.encoders import load_encoder
     from anymal.encoders.perception import Lite3CommonNames
 

@@ -4,11 +4,11 @@ import json
 import pytest
 from PIL import Image
 
-from anymal.data.emoji import FONT, build_emoji, caption_for
+from anymal.data.builders.emoji import FONT, build_emoji, caption_for
 from anymal.errors import DataError
 from anymal.data.jsonl import read_jsonl
-from anymal.data.openclipart import ROOT as OPENCLIPART
-from anymal.data.tuxpaint import STAMPS_DIR, build_tuxpaint, caption_split, names_object, object_word
+from anymal.data.builders.openclipart import ROOT as OPENCLIPART
+from anymal.data.builders.tuxpaint import STAMPS_DIR, build_tuxpaint, caption_split, names_object, object_word
 
 
 @pytest.mark.parametrize("caption,obj", [
@@ -71,7 +71,7 @@ SVG = """<svg xmlns="http://www.w3.org/2000/svg" xmlns:rdf="http://www.w3.org/19
 
 
 def test_openclipart_build_reads_metadata_and_counts_what_does_not_render(tmp_path, monkeypatch):
-    from anymal.data import openclipart
+    from anymal.data.builders import openclipart
 
     root = tmp_path / "svg"
     (root / "recreation" / "toys").mkdir(parents=True)
@@ -91,7 +91,7 @@ def test_openclipart_build_reads_metadata_and_counts_what_does_not_render(tmp_pa
 
 @pytest.mark.skipif(not OPENCLIPART.is_dir(), reason="openclipart-svg not installed (scripts/install.sh installs it)")
 def test_openclipart_build_on_the_installed_package(tmp_path):
-    from anymal.data.openclipart import build_openclipart
+    from anymal.data.builders.openclipart import build_openclipart
 
     res = build_openclipart(tmp_path, limit=6, progress=False)
     recs = [json.loads(l) for l in (tmp_path / "train.jsonl").read_text().splitlines()]

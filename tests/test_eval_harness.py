@@ -125,7 +125,7 @@ STAMPS = __import__("pathlib").Path("/usr/share/tuxpaint/stamps")
 def test_magnifier_set_is_small_objects_in_large_canvases_and_deterministic(tmp_path):
     from PIL import Image
 
-    from anymal.data.magnifier import build_magnifier
+    from anymal.data.builders.magnifier import build_magnifier
 
     counts = build_magnifier(tmp_path / "a", images=3, min_side=320, max_side=480, progress=False)
     build_magnifier(tmp_path / "b", images=3, min_side=320, max_side=480, progress=False)
@@ -148,7 +148,7 @@ def test_magnifier_set_is_small_objects_in_large_canvases_and_deterministic(tmp_
     build_magnifier(tmp_path / "a", images=20, min_side=320, max_side=400, split="train", progress=False)
     train = [json.loads(line) for line in (tmp_path / "a" / "train.jsonl").open()]
     assert len(train) == 40 and all(r["images"][0].startswith("images/train-") for r in train)
-    from anymal.data.tuxpaint import caption_split
+    from anymal.data.builders.tuxpaint import caption_split
 
     assert {caption_split(r["meta"]["caption"], 0.1, 0.1) for r in train} == {"train"}
     assert {caption_split(r["meta"]["caption"], 0.1, 0.1) for r in recs} == {"test"}
@@ -157,7 +157,7 @@ def test_magnifier_set_is_small_objects_in_large_canvases_and_deterministic(tmp_
 
 def test_easy_vqa_set_keeps_the_package_split(tmp_path):
     pytest.importorskip("easy_vqa")
-    from anymal.data.easy_vqa import build_easy_vqa
+    from anymal.data.builders.easy_vqa import build_easy_vqa
 
     counts = build_easy_vqa(tmp_path, test_per_image=2, progress=False)
     assert counts["train"] + counts["val"] == 38575 and counts["test"] == 2000

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from anymal.data.furniture import FURNITURE_DIR, build_furniture, caption, category_prompt, read_properties
-from anymal.data.hapt_windows import CAPTIONS, build_hapt, segments
+from anymal.data.builders.furniture import FURNITURE_DIR, build_furniture, caption, category_prompt, read_properties
+from anymal.data.builders.hapt_windows import CAPTIONS, build_hapt, segments
 from anymal.data.jsonl import read_jsonl
 from anymal.encoders import imu as imu_mod
 from anymal.encoders import points as points_mod

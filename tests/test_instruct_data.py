@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from anymal.data import instruct
+from anymal.data.builders import instruct
 from anymal.data.jsonl import read_jsonl
 from anymal.errors import DataError
 

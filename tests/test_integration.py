@@ -10,7 +10,7 @@ import torch
 
 from anymal import GenerationSettings
 from anymal.config import load_train_config
-from anymal.data.tuxpaint import STAMPS_DIR, build_tuxpaint
+from anymal.data.builders.tuxpaint import STAMPS_DIR, build_tuxpaint
 from anymal.eval.runner import evaluate
 from anymal.paths import PACKAGE_DIR
 

@@ -5,10 +5,10 @@ import pytest
 
 from anymal import GenerationSettings
 from anymal.config import load_train_config
-from anymal.data.furniture import build_furniture
-from anymal.data.hapt_windows import build_hapt
-from anymal.data.audio_set import build_audio
-from anymal.data.stamp_video import build_video
+from anymal.data.builders.furniture import build_furniture
+from anymal.data.builders.hapt_windows import build_hapt
+from anymal.data.builders.audio_set import build_audio
+from anymal.data.builders.stamp_video import build_video
 from anymal.eval.tasks import TASKS, Row
 from anymal.model.messages import MediaPart, from_prompt
 from anymal.paths import PACKAGE_DIR, RECIPES_DIR
@@ -88,7 +88,7 @@ def test_instruct_lora_on_generated_real_data_then_export(small_sets, tmp_path):
     import json
 
     from anymal import AnyMAL
-    from anymal.data.instruct import generate
+    from anymal.data.builders.instruct import generate
     from anymal.model.export import export_merged
     from anymal.train.loop import train
 

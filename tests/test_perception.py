@@ -255,7 +255,7 @@ def test_perception_row_validation_of_geometry():
 # ---- the real models and the real photos -------------------------------------------------------
 @pytest.fixture(scope="module")
 def gcompris_photos():
-    from anymal.data.gcompris import RCC_DIR, find_photos
+    from anymal.data.builders.gcompris import RCC_DIR, find_photos
 
     if not RCC_DIR.is_dir():
         pytest.skip("gcompris-qt-data is not installed (scripts/install.sh installs it)")
@@ -302,7 +302,7 @@ def test_gcompris_photos_have_names_and_licences(gcompris_photos):
 def test_photo_splits_share_no_photo_near_copy_or_held_out_kind(gcompris_photos, tmp_path):
     from PIL import Image
 
-    from anymal.data.photos import DUP_BITS, build_photos, dhash
+    from anymal.data.builders.photos import DUP_BITS, build_photos, dhash
 
     stats = build_photos(tmp_path, photo_variants=1, pairs=1, counts=1, progress=False)
     assert stats["skipped"] == 0 and stats["photos"]["test"] >= 20 and stats["photos"]["test-kinds"] >= 10
@@ -337,8 +337,8 @@ def test_photo_judges():
 def test_photo_videos_keep_the_photo_splits(gcompris_photos, tmp_path):
     import av
 
-    from anymal.data.photo_video import build_photo_video
-    from anymal.data.photos import RCC_DIR, load_split_photos
+    from anymal.data.builders.photo_video import build_photo_video
+    from anymal.data.builders.photos import RCC_DIR, load_split_photos
 
     stats = build_photo_video(tmp_path, limit=2, train_clips=2, progress=False)
     assert stats["clips"] == {"train": 4, "val": 2, "test": 2, "test-kinds": 2} and stats["skipped"] == 0

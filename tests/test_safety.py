@@ -52,7 +52,7 @@ def test_shipped_head_is_what_train_builds_and_meets_its_held_out_numbers(clf, t
 
 
 def test_the_models_own_task_prompts_are_never_refused(clf):
-    from anymal.data import furniture, hapt_windows, interleaved, speech, stamp_video, tuxpaint
+    from anymal.data.builders import furniture, hapt_windows, interleaved, speech, stamp_video, tuxpaint
 
     prompts = (furniture.INSTRUCTIONS + hapt_windows.INSTRUCTIONS + interleaved.IMAGE_IMU_QUESTIONS
                + interleaved.SOUND_QUESTIONS + speech.SPEECH_INSTRUCTIONS + speech.SOUND_INSTRUCTIONS

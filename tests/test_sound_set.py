@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from anymal.data.sound_set import augment, split_recordings
-from anymal.data.speech import ASTERISK_DIR, synthesize
-from anymal.data.tuxpaint import caption_split
+from anymal.data.builders.sound_set import augment, split_recordings
+from anymal.data.builders.speech import ASTERISK_DIR, synthesize
+from anymal.data.builders.tuxpaint import caption_split
 from anymal.errors import DataError
 
 HAVE_ALL = ASTERISK_DIR.is_dir() and shutil.which("espeak-ng") is not None
@@ -40,7 +40,7 @@ def test_augment_crops_quietens_and_adds_noise_deterministically():
 
 @pytest.mark.integration
 def test_every_named_clip_is_found_and_decodes():
-    from anymal.data.sound_effects import NAMES, sound_clips
+    from anymal.data.builders.sound_effects import NAMES, sound_clips
     from anymal.encoders.media import load_audio
 
     clips = sound_clips()
@@ -114,7 +114,7 @@ def test_sound_kind_head_round_trip_and_a_missing_head_names_the_command(tmp_pat
 @pytest.mark.integration
 @pytest.mark.skipif(not HAVE_ALL, reason="needs the audio set's apt packages (scripts/install.sh)")
 def test_pretrain_sounds_fits_a_head_that_names_training_kinds(tmp_path):
-    from anymal.data.audio_set import build_audio
+    from anymal.data.builders.audio_set import build_audio
     from anymal.encoders.composed import ComposedEncoder
     from anymal.encoders.sound_kinds import WhisperSoundKinds
     from anymal.errors import ConfigError

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from anymal.data import speech
+from anymal.data.builders import speech
 from anymal.data.jsonl import read_jsonl
-from anymal.data.audio_set import build_audio
-from anymal.data.speech import ASTERISK_DIR, ASTERISK_TRANSCRIPTS, clean_transcript, read_transcripts, sound_answer
-from anymal.data.tuxpaint import STAMPS_DIR
+from anymal.data.builders.audio_set import build_audio
+from anymal.data.builders.speech import ASTERISK_DIR, ASTERISK_TRANSCRIPTS, clean_transcript, read_transcripts, sound_answer
+from anymal.data.builders.tuxpaint import STAMPS_DIR
 from anymal.encoders.media import load_audio
 from anymal.errors import InputError
 from anymal.eval.speech import normalize_text, sound_naming_accuracy, wer_cer
@@ -140,7 +140,7 @@ def test_whisper_baseline_on_a_real_asterisk_clip(tmp_path):
 @pytest.mark.skipif(not Path("/usr/share/ktuberling/sounds/en.soundtheme").is_file(),
                     reason="apt packages ktuberling-data klettres-data not installed (scripts/install.sh installs them)")
 def test_human_speech_is_real_voices_with_spoken_spellings(tmp_path):
-    from anymal.data.human_speech import build_human_speech
+    from anymal.data.builders.human_speech import build_human_speech
 
     stats = build_human_speech(tmp_path, progress=False)
     assert stats["test"] >= 100 and set(stats["voices"]) == {"ktuberling:en", "klettres:en", "klettres:en_GB"}

@@ -44,7 +44,7 @@ def test_speech_judge_and_corpus_wer():
 
 
 def test_interleaved_builder_pairs_within_splits(tmp_path):
-    from anymal.data.interleaved import build_interleaved
+    from anymal.data.builders.interleaved import build_interleaved
 
     src = {n: tmp_path / n for n in ("tuxpaint", "hapt", "audio")}
     for split in ("train", "test"):

@@ -11,8 +11,8 @@ from conftest import TinyCNN
 from PIL import Image
 
 from anymal.data.jsonl import read_jsonl
-from anymal.data.stamp_video import DIRECTIONS, build_video, motion_caption, subject, write_clip
-from anymal.data.tuxpaint import STAMPS_DIR, caption_split
+from anymal.data.builders.stamp_video import DIRECTIONS, build_video, motion_caption, subject, write_clip
+from anymal.data.builders.tuxpaint import STAMPS_DIR, caption_split
 from anymal.encoders import video
 from anymal.encoders import load_encoder
 from anymal.encoders.video import VideoEncoder, load_video, load_video_audio, sample_indices

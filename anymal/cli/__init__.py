@@ -41,7 +41,7 @@ def cmd_export(a) -> int:
 def cmd_data(a) -> int:
     import yaml
 
-    from ..data.builders import build
+    from ..data.builders import build, dataset_dir
 
     options = {"progress": not a.no_progress}
     for kv in a.opt or []:
@@ -50,7 +50,7 @@ def cmd_data(a) -> int:
             raise AnymalError(f"--opt {kv!r}: expected KEY=VALUE, e.g. --opt seed=1")
         options[key.strip().replace("-", "_")] = yaml.safe_load(value)
     if a.what == "generate":
-        from ..data.instruct import generate
+        from ..data.builders.instruct import generate
 
         known = set(inspect.signature(generate).parameters) - {"sources", "out"}
         unknown = sorted(set(options) - known)
@@ -58,16 +58,17 @@ def cmd_data(a) -> int:
             raise AnymalError(f"data generate has no option {', '.join(unknown)}; its options: {', '.join(sorted(known))}")
         print(json.dumps(generate(a.sources, a.out, **options)))
         return 0
-    print(json.dumps(build(a.name, a.out or f"data/{a.name}", **options)))
+    print(json.dumps(build(a.name, a.out or dataset_dir(a.name), **options)))
     return 0
 
 
 def cmd_pretrain(a) -> int:
+    from ..data.builders import dataset_dir
     from ..train import pretrain_encoders as pe
     from ..train.pretrain_sounds import pretrain_sounds
 
     fn = {"imu": pe.pretrain_imu, "points": pe.pretrain_points, "sounds": pretrain_sounds}[a.encoder]
-    data = a.data or {"imu": "data/hapt", "points": "data/furniture", "sounds": "data/audio"}[a.encoder]
+    data = a.data or dataset_dir({"imu": "hapt", "points": "furniture", "sounds": "audio"}[a.encoder])
     res = fn(data, a.out or f"runs/pretrain-{a.encoder}", ship=a.ship)
     print(json.dumps(res, indent=1, default=str))
     return 0
@@ -127,11 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="build datasets from installed packages")
     dsub = d.add_subparsers(dest="what", required=True)
     builders = dsub.add_parser("build", help="build a dataset").add_subparsers(dest="name", required=True)
-    from ..data.builders import BUILDERS
+    from ..data.builders import BUILDERS, dataset_dir
 
-    for name, (_, _, about) in BUILDERS.items():
-        b = builders.add_parser(name, help=about.replace("%", "%%"))  # argparse formats help with %
-        b.add_argument("--out", help=f"output directory (default: data/{name})")
+    for name in BUILDERS:
+        b = builders.add_parser(name, help=BUILDERS.about(name).replace("%", "%%"))  # argparse formats help with %
+        b.add_argument("--out", help=f"output directory (default: {dataset_dir(name)})")
         b.add_argument("--opt", action="append", metavar="KEY=VALUE",
                        help="a builder option, e.g. --opt seed=1 --opt limit=20 (unknown keys list the known ones)")
         b.add_argument("--no-progress", action="store_true")

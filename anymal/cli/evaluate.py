@@ -85,6 +85,7 @@ def cmd_bind_cache(a) -> int:
 
 
 def add_parsers(sub) -> None:
+    from ..data.builders import manifest
     from ..eval.tasks import TASKS
 
     e = sub.add_parser("eval", help="run an evaluation task (pinned greedy decoding) and write a report")
@@ -110,6 +111,6 @@ def add_parsers(sub) -> None:
 
     bc = sub.add_parser("bind-cache", help="build the ImageBind-LLM visual cache of a bind checkpoint")
     bc.add_argument("model", help="checkpoint directory with an image bind head (the cache is written into it)")
-    bc.add_argument("--data", default="data/tuxpaint/train.jsonl", help="image manifest (the training set)")
+    bc.add_argument("--data", default=manifest("tuxpaint", "train"), help="image manifest (the training set)")
     bc.add_argument("--no-progress", action="store_true")
     bc.set_defaults(fn=cmd_bind_cache)

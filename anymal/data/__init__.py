@@ -1,1 +1,2 @@
-"""Datasets: JSONL manifests (LLaVA and messages formats), real-data builders, the feature cache."""
+"""Datasets: JSONL manifests (LLaVA and messages formats), the training data path and the feature cache;
+the real-data builders (`anymal data build NAME`) live in `builders/`."""

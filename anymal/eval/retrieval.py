@@ -19,8 +19,10 @@ from typing import Callable
 
 import torch
 
+from ..data.builders import manifest
 from ..data.jsonl import read_jsonl
 from ..errors import ConfigError, DataError
+from ..registry import Registry
 from .metrics import recall_at_k
 from ..text_embed import embed_texts
 
@@ -45,25 +47,24 @@ def _category_texts() -> dict[str, str]:
     return {c: _category_text(c) for c in _categories()}
 
 
-_HELD_OUT_SOUNDS = ("data/audio/val.jsonl", "data/audio/test.jsonl")
+_HELD_OUT_SOUNDS = (manifest("audio", "val"), manifest("audio", "test"))
 _SOUND = Side("audio", _HELD_OUT_SOUNDS, lambda m: m.get("kind") == "sound")
-PAIRS: dict[str, tuple[Side, Side, Callable[[], dict[str, str]] | None]] = {
-    # name: (query side, gallery side, {group: text} for a text gallery of one text per group)
-    "image-text": (Side("image", "data/tuxpaint/test.jsonl"), Side("text"), None),
-    "sound-text": (_SOUND, Side("text"), None),
-    "sound-image": (Side("audio", _HELD_OUT_SOUNDS, _SOUND.select, lambda m: m["object"]),
-                    Side("image", ("data/tuxpaint/val.jsonl", "data/tuxpaint/test.jsonl"), group=lambda m: m["object"]),
-                    None),
-    "imu-text": (Side("imu", "data/hapt/test.jsonl", group=lambda m: m["activity"]), Side("text"), _activity_texts),
-    "points-text": (Side("points", "data/furniture/test.jsonl", group=lambda m: m["category"]), Side("text"),
-                    _category_texts),
-}
+# name -> (query side, gallery side, {group: text} for a text gallery of one text per group)
+PAIRS: Registry[tuple[Side, Side, Callable[[], dict[str, str]] | None]] = Registry("retrieval pair")
+PAIRS.add("image-text", (Side("image", manifest("tuxpaint", "test")), Side("text"), None))
+PAIRS.add("sound-text", (_SOUND, Side("text"), None))
+PAIRS.add("sound-image", (Side("audio", _HELD_OUT_SOUNDS, _SOUND.select, lambda m: m["object"]),
+                          Side("image", (manifest("tuxpaint", "val"), manifest("tuxpaint", "test")), group=lambda m: m["object"]),
+                          None))
+PAIRS.add("imu-text", (Side("imu", manifest("hapt", "test"), group=lambda m: m["activity"]), Side("text"), _activity_texts))
+PAIRS.add("points-text", (Side("points", manifest("furniture", "test"), group=lambda m: m["category"]), Side("text"),
+                          _category_texts))
 
 
 def _media_side(model, side: Side, limit: int | None) -> tuple[torch.Tensor, list[str]]:
     samples = []
-    for manifest in [side.manifest] if isinstance(side.manifest, str) else side.manifest:
-        samples += read_jsonl(manifest, [side.modality], on_error="skip")[0]
+    for path in [side.manifest] if isinstance(side.manifest, str) else side.manifest:
+        samples += read_jsonl(path, [side.modality], on_error="skip")[0]
     samples = [s for s in samples if side.select(s.meta)][:limit]
     if not samples:
         raise DataError(f"{side.manifest}: no {side.modality} items to retrieve (build it with `anymal data build`)")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ..data.jsonl import read_jsonl
-from ..data.tuxpaint import names_object
+from ..data.builders.tuxpaint import names_object
 from ..encoders.media import load_audio
 from ..errors import DataError, InputError
 from ..modalities import AUDIO

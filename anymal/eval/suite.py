@@ -9,23 +9,21 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from .runner import evaluate
+from ..registry import Registry
 from .tasks import TASKS, get_task
 
-SUITES: dict[str, list[str]] = {
-    "default": ["image-caption", "image-vqa", "magnifier", "speech-transcribe", "sound-name", "video-motion",
-                "imu-activity", "points-category", "interleaved"],
-    # ImageBind-LLM: the trained modality (image) and three reached zero-shot through the bind space
-    "bind": ["image-caption", "sound-name", "imu-activity", "points-category"],
-}
+SUITES: Registry[list[str]] = Registry("suite")
+SUITES.add("default", ["image-caption", "image-vqa", "magnifier", "speech-transcribe", "sound-name", "video-motion",
+                       "imu-activity", "points-category", "interleaved"], "every modality's task, with baselines")
+SUITES.add("bind", ["image-caption", "sound-name", "imu-activity", "points-category"],
+           "ImageBind-LLM: the trained modality (image) and three reached zero-shot through the bind space")
 BEGIN = "<!-- anymal eval --suite default: begin (generated; do not edit by hand) -->"
 END = "<!-- anymal eval --suite default: end -->"
 LOWER_IS_BETTER = {"WER", "CER"}
 
 
 def suite_tasks(name: str) -> list[str]:
-    if name not in SUITES:
-        raise ConfigError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
-    return SUITES[name]
+    return SUITES.get(name)
 
 
 def run_suite(model, name: str = "default", out_dir: str | Path = "runs/eval/suite", limit: int | None = None,

@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..data.tuxpaint import names_object, object_word
+from ..data.builders import build_command, manifest
+from ..data.builders.tuxpaint import names_object, object_word
 from ..errors import ConfigError
 from ..modalities import AUDIO, IMAGE
+from ..registry import Registry
 from .matching import match_label
 from .metrics import caption_scores
 
@@ -64,20 +66,15 @@ class Task:
     report: tuple[str, ...] = ()  # the scores in the suite table (default: the primary one)
 
 
-TASKS: dict[str, Task] = {}
+TASKS: Registry[Task] = Registry("task")
 
 
 def register(task: Task) -> Task:
-    if task.name in TASKS:
-        raise ValueError(f"task {task.name!r} registered twice")
-    TASKS[task.name] = task
-    return task
+    return TASKS.add(task.name, task)
 
 
 def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ConfigError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}")
-    return TASKS[name]
+    return TASKS.get(name)
 
 
 def _object_named(row: Row, refs: list[str]) -> dict:
@@ -95,7 +92,7 @@ def _label(row: Row, refs: list[str]) -> dict:
     return {"accuracy": hit == row.reference, "predicted": hit}
 
 
-register(Task("image-caption", "data/tuxpaint/test.jsonl", "anymal data build tuxpaint",
+register(Task("image-caption", manifest("tuxpaint", "test"), build_command("tuxpaint"),
               "Tux Paint held-out captions (split by caption)", _object_named, corpus=_captions,
               primary="object_named", report=("object_named", "BLEU-4", "METEOR", "CIDEr"),
               notes=["CIDEr's IDF comes from the evaluated references: unstable on small sets"]))
@@ -107,7 +104,7 @@ def _vqa(row: Row, refs: list[str]) -> dict:
     return {"vqa_accuracy": vqa_accuracy(short_answer(row.prediction), [row.meta["answer"]])}
 
 
-register(Task("image-vqa", "data/easy-vqa/test.jsonl", "anymal data build easy-vqa",
+register(Task("image-vqa", manifest("easy-vqa", "test"), build_command("easy-vqa"),
               "easy-vqa test split (shapes and colours; one question per test image): one-word answers", _vqa,
               group_by="answer_type", label_key="answer", primary="vqa_accuracy", max_new_tokens=8,
               notes=["VQA normalisation (EvalAI); the answer is the reply's first clause minus 'It is'/'The answer is'",
@@ -125,7 +122,7 @@ def _magnifier(row: Row, refs: list[str]) -> dict:
     return {"correct": ok, "open_accuracy": ok}
 
 
-register(Task("magnifier", "data/magnifier/test.jsonl", "anymal data build magnifier",
+register(Task("magnifier", manifest("magnifier", "test"), build_command("magnifier"),
               "MagnifierBench-style: a held-out stamp at ~1% of a cluttered 1024-2048 px canvas, asked "
               "multiple-choice (4 letters) and open-ended", _magnifier, group_by="form", primary="correct",
               max_new_tokens=16, chance={"correct": 0.125, "mc_accuracy": 0.25}, report=("mc_accuracy", "open_accuracy"),
@@ -178,13 +175,13 @@ def _sound_majority(samples: list, refs: list[str], progress: bool) -> dict:
     return {f"majority (always '{top}', the commonest training kind)": {"object_named": sum(hits) / len(hits)}}
 
 
-register(Task("speech-transcribe", "data/audio/test.jsonl", "anymal data build audio",
+register(Task("speech-transcribe", manifest("audio", "test"), build_command("audio"),
               "held-out Asterisk prompts + espeak-ng/flite speech (split by transcript) and a Festival voice no "
               "training clip uses (group 'held-out voice')", _exact,
               select=lambda m: m.get("kind") == "speech", corpus=_wer, group_by="group", primary="exact",
               max_new_tokens=64, baseline=_whisper_decoder, report=("WER", "CER", "exact"),
               notes=["WER normalisation: lower case, punctuation removed; digits and number words differ"]))
-register(Task("sound-name", "data/audio/test.jsonl", "anymal data build audio",
+register(Task("sound-name", manifest("audio", "test"), build_command("audio"),
               "held-out sound recordings (Tux Paint, OpenSFX, Scratch, GCompris; split by recording): is the "
               "sound's source named? group 'known kind': other recordings of the kind were trained on; 'new kind': "
               "none were", _object_named, select=lambda m: m.get("kind") == "sound", group_by="group",
@@ -204,18 +201,18 @@ def _video(row: Row, refs: list[str]) -> dict:
     return out
 
 
-register(Task("video-motion", "data/video/test.jsonl", "anymal data build video",
+register(Task("video-motion", manifest("video", "test"), build_command("video"),
               "held-out Tux Paint stamps moving in 4 directions: direction and object", _video,
               group_by="direction", primary="direction_correct", chance={"direction_correct": 0.25},
               report=("direction_correct", "object_named"),
-              probe=Probe("data/video/train.jsonl", "direction", "direction_correct"),
+              probe=Probe(manifest("video", "train"), "direction", "direction_correct"),
               notes=["chance for the direction is 0.25 (4 balanced directions)"]))
 
 
 # ---- IMU -------------------------------------------------------------------------------------
 def _activity(row: Row, refs: list[str]) -> dict:
-    from ..data.hapt import LABELS
-    from ..data.hapt_windows import CAPTIONS
+    from ..data.builders.hapt import LABELS
+    from ..data.builders.hapt_windows import CAPTIONS
 
     label_of = {c: LABELS[k] for k, cs in CAPTIONS.items() for c in cs}
     hit = match_label(row.prediction, sorted(label_of))
@@ -224,22 +221,22 @@ def _activity(row: Row, refs: list[str]) -> dict:
 
 
 def _activities() -> list[str]:
-    from ..data.hapt import LABELS
+    from ..data.builders.hapt import LABELS
 
     return [LABELS[k] for k in sorted(LABELS)]
 
 
 def _activity_caption(activity: str) -> str:
-    from ..data.hapt import LABELS
-    from ..data.hapt_windows import CAPTIONS
+    from ..data.builders.hapt import LABELS
+    from ..data.builders.hapt_windows import CAPTIONS
 
     return CAPTIONS[next(k for k, v in LABELS.items() if v == activity)][0]
 
 
-register(Task("imu-activity", "data/hapt/test.jsonl", "anymal data build hapt",
+register(Task("imu-activity", manifest("hapt", "test"), build_command("hapt"),
               "UCI HAPT windows of held-out users 26-30: is the activity named?", _activity,
               group_by="activity", label_key="activity", primary="accuracy", chance={"accuracy": 1 / 12},
-              probe=Probe("data/hapt/train.jsonl", "activity", "accuracy"),
+              probe=Probe(manifest("hapt", "train"), "activity", "accuracy"),
               retrieval=Retrieval("activity", _activities, _activity_caption, "accuracy"),
               notes=["matcher: the answer is mapped to the closest of the 36 activity captions (3 per activity)"]))
 
@@ -254,20 +251,20 @@ def _furniture(row: Row, refs: list[str]) -> dict:
 
 
 def _categories() -> list[str]:
-    from ..data.furniture import CATEGORY_PHRASES
+    from ..data.builders.furniture import CATEGORY_PHRASES
 
     return sorted(CATEGORY_PHRASES)
 
 
 def _category_text(category: str) -> str:
-    from ..data.furniture import category_prompt
+    from ..data.builders.furniture import category_prompt
 
     return category_prompt(category)
 
 
-register(Task("points-category", "data/furniture/test.jsonl", "anymal data build furniture",
+register(Task("points-category", manifest("furniture", "test"), build_command("furniture"),
               "Sweet Home 3D models with held-out names: category and object named", _furniture,
-              primary="category_named", probe=Probe("data/furniture/train.jsonl", "category", "category_named"),
+              primary="category_named", probe=Probe(manifest("furniture", "train"), "category", "category_named"),
               retrieval=Retrieval("category", _categories, _category_text, "category_named")))
 
 
@@ -275,7 +272,7 @@ register(Task("points-category", "data/furniture/test.jsonl", "anymal data build
 def _interleaved(row: Row, refs: list[str]) -> dict:
     import re
 
-    from ..data.interleaved import ACTIVITY
+    from ..data.builders.interleaved import ACTIVITY
 
     if row.meta["kind"] == "image+imu":
         m = re.search(r"you are (.*?)(?: while| and|[.,]|$)", row.prediction, re.I)
@@ -288,7 +285,7 @@ def _interleaved(row: Row, refs: list[str]) -> dict:
     return {"match_correct": (said_yes and row.meta["match"]) or (said_no and not row.meta["match"])}
 
 
-register(Task("interleaved", "data/interleaved/test.jsonl", "anymal data build interleaved",
+register(Task("interleaved", manifest("interleaved", "test"), build_command("interleaved"),
               "image + IMU (activity and object) and image + sound (do they match?) questions", _interleaved,
               group_by="kind", primary="both_correct",
               report=("activity_correct", "object_named", "both_correct", "match_correct")))
@@ -321,7 +318,7 @@ def _perception_answers(samples: list, refs: list[str], progress: bool) -> dict:
     return out
 
 
-register(Task("photo-object", "data/photos/test.jsonl", "anymal data build photos",
+register(Task("photo-object", manifest("photos", "test"), build_command("photos"),
               "GCompris real photos held out by photo (near-duplicates grouped): is what it shows named? "
               "(--manifest data/photos/test-kinds.jsonl: kinds never trained on)", _photo_named,
               select=lambda m: m.get("task") == "name", primary="object_named", baseline=_perception_answers,
@@ -345,7 +342,7 @@ def _photo_layout(row: Row, refs: list[str]) -> dict:
     return {"correct": ok, f"{task}_correct": ok}
 
 
-register(Task("photo-layout", "data/photos/test.jsonl", "anymal data build photos",
+register(Task("photo-layout", manifest("photos", "test"), build_command("photos"),
               "canvases of held-out real photos: which side, what is on a side, is there an X, how many photos",
               _photo_layout, select=lambda m: m.get("task") in ("side", "what-side", "there", "count"),
               group_by="task", primary="correct", max_new_tokens=16,

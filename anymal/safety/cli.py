@@ -5,8 +5,9 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULT_IMAGE_SETS = ["data/emoji/train.jsonl", "data/tuxpaint/train.jsonl", "data/tuxpaint/val.jsonl",
-                      "data/tuxpaint/test.jsonl"]
+from ..data.builders import manifest
+
+DEFAULT_IMAGE_SETS = [manifest("emoji", "train"), *(manifest("tuxpaint", s) for s in ("train", "val", "test"))]
 
 
 def add_parser(sub) -> None:

@@ -21,14 +21,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from ..data.builders import manifest
 from ..errors import ConfigError
 from ..modalities import IMAGE
 from ..objectives import fit_linear_head
 from .text import DATA, Verdict, split_of
 
 HEAD = DATA / "image_head.safetensors"
-IMAGE_SETS = ["data/openclipart/train.jsonl", "data/emoji/train.jsonl", "data/tuxpaint/train.jsonl",
-              "data/tuxpaint/val.jsonl", "data/tuxpaint/test.jsonl"]
+IMAGE_SETS = [manifest("openclipart", "train"), manifest("emoji", "train"),
+              *(manifest("tuxpaint", s) for s in ("train", "val", "test"))]
 WEAPON_WORDS = {"gun", "guns", "handgun", "pistol", "pistols", "revolver", "rifle", "rifles", "shotgun", "musket",
                 "firearm", "firearms", "weapon", "weapons", "cannon", "bomb", "bombs", "grenade", "missile",
                 "missiles", "rocket launcher", "bazooka", "sword", "swords", "longsword", "sabre", "saber",

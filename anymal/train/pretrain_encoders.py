@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.builders import dataset_dir
 from ..data.jsonl import read_jsonl
 from ..errors import DataError
 from ..modalities import IMU, POINTS
@@ -65,7 +66,7 @@ def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
 
 def _imu_set(xs: list[np.ndarray], labels: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> ContrastiveSet:
     """Targets: the 3 caption paraphrases of each row's activity (canonical first), all one group."""
-    from ..data.hapt_windows import CAPTIONS
+    from ..data.builders.hapt_windows import CAPTIONS
     from ..encoders.imu import pack
 
     classes = sorted(CAPTIONS)
@@ -140,10 +141,10 @@ def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     return round(float((pred == y).float().mean()), 4)
 
 
-def evaluate_imu_encoder(encoder=None, data_dir: str | Path = "data/hapt", split: str = "test") -> dict:
+def evaluate_imu_encoder(encoder=None, data_dir: str | Path = dataset_dir("hapt"), split: str = "test") -> dict:
     """Held-out users: zero-shot 12-way accuracy (nearest canonical caption), linear probe, chance, majority."""
-    from ..data.hapt import LABELS
-    from ..data.hapt_windows import CAPTIONS
+    from ..data.builders.hapt import LABELS
+    from ..data.builders.hapt_windows import CAPTIONS
     from ..encoders import imu  # noqa: F401  (registers imu-cnn)
     from ..encoders import load_encoder
 
@@ -185,7 +186,7 @@ def _points_set(paths: list[str], captions: list[str], categories: list[str], n:
             out.append(torch.from_numpy(normalize_cloud(c)))
         return torch.stack(out)
 
-    from ..data.furniture import category_prompt
+    from ..data.builders.furniture import category_prompt
 
     cap_groups = group_ids(captions)
     cats = sorted(set(categories))
@@ -228,10 +229,10 @@ def _points_features(enc, data_dir: Path, split: str) -> tuple[torch.Tensor, tor
     return torch.cat(pooled), torch.cat(emb), [m["category"] for _, _, m in recs], [c for _, c, _ in recs]
 
 
-def evaluate_points_encoder(encoder=None, data_dir: str | Path = "data/furniture", split: str = "test") -> dict:
+def evaluate_points_encoder(encoder=None, data_dir: str | Path = dataset_dir("furniture"), split: str = "test") -> dict:
     """Held-out names: zero-shot category accuracy (nearest category prompt), linear probe, majority,
     chance; and caption retrieval (R@1, R@5 among the split's distinct captions)."""
-    from ..data.furniture import CATEGORY_PHRASES, category_prompt
+    from ..data.builders.furniture import CATEGORY_PHRASES, category_prompt
     from ..encoders import points  # noqa: F401  (registers pointnet)
     from ..encoders import load_encoder
 

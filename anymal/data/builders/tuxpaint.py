@@ -20,8 +20,8 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from ..errors import DataError
-from .jsonl import SkipReport
+from ...errors import DataError
+from ..jsonl import SkipReport
 
 STAMPS_DIR = Path("/usr/share/tuxpaint/stamps")
 INSTRUCTIONS = [

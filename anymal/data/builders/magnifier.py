@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from ..errors import ConfigError, DataError
+from ...errors import ConfigError, DataError
 from .tuxpaint import STAMPS_DIR, _open_stamp, _stem, caption_split, find_stamps, object_word
 
 MC_PROMPT = "What is the small object in this picture?\n{options}\nAnswer with the option's letter."

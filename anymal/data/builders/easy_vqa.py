@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 SHAPES = {"circle", "rectangle", "triangle"}
 PROMPT = "{question} Answer with one word."

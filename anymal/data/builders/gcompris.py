@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
+from ...errors import DataError
 from .tuxpaint import object_word
 
 RCC_DIR = Path("/usr/share/gcompris-qt/rcc")

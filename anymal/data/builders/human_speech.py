@@ -21,9 +21,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..encoders.media import load_audio
-from ..errors import AnymalError, DataError
-from .jsonl import SkipReport
+from ...encoders.media import load_audio
+from ...errors import AnymalError, DataError
+from ..jsonl import SkipReport
 from .speech import MAX_SECONDS, SAMPLE_RATE, SPEECH_INSTRUCTIONS, audio_record
 
 KTUBERLING = Path("/usr/share/ktuberling/sounds")

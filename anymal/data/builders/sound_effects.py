@@ -20,8 +20,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError
-from ..paths import cache_dir
+from ...errors import DataError
+from ...paths import cache_dir
 from .gcompris import RCC_DIR, read_rcc
 
 OPENSFX_CAT = Path("/usr/share/games/openttd/baseset/opensfx/opensfx.cat")

@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from ..errors import DataError
+from ...errors import DataError
 from .tuxpaint import INSTRUCTIONS, compose, names_object, object_word
 
 FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")

@@ -27,9 +27,9 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from ..errors import DataError
-from ..modalities import MODALITIES
-from .jsonl import parse_record
+from ...errors import DataError
+from ...modalities import MODALITIES
+from ..jsonl import parse_record
 
 # Tux Paint / video stamp categories -> (is it alive?, a fact sentence)
 ALIVE = {"animals": True, "plants": True, "people": True}
@@ -165,7 +165,7 @@ def generate(sources: list[str], out: str, kinds: str = "conversation,detail,rea
         raise DataError(f"kinds: unknown {sorted(bad)}; choose from conversation, detail, reasoning")
     model = None
     if llm:
-        from ..model.anymal import AnyMAL
+        from ...model.anymal import AnyMAL
 
         model = AnyMAL.from_pretrained()
     rng = random.Random(seed)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import DataError
+from ...errors import DataError
 
 ROOT = Path("/usr/share/openclipart/svg")
 SKIP_FOLDERS = {"stars", "gradients", "patterns"}

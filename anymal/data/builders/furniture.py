@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import DataError
-from .jsonl import SkipReport
+from ...errors import DataError
+from ..jsonl import SkipReport
 
 FURNITURE_DIR = Path("/usr/share/sweethome3d/furniture")
 CATEGORY_PHRASES = {  # category -> how the caption names it
@@ -116,7 +116,7 @@ def category_prompt(category: str) -> str:
 def sample_model(z: zipfile.ZipFile, m: Model, n: int, seed: int) -> np.ndarray:
     import trimesh
 
-    from ..encoders.geometry import normalize_cloud
+    from ...encoders.geometry import normalize_cloud
 
     mesh = trimesh.load(io.BytesIO(z.read(m.model)), file_type="obj", force="mesh", process=False)
     if len(getattr(mesh, "faces", [])) == 0:

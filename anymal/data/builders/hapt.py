@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..encoders.motion import COLUMNS
+from ...errors import DataError
+from ...encoders.motion import COLUMNS
 
 G = 9.80665
 RATE = 50.0

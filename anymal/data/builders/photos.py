@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from .gcompris import RCC_DIR, Photo, find_photos
-from .jsonl import SkipReport
+from ..jsonl import SkipReport
 
 DUP_BITS = 10  # of 64: dHash distance below which two photos count as one (crops, re-encodes)
 MAX_SIDE = 640  # photos are stored at most this large (every encoder reads 224-300 px)

@@ -28,9 +28,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from ..encoders.media import load_audio
-from ..errors import AnymalError
-from .jsonl import SkipReport
+from ...encoders.media import load_audio
+from ...errors import AnymalError
+from ..jsonl import SkipReport
 from .sound_effects import sound_clips
 from .speech import (LICENCES, MAX_SECONDS, SAMPLE_RATE, SOUND_INSTRUCTIONS, audio_record, key_order,
                      sound_answer, unusable)

@@ -34,8 +34,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
-from ..errors import DataError
-from .jsonl import SkipReport
+from ...errors import DataError
+from ..jsonl import SkipReport
 from .tuxpaint import STAMPS_DIR, Stamp, _open_stamp, caption_split, find_stamps, object_word
 
 DIRECTIONS = ("left to right", "right to left", "top to bottom", "bottom to top")

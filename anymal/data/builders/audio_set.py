@@ -38,8 +38,8 @@ import json
 import time
 from pathlib import Path
 
-from ..errors import DataError
-from .jsonl import SkipReport
+from ...errors import DataError
+from ..jsonl import SkipReport
 from .sound_effects import SOURCES as EFFECT_SOURCES
 from .sound_set import mixed_records, sound_records
 from .speech import asterisk_records, tts_records

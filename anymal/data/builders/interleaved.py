@@ -18,7 +18,8 @@ import os
 import random
 from pathlib import Path
 
-from ..errors import DataError
+from ...errors import DataError
+from . import dataset_dir
 from .stamp_video import subject
 
 ACTIVITY = {1: "walking", 2: "walking upstairs", 3: "walking downstairs", 4: "sitting still", 5: "standing still",
@@ -59,8 +60,8 @@ def _pair(rng: random.Random, parts: list[str]) -> str:
     return "".join(parts)
 
 
-def build_interleaved(out: str | Path, tuxpaint: str | Path = "data/tuxpaint", audio: str | Path = "data/audio",
-                      hapt: str | Path = "data/hapt", pairs: dict | None = None, seed: int = 0,
+def build_interleaved(out: str | Path, tuxpaint: str | Path = dataset_dir("tuxpaint"),
+                      audio: str | Path = dataset_dir("audio"), hapt: str | Path = dataset_dir("hapt"), pairs: dict | None = None, seed: int = 0,
                       progress: bool = True) -> dict:
     """Write `{train,val,test}.jsonl` under `out` (media referenced from the source sets); return counts."""
     out = Path(out)

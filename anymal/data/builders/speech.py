@@ -19,9 +19,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from ..encoders.media import load_audio
-from ..errors import AnymalError, DataError, InputError
-from .jsonl import SkipReport
+from ...encoders.media import load_audio
+from ...errors import AnymalError, DataError, InputError
+from ..jsonl import SkipReport
 from .tuxpaint import STAMPS_DIR, caption_split, find_stamps, object_word
 
 ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en_US_f_Allison")

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import DataError
+from ...errors import DataError
 from .hapt import LABELS, RATE, load_hapt
-from .jsonl import SkipReport
+from ..jsonl import SkipReport
 
 SPLIT_USERS = {"train": range(1, 22), "val": range(22, 26), "test": range(26, 31)}
 CAPS = {"train": 200, "val": 40, "test": 50}
