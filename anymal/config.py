@@ -15,6 +15,7 @@ import dacite
 import yaml
 
 from .errors import ConfigError
+from .modalities import IMAGE
 
 
 @dataclass
@@ -80,7 +81,7 @@ class BindConfig:
 @dataclass
 class ModelConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
-    modalities: dict[str, ModalityConfig] = field(default_factory=lambda: {"image": ModalityConfig()})
+    modalities: dict[str, ModalityConfig] = field(default_factory=lambda: {IMAGE.name: ModalityConfig()})
     lora: LoRAConfig | None = None  # LoRA layers on the LLM (stage `instruct`); None = none
     bind: BindConfig = field(default_factory=BindConfig)
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import AnymalError
-from ..modalities import MODALITIES
+from ..modalities import AUDIO, IMAGE, IMU, MODALITIES, POINTS, VIDEO
 from .common import generation_args, load_model, settings
 
 
@@ -144,17 +144,17 @@ def _answer(model, history: list[dict], s) -> str | None:
 
 # (inputs as (modality, example file), question): every example is from a held-out test split
 DEMO = [
-    *[([("image", f)], "What is this?") for f in ("goat.png", "strawberry.png", "truck.png", "umbrella.png",
+    *[([(IMAGE.name, f)], "What is this?") for f in ("goat.png", "strawberry.png", "truck.png", "umbrella.png",
                                                   "sheep.jpg", "hedgehog.jpg", "cup.jpg", "scissors.jpg")],
-    ([("audio", "cow-sound.flac")], "What makes this sound?"),
-    ([("audio", "goat-sound.flac")], "What makes this sound?"),
-    ([("audio", "speech-call-forward.flac")], "Transcribe this audio."),
-    ([("audio", "speech-unseen-voice.flac")], "Transcribe this audio."),
-    ([("video", "goat-moving-up.mp4")], "Describe the video briefly."),
-    ([("video", "horse-moving-right.mp4")], "Describe the video briefly."),
-    ([("imu", "walking-upstairs.csv")], "What is the person doing?"),
-    ([("points", "bench.npy")], "What is this 3D object?"),
-    ([("image", "umbrella.png"), ("imu", "walking-upstairs.csv")], "Given what I see and how I'm moving, what am I doing?"),
+    ([(AUDIO.name, "cow-sound.flac")], "What makes this sound?"),
+    ([(AUDIO.name, "goat-sound.flac")], "What makes this sound?"),
+    ([(AUDIO.name, "speech-call-forward.flac")], "Transcribe this audio."),
+    ([(AUDIO.name, "speech-unseen-voice.flac")], "Transcribe this audio."),
+    ([(VIDEO.name, "goat-moving-up.mp4")], "Describe the video briefly."),
+    ([(VIDEO.name, "horse-moving-right.mp4")], "Describe the video briefly."),
+    ([(IMU.name, "walking-upstairs.csv")], "What is the person doing?"),
+    ([(POINTS.name, "bench.npy")], "What is this 3D object?"),
+    ([(IMAGE.name, "umbrella.png"), (IMU.name, "walking-upstairs.csv")], "Given what I see and how I'm moving, what am I doing?"),
 ]
 
 

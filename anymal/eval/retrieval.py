@@ -22,6 +22,7 @@ import torch
 from ..data.builders import manifest
 from ..data.jsonl import read_jsonl
 from ..errors import ConfigError, DataError
+from ..modalities import AUDIO, IMAGE, IMU, POINTS
 from ..registry import Registry
 from .metrics import recall_at_k
 from ..text_embed import embed_texts
@@ -48,16 +49,16 @@ def _category_texts() -> dict[str, str]:
 
 
 _HELD_OUT_SOUNDS = (manifest("audio", "val"), manifest("audio", "test"))
-_SOUND = Side("audio", _HELD_OUT_SOUNDS, lambda m: m.get("kind") == "sound")
+_SOUND = Side(AUDIO.name, _HELD_OUT_SOUNDS, lambda m: m.get("kind") == "sound")
 # name -> (query side, gallery side, {group: text} for a text gallery of one text per group)
 PAIRS: Registry[tuple[Side, Side, Callable[[], dict[str, str]] | None]] = Registry("retrieval pair")
-PAIRS.add("image-text", (Side("image", manifest("tuxpaint", "test")), Side("text"), None))
+PAIRS.add("image-text", (Side(IMAGE.name, manifest("tuxpaint", "test")), Side("text"), None))
 PAIRS.add("sound-text", (_SOUND, Side("text"), None))
-PAIRS.add("sound-image", (Side("audio", _HELD_OUT_SOUNDS, _SOUND.select, lambda m: m["object"]),
-                          Side("image", (manifest("tuxpaint", "val"), manifest("tuxpaint", "test")), group=lambda m: m["object"]),
+PAIRS.add("sound-image", (Side(AUDIO.name, _HELD_OUT_SOUNDS, _SOUND.select, lambda m: m["object"]),
+                          Side(IMAGE.name, (manifest("tuxpaint", "val"), manifest("tuxpaint", "test")), group=lambda m: m["object"]),
                           None))
-PAIRS.add("imu-text", (Side("imu", manifest("hapt", "test"), group=lambda m: m["activity"]), Side("text"), _activity_texts))
-PAIRS.add("points-text", (Side("points", manifest("furniture", "test"), group=lambda m: m["category"]), Side("text"),
+PAIRS.add("imu-text", (Side(IMU.name, manifest("hapt", "test"), group=lambda m: m["activity"]), Side("text"), _activity_texts))
+PAIRS.add("points-text", (Side(POINTS.name, manifest("furniture", "test"), group=lambda m: m["category"]), Side("text"),
                           _category_texts))
 
 

@@ -261,8 +261,8 @@ def _part(part, modalities: set[str], limits: Limits, req: ChatRequest, param: s
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 1 <= rate <= 10_000:
             raise ServeError(400, "rate: expected samples per second between 1 and 10000", param + f".{kind}.rate")
         out["rate"] = float(rate)
-    if m.soundtrack and body.get("audio"):
-        out["audio"] = True
+    if m.soundtrack and body.get(m.soundtrack):  # {"audio": true}: the clip's own sound track too
+        out[m.soundtrack] = True
     return out
 
 
