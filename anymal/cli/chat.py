@@ -23,12 +23,12 @@ class _Input(argparse.Action):
 def _media(a) -> list:
     from ..model.messages import soundtrack
 
-    media = []
+    media, rates = [], _rates(a)
     for name, path in getattr(a, "inputs", None) or []:
         if not Path(path).is_file():  # fail fast, before the model loads
             raise AnymalError(f"{path}: no such file")
         m = MODALITIES.get(name)
-        media.append(_part(m, path, _rates(a)))
+        media.append(_part(m, path, rates))
         if m.soundtrack and getattr(a, f"{name}_{m.soundtrack}", False):
             media += soundtrack(path, {m.soundtrack}, f"--{name} {path}")
     return media
@@ -71,7 +71,7 @@ def cmd_chat(a) -> int:
     return _repl(model, s, media, _rates(a))
 
 
-REPL_HELP = (f"/image PATH (or {', '.join('/' + m.name for m in MODALITIES.values() if m.name != 'image')}) "
+REPL_HELP = (f"/image PATH (or {', '.join('/' + m.name for m in MODALITIES.values() if m is not IMAGE)}) "
              "attaches an input to the next message, /reset clears the conversation, /help shows this, "
              "/quit (or Ctrl-D) exits; Ctrl-C stops an answer.")
 

@@ -58,15 +58,12 @@ CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "flv", "mpegts"
 FORMATS = tuple(sorted({s.lstrip(".") for s in DEMUXERS}))
 
 
-def _open(item: Any, name: str, fmt: str | None = None):
-    """A PyAV container on a plain video container, never a list or pattern of other files.
-    `fmt` (a DEMUXERS suffix without the dot) names the format of bytes or of an unsuffixed file."""
+def _open(item: Any, name: str):
+    """A PyAV container on a plain video container, never a list or pattern of other files."""
     import av
 
     src = as_source(item, "a video (MP4, WebM, MKV, AVI, MOV...)")
-    suffix = f".{fmt.lower()}" if fmt else (src.suffix.lower() if isinstance(src, Path) else "")
-    if fmt and suffix not in DEMUXERS:
-        raise InputError(f"{name}: unsupported video format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    suffix = src.suffix.lower() if isinstance(src, Path) else ""
     try:
         container = av.open(src if isinstance(src, io.BytesIO) else str(src), mode="r", format=DEMUXERS.get(suffix))
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
@@ -172,14 +169,20 @@ def _by_count(item: Any, name: str, frames: int, max_side: int, max_frames: int)
     return [got.get(i, last) for i in want]
 
 
+def _video_stream(container, name: str):
+    """The container's first video stream, checked for size."""
+    if not container.streams.video:
+        raise InputError(f"{name}: no video stream (audio-only or not a video file)")
+    stream = container.streams.video[0]
+    _check_size(stream, name)
+    return stream
+
+
 def video_seconds(item: Any) -> float | None:
     """The clip's duration from its header (None when the container does not say), opened as load_video would."""
     name = describe(item)
     with _open(item, name) as container:
-        if not container.streams.video:
-            raise InputError(f"{name}: no video stream (audio-only or not a video file)")
-        _check_size(container.streams.video[0], name)
-        return _duration(container, container.streams.video[0])
+        return _duration(container, _video_stream(container, name))
 
 
 def load_video(item: Any, frames: int = 4, max_side: int = DECODE_MAX_SIDE, max_seconds: float = MAX_VIDEO_SECONDS,
@@ -205,11 +208,8 @@ def load_video(item: Any, frames: int = 4, max_side: int = DECODE_MAX_SIDE, max_
     if isinstance(item, (list, tuple)):
         raise InputError(f"{name}: expected a video file, bytes, or a non-empty list of frames")
     with _open(item, name) as container:
-        if not container.streams.video:
-            raise InputError(f"{name}: no video stream (audio-only or not a video file)")
-        stream = container.streams.video[0]
+        stream = _video_stream(container, name)
         stream.thread_type = "AUTO"
-        _check_size(stream, name)
         duration = _duration(container, stream)
         if duration is not None:
             _check_seconds(duration, max_seconds, name)

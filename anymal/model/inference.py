@@ -44,12 +44,15 @@ class Inference:
 
     def conversations(self, conversations: list[list[dict] | Conversation]) -> list[Conversation]:
         """Each conversation validated (once) and checked to fit."""
-        if not isinstance(conversations, list) or not conversations:
-            raise InputError("expected a non-empty list of conversations (each a list of messages)")
-        out = [self.processor.conversation(c) for c in conversations]
+        out = self._validated(conversations)
         for c in out:
             self.check_fits(c)
         return out
+
+    def _validated(self, conversations: list[list[dict] | Conversation]) -> list[Conversation]:
+        if not isinstance(conversations, list) or not conversations:
+            raise InputError("expected a non-empty list of conversations (each a list of messages)")
+        return [self.processor.conversation(c) for c in conversations]
 
     def conversation_features(self, conversations: list[list[dict] | Conversation]) -> list[list[torch.Tensor]]:
         """Encoder features of every input, per conversation: one batched call per modality for all."""
@@ -66,10 +69,13 @@ class Inference:
         return out
 
     def prepare(self, conversations: list[list[dict] | Conversation], features: list[list[torch.Tensor]] | None = None) -> Prompt:
-        """Left-padded inputs for generation. `features` (per conversation, per input) skips the encoders."""
-        conversations = self.conversations(conversations)
+        """Left-padded inputs for generation. `features` (per conversation, per input, from
+        `conversation_features`/`features_of`, which checked the conversations) skips the encoders."""
         if features is None:
+            conversations = self.conversations(conversations)
             features = self.features_of(conversations)
+        else:
+            conversations = self._validated(conversations)
         encoded = [self.encode_conversation(c, True, f) for c, f in zip(conversations, features)]
         counts = [dict(Counter("text" if s is None else s for s in e.slots)) for e in encoded]
         for e, c in zip(encoded, counts):  # bind inputs take no slots: count them as inputs

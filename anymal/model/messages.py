@@ -43,6 +43,8 @@ class Conversation:
     def media(self) -> list[MediaPart]:
         """The modality inputs, in order of appearance."""
         return [p for _, parts in self.turns for p in parts if isinstance(p, MediaPart)]
+
+
 SLOT_MARKERS = ("\ue000", "\ue001")  # private-use characters the processor marks input slots with
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import InputError
-from .messages import Conversation, MediaPart, normalize
+from .messages import SLOT_MARKERS, Conversation, MediaPart, normalize
 
 IGNORE = -100
-_MARK = re.compile("\ue000(\\d+)\ue001")
+_MARK = re.compile(f"{SLOT_MARKERS[0]}(\\d+){SLOT_MARKERS[1]}")
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Processor:
             pieces = []
             for p in parts:
                 if isinstance(p, MediaPart):
-                    pieces.append(f"\ue000{len(media)}\ue001")
+                    pieces.append(f"{SLOT_MARKERS[0]}{len(media)}{SLOT_MARKERS[1]}")
                     media.append(p)
                 else:
                     pieces.append(p)

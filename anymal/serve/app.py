@@ -31,7 +31,7 @@ from ..errors import AnymalError
 from ..safety.guard import Guard, OutputFilter
 from .engine import Engine, Job
 from .events import Delta, Event, Failed, Finish, PromptUsage
-from .protocol import Limits, ServeError, parse_chat_request
+from .protocol import Limits, ServeError, input_error, parse_chat_request
 
 log = logging.getLogger("anymal.serve")
 PAGE = Path(__file__).with_name("static") / "index.html"
@@ -119,7 +119,7 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
             flag, image_score = await loop.run_in_executor(workers, guard.check_input, req.messages) if guard else (None, 0.0)
         except AnymalError as e:  # an input the safety check cannot read is the request's fault
             req.cleanup()
-            raise ServeError(400, str(e)) from None
+            raise input_error(e, req.files) from None
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if flag:  # refused before the model sees it
             req.cleanup()

@@ -38,6 +38,7 @@ class TimedH11(H11Protocol):
         if self.cycle is None or self.cycle.response_complete:
             self.transport.close()
 
+
 def add_parser(sub) -> None:
     s = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API (chat completions)")
     s.add_argument("--model", help="checkpoint directory (default: the shipped adapters)")

@@ -18,11 +18,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..errors import AnymalError, TooLargeError
+from ..errors import AnymalError
 from ..model.generation import TextStream
 from ..model.messages import Conversation
 from .events import Delta, Event, Failed, Finish, PromptUsage
-from .protocol import ChatRequest, ServeError, client_message
+from .protocol import ChatRequest, ServeError, input_error
 
 log = logging.getLogger("anymal.serve")
 
@@ -205,7 +205,7 @@ def _job_of(item) -> Job:
 
 def _fail(job: Job, e: Exception) -> None:
     if isinstance(e, AnymalError):
-        job.emit(Failed(ServeError(413 if isinstance(e, TooLargeError) else 400, client_message(str(e), job.request.files))))
+        job.emit(Failed(input_error(e, job.request.files)))
     else:
         log.error("request failed: %s: %s", type(e).__name__, e)
         job.emit(Failed(ServeError(500, f"generation failed: {type(e).__name__}", type="server_error")))

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError, TooLargeError
+from ..errors import AnymalError, InputError, TooLargeError
 from ..model.generation import GenerationSettings
 from ..modalities import AUDIO, IMAGE, IMU, MODALITIES, VIDEO
 from ..model.messages import check_text
@@ -203,7 +203,7 @@ def _check_extension(kind: str, path: Path, limits: Limits, param: str) -> None:
     except ServeError:
         raise
     except InputError as e:
-        raise ServeError(413 if isinstance(e, TooLargeError) else 400, client_message(str(e), [path]), param) from None
+        raise input_error(e, [path], param) from None
     except (OSError, ValueError) as e:
         raise ServeError(400, f"undecodable {kind} payload: {type(e).__name__}", param) from None
     except Exception as e:  # PyAV's own error types
@@ -217,11 +217,13 @@ def _text(text: str, param: str) -> str:
         raise ServeError(400, str(e), param) from None
 
 
-def client_message(message: str, files: list[Path]) -> str:
-    """Our temp file names mean nothing to the client: say 'the uploaded mp4 payload' instead."""
+def input_error(e: AnymalError, files: list[Path], param: str | None = None) -> ServeError:
+    """An input fault as the client's error: 413 when over a limit, else 400; our temp file names,
+    which mean nothing to the client, become 'the uploaded mp4 payload'."""
+    message = str(e)
     for f in files:
         message = message.replace(str(f), f"the uploaded {f.suffix.lstrip('.')} payload")
-    return message
+    return ServeError(413 if isinstance(e, TooLargeError) else 400, message, param)
 
 
 def _part(part, modalities: set[str], limits: Limits, req: ChatRequest, param: str) -> dict:
