@@ -20,7 +20,8 @@ class Modality:
     formats: tuple[str, ...]  # payload `format`s the server takes (file suffixes); () = sniffed from the bytes
     takes_rate: bool = False  # a signal without its own clock may come with "rate" (Hz): (input, rate)
     soundtrack: str | None = None  # the modality a part's own sound track is read as (`"audio": true`)
-    frames_of: str | None = None  # read frame by frame through this modality's encoder
+    wraps: tuple[str, str] | None = None  # (registered encoder wrapper, modality): read through that
+    # modality's encoder by the wrapper, e.g. ("frames", "image"): each sampled frame through the image encoder
 
 
 MODALITIES: Registry[Modality] = Registry("modality")
@@ -29,7 +30,7 @@ IMAGE = MODALITIES.add("image", Modality("image", "a picture (PNG, JPEG, WebP, G
 AUDIO = MODALITIES.add("audio", Modality("audio", "speech or sound (WAV, FLAC, OGG, MP3)", "audios", "input_audio",
                                          ("wav", "mp3", "flac", "ogg")))
 VIDEO = MODALITIES.add("video", Modality("video", "a clip (MP4, WebM, MKV, AVI, MOV)", "videos", "video",
-                                         ("mp4", "webm", "mkv", "avi", "mov"), soundtrack="audio", frames_of="image"))
+                                         ("mp4", "webm", "mkv", "avi", "mov"), soundtrack="audio", wraps=("frames", IMAGE.name)))
 IMU = MODALITIES.add("imu", Modality("imu", "6-axis motion (CSV with t,ax,ay,az,gx,gy,gz, or .npy [T, 6])", "imus",
                                      "imu", ("csv", "npy"), takes_rate=True))
 POINTS = MODALITIES.add("points", Modality("points", "a 3-D mesh (PLY, OBJ, OFF, STL) or .npy [N, 3] point cloud",

@@ -1,5 +1,5 @@
 """One place that turns ids into objects: every swappable part and named thing is a `Registry` —
-encoders, projectors, LLMs and training stages (here), modalities, dataset builders, eval tasks and
+encoders and their wrappers, projectors, LLMs and training stages (here), modalities, dataset builders, eval tasks and
 suites, and retrieval pairs (beside what they register).
 
 A registry maps a name to a factory, a record, or a lazily imported one. Lookups of unknown names list what exists, so a typo in a
@@ -113,6 +113,7 @@ class Registry(Generic[T]):
 
 
 ENCODERS: Registry = Registry("encoder")
+WRAPPERS: Registry = Registry("encoder wrapper")  # an encoder built around another modality's (video: frames)
 PROJECTORS: Registry = Registry("projector")
 LLMS: Registry = Registry("llm")
 STAGES: Registry = Registry("training stage")

@@ -376,3 +376,40 @@ def test_perception_models_own_answers_are_the_baseline(gcompris_photos, tmp_pat
     assert out["ssd-mobilenet-coco top label"]["object_named"] == 0.5
     assert out["efficientnet-lite3-labels top label"]["object_named"] == 0.5
     assert out["detector, else classifier top label"]["object_named"] == 0.5
+
+
+def test_sides_reach_the_main_part_of_a_composed_encoder_and_a_sweep_puts_them_back(tmp_path, tiny_llm_dir):
+    """`sides` resize what the main part reads (the perception parts keep their own input size), the
+    composed and video ids follow it, and a `--sides` sweep leaves the model as it found it."""
+    from PIL import Image
+
+    from anymal import AnyMAL
+    from anymal.encoders import load_encoder
+    from anymal.errors import ConfigError
+    from anymal.eval.resolution import resolution_sweep
+
+    enc = load_encoder("efficientnet-lite0", "image", sides=[60], perception=["tiny-colours"])
+    assert enc.main.sides == (60,) and enc.preprocess_id.endswith("|sides=60 + stretch8")
+    clip = load_encoder("efficientnet-lite0", "video", frames=2, sides=[90], perception=["tiny-colours"])
+    assert clip.image.main.sides == (90,) and "sides=90 + stretch8|uniform2f" in clip.preprocess_id
+    with pytest.raises(ConfigError, match="resizable image encoders only"):
+        load_encoder("tiny-cnn", "image", sides=[60], perception=["tiny-colours"])
+    for modality in ("image", "video"):  # raw patches are made per picture: nothing can batch them
+        with pytest.raises(ConfigError, match="pixel-patches makes features per"):
+            load_encoder("pixel-patches", modality, perception=["tiny-colours"] if modality == "image" else None)
+
+    cfg = perceiving_config(tiny_llm_dir)
+    cfg.modalities["image"] = ModalityConfig(encoder="efficientnet-lite0", projector="mlp", num_tokens=4,
+                                             perception=["tiny-colours"])
+    model = AnyMAL.from_config(cfg)
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(tmp_path / "c.png")
+    (tmp_path / "test.jsonl").write_text(json.dumps({
+        "images": ["c.png"], "meta": {"object": "frog", "form": "multiple-choice", "options": ["frog", "duck"],
+                                      "letter": "A"},
+        "messages": [{"role": "user", "content": "<image>What is it?\nA. frog\nB. duck"},
+                     {"role": "assistant", "content": "A"}]}) + "\n")
+    before = model.encoders["image"].preprocess_id
+    res = resolution_sweep(model, "magnifier", [60, 120], tmp_path / "out", "m", manifest=tmp_path / "test.jsonl",
+                           progress=False)
+    assert [r["side"] for r in res["rows"]] == [60, 120]
+    assert model.encoders["image"].main.sides == () and model.encoders["image"].preprocess_id == before

@@ -17,6 +17,7 @@ from anymal.encoders import video
 from anymal.encoders import load_encoder
 from anymal.encoders.video import VideoEncoder, load_video, load_video_audio, sample_indices
 from anymal.errors import InputError
+from anymal.modalities import VIDEO
 
 
 def gray_clip(path: Path, n: int = 16, fps: int = 8, size=(64, 48), audio=None) -> Path:
@@ -142,7 +143,7 @@ def test_video_audio_track_is_16k_mono(tmp_path):
 
 def test_video_encoder_runs_the_image_encoder_per_frame(tmp_path):
     image = TinyCNN("tiny-cnn", "image").freeze()
-    enc = VideoEncoder(image, frames=4).freeze()
+    enc = VideoEncoder(image, VIDEO.name, frames=4).freeze()
     assert (enc.modality, enc.id, enc.dim, enc.num_tokens, enc.grid) == ("video", "tiny-cnn@4f", 24, 64, (4, 4))
     facts = enc.facts()
     assert facts["frames"] == 4 and facts["num_tokens"] == 64 and "letterbox32" in facts["preprocess"]

@@ -1,14 +1,10 @@
 """The encoder interface: a frozen module plus the facts projectors are built from."""
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import nn
-
-from ..errors import ConfigError
 
 
 class Encoder(nn.Module):
@@ -29,34 +25,10 @@ class Encoder(nn.Module):
     num_tokens: int = 0
     grid: tuple[int, int] | None = None
     preprocess_id: str = ""
-    sides: tuple[int, ...] = ()  # image encoders: longest side(s) inputs are resized to (see set_sides)
-    supports_sides: bool = False
     varies: bool = False  # inputs may give fewer than `num_tokens` valid tokens (`load` says how many)
-
-    def set_sides(self, sides: list[int] | tuple[int, ...]) -> "Encoder":
-        """Present images at a fixed longest side (one value), or at one of several per input, drawn
-        by a hash of its pixels (OtterHD-style dynamic resolution): a picture keeps its size across
-        epochs, copies, paths and in-memory images, as the content-keyed feature cache assumes. Part
-        of `preprocess_id`, so the feature cache and manifests see it."""
-        if not self.supports_sides:
-            raise ConfigError(f"{self.id}: `sides` (input resolution) applies to image encoders only")
-        if not sides or any(int(x) < 8 for x in sides):
-            raise ConfigError(f"sides={list(sides)}: expected one or more image sides of at least 8 px")
-        base = self.preprocess_id.split("|sides=")[0]
-        self.sides = tuple(int(x) for x in sides)
-        drawn = "/by-pixels" if len(self.sides) > 1 else ""  # caches of the older by-path draw do not match
-        self.preprocess_id = f"{base}|sides={','.join(map(str, self.sides))}{drawn}"
-        return self
-
-    def fit_side(self, img: Image.Image) -> Image.Image:
-        if not self.sides:
-            return img
-        # one side needs no draw (hashing the pixels of a large picture is not free)
-        side = self.sides[0] if len(self.sides) == 1 else \
-            self.sides[zlib.crc32(f"{img.mode}{img.size}".encode() + img.tobytes()) % len(self.sides)]
-        w, h = img.size
-        scale = side / max(w, h)
-        return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+    # inputs of one fixed shape, batched into one tensor through `forward`; False: features made per
+    # input in `encode` (raw pixel patches), which no wrapper or composition can batch
+    fixed_input: bool = True
 
     def freeze(self) -> "Encoder":
         self.requires_grad_(False)

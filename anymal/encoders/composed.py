@@ -21,6 +21,9 @@ from .base import Encoder
 class ComposedEncoder(Encoder):
     def __init__(self, main: Encoder, percepts: list[Encoder]):
         super().__init__()
+        if not main.fixed_input:
+            raise ConfigError(f"{main.id} makes features per input at its own size: perception encoders cannot be "
+                              "composed with it; use efficientnet-lite0 or the tiled encoder as the main one")
         for p in percepts:  # a part that reads the main part's frames must be built for that encoder
             if getattr(p, "reads_main", None) not in (None, main.id):
                 raise ConfigError(f"perception {p.id!r} reads {p.reads_main!r} frames, but the main encoder is "
@@ -32,14 +35,12 @@ class ComposedEncoder(Encoder):
         self.num_tokens = sum(p.num_tokens for p in self.parts)
         self.percept_tokens = self.num_tokens - main.num_tokens  # fixed, whatever the input's length
         self.grid = None  # only the main part is a grid: the projector hands it its own `grid`
-        self.preprocess_id = " + ".join(p.preprocess_id for p in self.parts)
-        self.supports_sides, self.varies = main.supports_sides, main.varies
+        self.varies = main.varies
         self._shapes: list[tuple[int, ...]] | None = None
 
-    def set_sides(self, sides):
-        self.main.set_sides(sides)
-        self.preprocess_id = " + ".join(p.preprocess_id for p in self.parts)
-        return self
+    @property
+    def preprocess_id(self) -> str:  # read each time: the main part's input resolution may change
+        return " + ".join(p.preprocess_id for p in self.parts)
 
     def load(self, item: Any) -> tuple[torch.Tensor, int]:
         """Every part's input in one vector; valid tokens: the main part's (a clip's length) + every percept's."""

@@ -11,13 +11,12 @@ import numpy as np
 import torch
 
 from ..registry import ENCODERS
-from .base import Encoder
 from .media import letterbox, load_image
+from .sized import SizedImageEncoder
 
 
-class EfficientNetLite0(Encoder):
+class EfficientNetLite0(SizedImageEncoder):
     size = 224
-    supports_sides = True
 
     def __init__(self, name: str, modality: str):
         super().__init__()

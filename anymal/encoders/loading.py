@@ -1,24 +1,29 @@
 """One place that turns an encoder name and a modality into a frozen encoder: registered encoders,
-Hugging Face fallbacks, video as frames of a picture encoder, perception parts beside the main one."""
+Hugging Face fallbacks, wrappers around another modality's encoder (video: frames of a picture
+encoder), perception parts beside the main one."""
 from __future__ import annotations
 
 from ..modalities import MODALITIES
-from ..registry import ENCODERS
+from ..registry import ENCODERS, WRAPPERS
 from .base import Encoder
 from .composed import ComposedEncoder
-from .video import VideoEncoder
+from .sized import sized
 
 
 def load_encoder(name: str, modality: str, frames: int = 4, sides: list[int] | None = None,
                  perception: list[str] | None = None) -> Encoder:
-    """The frozen encoder `name` for `modality`; a video encoder is `frames` frames through an image one;
-    `sides` sets an image encoder's input resolution; `perception` names encoders that read each
-    picture beside it (their words reach the LLM next to the patch tokens)."""
-    frames_of = MODALITIES.get(modality).frames_of if modality in MODALITIES else None
-    if frames_of:  # video: each sampled frame through the picture encoder
-        return VideoEncoder(load_encoder(name, frames_of, perception=perception), frames).freeze()
+    """The frozen encoder `name` for `modality`. A modality whose record `wraps` another reads through
+    that one's encoder (video: `frames` frames through an image encoder); `sides` sets an image
+    encoder's input resolution; `perception` names encoders that read each picture beside it (their
+    words reach the LLM next to the patch tokens)."""
+    record = MODALITIES.get(modality, None)
+    if record and record.wraps:
+        wrapper, inner = record.wraps
+        enc = load_encoder(name, inner, sides=sides, perception=perception)
+        return WRAPPERS.build(wrapper, enc, modality, frames=frames).freeze()
     enc = ENCODERS.build(name, modality=modality).freeze()
-    enc = enc.set_sides(sides) if sides else enc
     if perception:
         enc = ComposedEncoder(enc, [ENCODERS.build(p, modality=modality).freeze() for p in perception]).freeze()
+    if sides:
+        sized(enc).set_sides(sides)
     return enc

@@ -17,15 +17,15 @@ import torch
 
 from ..errors import InputError
 from ..registry import ENCODERS
-from .base import Encoder
 from .media import describe, load_image
+from .sized import SizedImageEncoder
 
 
-class PixelPatches(Encoder):
+class PixelPatches(SizedImageEncoder):
     patch = 30  # OtterHD / Fuyu
     max_tokens = 2048
-    supports_sides = True
     varies = True
+    fixed_input = False  # each picture keeps its own patch grid
 
     def __init__(self, name: str, modality: str):
         super().__init__()

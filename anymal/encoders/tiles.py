@@ -15,14 +15,13 @@ from typing import Any
 import torch
 
 from ..registry import ENCODERS
-from .base import Encoder
 from .efficientnet import EfficientNetLite0
 from .media import letterbox, load_image
+from .sized import SizedImageEncoder
 
 
-class TiledEfficientNet(Encoder):
+class TiledEfficientNet(SizedImageEncoder):
     max_grid = 4
-    supports_sides = True
     varies = True
 
     def __init__(self, name: str, modality: str):

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import InputError, TooLargeError
-from ..modalities import VIDEO
+from ..errors import ConfigError, InputError, TooLargeError
+from ..registry import WRAPPERS
 from .base import Encoder
 from .media import as_source, describe, load_image
 
@@ -256,15 +256,21 @@ class VideoEncoder(Encoder):
     (projectors pool each frame separately, keeping frame order).
     """
 
-    def __init__(self, image: Encoder, frames: int = 4):
+    def __init__(self, image: Encoder, modality: str, frames: int = 4):
         super().__init__()
         if frames < 1:
             raise InputError(f"a video encoder needs frames >= 1, got {frames}")
+        if not image.fixed_input:
+            raise ConfigError(f"{image.id} makes features per picture at its own size: it cannot read video frames; "
+                              "use efficientnet-lite0 or the tiled encoder for video")
         self.image, self.frames = image, frames
-        self.modality, self.id = VIDEO.name, f"{image.id}@{frames}f"
+        self.modality, self.id = modality, f"{image.id}@{frames}f"
         self.dim, self.grid, self.varies = image.dim, image.grid, image.varies
         self.num_tokens = frames * image.num_tokens
-        self.preprocess_id = f"{image.preprocess_id}|uniform{frames}f-centres-max{DECODE_MAX_SIDE}"
+
+    @property
+    def preprocess_id(self) -> str:  # read each time: the image encoder's input resolution may change
+        return f"{self.image.preprocess_id}|uniform{self.frames}f-centres-max{DECODE_MAX_SIDE}"
 
     def preprocess(self, item: Any) -> torch.Tensor:
         return torch.stack([self.image.preprocess(f) for f in load_video(item, self.frames)])  # [F, C, H, W]
@@ -278,3 +284,8 @@ class VideoEncoder(Encoder):
 
     def facts(self) -> dict:
         return {**super().facts(), "frames": self.frames, "image_encoder": self.image.id}
+
+
+@WRAPPERS.register("frames", "uniformly sampled frames of a clip, each through the image encoder")
+def _frames(name: str, inner: Encoder, modality: str, frames: int = 4) -> VideoEncoder:
+    return VideoEncoder(inner, modality, frames)

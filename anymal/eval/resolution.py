@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..encoders.sized import sized
 from ..modalities import IMAGE
 from .runner import evaluate
 from .tasks import get_task
@@ -30,8 +31,8 @@ def resolution_sweep(model, task: str, sides: list[int], out: str | Path, label:
         raise ConfigError("--sides sweeps the image input resolution: the model has no image encoder")
     t = get_task(task)
     out = Path(out)
-    enc = model.encoders[IMAGE.name]
-    saved = (enc.sides, enc.preprocess_id)
+    enc = sized(model.encoders[IMAGE.name])  # with perception parts: the main one
+    saved = enc.sides
     rows = []
     try:
         for side in sides:
@@ -46,7 +47,7 @@ def resolution_sweep(model, task: str, sides: list[int], out: str | Path, label:
             # written after every side: an interrupted sweep keeps what it measured
             (out / label / "sweep.json").write_text(json.dumps({"task": task, "label": label, "rows": rows}, indent=1))
     finally:
-        enc.sides, enc.preprocess_id = saved
+        enc.set_sides(saved)
     return summarize(out, t)
 
 
