@@ -6,14 +6,13 @@ inputs share a meaning (every walking window has the same caption), so positives
 `groups` id, not by the diagonal: a row's loss is -log of the softmax mass on *all* columns of its
 group (multi-positive InfoNCE). Without that, identical captions in a batch would be pushed apart.
 
-Writes into the run dir: metrics.jsonl, loss.png, weights.safetensors (encoder.*, head.*,
+Writes into the run dir: metrics.jsonl (and TensorBoard events), loss.png, weights.safetensors (encoder.*, head.*,
 logit_scale and caller-supplied extra tensors) and facts.json (config, facts, best epoch).
 """
 from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
-from tqdm import tqdm
 
 from ..objectives import info_nce
+from .runlog import RunLog
+from .steps import StepLoop, seed_everything
 
 
 @dataclass
@@ -88,12 +88,6 @@ class ContrastiveModel(nn.Module):
         return self.logit_scale.clamp(max=math.log(100.0)).exp()  # CLIP's cap on 1/temperature
 
 
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 @torch.no_grad()
 def evaluate_set(model: ContrastiveModel, data: ContrastiveSet, batch_size: int = 256) -> dict:
     """Mean loss over fixed batches, and accuracy of picking the right group among the set's distinct texts."""
@@ -112,74 +106,90 @@ def evaluate_set(model: ContrastiveModel, data: ContrastiveSet, batch_size: int 
     return {"val_loss": float(np.mean(losses)), "val_acc": float((pred == groups).float().mean())}
 
 
-def _lr(step: int, total: int, cfg: ContrastiveConfig) -> float:
+def _lr_factor(step: int, total: int, cfg: ContrastiveConfig) -> float:
+    """Linear warm-up from 1/warmup of `lr` at the first step, then cosine to 0 at `total`."""
     if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+        return (step + 1) / cfg.warmup_steps
     frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+class ContrastiveTrainer(StepLoop):
+    """Epochs of shuffled full batches (the ragged last one dropped: tiny batches make InfoNCE noisy),
+    validated after each epoch; the epoch with the lowest validation loss is the one kept."""
+
+    def __init__(self, model: ContrastiveModel, train: ContrastiveSet, val: ContrastiveSet | None,
+                 cfg: ContrastiveConfig):
+        self.model, self.train_set, self.val, self.cfg = model, train, val, cfg
+        self.rng = np.random.default_rng(cfg.seed)
+        self.steps_per_epoch = self.eval_every = max(1, len(train) // cfg.batch_size)
+        self.total = self.steps_per_epoch * cfg.epochs
+        self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda k: _lr_factor(k, self.total, cfg))
+        self.best: dict = {"val_loss": float("inf")}
+        self.best_state: dict[str, torch.Tensor] = {}
+        self.order = np.arange(0)
+
+    def epoch(self, step: int) -> int:
+        return (step - 1) // self.steps_per_epoch + 1
+
+    def step(self, step: int) -> dict:
+        b = (step - 1) % self.steps_per_epoch
+        if b == 0:  # a new epoch: a new order
+            self.model.train()
+            self.order = self.rng.permutation(len(self.train_set))
+        idx = np.sort(self.order[b * self.cfg.batch_size:(b + 1) * self.cfg.batch_size])
+        text, groups = self.train_set.targets(idx, self.rng)
+        loss = info_nce(self.model.embed(self.train_set.batch(idx, self.rng, True)), text, groups, self.model.scale())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = self.opt.param_groups[0]["lr"]
+        self.opt.step()
+        self.sched.step()
+        return {"epoch": self.epoch(step), "loss": round(loss.item(), 5), "lr": lr,
+                "temperature": round(1.0 / self.model.scale().item(), 5)}
+
+    def validate(self, step: int) -> dict | None:
+        if self.val is None:
+            return None
+        metrics = evaluate_set(self.model, self.val)
+        if metrics["val_loss"] < self.best["val_loss"]:  # the loss is far less noisy than accuracy on small sets
+            self.best = {"epoch": self.epoch(step), **metrics}
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return {"epoch": self.epoch(step), **metrics}
+
+    def keep_best(self) -> dict:
+        """Load the best epoch's weights (the last epoch's without validation); what was kept."""
+        if not self.best_state:
+            return {"epoch": self.cfg.epochs}
+        self.model.load_state_dict(self.best_state)
+        return self.best
 
 
 def train_contrastive(encoder: nn.Module, feat_dim: int, train: ContrastiveSet, val: ContrastiveSet | None,
                       cfg: ContrastiveConfig, out_dir: str | Path, extra_tensors: dict[str, torch.Tensor] | None = None,
                       facts: dict | None = None) -> dict:
     """Train `encoder` (+ head) and write the run dir; keeps the epoch with the lowest val loss."""
-    from .plots import plot_curves
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    seed_all(cfg.seed)
+    seed_everything(cfg.seed)
     model = ContrastiveModel(encoder, feat_dim, train.text.shape[-1], cfg)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
-    rng = np.random.default_rng(cfg.seed)
-    n = len(train)
-    steps_per_epoch = max(1, n // cfg.batch_size)  # drop the ragged last batch: tiny batches make InfoNCE noisy
-    total = steps_per_epoch * cfg.epochs
-    best: dict = {"val_loss": float("inf")}
-    best_state: dict[str, torch.Tensor] = {}
-    t0, step = time.time(), 0
-    bar = tqdm(total=total, desc="contrastive", disable=not cfg.progress)
-    with (out / "metrics.jsonl").open("w") as log:
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            perm = rng.permutation(n)
-            for b in range(steps_per_epoch):
-                idx = np.sort(perm[b * cfg.batch_size:(b + 1) * cfg.batch_size])
-                for g in opt.param_groups:
-                    g["lr"] = _lr(step, total, cfg)
-                text, groups = train.targets(idx, rng)
-                loss = info_nce(model.embed(train.batch(idx, rng, True)), text, groups, model.scale())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                row = {"step": step, "epoch": epoch, "loss": round(loss.item(), 5),
-                       "lr": opt.param_groups[0]["lr"], "temperature": round(1.0 / model.scale().item(), 5)}
-                log.write(json.dumps(row) + "\n")
-                bar.update(1)
-                bar.set_postfix(loss=f"{row['loss']:.3f}")
-            if val is not None:
-                metrics = evaluate_set(model, val)
-                log.write(json.dumps({"step": step, "epoch": epoch, **metrics}) + "\n")
-                log.flush()
-                if metrics["val_loss"] < best["val_loss"]:  # the loss is far less noisy than accuracy on small sets
-                    best = {"epoch": epoch, **metrics}
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    bar.close()
-    if best_state:
-        model.load_state_dict(best_state)
-    else:
-        best = {"epoch": cfg.epochs}
+    trainer = ContrastiveTrainer(model, train, val, cfg)
+    t0 = time.time()
+    runlog = RunLog(out, enabled=True)
+    trainer.loop(0, trainer.total, runlog, "contrastive", cfg.progress)
+    runlog.close(out / "loss.png")
+    best = trainer.keep_best()
     seconds = time.time() - t0
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     tensors.update({k: v.detach().float().contiguous() for k, v in (extra_tensors or {}).items()})
     save_file(tensors, str(out / "weights.safetensors"))
-    summary = {"config": asdict(cfg), "facts": facts or {}, "best": best, "train_examples": n,
-               "val_examples": len(val) if val is not None else 0, "steps": total, "seconds": round(seconds, 1),
+    summary = {"config": asdict(cfg), "facts": facts or {}, "best": best, "train_examples": len(train),
+               "val_examples": len(val) if val is not None else 0, "steps": trainer.total, "seconds": round(seconds, 1),
                "params": sum(p.numel() for p in encoder.parameters()),
                "final_temperature": round(1.0 / model.scale().item(), 5)}
     (out / "facts.json").write_text(json.dumps(summary, indent=1))
-    plot_curves(out / "metrics.jsonl", out / "loss.png")
     return {"model": model, **summary}

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from ..config import TrainConfig, dump_yaml, to_dict
@@ -22,8 +21,8 @@ from . import distributed as dist
 from .host import keep_freed_memory
 from .runlog import RunLog
 from .sampling import StepSampler
-from .setup import (build_model, check_plan, evaluate_loss, length_grouping, load_data, seed_everything,
-                    shared_prefix)
+from .steps import StepLoop, seed_everything
+from .setup import build_model, check_plan, evaluate_loss, length_grouping, load_data, shared_prefix
 from .stages import plan_table
 from .state import (load_state, optimizer_state, restore_trainable, rng_state, save_state, set_rng_state,
                     trainable_state)
@@ -69,12 +68,13 @@ class RunState:
                 "padding": self.padded_tokens / self.tokens}  # batch positions per real token, so far
 
 
-class Trainer:
+class Trainer(StepLoop):
     """One run of `cfg`: builds the model, data, optimiser, schedule and sampler, then `run` steps it
     to `optim.max_steps`, logging, validating and saving on the way."""
 
     def __init__(self, cfg: TrainConfig, progress: bool = True, log=print):
         self.cfg, self.progress, self.d = cfg, progress, dist.setup()
+        self.log_every, self.eval_every = cfg.log_every, cfg.eval_every
         self.log = log if self.d.main else (lambda *_: None)
         seed_everything(cfg.seed)
         self.out = Path(cfg.output_dir)
@@ -99,7 +99,7 @@ class Trainer:
         lengths = [len(p.encoded.input_ids) for p in self.train_items]
         self.sampler = StepSampler(lengths, o.batch_size, o.grad_accum, self.d.world, self.d.rank, cfg.seed,
                                    length_grouping(cfg, lengths, self.log), cfg.data.length_window)
-        self.state, self.start = RunState(), 0
+        self.state, self.start, self.t0 = RunState(), 0, time.time()
         self.sharded = self.d.world > 1 and cfg.strategy == "fsdp"
         self.run_entry = {"stage": cfg.stage, "init_from": cfg.init_from, "data": cfg.data.train, "seed": cfg.seed,
                           **({"recipe": cfg.recipe} if cfg.recipe else {})}
@@ -115,8 +115,8 @@ class Trainer:
         self.state.load_state_dict(s["counters"])
         self.log(f"resumed at step {self.start} of {self.cfg.optim.max_steps}")
 
-    def step(self, step: int) -> tuple[float, float] | None:
-        """One optimiser step over every micro-batch of every rank: (loss, grad norm), or None when the
+    def step(self, step: int) -> dict | None:
+        """One optimiser step over every micro-batch of every rank: its metrics row, or None when the
         loss was not finite and `on_nan: skip` skipped it."""
         model, st, d = self.model, self.state, self.d
         micro = self.sampler.next_step()
@@ -150,7 +150,16 @@ class Trainer:
         self.sched.step()
         st.first_loss = loss if math.isnan(st.first_loss) else st.first_loss
         st.last_loss = loss
-        return loss, gnorm
+        st.seconds = time.time() - self.t0
+        return {"loss": loss, "lr": self.sched.get_last_lr()[0], "grad_norm": gnorm, **st.rates()}
+
+    def postfix(self, row: dict) -> dict:
+        return {"loss": f"{row['loss']:.3f}", "lr": f"{row['lr']:.1e}", "samples_s": f"{row['samples_per_s']:.1f}",
+                "tok_s": f"{row['tokens_per_s']:.0f}"}
+
+    def after_step(self, step: int) -> None:
+        if self.cfg.save_every and step % self.cfg.save_every == 0 and step < self.cfg.optim.max_steps:
+            self.checkpoint(step, final=False)  # a killed run resumes here
 
     def checkpoint(self, step: int, final: bool) -> Path | None:
         """The adapters (and, before the end, the resumable state); every rank takes part, rank 0 writes."""
@@ -176,8 +185,11 @@ class Trainer:
             if not final:
                 model.lineage.pop()
 
-    def validate(self) -> float:
-        return evaluate_loss(self.model, self.val_items, self.cfg.optim.batch_size, self.stage.objective)
+    def validate(self, step: int | None = None) -> dict | None:
+        if not self.val_items:
+            return None
+        self.state.val_loss = evaluate_loss(self.model, self.val_items, self.cfg.optim.batch_size, self.stage.objective)
+        return {"val_loss": self.state.val_loss}
 
     def run(self, resume: bool = False) -> RunResult:
         cfg, o, st = self.cfg, self.cfg.optim, self.state
@@ -185,27 +197,10 @@ class Trainer:
             self.resume()
         runlog = RunLog(self.out, self.d.main, self.start if resume else None)
         if not resume and self.val_items:
-            st.initial_val = self.validate()
-            runlog.write({"step": 0, "val_loss": st.initial_val})
-        bar = tqdm(range(self.start + 1, o.max_steps + 1), initial=self.start, total=o.max_steps,
-                   desc=f"train {cfg.stage}", disable=not (self.progress and self.d.main), unit="step")
-        t0 = time.time() - st.seconds
-        for step in bar:
-            done = self.step(step)
-            if done is None:
-                continue
-            loss, gnorm = done
-            st.seconds = time.time() - t0
-            rate, lr = st.rates(), self.sched.get_last_lr()[0]
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}", samples_s=f"{rate['samples_per_s']:.1f}",
-                            tok_s=f"{rate['tokens_per_s']:.0f}")
-            if step % cfg.log_every == 0 or step == 1 or step == o.max_steps:
-                runlog.write({"step": step, "loss": loss, "lr": lr, "grad_norm": gnorm, **rate})
-            if self.val_items and ((cfg.eval_every and step % cfg.eval_every == 0) or step == o.max_steps):
-                st.val_loss = self.validate()
-                runlog.write({"step": step, "val_loss": st.val_loss})
-            if cfg.save_every and step % cfg.save_every == 0 and step < o.max_steps:  # a killed run resumes here
-                self.checkpoint(step, final=False)
+            runlog.write({"step": 0, **self.validate()})
+            st.initial_val = st.val_loss
+        self.t0 = time.time() - st.seconds
+        self.loop(self.start, o.max_steps, runlog, f"train {cfg.stage}", self.progress and self.d.main)
         runlog.close(self.out / "curves.png")
         self.model.stage = cfg.stage
         self.model.lineage = self.model.lineage + [{**self.run_entry, "steps": o.max_steps}]

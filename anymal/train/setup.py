@@ -2,9 +2,6 @@
 quantization, attention, what is frozen), the data (feature cache, skips counted), the shared prefix."""
 from __future__ import annotations
 
-import random
-
-import numpy as np
 import torch
 
 from ..config import LoRAConfig, TrainConfig
@@ -21,12 +18,6 @@ from ..model.prefix import SharedPrefix, find_shared_prefix
 from . import distributed as dist
 from .sampling import random_padding
 from .stages import Stage, apply_stage, get_stage
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def check_plan(cfg: TrainConfig, log) -> Stage:
