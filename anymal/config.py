@@ -15,7 +15,8 @@ import dacite
 import yaml
 
 from .errors import ConfigError
-from .modalities import IMAGE
+from .modalities import IMAGE, MODALITIES
+from .registry import PROJECTORS, STAGES
 
 
 @dataclass
@@ -28,9 +29,10 @@ class LLMConfig:
 @dataclass
 class ModalityConfig:
     encoder: str = "efficientnet-lite0"  # registry name, Hugging Face id or local directory
-    # bind: ImageBind-LLM injection (no tokens); patch: encoder-free pixel patches (encoder pixel-patches);
-    # tiles: per-tile MLP + tile positions (encoder efficientnet-lite0-tiles)
-    projector: Literal["linear", "mlp", "resampler", "bind", "patch", "tiles"] = "mlp"
+    # a registered projector (anymal/projectors/): linear, mlp, resampler; bind: ImageBind-LLM injection
+    # (no tokens); patch: encoder-free pixel patches (encoder pixel-patches); tiles: per-tile MLP + tile
+    # positions (encoder efficientnet-lite0-tiles)
+    projector: str = "mlp"
     # tokens per input handed to the LLM; None keeps every encoder token; 0 (with `perception`) hands
     # the LLM the perception tokens only, no patch tokens
     num_tokens: int | None = 9
@@ -85,6 +87,11 @@ class ModelConfig:
     lora: LoRAConfig | None = None  # LoRA layers on the LLM (stage `instruct`); None = none
     bind: BindConfig = field(default_factory=BindConfig)
 
+    def __post_init__(self):  # names checked against the registries, so a typo fails at load, naming its field
+        for name, m in self.modalities.items():
+            MODALITIES.check(name, f"modalities.{name}")
+            PROJECTORS.check(m.projector, f"modalities.{name}.projector")
+
 
 @dataclass
 class DataConfig:
@@ -120,7 +127,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    stage: Literal["align", "instruct-proj", "instruct", "full", "bind", "bind-inject"] = "align"  # see anymal/train/stages.py
+    stage: str = "align"  # a registered training stage (anymal/train/stages.py)
     output_dir: str = "runs/align"
     recipe: str | None = None  # the recipe file this run was loaded from (set on load; the lineage records it)
     seed: int = 0
@@ -156,6 +163,9 @@ class TrainConfig:
     bind_text_noise: float | None = None
     on_nan: Literal["stop", "skip"] = "stop"  # a non-finite loss stops the run (naming step and samples) or skips the step
     strategy: Literal["ddp", "fsdp"] = "ddp"  # under torchrun with several processes (see anymal/train/distributed.py)
+
+    def __post_init__(self):
+        STAGES.check(self.stage, "stage")
 
 
 _DACITE = dacite.Config(strict=True, cast=[tuple], type_hooks={float: float})

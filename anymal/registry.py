@@ -4,6 +4,10 @@ suites, and retrieval pairs (beside what they register).
 
 A registry maps a name to a factory, a record, or a lazily imported one. Lookups of unknown names list what exists, so a typo in a
 recipe is one clear error instead of an `if` chain falling through.
+
+A registry may name its `home`: the package whose import fills it. Reading the registry imports the
+home first, so the ground layer (the typed configs) checks names against the real registrations
+(`check`) without importing the layers above it, and no name list is ever written twice.
 """
 from __future__ import annotations
 
@@ -33,8 +37,8 @@ class Registry(Generic[T]):
     """Names -> items (factories, records, or lazily imported ones), with a one-line `about` each.
     Reads like a dict (`REG[name]`, `name in REG`, iteration in registration order)."""
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, kind: str, home: str | None = None):
+        self.kind, self._home = kind, home
         self._items: dict[str, Any] = {}
         self._about: dict[str, str] = {}
         self._fallback: Callable[..., T] | None = None
@@ -58,6 +62,18 @@ class Registry(Generic[T]):
         """Register `module:attribute` without importing it yet."""
         self.register(name, about)(_Lazy(target))
 
+    def _filled(self) -> dict[str, Any]:
+        """The entries, after the home package has registered its own."""
+        if self._home:
+            home, self._home = self._home, None  # first: its own lookups while it imports must not recurse
+            importlib.import_module(home)
+        return self._items
+
+    def check(self, name: str, field: str) -> None:
+        """A ConfigError naming the config `field` when `name` is not registered."""
+        if name not in self:
+            raise ConfigError(f"{field}: unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+
     def register_fallback(self, fn: Callable[..., T]) -> Callable[..., T]:
         """Factory for names that are not registered (e.g. a Hugging Face model id or local dir)."""
         self._fallback = fn
@@ -66,7 +82,7 @@ class Registry(Generic[T]):
     def get(self, name: str, default: Any = _MISSING) -> T:
         """The item `name` (imported now if it was registered lazily); `default` (as dict.get) or a
         ConfigError listing the known names when there is none."""
-        if name not in self._items:
+        if name not in self._filled():
             if default is not _MISSING:
                 return default
             raise ConfigError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
@@ -79,14 +95,14 @@ class Registry(Generic[T]):
         return self._about.get(name, "")
 
     def names(self) -> list[str]:
-        return sorted(self._items)
+        return sorted(self._filled())
 
     def values(self) -> list[T]:
         """Registered items in registration order."""
-        return [self.get(n) for n in self._items]
+        return [self.get(n) for n in self._filled()]
 
     def build(self, name: str, *args, **kwargs) -> T:
-        if name in self._items:
+        if name in self._filled():
             return self.get(name)(name, *args, **kwargs)
         if self._fallback is not None:
             return self._fallback(name, *args, **kwargs)
@@ -94,13 +110,13 @@ class Registry(Generic[T]):
 
     # dict-like reading (and replacing, e.g. by a test's monkeypatch)
     def __contains__(self, name: str) -> bool:
-        return name in self._items
+        return name in self._filled()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._items))
+        return iter(list(self._filled()))
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._filled())
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)
@@ -112,8 +128,8 @@ class Registry(Generic[T]):
         del self._items[name]
 
 
-ENCODERS: Registry = Registry("encoder")
-WRAPPERS: Registry = Registry("encoder wrapper")  # an encoder built around another modality's (video: frames)
-PROJECTORS: Registry = Registry("projector")
-LLMS: Registry = Registry("llm")
-STAGES: Registry = Registry("training stage")
+ENCODERS: Registry = Registry("encoder", home="anymal.encoders")
+WRAPPERS: Registry = Registry("encoder wrapper", home="anymal.encoders")  # around another modality's (video: frames)
+PROJECTORS: Registry = Registry("projector", home="anymal.projectors")
+LLMS: Registry = Registry("llm", home="anymal.llm.backbone")
+STAGES: Registry = Registry("training stage", home="anymal.train.stages")

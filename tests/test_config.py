@@ -36,3 +36,37 @@ def test_unknown_key_and_wrong_type_name_the_field(tmp_path):
         load_train_config(tmp_path / "r.yaml", ["optim.lr"])
     with pytest.raises(ConfigError, match="no such file"):
         load_train_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.modalities.image.projector=mpl", r"modalities.image.projector: unknown projector 'mpl'; known: bind, linear, mlp"),
+    ("stage=algn", r"stage: unknown training stage 'algn'; known: align, bind, bind-inject, full, instruct"),
+    ("model.modalities.imgae={}", r"modalities.imgae: unknown modality 'imgae'; known: audio, image, imu, points, video"),
+])
+def test_registered_names_are_checked_at_load_against_the_registries(tmp_path, override, message):
+    p = tmp_path / "r.yaml"
+    p.write_text("stage: align\n")
+    with pytest.raises(ConfigError, match=message):
+        load_train_config(p, [override])
+
+
+def test_a_registry_fills_itself_from_its_home_package(tmp_path, monkeypatch):
+    """A registry imports the package that registers its entries the first time it is read, so the
+    ground layer (configs) can check names without importing the layers above it."""
+    import sys
+    import types
+
+    from anymal.registry import Registry
+
+    holder = types.ModuleType("registry_holder_for_test")
+    holder.REG = reg = Registry("thing", home="registry_home_for_test")
+    monkeypatch.setitem(sys.modules, holder.__name__, holder)
+    (tmp_path / "registry_home_for_test.py").write_text(
+        "from registry_holder_for_test import REG\nREG.add('late', 1, 'registered when imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "registry_home_for_test" not in sys.modules
+    assert "late" in reg and reg.names() == ["late"] and reg["late"] == 1 and reg.about("late")
+    assert "registry_home_for_test" in sys.modules
+    monkeypatch.delitem(sys.modules, "registry_home_for_test")
+    with pytest.raises(ConfigError, match="things.x: unknown thing 'early'; known: late"):
+        reg.check("early", "things.x")
