@@ -157,3 +157,12 @@ def every_modality(tiny_llm_dir):
         "image": ModalityConfig(encoder="tiny-cnn", **small), "video": ModalityConfig(encoder="tiny-cnn", frames=2, **small),
         "audio": ModalityConfig(encoder="whisper-tiny.en", **small), "imu": ModalityConfig(encoder="imu-cnn", **small),
         "points": ModalityConfig(encoder="pointnet", **small)}))
+
+
+@pytest.fixture
+def server(tiny_model):
+    """The tiny model behind a live OpenAI-compatible server (tests/serving.py)."""
+    from serving import Server
+
+    with Server(tiny_model) as s:
+        yield s

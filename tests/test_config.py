@@ -70,3 +70,15 @@ def test_a_registry_fills_itself_from_its_home_package(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "registry_home_for_test")
     with pytest.raises(ConfigError, match="things.x: unknown thing 'early'; known: late"):
         reg.check("early", "things.x")
+
+
+def test_every_registry_is_complete_in_a_fresh_process():
+    """Reading a registry first thing in a new process lists every registration (the CLI once found no
+    video wrapper: its module was imported by nothing its home imports)."""
+    import subprocess
+    import sys
+
+    code = ("from anymal.registry import ENCODERS, LLMS, PROJECTORS, STAGES, WRAPPERS; "
+            "print(*(len(r) for r in (ENCODERS, LLMS, PROJECTORS, STAGES)), WRAPPERS.names())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert all(int(n) >= 3 for n in out[:4]) and out[4:] == ["['frames']"], out

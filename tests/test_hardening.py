@@ -23,7 +23,7 @@ from anymal.config import LLMConfig, ModelConfig
 from anymal.errors import InputError, TrainingError
 from anymal.model.generation import GenerationSettings
 from bad_inputs import CASES
-from test_serve import KEY, Server, _ask, _status, server  # noqa: F401  (a fixture)
+from serving import KEY, Server, _ask, _status
 
 FORMATS = {"image": None, "audio": "input_audio", "video": "video", "imu": "imu", "points": "points"}
 

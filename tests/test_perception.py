@@ -155,7 +155,7 @@ def test_video_frames_keep_patches_then_words_in_order(tiny_llm_dir, images):
     model = AnyMAL.from_config(perceiving_config(tiny_llm_dir, video=True))
     enc, proj = model.encoders["video"], model.projectors["video"]
     assert enc.num_tokens == 2 * 18 and proj.num_tokens == 8 + 2 * 2 * (NAME_TOKENS + 1)
-    frames = torch.stack([enc.image.preprocess(images[0]), enc.image.preprocess(images[2])])[None]
+    frames = torch.stack([enc.inner.preprocess(images[0]), enc.inner.preprocess(images[2])])[None]
     out = proj(enc(frames))[0]
     per = 4 + 2 * (NAME_TOKENS + 1)  # per frame: 4 patch tokens, then 2 entries
     red = model.llm.embed(torch.tensor(model.llm.tokenizer(" red", add_special_tokens=False)["input_ids"][:1]))[0]
@@ -391,7 +391,7 @@ def test_sides_reach_the_main_part_of_a_composed_encoder_and_a_sweep_puts_them_b
     enc = load_encoder("efficientnet-lite0", "image", sides=[60], perception=["tiny-colours"])
     assert enc.main.sides == (60,) and enc.preprocess_id.endswith("|sides=60 + stretch8")
     clip = load_encoder("efficientnet-lite0", "video", frames=2, sides=[90], perception=["tiny-colours"])
-    assert clip.image.main.sides == (90,) and "sides=90 + stretch8|uniform2f" in clip.preprocess_id
+    assert clip.inner.main.sides == (90,) and "sides=90 + stretch8|uniform2f" in clip.preprocess_id
     with pytest.raises(ConfigError, match="resizable image encoders only"):
         load_encoder("tiny-cnn", "image", sides=[60], perception=["tiny-colours"])
     for modality in ("image", "video"):  # raw patches are made per picture: nothing can batch them

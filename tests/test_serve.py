@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import os
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,64 +19,11 @@ import torch
 from PIL import Image
 
 from anymal.model.generation import GenerationSettings
-from anymal.serve.app import ServeConfig, create_app
 from anymal.serve.protocol import Limits
-
-KEY = "sk-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, model, **cfg):
-        import uvicorn
-
-        self.app = create_app(model, ServeConfig(model_id="tiny", api_key=KEY, **cfg))
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.05)
-        assert self.server.started, "uvicorn did not start"
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self, key: str = KEY) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=60)
-
-
-def data_url(path) -> str:
-    return "data:image/png;base64," + base64.b64encode(open(path, "rb").read()).decode()
-
-
-def _ask(image, text="What is this?"):
-    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(image)}},
-                                         {"type": "text", "text": text}]}]
-
+from serving import KEY, Server, _ask, _free_port, _status
 
 def _ours(image, text="What is this?"):
     return [{"role": "user", "content": [{"type": "image", "path": str(image)}, {"type": "text", "text": text}]}]
-
-
-@pytest.fixture
-def server(tiny_model):
-    with Server(tiny_model) as s:
-        yield s
 
 
 def test_openai_client_chat_streaming_and_not_equal_the_model(server, tiny_model, images):
@@ -120,12 +66,6 @@ def test_stop_length_and_n_choices(server, images):
     seeded = [c.chat.completions.create(model="tiny", messages=_ask(images[0]), temperature=1.0, seed=7,
                                         max_tokens=5).choices[0].message.content for _ in range(2)]
     assert seeded[0] == seeded[1]  # a seed makes sampling repeatable
-
-
-def _status(server, body=None, raw: bytes | None = None, key=KEY) -> tuple[int, dict]:
-    r = httpx.post(server.url + "/v1/chat/completions", content=raw if raw is not None else json.dumps(body),
-                   headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, timeout=60)
-    return r.status_code, r.json()
 
 
 def test_errors_are_openai_error_objects_with_the_right_status(server, images):

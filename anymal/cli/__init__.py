@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import AnymalError
+from ..modalities import IMU, POINTS
 from . import chat, evaluate
 
 
@@ -67,9 +68,10 @@ def cmd_pretrain(a) -> int:
     from ..train import pretrain_encoders as pe
     from ..train.pretrain_sounds import pretrain_sounds
 
-    fn = {"imu": pe.pretrain_imu, "points": pe.pretrain_points, "sounds": pretrain_sounds}[a.encoder]
-    data = a.data or dataset_dir({"imu": "hapt", "points": "furniture", "sounds": "audio"}[a.encoder])
-    res = fn(data, a.out or f"runs/pretrain-{a.encoder}", ship=a.ship)
+    fn, data = {IMU.name: (pe.pretrain_imu, dataset_dir("hapt")),
+                POINTS.name: (pe.pretrain_points, dataset_dir("furniture")),
+                "sounds": (pretrain_sounds, dataset_dir("audio"))}[a.encoder]
+    res = fn(a.data or data, a.out or f"runs/pretrain-{a.encoder}", ship=a.ship)
     print(json.dumps(res, indent=1, default=str))
     return 0
 
@@ -148,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pt = sub.add_parser("pretrain", help="pretrain the small IMU / 3-D encoders (contrastively, against MiniLM) "
                                          "or fit the sound-kind head on Whisper's pooled features")
-    pt.add_argument("encoder", choices=["imu", "points", "sounds"])
+    pt.add_argument("encoder", choices=[IMU.name, POINTS.name, "sounds"])
     pt.add_argument("--data", help="built dataset (default: data/hapt, data/furniture or data/audio)")
     pt.add_argument("--out", help="run directory (default: runs/pretrain-ENCODER)")
     pt.add_argument("--ship", action="store_true", help="also replace the weights shipped in the package")

@@ -6,7 +6,9 @@ from .audio import HFAudioEncoder
 from .base import Encoder
 from .hf_vision import HFVisionEncoder
 from .loading import load_encoder
-from . import efficientnet, imu, patches, perception, points, sound_kinds, tiles, transcript, whisper  # noqa: F401  (registration side effects)
+# registration side effects: every encoder and wrapper module registers itself on import
+from . import (efficientnet, imu, patches, perception, points, sound_kinds, tiles, transcript,  # noqa: F401
+               video, whisper)
 
 # names that are not registered are Hugging Face ids or local directories, loaded per modality
 HF_FALLBACKS = {IMAGE.name: HFVisionEncoder, AUDIO.name: HFAudioEncoder}

@@ -119,7 +119,7 @@ class IMUEncoder(Encoder):
 
     def __init__(self, name: str, modality: str = IMU.name, weights_dir: str | Path | None = None):
         super().__init__()
-        tensors, cfg = load_trained(Path(weights_dir) if weights_dir else WEIGHTS_DIR, "imu")
+        tensors, cfg = load_trained(Path(weights_dir) if weights_dir else WEIGHTS_DIR, IMU.name)
         arch = cfg["arch"]
         self.net = IMUNet(tuple(arch["channels"]), arch["dim"])
         self.net.load_state_dict({k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")})

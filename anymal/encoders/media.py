@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError, TooLargeError
+from ..modalities import AUDIO
 
 # 40 megapixels by default: enough for phone photos; a 10000x10000 bomb is refused before decoding.
 MAX_IMAGE_PIXELS = int(os.environ.get("ANYMAL_MAX_IMAGE_PIXELS", 40_000_000))
@@ -108,7 +109,7 @@ def load_audio(item: Any, sample_rate: int = 16000, max_seconds: float = MAX_AUD
     if isinstance(item, tuple) and len(item) == 2:
         wave, rate = _waveform(item)
     else:
-        src = as_source(item, "audio")
+        src = as_source(item, AUDIO.name)
         _check_wav_complete(src, name)
         try:
             info = sf.info(src)

@@ -94,7 +94,7 @@ class PointNetNet(nn.Module):
 class PointNetEncoder(Encoder):
     def __init__(self, name: str, modality: str = POINTS.name, weights_dir: str | Path | None = None):
         super().__init__()
-        tensors, cfg = load_trained(Path(weights_dir) if weights_dir else WEIGHTS_DIR, "points")
+        tensors, cfg = load_trained(Path(weights_dir) if weights_dir else WEIGHTS_DIR, POINTS.name)
         arch = cfg["arch"]
         self.net = PointNetNet(arch["groups"], arch["neighbours"], arch["width"], arch["dim"])
         self.net.load_state_dict({k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")})

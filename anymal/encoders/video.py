@@ -263,27 +263,27 @@ class VideoEncoder(Encoder):
         if not image.fixed_input:
             raise ConfigError(f"{image.id} makes features per picture at its own size: it cannot read video frames; "
                               "use efficientnet-lite0 or the tiled encoder for video")
-        self.image, self.frames = image, frames
+        self.inner, self.frames = image, frames
         self.modality, self.id = modality, f"{image.id}@{frames}f"
         self.dim, self.grid, self.varies = image.dim, image.grid, image.varies
         self.num_tokens = frames * image.num_tokens
 
     @property
     def preprocess_id(self) -> str:  # read each time: the image encoder's input resolution may change
-        return f"{self.image.preprocess_id}|uniform{self.frames}f-centres-max{DECODE_MAX_SIDE}"
+        return f"{self.inner.preprocess_id}|uniform{self.frames}f-centres-max{DECODE_MAX_SIDE}"
 
     def preprocess(self, item: Any) -> torch.Tensor:
-        return torch.stack([self.image.preprocess(f) for f in load_video(item, self.frames)])  # [F, C, H, W]
+        return torch.stack([self.inner.preprocess(f) for f in load_video(item, self.frames)])  # [F, C, H, W]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, f = x.shape[:2]
         if f != self.frames:
             raise InputError(f"video encoder {self.id}: expected {self.frames} frames, got input {tuple(x.shape)}")
-        y = self.image(x.flatten(0, 1))  # [B*F, N, D]
+        y = self.inner(x.flatten(0, 1))  # [B*F, N, D]
         return y.reshape(b, f * y.shape[1], y.shape[2])
 
     def facts(self) -> dict:
-        return {**super().facts(), "frames": self.frames, "image_encoder": self.image.id}
+        return {**super().facts(), "frames": self.frames, "image_encoder": self.inner.id}
 
 
 @WRAPPERS.register("frames", "uniformly sampled frames of a clip, each through the image encoder")

@@ -41,7 +41,7 @@ def resolution_sweep(model, task: str, sides: list[int], out: str | Path, label:
             res = evaluate(model, t, manifest, out / label / f"side-{side}", limit=limit, batch_size=batch_size,
                            progress=progress)
             first = json.loads(Path(res["manifest"]).read_text().splitlines()[0])
-            tokens = image_tokens(model, Path(res["manifest"]).parent / first["images"][0])
+            tokens = image_tokens(model, Path(res["manifest"]).parent / first[IMAGE.list_key][0])
             rows.append({"label": label, "side": side, "n": res["n"], "image_tokens": tokens,
                          "s_per_item": (time.time() - t0) / max(res["n"], 1), **res["scores"]})
             # written after every side: an interrupted sweep keeps what it measured

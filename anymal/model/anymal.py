@@ -73,7 +73,7 @@ class AnyMAL(Inference, nn.Module):
     # ---------------------------------------------------------------- building and checkpoints
     @staticmethod
     def _projector(cfg, enc: Encoder, llm: LanguageModel) -> nn.Module:
-        if hasattr(getattr(enc, "image", enc), "parts"):  # perception encoders beside the main one
+        if hasattr(getattr(enc, "inner", enc), "parts"):  # perception encoders beside the main one
             return build_perceiving(cfg, enc, llm.hidden_size, llm.embed_rms, llm.embed_names)
         return build_projector(cfg, enc.dim, enc.num_tokens, llm.hidden_size, llm.embed_rms, enc.grid,
                                getattr(enc, "frames", None))

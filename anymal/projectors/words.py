@@ -176,10 +176,10 @@ class PerceivingProjector(nn.Module):
 
 
 def build_perceiving(cfg, enc, out_dim: int, embed_rms: float, embed_words: WordEmbedder) -> PerceivingProjector:
-    """The projector for a composed encoder `enc` (or frames of one: a video encoder's `image`)."""
+    """The projector for a composed encoder `enc` (or frames of one: a video encoder's `inner`)."""
     from .base import build_projector
 
-    image, frames = getattr(enc, "image", enc), getattr(enc, "frames", None)
+    image, frames = getattr(enc, "inner", enc), getattr(enc, "frames", None)
     main = image.parts[0]
     inner = None if cfg.num_tokens == 0 else build_projector(cfg, main.dim, (frames or 1) * main.num_tokens,
                                                              out_dim, embed_rms, main.grid, frames)

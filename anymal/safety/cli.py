@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..data.builders import manifest
+from ..modalities import IMAGE
 
 DEFAULT_IMAGE_SETS = [manifest("emoji", "train"), *(manifest("tuxpaint", s) for s in ("train", "val", "test"))]
 
@@ -139,7 +140,7 @@ def cmd_eval(a) -> int:
     image, image_sweep = evaluate_images(manifests, a.image_threshold) if manifests else (None, None)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"text": {"threshold": a.text_threshold, **text}, "image": image and {"threshold": a.image_threshold,
+    result = {"text": {"threshold": a.text_threshold, **text}, IMAGE.name: image and {"threshold": a.image_threshold,
               "sets": manifests, **image}, "text_threshold_sweep": sweep, "image_threshold_sweep": image_sweep}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     o = text["overall"]

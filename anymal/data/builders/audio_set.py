@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from ...errors import DataError
+from ...modalities import AUDIO
 from ..jsonl import SkipReport
 from .sound_effects import SOURCES as EFFECT_SOURCES
 from .sound_set import mixed_records, sound_records
@@ -94,7 +95,7 @@ def build_audio(out: str | Path, seed: int = 0, val: float = 0.1, test: float = 
                                             encoding="utf-8")
     counts = {split: _counts(mine) for split, mine in by_split.items()}
     stats = {"counts": counts, "skipped": dict(skipped.reasons), "seconds_to_build": round(time.time() - start, 1),
-             "bytes": sum((out / r["audios"][0]).stat().st_size for _, r in recs),
+             "bytes": sum((out / r[AUDIO.list_key][0]).stat().st_size for _, r in recs),
              "sources": list(sources), "seed": seed, "val": val, "test": test, "tts_per_sentence": tts_per_sentence,
              "sound_copies": sound_copies, "mixes": mixes}
     (out / "stats.json").write_text(json.dumps(stats, indent=1))

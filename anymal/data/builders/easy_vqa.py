@@ -17,6 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ...errors import ConfigError
+from ...modalities import IMAGE
 
 SHAPES = {"circle", "rectangle", "triangle"}
 PROMPT = "{question} Answer with one word."
@@ -30,7 +31,7 @@ def _record(split: str, question: str, answer: str, image_id: int) -> dict:
     q = question[:1].upper() + question[1:]
     return {"messages": [{"role": "user", "content": "<image>" + PROMPT.format(question=q)},
                          {"role": "assistant", "content": answer[:1].upper() + answer[1:] + "."}],
-            "images": [f"images/{split}/{image_id}.png"],
+            IMAGE.list_key: [f"images/{split}/{image_id}.png"],
             "meta": {"answer": answer, "answer_type": answer_type(answer), "image_id": image_id,
                      "question": question, "licence": "MIT (easy-vqa, Victor Zhou)"}}
 
@@ -54,7 +55,7 @@ def build_easy_vqa(out: str | Path, val_images: int = 400, test_per_image: int =
             by_image.setdefault(i, []).append((q, a))
         for image_id in tqdm(sorted(by_image), desc=f"easy-vqa {split}", disable=not progress):
             target = "val" if split == "train" and image_id in val_ids else split
-            dst = out / "images" / target / f"{image_id}.png"
+            dst = out / IMAGE.list_key / target / f"{image_id}.png"
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(paths[image_id], dst)
             qa = by_image[image_id]

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from ...errors import DataError
+from ...modalities import IMAGE
 from .tuxpaint import INSTRUCTIONS, compose, names_object, object_word
 
 FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -57,7 +58,7 @@ def build_emoji(out: str | Path, size: int = 224, variants: int = 1, seed: int =
         raise DataError(f"{FONT}: not found; install it with `apt-get install fonts-noto-color-emoji`")
     font = ImageFont.truetype(str(FONT), 109)  # the only size this bitmap font renders
     out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / IMAGE.list_key).mkdir(parents=True, exist_ok=True)
     fq = emoji.STATUS["fully_qualified"]
     items = [(e, v["en"]) for e, v in emoji.EMOJI_DATA.items() if v.get("status") == fq and _wanted(e, v["en"])]
     items = items[:limit] if limit else items
@@ -77,12 +78,12 @@ def build_emoji(out: str | Path, size: int = 224, variants: int = 1, seed: int =
             slug = re.sub(r"\W+", "_", name.strip(":"))[:60]
             for k in range(variants):
                 rng = random.Random(f"{seed}:{name}:{k}")
-                path = out / "images" / f"{slug}-{k}.png"
+                path = out / IMAGE.list_key / f"{slug}-{k}.png"
                 compose(glyph, size, rng, plain=(k == 0)).save(path)
                 q = INSTRUCTIONS[rng.randrange(len(INSTRUCTIONS))]
                 f.write(json.dumps({
                     "messages": [{"role": "user", "content": f"<image>{q}"}, {"role": "assistant", "content": caption}],
-                    "images": [f"images/{path.name}"],
+                    IMAGE.list_key: [f"images/{path.name}"],
                     "meta": {"caption": caption, "category": "emoji", "object": object_word(caption),
                              "licence": "OFL-1.1 (Noto Color Emoji); names: CLDR via the emoji package"},
                 }, ensure_ascii=False) + "\n")

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ...errors import DataError
+from ...modalities import POINTS
 from ..jsonl import SkipReport
 
 FURNITURE_DIR = Path("/usr/share/sweethome3d/furniture")
@@ -139,7 +140,7 @@ def build_furniture(out: str | Path, furniture_dir: str | Path = FURNITURE_DIR, 
     t0, skipped = time.time(), SkipReport()
     records: dict[str, list[dict]] = {s: [] for s in splits}
     for s in splits:
-        shutil.rmtree(out / "points" / s, ignore_errors=True)  # no stale clouds from an earlier build
+        shutil.rmtree(out / POINTS.list_key / s, ignore_errors=True)  # no stale clouds from an earlier build
     for cat_path in catalogs:
         try:
             models = read_catalog(cat_path)
@@ -166,7 +167,7 @@ def build_furniture(out: str | Path, furniture_dir: str | Path = FURNITURE_DIR, 
                 records[split].append({
                     "messages": [{"role": "user", "content": f"<points>{rng.choice(INSTRUCTIONS)}"},
                                  {"role": "assistant", "content": cap}],
-                    "points": [rel],
+                    POINTS.list_key: [rel],
                     "meta": {"name": m.name, "category": m.category, "creator": m.creator, "catalog": m.catalog,
                              "licence": m.licence, "licence_file": m.licence_file, "source": where}})
     for split, recs in records.items():

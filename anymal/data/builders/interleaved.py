@@ -19,6 +19,7 @@ import random
 from pathlib import Path
 
 from ...errors import DataError
+from ...modalities import AUDIO, IMAGE, IMU
 from . import dataset_dir
 from .stamp_video import subject
 
@@ -71,7 +72,7 @@ def build_interleaved(out: str | Path, tuxpaint: str | Path = dataset_dir("tuxpa
     for split, n_pairs in pairs.items():
         rng = random.Random(f"{seed}:{split}")
         tux_file, hapt_file, audio_file = (Path(d) / f"{split}.jsonl" for d in (tuxpaint, hapt, audio))
-        images = [r for r in _read(tux_file) if subject(r["meta"]["caption"]) and r["images"][0].endswith("-0.png")]
+        images = [r for r in _read(tux_file) if subject(r["meta"]["caption"]) and r[IMAGE.list_key][0].endswith("-0.png")]
         imus = _read(hapt_file)
         sounds = [r for r in _read(audio_file)  # stamps with a picture: Tux Paint's own recordings, not copies
                   if r["meta"].get("kind") == "sound" and r["meta"].get("source", "tuxpaint") == "tuxpaint"
@@ -86,7 +87,7 @@ def build_interleaved(out: str | Path, tuxpaint: str | Path = dataset_dir("tuxpa
             q = IMAGE_IMU_QUESTIONS[0] if split != "train" else rng.choice(IMAGE_IMU_QUESTIONS)
             recs.append({"messages": [{"role": "user", "content": _pair(rng, ["<image>", "<imu>"]) + q},
                                       {"role": "assistant", "content": f"You are {doing} while looking at {thing}."}],
-                         "images": [_media(img, "images", tux_file, out)], "imus": [_media(imu, "imus", hapt_file, out)],
+                         IMAGE.list_key: [_media(img, IMAGE.list_key, tux_file, out)], IMU.list_key: [_media(imu, IMU.list_key, hapt_file, out)],
                          "meta": {"kind": "image+imu", "object": img["meta"]["object"], "activity": doing,
                                   "label": imu["meta"]["label"], "category": img["meta"]["category"]}})
         by_object = {}
@@ -105,8 +106,8 @@ def build_interleaved(out: str | Path, tuxpaint: str | Path = dataset_dir("tuxpa
                 q = SOUND_QUESTIONS[0] if split != "train" else rng.choice(SOUND_QUESTIONS)
                 recs.append({"messages": [{"role": "user", "content": _pair(rng, ["<image>", "<audio>"]) + q},
                                           {"role": "assistant", "content": answer}],
-                             "images": [_media(img, "images", tux_file, out)],
-                             "audios": [_media(snd, "audios", audio_file, out)],
+                             IMAGE.list_key: [_media(img, IMAGE.list_key, tux_file, out)],
+                             AUDIO.list_key: [_media(snd, AUDIO.list_key, audio_file, out)],
                              "meta": {"kind": "image+sound", "match": match, "object": img["meta"]["object"],
                                       "sound_object": snd["meta"]["object"], "category": "match" if match else "mismatch"}})
         with (out / f"{split}.jsonl").open("w") as f:

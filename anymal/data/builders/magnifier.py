@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from ...errors import ConfigError, DataError
+from ...modalities import IMAGE
 from .tuxpaint import STAMPS_DIR, _open_stamp, _stem, caption_split, find_stamps, object_word
 
 MC_PROMPT = "What is the small object in this picture?\n{options}\nAnswer with the option's letter."
@@ -80,7 +81,7 @@ def build_magnifier(out: str | Path, images: int = 100, min_side: int = 1024, ma
     if not held_out or len(names) < 4:
         raise DataError(f"{stamps_dir}: too few captioned stamps for the magnifier set ({len(held_out)} held out)")
     out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / IMAGE.list_key).mkdir(parents=True, exist_ok=True)
     records = []
     for k in tqdm(range(images), desc="magnifier", disable=not progress):
         rng = random.Random(f"{seed}:{k}" if split == "test" else f"{seed}:{split}:{k}")
@@ -92,7 +93,7 @@ def build_magnifier(out: str | Path, images: int = 100, min_side: int = 1024, ma
         st, (x, y) = place(_open_stamp(s, 512), width, height, frac, rng)
         canvas.paste(st, (x, y), st)
         name = f"{k:04d}.jpg" if split == "test" else f"{split}-{k:04d}.jpg"
-        canvas.save(out / "images" / name, quality=90)
+        canvas.save(out / IMAGE.list_key / name, quality=90)
         distractors = rng.sample([n for n in names if _stem(n) != _stem(obj)], 3)
         options = distractors + [obj]
         rng.shuffle(options)
@@ -103,11 +104,11 @@ def build_magnifier(out: str | Path, images: int = 100, min_side: int = 1024, ma
         listed = "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(options))
         records.append({"messages": [{"role": "user", "content": "<image>" + MC_PROMPT.format(options=listed)},
                                      {"role": "assistant", "content": letter}],
-                        "images": [f"images/{name}"], "meta": {**meta, "form": "multiple-choice", "options": options,
+                        IMAGE.list_key: [f"images/{name}"], "meta": {**meta, "form": "multiple-choice", "options": options,
                                                                "letter": letter}})
         records.append({"messages": [{"role": "user", "content": "<image>" + OPEN_PROMPT},
                                      {"role": "assistant", "content": s.caption}],
-                        "images": [f"images/{name}"], "meta": {**meta, "form": "open-ended"}})
+                        IMAGE.list_key: [f"images/{name}"], "meta": {**meta, "form": "open-ended"}})
     with (out / f"{split}.jsonl").open("w") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -115,6 +116,6 @@ def build_magnifier(out: str | Path, images: int = 100, min_side: int = 1024, ma
         f"Built by `anymal data build magnifier --opt split={split}`: {split}-split Tux Paint stamps (GPL-2) pasted "
         f"at ~1% of the area into cluttered {min_side}-{max_side} px canvases (seed {seed}); a multiple-choice and "
         "an open-ended question per canvas.\n")
-    counts = {"images": images, split: len(records), "objects": len({r["meta"]["object"] for r in records})}
+    counts = {IMAGE.list_key: images, split: len(records), "objects": len({r["meta"]["object"] for r in records})}
     (out / (f"stats-{split}.json" if split != "test" else "stats.json")).write_text(json.dumps(counts, indent=1))
     return counts

@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ...errors import DataError
+from ...modalities import IMAGE
 
 ROOT = Path("/usr/share/openclipart/svg")
 SKIP_FOLDERS = {"stars", "gradients", "patterns"}
@@ -67,12 +68,12 @@ def build_openclipart(out: str | Path, size: int = 224, limit: int | None = None
     if limit:
         files = sorted(random.Random(seed).sample(files, min(limit, len(files))))
     out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / IMAGE.list_key).mkdir(parents=True, exist_ok=True)
 
     def one(svg: Path):
         rel = svg.relative_to(ROOT)
         title, keywords = read_metadata(svg)
-        png = out / "images" / (re.sub(r"\W+", "_", str(rel.with_suffix("")))[-120:] + ".png")
+        png = out / IMAGE.list_key / (re.sub(r"\W+", "_", str(rel.with_suffix("")))[-120:] + ".png")
         return rel, title, keywords, png, (None if png.is_file() and png.stat().st_size else _render(svg, png, size))
 
     failed, n = [], 0
@@ -86,7 +87,7 @@ def build_openclipart(out: str | Path, size: int = 224, limit: int | None = None
             f.write(json.dumps({
                 "messages": [{"role": "user", "content": "<image>What is this drawing?"},
                              {"role": "assistant", "content": f"{name}."}],
-                "images": [f"images/{png.name}"],
+                IMAGE.list_key: [f"images/{png.name}"],
                 "meta": {"caption": f"{name}.", "title": title, "keywords": keywords, "folder": rel.parts[0],
                          "source": str(rel), "licence": "public domain (Open Clip Art Library)"},
             }, ensure_ascii=False) + "\n")

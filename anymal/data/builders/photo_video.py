@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ...modalities import VIDEO
 from .gcompris import RCC_DIR
 from .photos import article, load_split_photos
 from .stamp_video import (CAPTION_QUESTIONS, DIRECTION_ANSWERS, DIRECTION_QUESTIONS, DIRECTIONS, OBJECT_QUESTIONS,
@@ -29,7 +30,7 @@ def clip_samples(name: str, direction: str, rel: str, meta: dict, rng: random.Ra
           ("object", OBJECT_QUESTIONS, f"{subject[0].upper()}{subject[1:]}.")]
     return [{"messages": [{"role": "user", "content": f"<video>{rng.choice(qs) if train else qs[0]}"},
                           {"role": "assistant", "content": answer}],
-             "videos": [rel], "meta": {"task": task, **meta}} for task, qs, answer in qa]
+             VIDEO.list_key: [rel], "meta": {"task": task, **meta}} for task, qs, answer in qa]
 
 
 def build_photo_video(out: str | Path, rcc_dir: str | Path = RCC_DIR, val: float = 0.1, test: float = 0.2,

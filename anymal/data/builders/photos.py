@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from ...modalities import IMAGE
 from .gcompris import RCC_DIR, Photo, find_photos
 from ..jsonl import SkipReport
 
@@ -94,7 +95,7 @@ def _tile(img: Image.Image, rng: random.Random, augment: bool, side: int = TILE)
 
 def _record(question: str, answer: str, image: str, meta: dict) -> dict:
     return {"messages": [{"role": "user", "content": f"<image>{question}"}, {"role": "assistant", "content": answer}],
-            "images": [image], "meta": meta}
+            IMAGE.list_key: [image], "meta": meta}
 
 
 def _meta(p: Photo, task: str, **more) -> dict:
@@ -164,7 +165,7 @@ def build_photos(out: str | Path, rcc_dir: str | Path = RCC_DIR, val: float = 0.
     records: dict[str, list[dict]] = {s: [] for s in ("train", "val", "test", "test-kinds")}
     by_split: dict[str, list[int]] = {s: [i for i, x in enumerate(splits) if x == s] for s in records}
     for split, idx in tqdm(by_split.items(), desc="photos", disable=not progress):
-        folder = out / "images" / split
+        folder = out / IMAGE.list_key / split
         folder.mkdir(parents=True, exist_ok=True)
         train = split == "train"
         for i in idx:

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from ...encoders.media import load_audio
 from ...errors import AnymalError
+from ...modalities import AUDIO
 from ..jsonl import SkipReport
 from .sound_effects import sound_clips
 from .speech import (LICENCES, MAX_SECONDS, SAMPLE_RATE, SOUND_INSTRUCTIONS, audio_record, key_order,
@@ -143,8 +144,8 @@ def mixed_records(out: Path, recs: list[tuple[str, dict]], per_split: dict[str, 
                   and not r["meta"].get("augmented") and r["meta"].get("group", "known kind") == "known kind"]
         for talk in rng.sample(speech, min(n, len(speech))) if sounds else []:
             snd = rng.choice(sounds)
-            mix = _mix(*(sf.read(out / r["audios"][0], dtype="float32")[0] for r in (talk, snd)), rng)
-            name = f"{Path(talk['audios'][0]).stem}+{Path(snd['audios'][0]).stem}"
+            mix = _mix(*(sf.read(out / r[AUDIO.list_key][0], dtype="float32")[0] for r in (talk, snd)), rng)
+            name = f"{Path(talk[AUDIO.list_key][0]).stem}+{Path(snd[AUDIO.list_key][0]).stem}"
             meta = {"speech": talk["meta"], "sound": snd["meta"], "source": "mix", "voice": talk["meta"]["voice"],
                     "group": "speech over a sound"}
             where = "test-mixed" if split == "test" else split

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ...encoders.media import load_audio
 from ...errors import AnymalError, DataError, InputError
+from ...modalities import AUDIO
 from ..jsonl import SkipReport
 from .tuxpaint import STAMPS_DIR, caption_split, find_stamps, object_word
 
@@ -150,7 +151,7 @@ def audio_record(out: Path, split: str, folder: str, name: str, wave: np.ndarray
     sf.write(out / rel, np.clip(wave, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
     meta["seconds"] = round(len(wave) / SAMPLE_RATE, 2)
     return split, {"messages": [{"role": "user", "content": f"<audio>{instruction}"},
-                                {"role": "assistant", "content": answer}], "audios": [rel], "meta": meta}
+                                {"role": "assistant", "content": answer}], AUDIO.list_key: [rel], "meta": meta}
 
 
 def asterisk_records(out: Path, val: float, test: float, seed: int, limit: int | None, skipped: SkipReport,

@@ -35,6 +35,7 @@ from PIL import Image, ImageFilter
 from tqdm import tqdm
 
 from ...errors import DataError
+from ...modalities import VIDEO
 from ..jsonl import SkipReport
 from .tuxpaint import STAMPS_DIR, Stamp, _open_stamp, caption_split, find_stamps, object_word
 
@@ -204,7 +205,7 @@ def build_video(out: str | Path, stamps_dir: str | Path = STAMPS_DIR, seconds: f
             for split, group in by_split.items() for i, s in enumerate(group[:limit])
             for k in range(train_clips if split == "train" else 1)]
     records: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
-    for split, s, k, d in tqdm(jobs, desc="video", disable=not progress):
+    for split, s, k, d in tqdm(jobs, desc=VIDEO.name, disable=not progress):
         rng, direction = random.Random(f"{seed}:{s.rel}:{k}"), DIRECTIONS[d]
         try:
             stamp = _open_stamp(s, size * 2)
@@ -219,7 +220,7 @@ def build_video(out: str | Path, stamps_dir: str | Path = STAMPS_DIR, seconds: f
                 skipped.add("unreadable stamp sound (clip kept without audio)", f"{sound_path}: {e}")
         dur = min(max(seconds, len(audio) / AUDIO_RATE if audio is not None else 0.0), max_seconds)
         name = re.sub(r"[^\w-]+", "_", s.rel) + f"-{k}.mp4"  # keeps the extension: unique per stamp
-        dst = out / "videos" / split / name
+        dst = out / VIDEO.list_key / split / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         write_clip(dst, render(stamp, direction, max(2, round(dur * fps)), size, rng), fps, audio)
         caption = motion_caption(s.caption, direction)
@@ -233,7 +234,7 @@ def build_video(out: str | Path, stamps_dir: str | Path = STAMPS_DIR, seconds: f
             q = rng.choice(questions) if split == "train" else questions[0]
             records[split].append({"messages": [{"role": "user", "content": f"<video>{q}"},
                                                 {"role": "assistant", "content": answer}],
-                                   "videos": [f"videos/{split}/{name}"], "meta": {"task": task, **meta}})
+                                   VIDEO.list_key: [f"videos/{split}/{name}"], "meta": {"task": task, **meta}})
     for split, recs in records.items():
         with (out / f"{split}.jsonl").open("w") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
@@ -254,7 +255,7 @@ def _stats(out: Path, records: dict[str, list[dict]], skipped: SkipReport, secs:
             "directions": {k: {d: sum(m["direction"] == d for m in v) for d in DIRECTIONS} for k, v in clips.items()},
             "captions": {k: len({m["caption"] for m in v}) for k, v in clips.items()},
             "skipped": skipped.total, "skip_reasons": dict(skipped.reasons),
-            "megabytes": round(sum((out / p).stat().st_size for p in {r["videos"][0] for v in records.values()
+            "megabytes": round(sum((out / p).stat().st_size for p in {r[VIDEO.list_key][0] for v in records.values()
                                                                       for r in v}) / 1e6, 1),
             "build_seconds": round(secs, 1)}
 

@@ -21,6 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ...errors import DataError
+from ...modalities import IMAGE
 from ..jsonl import SkipReport
 
 STAMPS_DIR = Path("/usr/share/tuxpaint/stamps")
@@ -127,14 +128,14 @@ def build_tuxpaint(out: str | Path, stamps_dir: str | Path = STAMPS_DIR, size: i
         for k in range(n):
             rng = random.Random(f"{seed}:{s.rel}:{k}")
             name = re.sub(r"[^\w.-]+", "_", s.rel.rsplit(".", 1)[0]) + f"-{k}.png"
-            dst = out / "images" / split / name
+            dst = out / IMAGE.list_key / split / name
             dst.parent.mkdir(parents=True, exist_ok=True)
             compose(img, size, rng, plain=(k == 0)).save(dst)
             q = INSTRUCTIONS[rng.randrange(len(INSTRUCTIONS))]
             records[split].append({
                 "messages": [{"role": "user", "content": f"<image>{q}"},
                              {"role": "assistant", "content": s.caption}],
-                "images": [f"images/{split}/{name}"],
+                IMAGE.list_key: [f"images/{split}/{name}"],
                 "meta": {"caption": s.caption, "category": s.category, "source": s.rel,
                          "object": object_word(s.caption), "licence": "GPL-2 (Tux Paint stamps)"},
             })
