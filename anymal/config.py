@@ -134,6 +134,7 @@ class TrainConfig:
     log_every: int = 5
     eval_every: int = 50  # validation loss cadence (0 = only at the end)
     save_every: int = 0  # also write the checkpoint every N steps (0 = only at the end)
+    plot_every: int = 50  # redraw curves.png every N steps (0 = only at the end)
     init_from: str | None = None  # start the projectors of shared modalities from a checkpoint directory
     # which of init_from's adapters to take (None = every shared one); leave one out to retrain it
     # from scratch, e.g. with a different projector kind

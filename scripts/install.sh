@@ -21,6 +21,7 @@ APT_PACKAGES=(
   ktuberling-data klettres-data  # real human voices reading English words (GPL-2+): unseen-voice speech test
   gcompris-qt-data          # real captioned photos (GCompris, GPL-3 / per-folder CC licences)
   chromium chromium-driver  # headless browser test of the web chat page (Debian's; nothing downloaded)
+  tmux                      # the REPL's terminal test (line editing, history, completion)
 )
 # METEOR (pycocoevalcap's bundled jar) runs on Java
 command -v java >/dev/null 2>&1 || APT_PACKAGES+=(default-jre-headless)

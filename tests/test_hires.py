@@ -183,4 +183,14 @@ def test_resolution_sweep_from_the_cli_tables_and_plots_every_label(tmp_path, ti
                  "--data", str(man), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| patches | 60 | 6 |" in table and "| again | 90 | 8 |" in table
+    sweep_again = ["eval", "--task", "magnifier", "--sides", "90", "--model", str(tmp_path / "patches"), "--label",
+                   "again", "--data", str(man), "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main(sweep_again) == 2 and main(sweep_again + ["--overwrite"]) == 0  # a label's sweep is not replaced unasked
+
+    monkeypatch.chdir(tmp_path)  # results land under the model's name, and are never silently replaced
+    once = ["eval", "--task", "magnifier", "--model", str(tmp_path / "patches"), "--data", str(man), "--no-progress"]
+    assert main(once) == 0 and (tmp_path / "runs/eval/patches/magnifier/results.json").is_file()
+    before = (tmp_path / "runs/eval/patches/magnifier/results.json").read_text()
+    assert main(once) == 2 and (tmp_path / "runs/eval/patches/magnifier/results.json").read_text() == before
+    assert main(once + ["--overwrite"]) == 0
     assert (tmp_path / "out" / "resolution.png").is_file()

@@ -134,8 +134,26 @@ def test_non_finite_loss_stops_with_step_and_samples_or_is_skipped(tmp_path, ima
         train(cfg, progress=False, log=lambda *_: None)
     calls.clear()
     res = train(load_train_config(_recipe(tmp_path, tiny_llm_dir, images, "nan", on_nan="skip")),
-                progress=False, log=lambda *_: None)
+                progress=False, log=lambda *_: None, overwrite=True)  # the stopped run left its log there
     assert res.nan_steps == 1 and torch.isfinite(torch.tensor(res.final_loss))
+
+
+def test_a_run_directory_holding_a_run_needs_resume_or_overwrite(tmp_path, images, tiny_llm_dir, monkeypatch):
+    from anymal.cli import main
+
+    monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
+    recipe = _recipe(tmp_path, tiny_llm_dir, images, "run", **{"optim.max_steps": 2})
+    assert main(["train", str(recipe), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    first = (run / "metrics.jsonl").read_text()
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(TrainingError, match=r"holds an earlier run \(metrics.jsonl, checkpoint\): pass --resume"):
+        train(load_train_config(recipe), progress=False, log=lambda *_: None)
+    assert main(["train", str(recipe), "--no-progress"]) == 2
+    assert (run / "metrics.jsonl").read_text() == first  # refused before anything was written
+    assert main(["train", str(recipe), "--no-progress", "--overwrite"]) == 0
+    assert (run / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
+    assert len(list((run / "tensorboard").iterdir())) == 1  # no event files of the earlier run mixed in
 
 
 @pytest.mark.resume
@@ -145,7 +163,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path, images, t
     straight = _recipe(tmp_path, tiny_llm_dir, images, "straight", **{"optim.max_steps": steps, "save_every": 25})
     subprocess.run([sys.executable, "-c", LAUNCH, "train", str(straight), "--no-progress"], env=env, check=True,
                    capture_output=True)
-    killed = _recipe(tmp_path, tiny_llm_dir, images, "killed", **{"optim.max_steps": steps, "save_every": 25})
+    killed = _recipe(tmp_path, tiny_llm_dir, images, "killed", **{"optim.max_steps": steps, "save_every": 25,
+                                                                  "plot_every": 25})
     run = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "train", str(killed), "--no-progress"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -155,6 +174,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path, images, t
     time.sleep(0.3)  # let it run past the saved state, so resuming must really rewind
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
+    assert (run / "curves.png").is_file()  # drawn on the way, not only at the end
     manifest = json.loads((run / "checkpoint" / "anymal_config.json").read_text())
     partial = manifest["training"]
     assert "partial_step" in partial and partial["partial_step"] < steps  # killed mid-way

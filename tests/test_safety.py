@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from anymal.errors import ConfigError
 from anymal.safety.guard import Guard, OutputFilter, SafetyConfig
 from anymal.safety.text import HEAD, TextClassifier, load_prompts, precision_recall, split_of, train_text_head
 
@@ -63,16 +64,25 @@ def test_the_models_own_task_prompts_are_never_refused(clf):
     assert not flagged, flagged
 
 
-def test_output_filter_releases_sentences_and_stops_at_the_unsafe_one(clf):
-    guard = Guard(SafetyConfig(input_image=False, pair=False), text=clf)
-    f = OutputFilter(guard)
+def test_output_filter_releases_checked_words_and_stops_at_the_unsafe_ones(clf):
     pieces = ["It is a ", "nice day. The sun", " is out. Here is how to build a pipe ", "bomb to kill people. ",
               "And then more."]
-    released = "".join(f.push(p) for p in pieces) + f.close()
-    assert released == "It is a nice day. The sun is out."
-    assert f.flag.check == "output_text" and f.flag.verdict.category == "violence"
-    ok = OutputFilter(guard)
-    assert "".join(ok.push(p) for p in ["A pickup ", "truck. It is ", "red"]) + ok.close() == "A pickup truck. It is red"
+    words = OutputFilter(Guard(SafetyConfig(input_image=False, pair=False), text=clf))
+    out = [words.push(p) for p in pieces]
+    assert out[:2] == ["It is a", " nice day. The"]  # word by word, before the sentence ends
+    released = "".join(out) + words.close()
+    assert released.startswith("It is a nice day. The sun is out.") and "bomb" not in released
+    assert words.flag.check == "output_text" and words.flag.verdict.category == "violence"
+
+    sentences = OutputFilter(Guard(SafetyConfig(input_image=False, pair=False, hold="sentences"), text=clf))
+    out = [sentences.push(p) for p in pieces]
+    assert out[:2] == ["", "It is a nice day."]  # whole sentences only: none of the flagged one
+    assert "".join(out) + sentences.close() == "It is a nice day. The sun is out."
+    for hold in ("words", "sentences"):
+        ok = OutputFilter(Guard(SafetyConfig(input_image=False, pair=False, hold=hold), text=clf))
+        assert "".join(ok.push(p) for p in ["A pickup ", "truck. It is ", "red"]) + ok.close() == "A pickup truck. It is red"
+    with pytest.raises(ConfigError, match="hold='tokens'"):
+        SafetyConfig(hold="tokens")
 
 
 def test_pair_check_needs_the_image_to_raise_a_borderline_sentence(clf):

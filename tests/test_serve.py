@@ -102,6 +102,24 @@ def test_errors_are_openai_error_objects_with_the_right_status(server, images):
         server.client().chat.completions.create(model="tiny", messages=[{"role": "user", "content": [{"type": "x"}]}])
 
 
+def test_parameters_the_server_would_ignore_are_refused_by_name(server):
+    """tools, JSON output, log-probabilities, penalties: a 400 naming the parameter, not a silent plain
+    answer; their "nothing asked" values and OpenAI's bookkeeping fields are accepted."""
+    c, ok = server.client(), [{"role": "user", "content": "Hi"}]
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    for extra in ({"tools": [tool]}, {"response_format": {"type": "json_object"}}, {"logprobs": True},
+                  {"frequency_penalty": 0.5}, {"logit_bias": {"50": 10}}):
+        with pytest.raises(openai.BadRequestError, match="not supported by this server") as e:
+            c.chat.completions.create(model="tiny", messages=ok, max_tokens=2, **extra)
+        assert e.value.body["param"] == next(iter(extra))
+    with pytest.raises(openai.BadRequestError, match="unrecognized request argument") as e:
+        c.chat.completions.create(model="tiny", messages=ok, max_tokens=2, extra_body={"top_kk": 3})
+    assert e.value.body["param"] == "top_kk"
+    r = c.chat.completions.create(model="tiny", messages=ok, max_tokens=2, tools=[], logprobs=False, user="u1",
+                                  frequency_penalty=0, response_format={"type": "text"}, metadata={"k": "v"})
+    assert r.choices[0].message.content is not None
+
+
 def test_size_limits_are_413_and_a_full_queue_is_503(tiny_model, images):
     big = io.BytesIO()
     Image.new("RGB", (300, 300), (1, 2, 3)).save(big, format="PNG")
@@ -222,37 +240,71 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 @pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
                     reason="needs Debian's chromium and chromium-driver (scripts/install.sh installs them)")
-def test_web_page_in_headless_chromium_streams_the_answer(server, tiny_model, images):
-    """The chat page in a real browser: attach an image, ask, the streamed reply appears in full."""
+def test_web_page_in_headless_chromium_previews_streams_sends_each_file_once_and_starts_over(every_modality, images):
+    """The chat page in a real browser: attachments show as a thumbnail or a player, the streamed reply
+    appears in full, a file reaches the server only with the message it was attached to, New chat
+    forgets the conversation. Screenshots land in ANYMAL_TEST_ARTIFACTS (docs/img/ holds copies)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
+
+    from anymal.paths import PACKAGE_DIR
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=900,700"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=900,800"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    out = Path(os.environ.get("ANYMAL_TEST_ARTIFACTS", "runs/test-artifacts"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    def ask(files, text, turn):
+        for f in files:
+            driver.find_element(By.ID, "file").send_keys(str(f))
+        WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#files .chip")) == len(files))
+        driver.find_element(By.ID, "prompt").send_keys(text)
+        driver.find_element(By.ID, "send").click()
+        try:
+            return WebDriverWait(driver, 120).until(lambda d: (el := d.find_elements(By.ID, f"reply-{turn}"))
+                                                    and el[0].get_attribute("data-done") == "1" and el[0])
+        except TimeoutException:
+            raise AssertionError("no finished reply; the page shows:\n" + driver.find_element(By.ID, "log").text) from None
+
+    server = Server(every_modality).__enter__()
     try:
         driver.get(server.url + "/")
         key = WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "key").is_displayed()
                                               and d.find_element(By.ID, "key"))  # the test server wants a key
         key.send_keys(KEY)
-        driver.find_element(By.ID, "file").send_keys(str(images[3]))
-        WebDriverWait(driver, 20).until(lambda d: "image_url" in d.find_element(By.ID, "files").text)
-        driver.find_element(By.ID, "prompt").send_keys("What is this?")
-        driver.find_element(By.ID, "send").click()
-        reply = WebDriverWait(driver, 120).until(
-            lambda d: (el := d.find_elements(By.ID, "reply-1")) and el[0].get_attribute("data-done") == "1" and el[0])
-        want = tiny_model.generate([_ours(images[3])], GenerationSettings(max_new_tokens=128))[0]
+        # record what the page sends; short answers keep three turns inside the tiny LLM's 256 tokens
+        driver.execute_script("window.sent = []; const f = window.fetch; window.fetch = (u, o) => {"
+                              " if (o && o.body) { const b = {...JSON.parse(o.body), max_tokens: 8};"
+                              " window.sent.push(b); o = {...o, body: JSON.stringify(b)}; } return f(u, o); };")
+        reply = ask([images[3]], "What is this?", 1)
+        want = every_modality.generate([_ours(images[3])], GenerationSettings(max_new_tokens=8))[0]
         assert reply.get_property("textContent") == want and want
-        assert "[image_url] What is this?" in driver.find_element(By.ID, "log").text
-        out = Path(os.environ.get("ANYMAL_TEST_ARTIFACTS", "runs/test-artifacts"))
-        out.mkdir(parents=True, exist_ok=True)
+        assert driver.find_elements(By.CSS_SELECTOR, "#log .user .chip img")  # the picture, not "[image_url]"
         assert driver.save_screenshot(str(out / "web-demo.png"))
+
+        sound = PACKAGE_DIR / "assets" / "examples" / "cow-sound.flac"
+        ask([sound], "And this?", 2)
+        assert driver.find_elements(By.CSS_SELECTOR, "#log .user .chip audio")  # a player
+        sent = driver.execute_script("return window.sent")
+        kinds = [[p["type"] for p in m["content"]] if isinstance(m["content"], list) else "text"
+                 for m in sent[1]["messages"]]
+        assert kinds == ["text", "text", ["input_audio", "text"]]  # the picture is not sent again
+        assert sent[1]["messages"][0]["content"] == f"(attached: {images[3].name}) What is this?"
+        assert driver.save_screenshot(str(out / "web-demo-two-turns.png"))
+
+        driver.find_element(By.ID, "new").click()
+        assert not driver.find_elements(By.CSS_SELECTOR, "#log .turn")
+        ask([images[0]], "What is this?", 1)
+        assert [m["role"] for m in driver.execute_script("return window.sent")[2]["messages"]] == ["user"]
     finally:
         driver.quit()
+        server.__exit__()
 
 
 def test_image_urls_are_fetched_only_from_allowed_hosts_and_within_limits(tiny_model, images):

@@ -59,7 +59,7 @@ def test_bad_samples_are_skipped_and_counted_or_fatal(tmp_path, images, tiny_llm
     assert res.skipped == 2 * 2  # train and val manifests are the same file: 2 bad lines each
     assert any("skipped 4 samples" in l and "broken.png" in l for l in logs)
     with pytest.raises(DataError, match="train.jsonl:6: expected a JSON object, got str"):
-        train(load_train_config(recipe, ["data.on_error=fail"]), progress=False, log=lambda *_: None)
+        train(load_train_config(recipe, ["data.on_error=fail"]), progress=False, log=lambda *_: None, overwrite=True)
 
 
 def test_add_a_modality_keeping_a_trained_adapter_frozen(tmp_path, images, tiny_llm_dir, monkeypatch):
@@ -92,7 +92,7 @@ def test_add_a_modality_keeping_a_trained_adapter_frozen(tmp_path, images, tiny_
     assert after.lineage[-1]["recipe"] == str(recipe)  # the lineage says which recipe made each run
     with pytest.raises(Exception, match="no component 'projectors.video'; components: "):
         train(load_train_config(recipe, overrides[:-1] + ["freeze=[projectors.video]"]), progress=False,
-              log=lambda *_: None)
+              log=lambda *_: None, overwrite=True)
 
 
 def test_save_every_writes_intermediate_checkpoints(tmp_path, images, tiny_llm_dir, monkeypatch):

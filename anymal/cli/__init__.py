@@ -26,7 +26,8 @@ def cmd_train(a) -> int:
     from ..train.loop import train
 
     cfg = load_train_config(a.recipe, a.set or [])
-    train(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr), resume=a.resume)
+    train(cfg, progress=not a.no_progress, log=lambda m: print(m, file=sys.stderr), resume=a.resume,
+          overwrite=a.overwrite)
     return 0
 
 
@@ -36,6 +37,13 @@ def cmd_export(a) -> int:
     if not a.merge:
         raise AnymalError("export: nothing to do; --merge folds the LoRA layers into the LLM")
     print(f"wrote {export_merged(a.model, a.out)} (LoRA merged; the LLM is in its llm/ folder)", file=sys.stderr)
+    return 0
+
+
+def cmd_push(a) -> int:
+    from ..model.hub import push_checkpoint
+
+    print(push_checkpoint(a.model, a.repo_id, private=a.private, revision=a.revision))
     return 0
 
 
@@ -118,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. optim.lr=1e-4")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in the recipe's output_dir from its last saved state (save_every)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in the recipe's output_dir (without it or --resume, one is refused)")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(fn=cmd_train)
 
@@ -126,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--merge", action="store_true", help="fold LoRA into the base weights (W + BA * alpha/r)")
     x.add_argument("--out", required=True, help="output checkpoint directory")
     x.set_defaults(fn=cmd_export)
+
+    pu = sub.add_parser("push", help="upload a checkpoint directory to the Hugging Face Hub (huggingface_hub login)")
+    pu.add_argument("model", help="a checkpoint directory")
+    pu.add_argument("repo_id", help="org/name (created if missing)")
+    pu.add_argument("--private", action="store_true", help="create the repository private")
+    pu.add_argument("--revision", help="branch to commit to (default: main)")
+    pu.set_defaults(fn=cmd_push)
 
     d = sub.add_parser("data", help="build datasets from installed packages")
     dsub = d.add_subparsers(dest="what", required=True)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import json
+import os
 import sys
 from pathlib import Path
 
 from ..errors import AnymalError
 from ..modalities import AUDIO, IMAGE, IMU, MODALITIES, POINTS, VIDEO
-from .common import generation_args, load_model, settings
+from .common import generation_args, load_model, model_args, settings
 
 
 class _Input(argparse.Action):
@@ -55,7 +57,7 @@ def cmd_chat(a) -> int:
 
     s = settings(a)  # checked before the model loads, as the inputs are
     media = _media(a)
-    model = load_model(a.model)
+    model = load_model(a)
     if a.prompt is not None:
         messages = from_prompt(a.prompt, media)
         if a.json:
@@ -73,11 +75,72 @@ def cmd_chat(a) -> int:
 
 REPL_HELP = (f"/image PATH (or {', '.join('/' + m.name for m in MODALITIES.values() if m is not IMAGE)}) "
              "attaches an input to the next message, /reset clears the conversation, /help shows this, "
-             "/quit (or Ctrl-D) exits; Ctrl-C stops an answer.")
+             "/quit (or Ctrl-D) exits; Ctrl-C stops an answer; Up/Down recall earlier lines (kept across "
+             "sessions), Tab completes commands and paths.")
+
+
+def history_file() -> Path:
+    """Where the REPL keeps the lines typed across sessions: $ANYMAL_HISTORY, else the XDG state dir."""
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return Path(os.environ.get("ANYMAL_HISTORY") or state / "anymal" / "history")
+
+
+def _complete(text: str, state: int) -> str | None:
+    """Tab completion: /commands at the start of a line, file paths after a modality command."""
+    import readline
+
+    line = readline.get_line_buffer()
+    if " " not in line.lstrip():
+        options = [c for c in ["/" + m.name for m in MODALITIES.values()] + ["/reset", "/help", "/quit"]
+                   if c.startswith(text)]
+    else:
+        options = [p + ("/" if os.path.isdir(p) else "") for p in sorted(glob.glob(os.path.expanduser(text) + "*"))]
+    return options[state] if state < len(options) else None
+
+
+def _line_editing() -> Path | None:
+    """On a terminal: readline editing (arrows, Ctrl-A/E/R...), the history of earlier sessions and tab
+    completion; the history file to write back at the end (None: not a terminal, or no readline)."""
+    if not sys.stdin.isatty():
+        return None
+    try:
+        import readline
+    except ImportError:  # e.g. Windows without pyreadline3: plain input() still works
+        return None
+    path = history_file()
+    try:
+        readline.read_history_file(path)
+    except OSError:
+        pass  # the first session, or an unreadable file: start empty
+    readline.set_history_length(1000)
+    readline.set_completer(_complete)
+    readline.set_completer_delims(" \t\n")
+    readline.parse_and_bind("tab: complete")
+    return path
+
+
+def _save_history(path: Path | None) -> None:
+    if path is None:
+        return
+    import readline
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        readline.write_history_file(path)
+    except OSError as e:
+        print(f"(history not saved: {path}: {e.strerror})", file=sys.stderr)
 
 
 def _repl(model, s, media, rates: dict[str, float] | None = None) -> int:
     print(f"anymal chat — {REPL_HELP}", file=sys.stderr)
+    saved = _line_editing()
+    try:
+        return _turns(model, s, media, rates)
+    finally:
+        _save_history(saved)
+
+
+def _turns(model, s, media, rates: dict[str, float] | None) -> int:
     history: list[dict] = []
     pending = list(media)
     while True:
@@ -162,7 +225,7 @@ def cmd_demo(a) -> int:
     from ..model.messages import MediaPart, from_prompt
     from ..paths import PACKAGE_DIR
 
-    model = load_model(a.model)
+    model = load_model(a)
     examples = PACKAGE_DIR / "assets" / "examples"
     for inputs, question in DEMO:
         if any(m not in model.projectors for m, _ in inputs):
@@ -178,7 +241,7 @@ def cmd_demo(a) -> int:
 def add_parsers(sub) -> None:
     c = sub.add_parser("chat", help="ask about images, audio, video, IMU and 3-D inputs (one prompt, or a REPL)")
     c.add_argument("prompt", nargs="?")
-    c.add_argument("--model", help="checkpoint directory (default: the shipped adapters)")
+    model_args(c)
     for m in MODALITIES.values():
         c.add_argument(f"--{m.name}", action=_Input, metavar="PATH", help=f"{m.summary} (repeatable; order is kept)")
         if m.soundtrack:
@@ -192,6 +255,6 @@ def add_parsers(sub) -> None:
     c.set_defaults(fn=cmd_chat)
 
     dm = sub.add_parser("demo", help="answer about the bundled held-out examples (every modality) with the shipped model")
-    dm.add_argument("--model")
+    model_args(dm)
     generation_args(dm, max_new_tokens=40)
     dm.set_defaults(fn=cmd_demo)

@@ -4,10 +4,20 @@ from __future__ import annotations
 import argparse
 
 
-def load_model(path: str | None):
+def load_model(a: argparse.Namespace, path: str | None = None):
+    """The checkpoint `path` (default: --model, else the shipped adapters) on --device in --dtype."""
     from ..model.anymal import AnyMAL
 
-    return AnyMAL.from_pretrained(path)
+    return AnyMAL.from_pretrained(path or a.model, device=a.device, dtype=a.dtype, revision=a.revision)
+
+
+def model_args(p: argparse.ArgumentParser) -> None:
+    """--model, --device and --dtype: where a command's model comes from and where it runs."""
+    from ..devices import device_args
+
+    p.add_argument("--model", help="checkpoint directory or Hugging Face Hub id (default: the shipped adapters)")
+    p.add_argument("--revision", help="with a Hub id: the branch, tag or commit")
+    device_args(p)
 
 
 def generation_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:

@@ -4,12 +4,30 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..devices import device_args
 from ..errors import AnymalError
-from .common import load_model
+from .common import load_model, model_args
+
+
+def _model_name(a) -> str:
+    """The folder a model's results go under: its checkpoint's folder name, or `shipped`."""
+    if not a.model:
+        return "shipped"
+    p = Path(a.model)
+    return p.parent.name if p.name == "checkpoint" else p.name
+
+
+def _claim(out: str | Path, a, results: str = "results.json") -> str:
+    """`out`, unless it holds an earlier evaluation's results and --overwrite was not given."""
+    if (Path(out) / results).exists() and not a.overwrite:
+        raise AnymalError(f"{out} holds the results of an earlier evaluation: pass --overwrite to replace them, "
+                          "or --out DIR to write elsewhere")
+    return str(out)
+
 
 def _eval_model(a):
     """The model to evaluate, with the visual-cache settings of the command line applied."""
-    model = load_model(a.model)
+    model = load_model(a)
     if a.cache_weight is not None or a.cache_k is not None:
         if model.bind is None:
             raise AnymalError("--cache-weight/--cache-k apply to ImageBind-LLM models (modalities with projector: bind)")
@@ -26,7 +44,7 @@ def _eval_suite(a) -> int:
     suite_tasks(a.suite)  # an unknown suite fails before the model loads
     if a.data:
         raise AnymalError("--data names one task's manifest; a suite uses each task's own")
-    out = a.out or f"runs/eval/suite-{a.suite}"
+    out = _claim(a.out or f"runs/eval/{_model_name(a)}/suite-{a.suite}", a)
     res = run_suite(_eval_model(a), a.suite, out, limit=a.limit, batch_size=a.batch_size,
                     baselines=not a.no_baselines, progress=not a.no_progress)
     print(res["table"], end="")
@@ -48,8 +66,8 @@ def cmd_eval(a) -> int:
     if a.task == "bind-retrieval":
         from ..eval.retrieval import bind_retrieval
 
-        out = a.out or "runs/eval/bind-retrieval"
-        print(bind_retrieval(load_model(a.model), out, limit=a.limit)["table"], end="")
+        out = _claim(a.out or f"runs/eval/{_model_name(a)}/bind-retrieval", a)
+        print(bind_retrieval(load_model(a), out, limit=a.limit)["table"], end="")
         print(f"wrote {out}/: results.json, results.md, retrieval.png", file=sys.stderr)
         return 0
     get_task(a.task)  # an unknown task fails before the model loads
@@ -58,14 +76,14 @@ def cmd_eval(a) -> int:
         from ..eval.resolution import resolution_sweep
 
         out = a.out or f"runs/eval/{a.task}-resolution"
-        label = a.label or (Path(a.model).parent.name if a.model and Path(a.model).name == "checkpoint"
-                            else Path(a.model).name if a.model else "default")
+        label = a.label or _model_name(a)
+        _claim(Path(out) / label, a, "sweep.json")  # the sweep's folder is shared: one model's runs per label
         res = resolution_sweep(model, a.task, a.sides, out, label, limit=a.limit, batch_size=a.batch_size,
                                progress=not a.no_progress, manifest=a.data)
         print(res["table"], end="")
         print(f"wrote {out}/: results.md, results.json, resolution.png ({label}: {out}/{label}/)", file=sys.stderr)
         return 0
-    out = a.out or f"runs/eval/{a.task}"
+    out = _claim(a.out or f"runs/eval/{_model_name(a)}/{a.task}", a)
     res = evaluate(model, a.task, a.data, out, limit=a.limit, batch_size=a.batch_size, progress=not a.no_progress,
                    baselines=a.baselines)
     print((Path(out) / "results.md").read_text(), end="")
@@ -77,7 +95,7 @@ def cmd_eval(a) -> int:
 def cmd_bind_cache(a) -> int:
     from ..train.visual_cache import build_visual_cache
 
-    model = load_model(a.model)
+    model = load_model(a)
     cache = build_visual_cache(model, a.data, progress=not a.no_progress)
     cache.save(a.model)
     print(f"wrote the visual cache ({len(cache)} images of {a.data}) into {a.model}", file=sys.stderr)
@@ -89,7 +107,7 @@ def add_parsers(sub) -> None:
     from ..eval.tasks import TASKS
 
     e = sub.add_parser("eval", help="run an evaluation task (pinned greedy decoding) and write a report")
-    e.add_argument("--model", help="checkpoint directory (default: the shipped adapters)")
+    model_args(e)
     e.add_argument("--task", default="image-caption", choices=sorted(TASKS) + ["bind-retrieval"])
     e.add_argument("--suite", help="run every task of a suite with baselines (default: the built-in tasks)")
     e.add_argument("--baselines", action="store_true",
@@ -97,7 +115,9 @@ def add_parsers(sub) -> None:
     e.add_argument("--no-baselines", action="store_true", help="with --suite: skip the baselines")
     e.add_argument("--readme", help="with --suite: write the table between the suite markers of this file")
     e.add_argument("--data", help="JSONL manifest (default: the task's own, e.g. data/tuxpaint/test.jsonl)")
-    e.add_argument("--out", help="report directory (default: runs/eval/TASK)")
+    e.add_argument("--out", help="report directory (default: runs/eval/MODEL/TASK, MODEL = the checkpoint's "
+                                 "folder name or `shipped`)")
+    e.add_argument("--overwrite", action="store_true", help="replace the results of an earlier evaluation in --out")
     e.add_argument("--limit", type=int)
     e.add_argument("--batch-size", type=int, default=8)
     e.add_argument("--sides", type=lambda v: [int(x) for x in v.split(",")], metavar="S1,S2,...",
@@ -113,4 +133,6 @@ def add_parsers(sub) -> None:
     bc.add_argument("model", help="checkpoint directory with an image bind head (the cache is written into it)")
     bc.add_argument("--data", default=manifest("tuxpaint", "train"), help="image manifest (the training set)")
     bc.add_argument("--no-progress", action="store_true")
+    device_args(bc)
+    bc.set_defaults(revision=None)
     bc.set_defaults(fn=cmd_bind_cache)

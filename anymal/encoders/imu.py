@@ -134,7 +134,7 @@ class IMUEncoder(Encoder):
 
     def load(self, item: Any) -> tuple[torch.Tensor, int]:
         x, n = fit_window(read_imu_item(item))
-        return pack(x, self.mean.numpy(), self.std.numpy()), valid_tokens(n)
+        return pack(x, self.mean.cpu().numpy(), self.std.cpu().numpy()), valid_tokens(n)
 
     def preprocess(self, item: Any) -> torch.Tensor:
         return self.load(item)[0]

@@ -17,12 +17,14 @@ from torch import nn
 from .._version import __version__
 from ..config import ModelConfig, from_dict, to_dict
 from ..encoders import Encoder, load_encoder
+from ..devices import check_dtype, resolve_device
 from ..errors import CheckpointError, InputError
 from ..llm import LOCAL_LLM, LanguageModel, load_llm, save_llm_dir
 from ..llm.kv import cache_kwargs
 from ..llm.lora import LORA_MARK, apply_lora, has_lora
 from ..modalities import IMAGE
 from ..paths import DEFAULT_CHECKPOINT
+from .hub import resolve_checkpoint
 from ..projectors import build_perceiving, build_projector
 from ..quiet import quiet_loading
 from .bind_objective import bind_contrastive, caption_vectors, row_texts
@@ -90,19 +92,24 @@ class AnyMAL(Inference, nn.Module):
         return cls(config, llm, encoders)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, *, llm: str | None = None) -> "AnyMAL":
-        """Load a checkpoint directory (default: the adapters shipped inside the package).
+    def from_pretrained(cls, path: str | Path | None = None, *, llm: str | None = None, device: str | None = "cpu",
+                        dtype: str | None = None, revision: str | None = None) -> "AnyMAL":
+        """Load a checkpoint directory or Hugging Face Hub id (`org/name`, at `revision`; through the HF
+        cache, see model/hub.py); default: the adapters shipped inside the package.
 
         Everything needed is in the manifest (LoRA layers, a checkpoint's own fine-tuned LLM), so the
         path is the only argument. `llm=` swaps the language model; the manifest check then tells
-        whether the adapters fit it.
+        whether the adapters fit it. `device` ("auto": CUDA when present) is where the whole model runs;
+        `dtype` the frozen LLM's weights (default: the checkpoint's own).
         """
-        path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+        path = resolve_checkpoint(path, revision) if path is not None else DEFAULT_CHECKPOINT
+        device = resolve_device(device)
         manifest = read_manifest(path)
         config = from_dict(ModelConfig, manifest["config"], where=f"{path}/anymal_config.json config")
         if llm:
             config.llm.id = llm
-        model = cls.from_config(config, root=path)
+        config.llm.dtype = check_dtype(dtype) or config.llm.dtype
+        model = cls.from_config(config, root=path).to(device)
         check_facts(manifest, model.facts(), path)
         model.load_adapter_state(read_weights(path), path)
         model.stage, model.lineage = manifest["stage"], manifest.get("lineage", [])

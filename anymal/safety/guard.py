@@ -1,17 +1,24 @@
 """AnyMAL's inference-time safety design (§5): checks on the input text, the input image, the
-output text (sentence by sentence while it streams) and the input-image + output-text pair.
+output text (while it streams) and the input-image + output-text pair.
 
 Each check can be switched off and has its own threshold. The pair check flags an output sentence
 that is borderline on its own (score >= `pair_text_threshold`, below the output threshold) when an
 input image is borderline violent (P(weapon) >= `pair_image_threshold`): the picture raises the
 stakes of the words. A flagged input is answered with the refusal and never reaches the model; a
 flagged output sentence is replaced by the refusal and generation stops.
+
+Streaming (`hold`): with "words" (the default) the output check reads the sentence so far at every
+completed word and releases the words it passed, so text streams word by word; a client may then
+receive the beginning of a sentence whose later words are flagged (those words never reach it, the
+refusal replaces them). With "sentences" nothing of a sentence is released before the whole of it
+passed: no flagged sentence reaches the client even in part, at the cost of streaming in sentences.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from ..errors import ConfigError
 from ..modalities import IMAGE
 from .image import ImageCheck, PerceptionCheck, build_image_check
 from .text import TextClassifier, Verdict
@@ -31,6 +38,11 @@ class SafetyConfig:
     pair_text_threshold: float = 0.3
     pair_image_threshold: float = 0.3
     refusal: str = "I can't help with that. (flagged by the {check} check: {category})"
+    hold: str = "words"  # streamed output held back until the check passed a word / a whole sentence
+
+    def __post_init__(self):
+        if self.hold not in ("words", "sentences"):
+            raise ConfigError(f"safety hold={self.hold!r}: expected 'words' or 'sentences'")
 
 
 @dataclass
@@ -93,10 +105,12 @@ class Guard:
 
 
 class OutputFilter:
-    """Holds streamed text back until a sentence ends, checks it, releases it or stops on a flag."""
+    """Holds streamed text back until the check has seen it: each completed word (with the sentence
+    so far) or each whole sentence (`SafetyConfig.hold`); releases what passed, stops on a flag."""
 
     def __init__(self, guard: Guard, image_score: float = 0.0):
-        self.guard, self.image_score, self.buf = guard, image_score, ""
+        self.guard, self.image_score = guard, image_score
+        self.said, self.buf = "", ""  # the current sentence: released so far, held back
         self.flag: Flag | None = None
 
     def push(self, piece: str) -> str:
@@ -106,14 +120,20 @@ class OutputFilter:
         out = ""
         while (m := _SENTENCE_END.search(self.buf)) is not None:
             sentence, self.buf = self.buf[:m.end()], self.buf[m.end():]
-            if not self._ok(sentence):
+            if not self._ok(self.said + sentence):  # a sentence is judged whole at its end
                 return out
-            out += sentence
+            out, self.said = out + sentence, ""
+        cut = self.buf.rfind(" ")  # the words before it are complete
+        if self.guard.config.hold == "words" and cut > 0 and self.buf[:cut].strip():
+            words = self.buf[:cut]
+            if not self._ok(self.said + words):
+                return out
+            out, self.said, self.buf = out + words, self.said + words, self.buf[cut:]
         return out
 
     def close(self) -> str:
         rest, self.buf = self.buf, ""
-        return rest if self.flag is None and self._ok(rest) else ""
+        return rest if self.flag is None and self._ok(self.said + rest) else ""
 
     def _ok(self, sentence: str) -> bool:
         self.flag = self.guard.check_sentence(sentence, self.image_score)

@@ -234,7 +234,8 @@ async def _refused(n: int, refusal: str):
 
 async def _events(job: Job, request, deadline: float, filters: list | None, guard):
     """The job's events for its client: PromptUsage, then Delta and Finish per choice, each choice's
-    text passed through its safety filter (sentence by sentence); a Failed job raises its error."""
+    text passed through its safety filter (word by word or sentence by sentence); a Failed job raises
+    its error."""
     closed = set()
     try:
         while len(closed) < job.request.n:
@@ -255,7 +256,7 @@ async def _events(job: Job, request, deadline: float, filters: list | None, guar
                 text = await asyncio.to_thread(f.close) if f else ""
             if text:
                 yield Delta(ev.choice, text, ev.tokens)
-            if f and f.flag:  # stop and replace: the flagged sentence never reaches the client
+            if f and f.flag:  # stop and replace: the flagged words never reach the client
                 closed.add(ev.choice)
                 refusal = (" " if text or isinstance(ev, Delta) else "") + f.flag.refusal(guard.config.refusal)
                 yield Delta(ev.choice, refusal, ev.tokens)

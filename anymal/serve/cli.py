@@ -7,6 +7,7 @@ from pathlib import Path
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..devices import device_args
 from ..modalities import IMAGE
 
 REQUEST_HEAD_SECONDS = 10.0
@@ -41,7 +42,9 @@ class TimedH11(H11Protocol):
 
 def add_parser(sub) -> None:
     s = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API (chat completions)")
-    s.add_argument("--model", help="checkpoint directory (default: the shipped adapters)")
+    s.add_argument("--model", help="checkpoint directory or Hugging Face Hub id (default: the shipped adapters)")
+    s.add_argument("--revision", help="with a Hub id: the branch, tag or commit")
+    device_args(s)
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--api-key", default=os.environ.get("ANYMAL_API_KEY"),
@@ -64,6 +67,9 @@ def add_parser(sub) -> None:
                    help="also refuse input images the weapon check flags (off by default: it measures poorly)")
     s.add_argument("--safety-text-threshold", type=float, default=0.5, help="P(unsafe) that flags a text (0.5)")
     s.add_argument("--safety-image-threshold", type=float, default=0.5, help="P(weapon) that flags an image (0.5)")
+    s.add_argument("--safety-hold", choices=["words", "sentences"], default="words",
+                   help="stream each word once the output check passed the sentence so far (default), or only "
+                        "whole sentences that passed (no part of a flagged sentence reaches a client)")
     s.set_defaults(fn=cmd_serve)
 
 
@@ -77,18 +83,19 @@ def cmd_serve(a) -> int:
 
     if a.max_batch < 1 or a.max_queue < 0 or a.timeout <= 0:
         raise ConfigError("--max-batch >= 1, --max-queue >= 0 and --timeout > 0 expected")
-    model = AnyMAL.from_pretrained(a.model)
+    model = AnyMAL.from_pretrained(a.model, device=a.device, dtype=a.dtype, revision=a.revision)
     guard = None
     if not a.no_safety:
         from ..safety.guard import Guard, SafetyConfig
         from ..safety.image import build_image_check
 
         sc = SafetyConfig(text_threshold=a.safety_text_threshold, image_threshold=a.safety_image_threshold,
-                          input_image=a.image_check, **{k: False for k in a.safety_off})
+                          input_image=a.image_check, hold=a.safety_hold, **{k: False for k in a.safety_off})
         encoder = model.encoders[IMAGE.name] if IMAGE.name in model.encoders else None  # reuse its EfficientNets
         image = build_image_check(sc.image_method, sc.image_threshold, encoder) if sc.input_image or sc.pair else None
         guard = Guard(sc, image=image)
-    model_id = a.model_id or (Path(a.model).resolve().name if a.model else "anymal-default")
+    model_id = a.model_id or ("anymal-default" if not a.model else Path(a.model).resolve().name
+                              if Path(a.model).exists() else a.model)  # a Hub id names itself
     cfg = ServeConfig(model_id=model_id, api_key=a.api_key, max_batch=a.max_batch, max_queue=a.max_queue,
                       timeout_s=a.timeout, cors_origins=tuple(a.cors_origin), allowed_hosts=_hosts(a),
                       limits=Limits(allow_url_hosts=tuple(a.allow_url_host)), safety=guard)

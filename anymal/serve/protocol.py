@@ -277,9 +277,34 @@ def _number(body: dict, key: str, lo: float, hi: float, default, integer: bool =
     return v
 
 
+# the request parameters parse_chat_request reads
+READ = {"messages", "model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
+        "top_p", "n", "stop", "seed", "repetition_penalty"}
+IGNORED = {"user", "store", "metadata", "service_tier", "parallel_tool_calls"}  # bookkeeping, no effect on an answer
+# OpenAI parameters anymal does not implement: accepted only with the value that asks for nothing
+UNSUPPORTED = {"tools": [], "tool_choice": "none", "functions": [], "function_call": "none", "logprobs": False,
+               "top_logprobs": 0, "logit_bias": {}, "frequency_penalty": 0, "presence_penalty": 0,
+               "response_format": {"type": "text"}, "modalities": ["text"], "audio": None, "prediction": None,
+               "reasoning_effort": None, "web_search_options": None}
+
+
+def _check_parameters(body: dict) -> None:
+    """A 400 naming the first parameter the server would otherwise have to ignore: a client asking for
+    tools, JSON output or log-probabilities must learn that it will not get them."""
+    for key, value in body.items():
+        if key in READ or key in IGNORED:
+            continue
+        if key not in UNSUPPORTED:
+            raise ServeError(400, f"{key}: unrecognized request argument", key)
+        if value is not None and value != UNSUPPORTED[key]:
+            raise ServeError(400, f"{key}: not supported by this server (anymal answers in plain text, without "
+                                  "tools, structured output, log-probabilities or penalties); leave it out", key)
+
+
 def parse_chat_request(body, modalities: set[str], limits: Limits) -> ChatRequest:
     if not isinstance(body, dict):
         raise ServeError(400, "the request body must be a JSON object")
+    _check_parameters(body)
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise ServeError(400, "messages: expected a non-empty list", "messages")

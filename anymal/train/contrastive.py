@@ -179,9 +179,9 @@ def train_contrastive(encoder: nn.Module, feat_dim: int, train: ContrastiveSet, 
     model = ContrastiveModel(encoder, feat_dim, train.text.shape[-1], cfg)
     trainer = ContrastiveTrainer(model, train, val, cfg)
     t0 = time.time()
-    runlog = RunLog(out, enabled=True)
+    runlog = RunLog(out, enabled=True, curves="loss.png", plot_every=trainer.steps_per_epoch * 10)
     trainer.loop(0, trainer.total, runlog, "contrastive", cfg.progress)
-    runlog.close(out / "loss.png")
+    runlog.close()
     best = trainer.keep_best()
     seconds = time.time() - t0
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}

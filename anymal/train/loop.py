@@ -19,7 +19,7 @@ from ..data.dataset import collate
 from ..errors import TrainingError
 from . import distributed as dist
 from .host import keep_freed_memory
-from .runlog import RunLog
+from .runlog import RunLog, claim_run_dir
 from .sampling import StepSampler
 from .steps import StepLoop, seed_everything
 from .setup import build_model, check_plan, evaluate_loss, length_grouping, load_data, shared_prefix
@@ -72,14 +72,16 @@ class Trainer(StepLoop):
     """One run of `cfg`: builds the model, data, optimiser, schedule and sampler, then `run` steps it
     to `optim.max_steps`, logging, validating and saving on the way."""
 
-    def __init__(self, cfg: TrainConfig, progress: bool = True, log=print):
-        self.cfg, self.progress, self.d = cfg, progress, dist.setup()
+    def __init__(self, cfg: TrainConfig, progress: bool = True, log=print, resume: bool = False,
+                 overwrite: bool = False):
+        self.cfg, self.progress, self.resuming, self.d = cfg, progress, resume, dist.setup()
         self.log_every, self.eval_every = cfg.log_every, cfg.eval_every
         self.log = log if self.d.main else (lambda *_: None)
         seed_everything(cfg.seed)
         self.out = Path(cfg.output_dir)
+        self.stage = check_plan(cfg, self.log)  # a recipe's own faults first, then where it would write
+        claim_run_dir(self.out, resume, overwrite, self.d.main)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.stage = check_plan(cfg, self.log)
         if self.d.main:
             dump_yaml(cfg, self.out / "config.yaml")
         self.model = model = build_model(cfg, self.d, self.log)
@@ -191,17 +193,17 @@ class Trainer(StepLoop):
         self.state.val_loss = evaluate_loss(self.model, self.val_items, self.cfg.optim.batch_size, self.stage.objective)
         return {"val_loss": self.state.val_loss}
 
-    def run(self, resume: bool = False) -> RunResult:
-        cfg, o, st = self.cfg, self.cfg.optim, self.state
+    def run(self) -> RunResult:
+        cfg, o, st, resume = self.cfg, self.cfg.optim, self.state, self.resuming
         if resume:
             self.resume()
-        runlog = RunLog(self.out, self.d.main, self.start if resume else None)
+        runlog = RunLog(self.out, self.d.main, self.start if resume else None, plot_every=cfg.plot_every)
         if not resume and self.val_items:
             runlog.write({"step": 0, **self.validate()})
             st.initial_val = st.val_loss
         self.t0 = time.time() - st.seconds
         self.loop(self.start, o.max_steps, runlog, f"train {cfg.stage}", self.progress and self.d.main)
-        runlog.close(self.out / "curves.png")
+        runlog.close()
         self.model.stage = cfg.stage
         self.model.lineage = self.model.lineage + [{**self.run_entry, "steps": o.max_steps}]
         ckpt = self.checkpoint(o.max_steps, final=True) or self.out / "checkpoint"
@@ -213,6 +215,7 @@ class Trainer(StepLoop):
                          o.max_steps, st.nan_steps)
 
 
-def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = False) -> RunResult:
-    """Run a recipe (see `Trainer`); `resume` continues from the run directory's last saved state."""
-    return Trainer(cfg, progress, log).run(resume)
+def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = False, overwrite: bool = False) -> RunResult:
+    """Run a recipe (see `Trainer`); `resume` continues from the run directory's last saved state,
+    `overwrite` replaces an earlier run there (without either, a directory holding a run is refused)."""
+    return Trainer(cfg, progress, log, resume, overwrite).run()

@@ -1,19 +1,44 @@
-"""What a run writes as it goes: metrics.jsonl, TensorBoard event files, and curve PNGs at the end.
+"""What a run writes as it goes: metrics.jsonl, TensorBoard event files, and the curves PNG (redrawn
+every `plot_every` steps, so a killed run still has its picture).
 
 Only rank 0 writes. On resume, rows past the resumed step (logged after the last saved state) are
-dropped so the log reads as one uninterrupted run.
+dropped so the log reads as one uninterrupted run. A new run never lands on an earlier one's files
+unnoticed: `claim_run_dir` refuses a directory holding a run unless told to resume or overwrite.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+from ..errors import TrainingError
 from .plots import plot_curves
+
+# what a run writes into its directory (config.yaml and plan.txt are rewritten by every start)
+RUN_FILES = ("metrics.jsonl", "tensorboard", "checkpoint", "resume.pt", "curves.png", "loss.png", "plan.txt",
+             "config.yaml", "weights.safetensors", "facts.json")
+EVIDENCE = ("metrics.jsonl", "checkpoint", "resume.pt", "weights.safetensors")  # a run happened here
+
+
+def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool, main: bool = True) -> None:
+    """Make `run_dir` this run's: fine when empty or resuming; with `overwrite` the earlier run's
+    files (only those, never others) are removed first; else a TrainingError says what to do."""
+    found = [n for n in EVIDENCE if (run_dir / n).exists()]
+    if resume or not found:
+        return
+    if not overwrite:
+        raise TrainingError(f"{run_dir} holds an earlier run ({', '.join(found)}): pass --resume to continue it, "
+                            "--overwrite to replace it, or set output_dir to a new folder")
+    if main:
+        for name in RUN_FILES:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 class RunLog:
-    def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None = None):
-        self.file = run_dir / "metrics.jsonl"
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None = None, curves: str = "curves.png",
+                 plot_every: int = 50):
+        self.file, self.curves, self.plot_every = run_dir / "metrics.jsonl", run_dir / curves, plot_every
         self.enabled = enabled
         self.tb = None
         if not enabled:
@@ -37,7 +62,12 @@ class RunLog:
             if k != "step" and isinstance(v, (int, float)):
                 self.tb.add_scalar(k, v, row["step"])
 
-    def close(self, curves_png: Path) -> None:
+    def plot(self, step: int) -> None:
+        """Redraw the curves every `plot_every` steps."""
+        if self.enabled and self.plot_every and step % self.plot_every == 0:
+            plot_curves(self.file, self.curves)
+
+    def close(self) -> None:
         if self.enabled:
             self.tb.close()
-            plot_curves(self.file, curves_png)
+            plot_curves(self.file, self.curves)

@@ -55,5 +55,6 @@ class StepLoop:
                 val = self.validate(step)
                 if val is not None:
                     runlog.write({"step": step, **val})
+            runlog.plot(step)
             self.after_step(step)
         bar.close()

@@ -1,0 +1,99 @@
+"""The chat REPL in a real terminal (tmux): readline editing, history kept across sessions, tab
+completion of commands, /help answered locally, Ctrl-D leaving cleanly."""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+TESTS = Path(__file__).resolve().parent
+LAUNCH = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import conftest; "
+          "from anymal.cli import main; sys.exit(main(sys.argv[1:]))")
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (scripts/install.sh)")
+
+
+class Terminal:
+    """One tmux session on its own server socket, running a command; keys in, screen out."""
+
+    def __init__(self, command: list[str], env: dict[str, str], name: str):
+        self.tmux = ["tmux", "-L", f"anymal-test-{os.getpid()}-{name}"]
+        line = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(command)
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", name, "-x", "200", "-y", "50", line], check=True)
+        self.name = name
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
+
+    def screen(self) -> str:
+        r = subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+        return r.stdout
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 120) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            screen = self.screen()
+            if screen.count(text) >= count:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} x{count} never appeared; screen:\n{self.screen()}")
+
+    def alive(self) -> bool:
+        return subprocess.run([*self.tmux, "has-session", "-t", self.name], capture_output=True).returncode == 0
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_llm_dir, tmp_path_factory):
+    from anymal import AnyMAL
+    from conftest import tiny_config
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint"
+    AnyMAL.from_config(tiny_config(tiny_llm_dir)).save_pretrained(path)
+    return path
+
+
+def _session(checkpoint, tmp_path, name: str) -> Terminal:
+    env = {"ANYMAL_HISTORY": str(tmp_path / "history"), "ANYMAL_CACHE": str(tmp_path / "cache"),
+           "OMP_NUM_THREADS": "1", "PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    return Terminal([sys.executable, "-c", LAUNCH, "chat", "--model", str(checkpoint), "--max-new-tokens", "3"],
+                    env, name)
+
+
+def test_the_repl_edits_lines_keeps_history_and_completes_commands(checkpoint, tmp_path):
+    t = _session(checkpoint, tmp_path, "first")
+    try:
+        t.wait_for("you>")
+        t.keys("Hello thxre", "Left", "Left", "BSpace", "e", "End", " now", "Enter")  # edited in place
+        t.wait_for("anymal>")
+        t.wait_for("you>", 2)
+        t.keys("/he", "Tab", "Enter")  # completed to /help, answered here, not by the model
+        screen = t.wait_for("Tab completes commands")
+        assert screen.count("anymal>") == 1
+        t.keys("Up", "Up")  # back to the first line
+        assert "you> Hello there now" in t.wait_for("you> Hello there now")
+        t.keys("C-u", "C-d")
+        deadline = time.time() + 30
+        while t.alive() and time.time() < deadline:
+            time.sleep(0.1)
+        assert not t.alive()
+    finally:
+        t.close()
+    assert (tmp_path / "history").read_text().splitlines()[-2:] == ["Hello there now", "/help"]
+
+    t = _session(checkpoint, tmp_path, "second")  # a new session recalls the last one's lines
+    try:
+        t.wait_for("you>")
+        t.keys("Up")
+        assert "you> /help" in t.wait_for("you> /help")
+    finally:
+        t.close()
