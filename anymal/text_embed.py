@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .quiet import quiet_loading
 
 DIM = 384
 
@@ -40,8 +41,9 @@ class MiniLM:
         from transformers import AutoModel, AutoTokenizer
 
         path = Path(model_dir) if model_dir else minilm_dir()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)
+        with quiet_loading():
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)
         self.batch_size = batch_size
 
     @torch.no_grad()
