@@ -28,7 +28,8 @@ class LLMConfig:
 
 @dataclass
 class ModalityConfig:
-    encoder: str = "efficientnet-lite0"  # registry name, Hugging Face id or local directory
+    # registry name, Hugging Face id or local directory; None: the modality's default (its record's `encoder`)
+    encoder: str | None = None
     # a registered projector (anymal/projectors/): linear, mlp, resampler; bind: ImageBind-LLM injection
     # (no tokens); patch: encoder-free pixel patches (encoder pixel-patches); tiles: per-tile MLP + tile
     # positions (encoder efficientnet-lite0-tiles)
@@ -91,6 +92,7 @@ class ModelConfig:
         for name, m in self.modalities.items():
             MODALITIES.check(name, f"modalities.{name}")
             PROJECTORS.check(m.projector, f"modalities.{name}.projector")
+            m.encoder = m.encoder or MODALITIES[name].encoder
 
 
 @dataclass

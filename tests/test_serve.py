@@ -124,7 +124,7 @@ def test_size_limits_are_413_and_a_full_queue_is_503(tiny_model, images):
     big = io.BytesIO()
     Image.new("RGB", (300, 300), (1, 2, 3)).save(big, format="PNG")
     big_url = "data:image/png;base64," + base64.b64encode(big.getvalue()).decode()
-    with Server(tiny_model, limits=Limits(max_image_pixels=200 * 200, max_body_bytes=20_000)) as s:
+    with Server(tiny_model, limits=Limits(sizes={"image": 0.04}, max_body_bytes=20_000)) as s:
         code, err = _status(s, {"model": "tiny", "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": big_url}}]}]})
         assert code == 413 and "MP" in err["error"]["message"]
@@ -204,7 +204,7 @@ def test_real_model_answers_an_openai_client_about_an_image_sound_and_imu(defaul
             modality = next(iter(r.usage.model_dump()["prompt_tokens_details"]["modality_tokens"]))
             assert modality in ("image", "audio", "imu")
         assert "upstairs" in want.lower()  # the shipped IMU adapter reads this example right
-    with Server(default_model, limits=Limits(max_imu_samples=100, max_audio_seconds=0.5)) as s:
+    with Server(default_model, limits=Limits(sizes={"imu": 100, "audio": 0.5})) as s:
         for parts, _ in cases[1:]:  # the sound (> 0.5 s) and the IMU recording (> 100 rows) are too long
             code, err = _status(s, {"model": "tiny", "messages": [{"role": "user", "content": parts}]})
             assert code == 413 and ("s;" in err["error"]["message"] or "samples" in err["error"]["message"]), err

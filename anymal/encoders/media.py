@@ -81,6 +81,28 @@ def load_image(item: Any, background: tuple[int, int, int] = (255, 255, 255)) ->
         raise InputError(f"{name}: corrupt or truncated image: {e}") from None
 
 
+def image_megapixels(item: Any) -> float:
+    """Width x height / 1e6 from the image's header (nothing decoded); a decompression bomb counts as huge."""
+    try:
+        with Image.open(as_source(item, "an image")) as img:
+            w, h = img.size
+    except (UnidentifiedImageError, OSError):
+        raise InputError(f"{describe(item)}: not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF...)") from None
+    except Image.DecompressionBombError:
+        return float("inf")
+    return w * h / 1e6
+
+
+def audio_seconds(item: Any) -> float:
+    """A recording's duration from its header."""
+    import soundfile as sf
+
+    try:
+        return float(sf.info(as_source(item, AUDIO.name)).duration)
+    except Exception:  # libsndfile raises its own error types
+        raise InputError(f"{describe(item)}: not readable audio ({', '.join(AUDIO.formats)})") from None
+
+
 def letterbox(img: Image.Image, size: int, fill: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Fit inside a size x size square keeping the aspect ratio (LLaVA-1.5 pads rather than crops)."""
     w, h = img.size

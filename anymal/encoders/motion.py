@@ -63,6 +63,18 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(rows, np.float64).reshape(-1, 6), (np.asarray(times) if tcol is not None else None)
 
 
+def imu_samples(item: Any) -> int:
+    """How many samples a recording holds, without parsing it: a CSV's lines, an .npy's first dimension."""
+    src = as_source(item, "an IMU recording")
+    if isinstance(src, Path) and src.suffix.lower() == ".npy":
+        try:
+            return int(np.load(src, allow_pickle=False, mmap_mode="r").shape[0])
+        except (OSError, ValueError, IndexError):
+            raise InputError(f"{src.name}: not a readable .npy array") from None
+    data = src.getvalue() if isinstance(src, io.BytesIO) else src.read_bytes()
+    return data.count(b"\n") + (not data.endswith(b"\n"))
+
+
 def _check_rate(rate: Any, name: str) -> None:
     if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not math.isfinite(rate) \
             or not 0 < rate <= 10_000:

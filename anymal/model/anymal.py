@@ -22,7 +22,7 @@ from ..errors import CheckpointError, InputError
 from ..llm import LOCAL_LLM, LanguageModel, load_llm, save_llm_dir
 from ..llm.kv import cache_kwargs
 from ..llm.lora import LORA_MARK, apply_lora, has_lora
-from ..modalities import IMAGE
+from ..modalities import IMAGE, MODALITIES
 from ..paths import DEFAULT_CHECKPOINT
 from .hub import resolve_checkpoint
 from ..projectors import build_perceiving, build_projector
@@ -87,7 +87,8 @@ class AnyMAL(Inference, nn.Module):
             llm = load_llm(config.llm.id, config.llm.dtype, root=root)
             if config.lora:
                 apply_lora(llm, config.lora)
-            encoders = {m: load_encoder(c.encoder, m, frames=c.frames, sides=c.sides, perception=c.perception)
+            encoders = {m: load_encoder(c.encoder or MODALITIES[m].encoder, m, frames=c.frames, sides=c.sides,
+                                        perception=c.perception)
                         for m, c in config.modalities.items()}
         return cls(config, llm, encoders)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
+import importlib
 import re
 import tempfile
 import threading
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import AnymalError, InputError, TooLargeError
 from ..model.generation import GenerationSettings
-from ..modalities import AUDIO, IMAGE, IMU, MODALITIES, VIDEO
+from ..modalities import MODALITIES, Modality
 from ..model.messages import check_text
 
 
@@ -42,10 +42,9 @@ class ServeError(Exception):
 @dataclass
 class Limits:
     max_body_bytes: int = 32 * 2**20
-    max_image_pixels: int = 20_000_000
-    max_audio_seconds: float = 30.0
-    max_video_seconds: float = 120.0
-    max_imu_samples: int = 50 * 600  # ten minutes at 50 Hz
+    # the most one input may measure, in its record's unit (image MP, audio/video s, IMU samples)
+    sizes: dict[str, float] = field(default_factory=lambda: {m.name: m.size.limit for m in MODALITIES.values()
+                                                             if m.size})
     max_tokens: int = 512
     max_n: int = 4
     max_parts: int = 16
@@ -148,30 +147,20 @@ def _fetch_within(url: str, limits: Limits, param: str) -> bytes:
         raise failed from None
 
 
-def _check_image(data: bytes, limits: Limits, param: str) -> None:
-    from PIL import Image, UnidentifiedImageError
-
+def _check_size(m: Modality, source: bytes | Path, limits: Limits, files: list[Path], param: str) -> None:
+    """Refuse an input over its modality's limit, measured by the record's cheap probe before queuing."""
+    if m.size is None:
+        return
+    module, _, fn = m.size.probe.partition(":")
     try:
-        with Image.open(io.BytesIO(data)) as img:  # header only
-            w, h = img.size
-    except (UnidentifiedImageError, OSError):
-        raise ServeError(400, "not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF...)", param) from None
-    except Image.DecompressionBombError:
-        w, h = 10**6, 10**6
-    if w * h > limits.max_image_pixels:
-        raise ServeError(413, f"image is {w}x{h} = {w * h / 1e6:.1f} MP; this server takes up to "
-                              f"{limits.max_image_pixels / 1e6:.1f} MP", param)
-
-
-def _check_audio(data: bytes, limits: Limits, param: str) -> None:
-    import soundfile as sf
-
-    try:
-        info = sf.info(io.BytesIO(data))
-    except Exception:  # libsndfile raises its own error types
-        raise ServeError(400, f"not readable audio ({', '.join(AUDIO.formats)})", param) from None
-    if info.duration > limits.max_audio_seconds:
-        raise ServeError(413, f"audio is {info.duration:.1f} s; this server takes up to {limits.max_audio_seconds:g} s",
+        amount = getattr(importlib.import_module(module), fn)(source) or 0.0
+    except AnymalError as e:
+        raise input_error(e, files, param) from None
+    except Exception as e:  # the decoders' own error types (PyAV, libsndfile, numpy)
+        raise ServeError(400, f"undecodable {m.name} payload: {type(e).__name__}", param) from None
+    limit = limits.sizes.get(m.name, m.size.limit)
+    if amount > limit:
+        raise ServeError(413, f"{m.name} is {amount:.4g} {m.size.unit}; this server takes up to {limit:g} {m.size.unit}",
                          param)
 
 
@@ -184,32 +173,6 @@ def _temp_file(data: bytes, suffix: str, req: ChatRequest) -> Path:
     return path
 
 
-def _check_extension(kind: str, path: Path, limits: Limits, param: str) -> None:
-    """Cheap decodes that enforce the duration/length limits before the request is queued."""
-    try:
-        if kind == VIDEO.name:
-            from ..encoders.video import video_seconds
-
-            seconds = video_seconds(path) or 0.0
-            if seconds > limits.max_video_seconds:
-                raise ServeError(413, f"video is {seconds:.0f} s; this server takes up to {limits.max_video_seconds:g} s",
-                                 param)
-        elif kind == IMU.name:
-            n = sum(1 for _ in path.open("rb")) if path.suffix == ".csv" else __import__("numpy").load(
-                path, allow_pickle=False, mmap_mode="r").shape[0]
-            if n > limits.max_imu_samples:
-                raise ServeError(413, f"IMU recording has {n} samples; this server takes up to {limits.max_imu_samples}",
-                                 param)
-    except ServeError:
-        raise
-    except InputError as e:
-        raise input_error(e, [path], param) from None
-    except (OSError, ValueError) as e:
-        raise ServeError(400, f"undecodable {kind} payload: {type(e).__name__}", param) from None
-    except Exception as e:  # PyAV's own error types
-        raise ServeError(400, f"undecodable {kind} payload: {type(e).__name__}", param) from None
-
-
 def _text(text: str, param: str) -> str:
     try:
         return check_text(text, param)
@@ -220,7 +183,7 @@ def _text(text: str, param: str) -> str:
 def input_error(e: AnymalError, files: list[Path], param: str | None = None) -> ServeError:
     """An input fault as the client's error: 413 when over a limit, else 400; our temp file names,
     which mean nothing to the client, become 'the uploaded mp4 payload'."""
-    message = str(e)
+    message = str(e).replace("<in-memory bytes>: ", "")  # the parameter already says which input
     for f in files:
         message = message.replace(str(f), f"the uploaded {f.suffix.lstrip('.')} payload")
     return ServeError(413 if isinstance(e, TooLargeError) else 400, message, param)
@@ -244,19 +207,18 @@ def _part(part, modalities: set[str], limits: Limits, req: ChatRequest, param: s
     body = part.get(kind)
     if not isinstance(body, dict):
         raise ServeError(400, f"a {kind} part needs a '{kind}' object", param + f".{kind}")
-    if m is IMAGE:  # a URL (data: or an allowed http(s) host), its format sniffed
+    if m.by_url:  # a URL (data: or an allowed http(s) host), its format sniffed
         data = _image_bytes(body.get("url"), limits, param + f".{kind}.url")
-        _check_image(data, limits, param + f".{kind}")
-        return {"type": m.name, m.name: data}
-    fmt = body.get("format")
-    if fmt not in m.formats:
-        raise ServeError(400, f"format {fmt!r}: expected one of {', '.join(m.formats)}", param + f".{kind}.format")
-    data = _b64(body.get("data"), param + f".{kind}.data")
-    if m is AUDIO:  # decoded from memory
-        _check_audio(data, limits, param + f".{kind}")
+    else:
+        fmt = body.get("format")
+        if fmt not in m.formats:
+            raise ServeError(400, f"format {fmt!r}: expected one of {', '.join(m.formats)}", param + f".{kind}.format")
+        data = _b64(body.get("data"), param + f".{kind}.data")
+    if m.in_memory:
+        _check_size(m, data, limits, [], param + f".{kind}")
         return {"type": m.name, m.name: data}
     path = _temp_file(data, fmt, req)  # decoders that need a file get a temp file named by the format
-    _check_extension(m.name, path, limits, param + f".{kind}")
+    _check_size(m, path, limits, [path], param + f".{kind}")
     out = {"type": m.name, "path": str(path)}
     if m.takes_rate and body.get("rate") is not None:
         rate = body["rate"]
