@@ -3,9 +3,12 @@ command that loads one. CPU and float32 are the defaults and the tested path; `a
 torch sees a GPU."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 DTYPES = ("float32", "bfloat16")  # the frozen LLM's weights; encoders and projectors stay float32
 
@@ -13,6 +16,8 @@ DTYPES = ("float32", "bfloat16")  # the frozen LLM's weights; encoders and proje
 def resolve_device(name: str | torch.device | None) -> torch.device:
     """A usable torch device for `name` (None or "auto": CUDA when present, else CPU), or a
     ConfigError saying why it cannot be used."""
+    import torch  # here, not at import: the CLI parses its flags before the model stack loads
+
     if name is None or str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

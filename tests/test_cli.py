@@ -123,3 +123,18 @@ def test_every_commands_help_prints(capsys):
             build_parser().parse_args([*path, "--help"])
         assert e.value.code == 0, path
         assert "usage: anymal" in capsys.readouterr().out
+
+
+def test_the_command_line_parses_without_loading_the_model_stack():
+    """`import anymal` and building every subcommand's flags import neither torch nor transformers (so
+    `anymal --help` and argument errors are instant); the model stack loads when a command needs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, anymal; from anymal.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    from anymal import AnyMAL, GenerationSettings  # the facade still hands them out
+
+    assert AnyMAL.__name__ == "AnyMAL" and GenerationSettings().max_new_tokens > 0

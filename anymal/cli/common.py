@@ -22,7 +22,7 @@ def model_args(p: argparse.ArgumentParser) -> None:
 
 def generation_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
     """Generation flags whose defaults are GenerationSettings' own (the API's and the server's too)."""
-    from ..model.generation import GenerationSettings
+    from ..model.settings import GenerationSettings
 
     d = GenerationSettings()
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
@@ -34,7 +34,7 @@ def generation_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
 
 
 def settings(a):
-    from ..model.generation import GenerationSettings
+    from ..model.settings import GenerationSettings
 
     return GenerationSettings(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p,
                               repetition_penalty=a.repetition_penalty, seed=a.seed, stop=a.stop or [])

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from .._version import __version__
 from ..data.jsonl import read_jsonl
 from ..errors import DataError
-from ..model.generation import GenerationSettings
+from ..model.settings import GenerationSettings
 from .baselines import run_baselines
 from .tasks import Row, Task, get_task
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AnymalError, InputError, TooLargeError
-from ..model.generation import GenerationSettings
+from ..model.settings import GenerationSettings
 from ..modalities import MODALITIES, Modality
 from ..model.messages import check_text
 

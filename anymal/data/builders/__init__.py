@@ -39,9 +39,15 @@ BUILDERS.lazy("interleaved", _B + "interleaved:build_interleaved",
               "image + IMU and image + sound questions from the built tuxpaint, audio and hapt sets")
 
 
+def _known(name: str) -> None:
+    """A ConfigError listing the known datasets when `name` is none (without importing any builder)."""
+    if name not in BUILDERS:
+        BUILDERS.get(name)
+
+
 def dataset_dir(name: str) -> str:
     """Where `anymal data build NAME` writes by default: the one place that knows the `data/NAME` layout."""
-    BUILDERS.get(name)  # an unknown name lists the known ones
+    _known(name)
     return f"data/{name}"
 
 
@@ -52,7 +58,7 @@ def manifest(name: str, split: str) -> str:
 
 def build_command(name: str) -> str:
     """The command that builds dataset `name` (for "not built yet" errors)."""
-    BUILDERS.get(name)
+    _known(name)
     return f"anymal data build {name}"
 
 

@@ -1,0 +1,57 @@
+"""How to decode: one set of generation settings and defaults for every front end (no torch here)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+
+
+@dataclass
+class GenerationSettings:
+    """How to decode; the one source of defaults for the CLI, the Python API, the server and eval."""
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field in range, or an InputError that names it (NaN never slips through a comparison)."""
+        def number(name: str, ok, expected: str) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+                raise InputError(f"{name}: expected {expected}, got {v!r}")
+
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise InputError(f"max_new_tokens: expected an integer >= 1, got {self.max_new_tokens!r}")
+        number("temperature", lambda v: v >= 0, "a number >= 0 (0 = greedy)")
+        number("top_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
+        number("repetition_penalty", lambda v: v > 0, "a number > 0 (1 = off)")
+        if not isinstance(self.stop, list) or not all(isinstance(x, str) and x for x in self.stop):
+            raise InputError(f"stop: expected a list of non-empty strings, got {self.stop!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise InputError(f"seed: expected an integer, got {self.seed!r}")
+
+    def processors(self):
+        """transformers' logits processors for these settings (imported here: the settings themselves
+        are read by every command's flags before the model stack loads)."""
+        from transformers import LogitsProcessorList
+        from transformers.generation.logits_process import (
+            RepetitionPenaltyLogitsProcessor,
+            TemperatureLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        procs = LogitsProcessorList()
+        if self.repetition_penalty != 1.0:
+            procs.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
+        if self.temperature > 0:
+            procs.append(TemperatureLogitsWarper(self.temperature))
+            if self.top_p < 1.0:
+                procs.append(TopPLogitsWarper(self.top_p))
+        return procs
