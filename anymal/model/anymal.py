@@ -87,8 +87,9 @@ class AnyMAL(Inference, nn.Module):
             llm = load_llm(config.llm.id, config.llm.dtype, root=root)
             if config.lora:
                 apply_lora(llm, config.lora)
+            shared: dict = {}  # perception encoders built once for every modality that reads pictures
             encoders = {m: load_encoder(c.encoder or MODALITIES[m].encoder, m, frames=c.frames, sides=c.sides,
-                                        perception=c.perception)
+                                        perception=c.perception, shared=shared)
                         for m, c in config.modalities.items()}
         return cls(config, llm, encoders)
 
