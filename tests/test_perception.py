@@ -154,6 +154,7 @@ def test_video_frames_keep_patches_then_words_in_order(tiny_llm_dir, images):
 
     model = AnyMAL.from_config(perceiving_config(tiny_llm_dir, video=True))
     enc, proj = model.encoders["video"], model.projectors["video"]
+    assert enc.inner.percepts[0] is model.encoders["image"].percepts[0]  # built once, read by both
     assert enc.num_tokens == 2 * 18 and proj.num_tokens == 8 + 2 * 2 * (NAME_TOKENS + 1)
     frames = torch.stack([enc.inner.preprocess(images[0]), enc.inner.preprocess(images[2])])[None]
     out = proj(enc(frames))[0]
