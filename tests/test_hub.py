@@ -47,6 +47,8 @@ def test_a_hub_id_loads_offline_from_the_cache_at_a_revision(hub):
     assert r.stdout.split() == ["align", "instruct-proj"]
     r = _run(hub, "", "chat", "--model", "org/tiny", "--revision", "v1", "Hi", "--max-new-tokens", "2")
     assert r.returncode == 0, r.stderr[-2000:]
+    r = _run(hub, "", "info", "org/tiny", "--revision", "v1")
+    assert r.returncode == 0 and "stage: instruct-proj" in r.stdout, r.stderr[-2000:]
     r = _run(hub, "", "chat", "--model", "org/missing", "Hi")
     assert r.returncode == 2 and "org/missing: no such local directory" in r.stderr
     assert "not in the cache" in r.stderr and "HF_HUB_OFFLINE is set" in r.stderr

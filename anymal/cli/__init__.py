@@ -86,9 +86,10 @@ def cmd_pretrain(a) -> int:
 
 def cmd_info(a) -> int:
     from ..model.checkpoint import read_manifest
+    from ..model.hub import resolve_checkpoint
     from ..paths import DEFAULT_CHECKPOINT
 
-    path = Path(a.model) if a.model else DEFAULT_CHECKPOINT
+    path = resolve_checkpoint(a.model, a.revision) if a.model else DEFAULT_CHECKPOINT
     m = read_manifest(path)
     if a.json:
         print(json.dumps(m, indent=2))
@@ -174,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.set_defaults(fn=cmd_pretrain)
 
     i = sub.add_parser("info", help="what a checkpoint holds")
-    i.add_argument("model", nargs="?")
+    i.add_argument("model", nargs="?", help="checkpoint directory or Hugging Face Hub id (default: the shipped one)")
+    i.add_argument("--revision", help="with a Hub id: the branch, tag or commit")
     i.add_argument("--json", action="store_true")
     i.set_defaults(fn=cmd_info)
 
