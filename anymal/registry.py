@@ -22,6 +22,12 @@ T = TypeVar("T")
 _MISSING = object()
 
 
+def import_target(target: str) -> Any:
+    """The object a `module:attribute` string names, imported now (records name code they do not import)."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 class _Lazy:
     """A registered `module:attribute`, imported on first use (a heavy stack loads only when asked for)."""
 
@@ -29,8 +35,7 @@ class _Lazy:
         self.target = target
 
     def load(self):
-        module, _, attr = self.target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return import_target(self.target)
 
 
 class Registry(Generic[T]):

@@ -125,6 +125,17 @@ def tiny_model(tiny_llm_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_llm_dir, tmp_path_factory) -> Path:
+    """`tiny_model`'s configuration saved as a checkpoint directory (for commands that load one)."""
+    from anymal import AnyMAL
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint"
+    AnyMAL.from_config(tiny_config(tiny_llm_dir)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def images(tmp_path_factory) -> list[Path]:
     """A few small real-looking images: distinct colours and shapes."""
     d = tmp_path_factory.mktemp("imgs")

@@ -18,17 +18,6 @@ def _ask(image):
     return [{"role": "user", "content": [{"type": "image", "path": str(image)}, {"type": "text", "text": "What is it?"}]}]
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tiny_llm_dir, tmp_path_factory):
-    from anymal import AnyMAL
-    from conftest import tiny_config
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "checkpoint"
-    AnyMAL.from_config(tiny_config(tiny_llm_dir)).save_pretrained(path)
-    return path
-
-
 def test_devices_resolve_or_say_why_not():
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device(None) == resolve_device("auto") and resolve_device("cpu") == torch.device("cpu")
@@ -40,9 +29,9 @@ def test_devices_resolve_or_say_why_not():
             resolve_device("cuda")
 
 
-def test_a_bfloat16_llm_answers_like_the_float32_one_within_rounding(checkpoint, images):
-    fp32 = AnyMAL.from_pretrained(checkpoint, device="auto")
-    bf16 = AnyMAL.from_pretrained(checkpoint, device="cpu", dtype="bfloat16")
+def test_a_bfloat16_llm_answers_like_the_float32_one_within_rounding(tiny_checkpoint, images):
+    fp32 = AnyMAL.from_pretrained(tiny_checkpoint, device="auto")
+    bf16 = AnyMAL.from_pretrained(tiny_checkpoint, device="cpu", dtype="bfloat16")
     assert fp32.llm.dtype == torch.float32 and bf16.llm.dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in bf16.projectors.parameters())  # adapters keep their precision
     with torch.no_grad():
@@ -51,14 +40,14 @@ def test_a_bfloat16_llm_answers_like_the_float32_one_within_rounding(checkpoint,
     assert torch.allclose(a, b, atol=0.1 * a.abs().max().item())
     assert isinstance(bf16.chat(_ask(images[1]), max_new_tokens=4), str)
     with pytest.raises(ConfigError, match="dtype 'float8'"):
-        AnyMAL.from_pretrained(checkpoint, dtype="float8")
+        AnyMAL.from_pretrained(tiny_checkpoint, dtype="float8")
 
 
-def test_every_command_that_loads_a_model_takes_device_and_dtype(checkpoint, images, capsys):
-    assert main(["chat", "--model", str(checkpoint), "--device", "cpu", "--dtype", "bfloat16", "--image",
+def test_every_command_that_loads_a_model_takes_device_and_dtype(tiny_checkpoint, images, capsys):
+    assert main(["chat", "--model", str(tiny_checkpoint), "--device", "cpu", "--dtype", "bfloat16", "--image",
                  str(images[0]), "What is it?", "--max-new-tokens", "3"]) == 0
     if not torch.cuda.is_available():
-        assert main(["chat", "--model", str(checkpoint), "--device", "cuda", "Hi"]) == 2
+        assert main(["chat", "--model", str(tiny_checkpoint), "--device", "cuda", "Hi"]) == 2
         assert "torch sees no CUDA GPU" in capsys.readouterr().err
     for command in (["demo"], ["eval"], ["serve"], ["bind-cache", "x"]):
         with pytest.raises(SystemExit):
@@ -69,8 +58,8 @@ def test_every_command_that_loads_a_model_takes_device_and_dtype(checkpoint, ima
 
 @gpu
 @pytest.mark.gpu
-def test_on_a_gpu_the_whole_model_moves_and_batched_answers_equal_single_ones(checkpoint, images):
-    model = AnyMAL.from_pretrained(checkpoint, device="cuda")
+def test_on_a_gpu_the_whole_model_moves_and_batched_answers_equal_single_ones(tiny_checkpoint, images):
+    model = AnyMAL.from_pretrained(tiny_checkpoint, device="cuda")
     assert {p.device.type for p in model.parameters()} == {"cuda"}
     convs = [_ask(p) for p in images[:3]]
     settings = GenerationSettings(max_new_tokens=6)

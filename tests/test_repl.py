@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 TESTS = Path(__file__).resolve().parent
 LAUNCH = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import conftest; "
@@ -51,26 +50,15 @@ class Terminal:
         subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tiny_llm_dir, tmp_path_factory):
-    from anymal import AnyMAL
-    from conftest import tiny_config
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "checkpoint"
-    AnyMAL.from_config(tiny_config(tiny_llm_dir)).save_pretrained(path)
-    return path
-
-
-def _session(checkpoint, tmp_path, name: str) -> Terminal:
+def _session(tiny_checkpoint, tmp_path, name: str) -> Terminal:
     env = {"ANYMAL_HISTORY": str(tmp_path / "history"), "ANYMAL_CACHE": str(tmp_path / "cache"),
            "OMP_NUM_THREADS": "1", "PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    return Terminal([sys.executable, "-c", LAUNCH, "chat", "--model", str(checkpoint), "--max-new-tokens", "3"],
+    return Terminal([sys.executable, "-c", LAUNCH, "chat", "--model", str(tiny_checkpoint), "--max-new-tokens", "3"],
                     env, name)
 
 
-def test_the_repl_edits_lines_keeps_history_and_completes_commands(checkpoint, tmp_path):
-    t = _session(checkpoint, tmp_path, "first")
+def test_the_repl_edits_lines_keeps_history_and_completes_commands(tiny_checkpoint, tmp_path):
+    t = _session(tiny_checkpoint, tmp_path, "first")
     try:
         t.wait_for("you>")
         t.keys("Hello thxre", "Left", "Left", "BSpace", "e", "End", " now", "Enter")  # edited in place
@@ -90,7 +78,7 @@ def test_the_repl_edits_lines_keeps_history_and_completes_commands(checkpoint, t
         t.close()
     assert (tmp_path / "history").read_text().splitlines()[-2:] == ["Hello there now", "/help"]
 
-    t = _session(checkpoint, tmp_path, "second")  # a new session recalls the last one's lines
+    t = _session(tiny_checkpoint, tmp_path, "second")  # a new session recalls the last one's lines
     try:
         t.wait_for("you>")
         t.keys("Up")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 
 
-def load_model(a: argparse.Namespace, path: str | None = None):
-    """The checkpoint `path` (default: --model, else the shipped adapters) on --device in --dtype."""
+def load_model(a: argparse.Namespace):
+    """The checkpoint --model (default: the shipped adapters) on --device in --dtype."""
     from ..model.anymal import AnyMAL
 
-    return AnyMAL.from_pretrained(path or a.model, device=a.device, dtype=a.dtype, revision=a.revision)
+    return AnyMAL.from_pretrained(a.model, device=a.device, dtype=a.dtype, revision=a.revision)
 
 
 def model_args(p: argparse.ArgumentParser) -> None:

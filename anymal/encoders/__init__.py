@@ -1,9 +1,7 @@
 """Frozen modality encoders, registered by name (plus a Hugging Face fallback per modality)."""
-import importlib
-
 from ..errors import ConfigError
 from ..modalities import MODALITIES
-from ..registry import ENCODERS
+from ..registry import ENCODERS, import_target
 from .base import Encoder
 from .loading import load_encoder
 # registration side effects: every encoder and wrapper module registers itself on import
@@ -17,8 +15,7 @@ def _hugging_face(name: str, modality: str) -> Encoder:
     record = MODALITIES.get(modality, None)
     if record is None or not record.hf_encoder:
         raise ConfigError(f"unknown {modality} encoder {name!r}; registered: {', '.join(ENCODERS.names())}")
-    module, _, cls = record.hf_encoder.partition(":")
-    return getattr(importlib.import_module(module), cls)(name, modality)
+    return import_target(record.hf_encoder)(name, modality)
 
 
 __all__ = ["Encoder", "load_encoder"]

@@ -25,9 +25,10 @@ def load_encoder(name: str, modality: str, frames: int = 4, sides: list[int] | N
     enc = ENCODERS.build(name, modality=modality).freeze()
     if perception:
         shared = {} if shared is None else shared
-        parts = [shared.get((p, modality)) or shared.setdefault((p, modality), ENCODERS.build(p, modality=modality).freeze())
-                 for p in perception]
-        enc = ComposedEncoder(enc, parts).freeze()
+        for p in perception:
+            if (p, modality) not in shared:
+                shared[p, modality] = ENCODERS.build(p, modality=modality).freeze()
+        enc = ComposedEncoder(enc, [shared[p, modality] for p in perception]).freeze()
     if sides:
         sized(enc).set_sides(sides)
     return enc

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib
 import re
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 from ..errors import AnymalError, InputError, TooLargeError
 from ..model.settings import GenerationSettings
 from ..modalities import MODALITIES, Modality
+from ..registry import import_target
 from ..model.messages import check_text
 
 
@@ -151,9 +151,8 @@ def _check_size(m: Modality, source: bytes | Path, limits: Limits, files: list[P
     """Refuse an input over its modality's limit, measured by the record's cheap probe before queuing."""
     if m.size is None:
         return
-    module, _, fn = m.size.probe.partition(":")
     try:
-        amount = getattr(importlib.import_module(module), fn)(source) or 0.0
+        amount = import_target(m.size.probe)(source) or 0.0
     except AnymalError as e:
         raise input_error(e, files, param) from None
     except Exception as e:  # the decoders' own error types (PyAV, libsndfile, numpy)

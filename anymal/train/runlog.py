@@ -14,10 +14,9 @@ from pathlib import Path
 from ..errors import TrainingError
 from .plots import plot_curves
 
-# what a run writes into its directory (config.yaml and plan.txt are rewritten by every start)
-RUN_FILES = ("metrics.jsonl", "tensorboard", "checkpoint", "resume.pt", "curves.png", "loss.png", "plan.txt",
-             "config.yaml", "weights.safetensors", "facts.json")
-EVIDENCE = ("metrics.jsonl", "checkpoint", "resume.pt", "weights.safetensors")  # a run happened here
+# what a training run writes into its directory (config.yaml and plan.txt are rewritten by every start)
+RUN_FILES = ("metrics.jsonl", "tensorboard", "checkpoint", "resume.pt", "curves.png", "plan.txt", "config.yaml")
+EVIDENCE = ("metrics.jsonl", "checkpoint", "resume.pt")  # a run happened here
 
 
 def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool, main: bool = True) -> None:
