@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     import torch
 
 DTYPES = ("float32", "bfloat16")  # the frozen LLM's weights; encoders and projectors stay float32
+# how answers are decoded (anymal/llm/fast.py): auto = fast where it covers the LLM, else transformers
+DECODERS = ("auto", "fast", "fast-q4", "transformers")
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:
@@ -37,10 +39,19 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
 
 
 def device_args(p) -> None:
-    """--device and --dtype on an argparse parser (read by `AnyMAL.from_pretrained(device=, dtype=)`)."""
+    """--device, --dtype and --decoder on a parser (read by `AnyMAL.from_pretrained(device=, dtype=, decoder=)`)."""
     p.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="cpu (default), auto (CUDA when present), cuda, cuda:N or mps")
     p.add_argument("--dtype", choices=DTYPES, help="the LLM's weights (default: the checkpoint's own, float32)")
+    p.add_argument("--decoder", choices=DECODERS, default="auto",
+                   help="auto (default: fast where it covers the LLM), fast (same answers as transformers, "
+                        "faster), fast-q4 (4-bit weights: llama.cpp's speed, answers may differ), transformers")
+
+
+def check_decoder(decoder: str) -> str:
+    if decoder not in DECODERS:
+        raise ConfigError(f"decoder {decoder!r}: expected one of {', '.join(DECODERS)}")
+    return decoder
 
 
 def check_dtype(dtype: str | None) -> str | None:

@@ -5,10 +5,10 @@ import argparse
 
 
 def load_model(a: argparse.Namespace):
-    """The checkpoint --model (default: the shipped adapters) on --device in --dtype."""
+    """The checkpoint --model (default: the shipped adapters) on --device in --dtype, decoding with --decoder."""
     from ..model.anymal import AnyMAL
 
-    return AnyMAL.from_pretrained(a.model, device=a.device, dtype=a.dtype, revision=a.revision)
+    return AnyMAL.from_pretrained(a.model, device=a.device, dtype=a.dtype, revision=a.revision, decoder=a.decoder)
 
 
 def model_args(p: argparse.ArgumentParser) -> None:

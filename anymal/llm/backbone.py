@@ -14,10 +14,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..devices import check_decoder
 from ..errors import ConfigError
 from ..paths import assemble_parts, cache_dir
 from ..registry import LLMS
+from .fast import FastLM, unsupported
 from .gguf_cache import cached_gguf_model
+from .kv import TransformersRunner
 from .templates import ensure_chat_template
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -46,6 +49,8 @@ class LanguageModel(nn.Module):
         self.num_layers = int(model.config.num_hidden_layers)
         self.embed_rms = self._embedding_rms()
         self.eos_token_ids = self._eos_ids()
+        self.decoder = "auto"
+        self._fast: tuple[tuple, FastLM] | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -55,6 +60,18 @@ class LanguageModel(nn.Module):
         # frozen: stays in eval mode (no dropout) whatever the parent module does; a stage that
         # trains LLM weights (LoRA, full) gets train mode
         return super().train(mode and any(p.requires_grad for p in self.parameters()))
+
+    def runner(self) -> TransformersRunner | FastLM:
+        """What decodes answers, by `self.decoder`. A fast decoder is built once and kept while the
+        weights it reads stay the same tensors (a move to another device or dtype builds it anew)."""
+        check_decoder(self.decoder)
+        if self.decoder == "transformers" or (self.decoder == "auto" and unsupported(self.model)):
+            return TransformersRunner(self.model)
+        weights = "q4" if self.decoder == "fast-q4" else "exact"
+        key = (weights, id(self.model), self.model.lm_head.weight.data_ptr(), self.model.lm_head.weight.dtype)
+        if self._fast is None or self._fast[0] != key:
+            self._fast = (key, FastLM(self.model, weights))
+        return self._fast[1]
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings()(ids)

@@ -17,7 +17,7 @@ from torch import nn
 from .._version import __version__
 from ..config import ModelConfig, from_dict, to_dict
 from ..encoders import Encoder, load_encoder
-from ..devices import check_dtype, resolve_device
+from ..devices import check_decoder, check_dtype, resolve_device
 from ..errors import CheckpointError, InputError
 from ..llm import LOCAL_LLM, LanguageModel, load_llm, save_llm_dir
 from ..llm.kv import cache_kwargs
@@ -95,14 +95,15 @@ class AnyMAL(Inference, nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, llm: str | None = None, device: str | None = "cpu",
-                        dtype: str | None = None, revision: str | None = None) -> "AnyMAL":
+                        dtype: str | None = None, revision: str | None = None, decoder: str = "auto") -> "AnyMAL":
         """Load a checkpoint directory or Hugging Face Hub id (`org/name`, at `revision`; through the HF
         cache, see model/hub.py); default: the adapters shipped inside the package.
 
         Everything needed is in the manifest (LoRA layers, a checkpoint's own fine-tuned LLM), so the
         path is the only argument. `llm=` swaps the language model; the manifest check then tells
         whether the adapters fit it. `device` ("auto": CUDA when present) is where the whole model runs;
-        `dtype` the frozen LLM's weights (default: the checkpoint's own).
+        `dtype` the frozen LLM's weights (default: the checkpoint's own); `decoder` how answers are
+        decoded (anymal/llm/fast.py: "auto", "fast", "fast-q4", "transformers").
         """
         path = resolve_checkpoint(path, revision) if path is not None else DEFAULT_CHECKPOINT
         device = resolve_device(device)
@@ -115,6 +116,7 @@ class AnyMAL(Inference, nn.Module):
         check_facts(manifest, model.facts(), path)
         model.load_adapter_state(read_weights(path), path)
         model.stage, model.lineage = manifest["stage"], manifest.get("lineage", [])
+        model.llm.decoder = check_decoder(decoder)
         if model.bind is not None:
             model.visual_cache = VisualCache.load(path)
         return model

@@ -12,9 +12,8 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache, LogitsProcessorList
+from transformers import LogitsProcessorList
 
-from ..llm.kv import cache_kwargs
 from .settings import GenerationSettings
 
 
@@ -40,13 +39,14 @@ class DecodeBatch:
     left-padded to the longer length (masked, so padding never changes a row's result) and stacked.
     `sample` picks every row's next token with the row's own settings and generator; `advance` drops
     the rows that are done, trims padding no row needs any more, and runs one step for the rest.
+    `runner` runs the LLM (llm/kv.py: transformers' forward; llm/fast.py: the lean one);
     `inject(vectors, present)` is the context that applies ImageBind-LLM's per-row injection.
     """
 
-    def __init__(self, lm, inject=None):
-        self.lm, self.inject = lm, inject
+    def __init__(self, runner, inject=None):
+        self.runner, self.inject = runner, inject
         self.rows: list[_Row] = []
-        self.cache: DynamicCache | None = None
+        self.cache = None
         self.mask = self.pos = self.logits = None  # [B, T] attention mask, [B] last positions, [B, V]
 
     def __len__(self) -> int:
@@ -60,22 +60,15 @@ class DecodeBatch:
         rows = [_Row(s, s.processors(), row_generator(s.seed, i), bind[0][r] if bind is not None and bind[1][r] else None)
                 for r, (s, i) in enumerate(zip(settings, indices))]
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
         with self._injecting(rows):
-            out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, **cache_kwargs(self.lm, cache),
-                          use_cache=True, logits_to_keep=1)  # only the next token's logits are needed
-        logits = out.logits[:, -1, :].float().cpu()  # sampling runs on CPU, with each row's generator
+            logits, cache = self.runner.prefill(embeds, mask, pos)
+        logits = logits.float().cpu()  # sampling runs on CPU, with each row's generator
         if not self.rows:
             self.rows, self.cache, self.mask, self.pos, self.logits = rows, cache, mask, pos[:, -1], logits
             return
         T = max(mask.shape[1], self.mask.shape[1])
-
-        def left(t: torch.Tensor, dim: int) -> torch.Tensor:  # left-pad dimension `dim` to T
-            return F.pad(t, (0, 0) * (t.dim() - 1 - dim) + (T - t.shape[dim], 0))
-
-        self.cache = DynamicCache([(torch.cat([left(a.keys, 2), left(b.keys, 2)]), torch.cat([left(a.values, 2), left(b.values, 2)]))
-                                   for a, b in zip(self.cache.layers, cache.layers)])
-        self.mask = torch.cat([left(self.mask, 1), left(mask, 1)])
+        self.cache = self.runner.merge(self.cache, cache)
+        self.mask = torch.cat([F.pad(self.mask, (T - self.mask.shape[1], 0)), F.pad(mask, (T - mask.shape[1], 0))])
         self.pos, self.logits = torch.cat([self.pos, pos[:, -1]]), torch.cat([self.logits, logits])
         self.rows += rows
 
@@ -83,7 +76,8 @@ class DecodeBatch:
         """Every row's next token (appended to its history; `advance` feeds it to the model)."""
         out = []
         for r, row in enumerate(self.rows):
-            scores = row.procs(torch.tensor([row.history], dtype=torch.long), self.logits[r:r + 1])
+            scores = row.procs(torch.tensor([row.history], dtype=torch.long), self.logits[r:r + 1]) if row.procs \
+                else self.logits[r:r + 1]
             if row.settings.temperature > 0:
                 t = int(torch.multinomial(torch.softmax(scores, -1), 1, generator=row.gen))
             else:
@@ -103,15 +97,14 @@ class DecodeBatch:
                 return
             sel = torch.tensor(idx, device=self.mask.device)
             start = int(self.mask[sel].any(0).nonzero()[0])  # padding no remaining row attends to
-            self.cache = DynamicCache([(a.keys[sel, :, start:], a.values[sel, :, start:]) for a in self.cache.layers])
+            self.cache = self.runner.select(self.cache, sel, start)
             self.mask, self.pos = self.mask[sel, start:], self.pos[sel]
         nxt = torch.tensor([[row.history[-1]] for row in self.rows], device=self.mask.device)
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], 1)
         self.pos = self.pos + 1
         with self._injecting(self.rows):
-            out = self.lm(input_ids=nxt, attention_mask=self.mask, position_ids=self.pos[:, None],
-                          **cache_kwargs(self.lm, self.cache), use_cache=True, logits_to_keep=1)
-        self.logits = out.logits[:, -1, :].float().cpu()
+            logits = self.runner.step(nxt, self.mask, self.pos[:, None], self.cache)
+        self.logits = logits.float().cpu()
 
     def _injecting(self, rows: list[_Row]):
         like = next((r.bind for r in rows if r.bind is not None), None)

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import torch
 
 from ..errors import InputError
+from ..llm.kv import TransformersRunner
 from .generation import DecodeBatch, GenerationSettings, TextStream, decode_tokens
 from .messages import Conversation, MediaPart, from_prompt, is_rate_pair
 
@@ -91,8 +92,11 @@ class Inference:
         return TextStream(self.llm.tokenizer, stop + self.llm.default_stop, self.llm.eos_token_ids)
 
     def decoder(self) -> DecodeBatch:
-        """An empty running batch over this model's LLM (with the bind injection, if any)."""
-        return DecodeBatch(self.llm.model, lambda vectors, present: self.injecting((vectors, present)))
+        """An empty running batch over this model's LLM (with the bind injection, if any: that hooks
+        transformers' layers, so it decodes through them)."""
+        if self.bind_modalities:
+            return DecodeBatch(TransformersRunner(self.llm.model), lambda vectors, present: self.injecting((vectors, present)))
+        return DecodeBatch(self.llm.runner())
 
     def decode(self, prompt: Prompt, settings: GenerationSettings) -> Iterator[torch.Tensor]:
         """Every row's next token, step by step (see decode_tokens), with the same settings for all."""

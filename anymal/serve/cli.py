@@ -83,7 +83,7 @@ def cmd_serve(a) -> int:
 
     if a.max_batch < 1 or a.max_queue < 0 or a.timeout <= 0:
         raise ConfigError("--max-batch >= 1, --max-queue >= 0 and --timeout > 0 expected")
-    model = AnyMAL.from_pretrained(a.model, device=a.device, dtype=a.dtype, revision=a.revision)
+    model = AnyMAL.from_pretrained(a.model, device=a.device, dtype=a.dtype, revision=a.revision, decoder=a.decoder)
     guard = None
     if not a.no_safety:
         from ..safety.guard import Guard, SafetyConfig

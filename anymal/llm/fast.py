@@ -1,0 +1,222 @@
+"""A lean decoder for Llama-family LLMs (Llama, SmolLM2, Qwen2): the cost of answering on a CPU.
+
+transformers' forward spends most of a one-token step on Python around the matmuls (mask and
+position bookkeeping, cache classes, per-module dispatch and hooks): for SmolLM2-135M on 2 cores a
+step took ~35 ms of which the matmuls are ~21. `FastLM` runs the same computation as one flat loop
+over the model's own weight tensors (shared, not copied) with a preallocated KV cache, for
+inference only. Its weights come in two forms:
+
+* `exact`: the LLM's own weights. Same arithmetic as transformers up to the order of float sums;
+  greedy answers equal the reference path's (tests/test_fast_decode.py).
+* `q4`: every linear layer of the blocks repacked into 4-bit groups of 32 (min/max per group: the
+  form of the GGUF Q4_1 blocks the shipped LLMs are dequantised from, so their values come back
+  with bf16 scales), run by PyTorch's int4 CPU kernel on bf16 activations; the head in int8 per
+  row. Norms, rotary embedding, attention and the residual stream stay fp32, and prompts (several
+  tokens at once, where the matmuls are compute-bound) run on the exact weights. llama.cpp's own
+  speed class (docs/speed.md), answers that agree with the exact ones on most tokens, not all.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+WEIGHTS = ("exact", "q4")
+
+
+def unsupported(model: nn.Module) -> str | None:
+    """Why `FastLM` cannot run `model` (None: it can)."""
+    c = model.config
+    if hasattr(model, "peft_config"):
+        return "it carries LoRA layers"
+    if c.model_type not in ("llama", "qwen2"):
+        return f"model type {c.model_type!r} (fast decoding covers llama and qwen2)"
+    if getattr(c, "hidden_act", "silu") != "silu" or getattr(c, "mlp_bias", False) or getattr(c, "pretraining_tp", 1) != 1:
+        return "a feed-forward other than Llama's bias-free SiLU gate"
+    if getattr(c, "use_sliding_window", False):
+        return "sliding-window attention"
+    rope = getattr(model.model.rotary_emb, "rope_type", "default")
+    if rope not in ("default", "linear", "llama3", "yarn"):  # these keep one set of frequencies
+        return f"rotary scaling {rope!r}"
+    linears = [m for layer in model.model.layers for m in (*layer.self_attn.children(), *layer.mlp.children())]
+    if any(type(m) is not nn.Linear for m in linears if isinstance(m, nn.Linear)) or len(linears) < 7 * len(model.model.layers):
+        return "quantized or otherwise replaced linear layers"
+    return None
+
+
+class KVCache:
+    """Keys and values of every layer, [B, KV heads, capacity, head dim] each, filled up to `length`
+    (capacity doubles when a step would overflow it)."""
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], length: int):
+        self.keys, self.values, self.length = keys, values, length
+
+    @classmethod
+    def empty(cls, layers: int, batch: int, heads: int, dim: int, capacity: int, like: torch.Tensor) -> "KVCache":
+        def buf():
+            return like.new_zeros(batch, heads, capacity, dim)
+        return cls([buf() for _ in range(layers)], [buf() for _ in range(layers)], 0)
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    def reserve(self, extra: int) -> None:
+        need = self.length + extra
+        if need <= self.capacity:
+            return
+        cap = max(need, 2 * self.capacity)
+        for store in (self.keys, self.values):
+            for i, t in enumerate(store):
+                grown = t.new_zeros(*t.shape[:2], cap, t.shape[3])
+                grown[:, :, :self.length] = t[:, :, :self.length]
+                store[i] = grown
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store a step's keys/values [B, KV, T, D] after the cached ones; return all of them."""
+        end = self.length + k.shape[2]
+        self.keys[layer][:, :, self.length:end] = k
+        self.values[layer][:, :, self.length:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def select(self, rows: torch.Tensor, start: int) -> "KVCache":
+        """The cache of `rows` only, without its first `start` positions."""
+        def cut(t):
+            return t[rows, :, start:].clone()
+        return KVCache([cut(t) for t in self.keys], [cut(t) for t in self.values], self.length - start)
+
+    def merged(self, other: "KVCache") -> "KVCache":
+        """Both caches' rows in one: the shorter left-padded (its padding is masked by the caller)."""
+        n = max(self.length, other.length)
+
+        def pad(t, length):
+            return F.pad(t[:, :, :length], (0, 0, n - length, 0))
+
+        def join(a, b):
+            return [torch.cat([pad(x, self.length), pad(y, other.length)]) for x, y in zip(a, b)]
+        return KVCache(join(self.keys, other.keys), join(self.values, other.values), n)
+
+
+def _exact(linear: nn.Linear):
+    """The layer as a plain function of its own tensors (no module call: its hooks are never used here)."""
+    weight, bias = linear.weight, linear.bias
+    return lambda x: F.linear(x, weight, bias)
+
+
+class _Block:
+    """One decoder layer's weights: the model's own tensors."""
+
+    def __init__(self, layer: nn.Module):
+        a, m = layer.self_attn, layer.mlp
+        self.norm1, self.norm2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
+        self.q, self.k, self.v, self.o = (_exact(p) for p in (a.q_proj, a.k_proj, a.v_proj, a.o_proj))
+        self.gate, self.up, self.down = (_exact(p) for p in (m.gate_proj, m.up_proj, m.down_proj))
+
+
+class FastLM:
+    """A causal LM's inference forward: embeddings in, next-token logits out, over a `KVCache`."""
+
+    def __init__(self, model: nn.Module, weights: str = "exact"):
+        reason = unsupported(model)
+        if reason:
+            raise ConfigError(f"fast decoding cannot run this LLM: {reason}")
+        if weights not in WEIGHTS:
+            raise ConfigError(f"fast decoding weights: {weights!r}; expected one of {', '.join(WEIGHTS)}")
+        c, base = model.config, model.model
+        self.model, self.weights = model, weights
+        self.heads, self.kv_heads = c.num_attention_heads, c.num_key_value_heads
+        self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        self.eps = c.rms_norm_eps
+        self.blocks = [_Block(layer) for layer in base.layers]
+        self.norm, self.head = base.norm.weight, _exact(model.lm_head)
+        self.inv_freq = base.rotary_emb.inv_freq.float()
+        self.rope_scale = float(getattr(base.rotary_emb, "attention_scaling", 1.0))
+        self.quick = None
+        if weights == "q4":
+            from .quick import Q4Step  # imported here: it is the only user of the int4 kernels
+
+            self.quick = Q4Step(self, model)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.norm.dtype
+
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
+        like = torch.empty(0, dtype=torch.float32 if self.quick else self.dtype, device=self.norm.device)
+        return KVCache.empty(len(self.blocks), batch, self.kv_heads, self.head_dim, capacity, like)
+
+    def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        return weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(weight.dtype)
+
+    def rope(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [B, T, head dim] at positions `pos` [B, T]."""
+        angles = pos[..., None].float() * self.inv_freq
+        angles = torch.cat([angles, angles], -1)
+        return angles.cos() * self.rope_scale, angles.sin() * self.rope_scale
+
+    @staticmethod
+    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
+
+    @staticmethod
+    def attention_mask(mask: torch.Tensor, T: int) -> torch.Tensor | None:
+        """Bool [B, 1, T, S] for T new positions after S - T cached ones: causal, padding masked; a
+        padding query sees itself (no empty rows, no NaN in its cached keys). None where nothing is
+        masked: one new position, or a whole fresh prompt (`is_causal` then; its mask is top-left)."""
+        S = mask.shape[1]
+        if (T == 1 or T == S) and bool(mask.all()):
+            return None
+        query_at = torch.arange(S - T, S, device=mask.device)[:, None]
+        keys = torch.arange(S, device=mask.device)[None, :]
+        allowed = (keys <= query_at) & (mask[:, None, :].bool() | (keys == query_at))
+        return allowed[:, None]
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """embeds [B, T, E] after the cached positions, mask [B, cached + T] (1 = real token), pos
+        [B, T] rotary positions; returns the last position's logits [B, V] and extends `cache`."""
+        cache.reserve(embeds.shape[1])
+        if self.quick is not None and embeds.shape[1] == 1:  # one token a row: 4-bit weights pay
+            return self.quick(embeds, mask, pos, cache)
+        B, T, _ = embeds.shape
+        attn_mask = self.attention_mask(mask, T)
+        cos, sin = (t[:, None] for t in self.rope(pos))  # broadcast over heads
+        x = embeds.to(self.dtype)
+        for i, b in enumerate(self.blocks):
+            h = self._rms(x, b.norm1)
+            q = self._rotate(b.q(h).view(B, T, self.heads, self.head_dim).transpose(1, 2), cos, sin)
+            k = self._rotate(b.k(h).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
+            v = b.v(h).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
+            keys, values = cache.write(i, k, v)
+            o = F.scaled_dot_product_attention(q.to(keys.dtype), keys, values, attn_mask=attn_mask,
+                                               is_causal=attn_mask is None and T > 1, enable_gqa=True)
+            x = x + b.o(o.transpose(1, 2).reshape(B, T, -1).to(x.dtype))
+            h = self._rms(x, b.norm2)
+            x = x + b.down(F.silu(b.gate(h)) * b.up(h))
+        cache.length += T
+        return self.head(self._rms(x[:, -1], self.norm)).float()
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids)
+
+    # the runner interface DecodeBatch drives (see llm/kv.py for transformers' own); inference mode:
+    # ~15% less dispatch per operation than no_grad
+    @torch.inference_mode()
+    def prefill(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
+        cache = self.new_cache(embeds.shape[0], embeds.shape[1] + 256)
+        return self.forward(embeds, mask, pos, cache), cache
+
+    @torch.inference_mode()
+    def step(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        return self.forward(self.embed(ids), mask, pos, cache)
+
+    @staticmethod
+    def merge(a: KVCache, b: KVCache) -> KVCache:
+        return a.merged(b)
+
+    @staticmethod
+    def select(cache: KVCache, rows: torch.Tensor, start: int) -> KVCache:
+        return cache.select(rows, start)

@@ -1,0 +1,201 @@
+"""The fast decoder (anymal/llm/fast.py, llm/quick.py) against transformers' forward."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anymal.errors import ConfigError
+from anymal.llm.fast import FastLM, KVCache, unsupported
+from anymal.llm.kv import TransformersRunner
+from anymal.llm.quick import Int4Linear, _turned, native_int4
+from anymal.model.generation import DecodeBatch, decode_tokens
+from anymal.model.settings import GenerationSettings
+
+needs_int4 = pytest.mark.skipif(not native_int4(), reason="the int4 CPU kernel needs native bf16 (AVX512-BF16/AMX)")
+
+
+def _tiny(kind: str):
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.2)
+    if kind == "qwen2":  # q/k/v biases, untied head
+        return Qwen2ForCausalLM(Qwen2Config(**common, tie_word_embeddings=False)).eval()
+    return LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=True, rope_theta=10000.0)).eval()
+
+
+def _padded_prompts(model, lengths=(7, 4, 9)):
+    """Left-padded embeddings of random prompts, their mask and rotary positions."""
+    T = max(lengths)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, model.config.vocab_size, (len(lengths), T), generator=g)
+    mask = torch.stack([torch.cat([torch.zeros(T - n), torch.ones(n)]) for n in lengths]).long()
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(ids)
+    return embeds, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_fast_logits_match_transformers_through_prompt_and_steps(kind):
+    model = _tiny(kind)
+    fast, ref = FastLM(model), TransformersRunner(model)
+    embeds, mask, pos = _padded_prompts(model)
+    a, cache_a = fast.prefill(embeds, mask, pos)
+    b, cache_b = ref.prefill(embeds, mask, pos)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    for step in range(5):  # steps past a cache that has to grow (capacity = prompt + 256 is not reached: shrink it)
+        if step == 2:
+            cache_a.keys = [k[:, :, :cache_a.length].clone() for k in cache_a.keys]
+            cache_a.values = [v[:, :, :cache_a.length].clone() for v in cache_a.values]
+        nxt = a.argmax(-1, keepdim=True)
+        mask = torch.cat([mask, torch.ones(len(mask), 1, dtype=mask.dtype)], 1)
+        pos = pos[:, -1:] + 1
+        a, b = fast.step(nxt, mask, pos, cache_a), ref.step(nxt, mask, pos, cache_b)
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert cache_a.length == mask.shape[1] and cache_a.capacity >= cache_a.length
+
+
+def test_kv_cache_select_and_merge_keep_each_rows_entries():
+    like = torch.empty(0)
+    a = KVCache.empty(1, 2, 1, 2, 8, like)
+    a.write(0, torch.arange(2 * 3 * 2.).view(2, 1, 3, 2), torch.zeros(2, 1, 3, 2))
+    a.length = 3
+    one = a.select(torch.tensor([1]), 1)  # row 1 without its first position
+    assert one.length == 2 and torch.equal(one.keys[0][0, 0, :2], torch.tensor([[8., 9.], [10., 11.]]))
+    b = KVCache.empty(1, 1, 1, 2, 4, like)
+    b.write(0, torch.full((1, 1, 1, 2), 7.), torch.zeros(1, 1, 1, 2))
+    b.length = 1
+    both = one.merged(b)  # the shorter is left-padded
+    assert both.length == 2 and torch.equal(both.keys[0][1, 0, :2], torch.tensor([[0., 0.], [7., 7.]]))
+
+
+def test_decoding_is_the_same_through_either_runner_rows_joining_and_leaving():
+    model = _tiny("llama")
+    embeds, mask, _ = _padded_prompts(model, (6, 3, 8))
+    outs = []
+    for runner in (FastLM(model), TransformersRunner(model)):
+        batch = DecodeBatch(runner)
+        batch.join(embeds[:1, -6:], mask[:1, -6:], [GenerationSettings(max_new_tokens=12)])
+        toks = [batch.sample()]
+        batch.advance([True])
+        batch.join(embeds[1:], mask[1:], [GenerationSettings(max_new_tokens=12)] * 2, indices=[1, 2])
+        for step in range(8):
+            toks.append(batch.sample())
+            batch.advance([not (step == 3 and r == 1) for r in range(len(batch))])  # row 1 leaves early
+        outs.append(toks)
+    assert outs[0] == outs[1]
+
+
+def test_the_shipped_llm_answers_the_same_through_fast_and_transformers(default_model, images):
+    photo = "anymal/assets/examples/goat.png"
+    convs = [[{"role": "user", "content": q}] for q in ("What is the capital of France?", "Describe a cat.")]
+    convs.append([{"role": "user", "content": [{"type": "image", "path": photo}, {"type": "text", "text": "What is this?"}]}])
+    s = GenerationSettings(max_new_tokens=40)
+    answers = {}
+    try:
+        for decoder in ("transformers", "fast"):
+            default_model.llm.decoder = decoder
+            assert type(default_model.llm.runner()).__name__ == {"fast": "FastLM", "transformers": "TransformersRunner"}[decoder]
+            answers[decoder] = ([default_model.generate([c], s)[0] for c in convs], default_model.generate(convs, s))
+    finally:
+        default_model.llm.decoder = "auto"
+    assert answers["fast"] == answers["transformers"]
+    assert answers["fast"][0] == answers["fast"][1]  # batched = one by one
+
+
+def test_models_fast_decoding_does_not_cover_fall_back_or_refuse(tiny_model):
+    from peft import LoraConfig, get_peft_model
+
+    model = _tiny("llama")
+    lora = get_peft_model(_tiny("llama"), LoraConfig(r=2, target_modules=["q_proj"]))
+    assert unsupported(model) is None and "LoRA" in unsupported(lora)
+    with pytest.raises(ConfigError, match="LoRA"):
+        FastLM(lora)
+    llm = tiny_model.llm
+    assert isinstance(llm.runner(), FastLM)
+    llm.decoder = "transformers"
+    assert isinstance(llm.runner(), TransformersRunner)
+    llm.decoder = "fastest"
+    with pytest.raises(ConfigError, match="decoder 'fastest'"):
+        llm.runner()
+
+
+def test_q4_refuses_a_cpu_without_native_bf16(monkeypatch):
+    import anymal.llm.quick as quick
+
+    monkeypatch.setattr(quick, "native_int4", lambda: False)
+    with pytest.raises(ConfigError, match="native bf16"):
+        FastLM(_tiny("llama"), "q4")
+
+
+def test_turned_rows_output_rotate_half():
+    w, x = torch.randn(2 * 8, 5), torch.randn(5)
+    y, turned = (w @ x).view(2, 8), (_turned(w, 2) @ x).view(2, 8)
+    torch.testing.assert_close(turned, torch.cat([-y[:, 4:], y[:, :4]], -1))
+
+
+@needs_int4
+def test_int4_layers_hold_q4_1_blocks_exactly_but_for_bf16_scales():
+    # weights in GGUF Q4_1 form, as the shipped LLMs' are: w = d * q + m per 32 inputs, q in 0..15
+    g = torch.Generator().manual_seed(0)
+    q = torch.randint(0, 16, (48, 64), generator=g).float()
+    q[:, ::32], q[:, 1::32] = 0, 15  # min/max present in every group, as Q4_1 quantisation makes them
+    d = (torch.rand(48, 2, generator=g) * 0.01 + 0.001).to(torch.bfloat16).float().repeat_interleave(32, 1)
+    m = (-8 * d).to(torch.bfloat16).float()
+    w = d * q + m
+    x = torch.randn(3, 64, generator=g)
+    y = Int4Linear([w])(x).float()
+    torch.testing.assert_close(y, x.to(torch.bfloat16).float() @ w.t(), atol=0.02, rtol=0.01)
+
+
+def _as_q4_1(model):
+    """The blocks' linear weights in GGUF Q4_1 form (4-bit levels per 32 inputs, bf16 scale and
+    minimum), as the shipped LLMs' weights are."""
+    with torch.no_grad():
+        for layer in model.model.layers:
+            for lin in (*layer.self_attn.children(), *layer.mlp.children()):
+                if isinstance(lin, torch.nn.Linear):
+                    g = lin.weight.view(lin.weight.shape[0], -1, 32)
+                    lo = g.amin(-1, keepdim=True).to(torch.bfloat16).float()
+                    d = ((g.amax(-1, keepdim=True) - lo) / 15).to(torch.bfloat16).float()
+                    lin.weight.copy_((torch.round((g - lo) / d).clamp(0, 15) * d + lo).view_as(lin.weight))
+    return model
+
+
+@needs_int4
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_q4_steps_follow_the_exact_ones(kind):
+    model = _as_q4_1(_tiny(kind))
+    exact, q4 = FastLM(model), FastLM(model, "q4")
+    embeds, mask, pos = _padded_prompts(model)
+    a, cache_a = exact.prefill(embeds, mask, pos)
+    b, cache_b = q4.prefill(embeds, mask, pos)  # prompts run on the exact weights
+    torch.testing.assert_close(a, b)
+    for _ in range(4):
+        nxt = a.argmax(-1, keepdim=True)
+        mask = torch.cat([mask, torch.ones(len(mask), 1, dtype=mask.dtype)], 1)
+        pos = pos[:, -1:] + 1
+        a, b = exact.step(nxt, mask, pos, cache_a), q4.step(nxt, mask, pos, cache_b)
+        assert torch.nn.functional.cosine_similarity(a, b, dim=-1).min() > 0.99
+
+
+@needs_int4
+def test_q4_on_the_shipped_llm_picks_the_exact_greedy_token_nearly_always(default_model):
+    # teacher-forced: both read the exact path's tokens, so each step is compared on the same text
+    convs = [[{"role": "user", "content": q}] for q in ("What is the capital of France?", "List three uses of a brick.",
+                                                        "Write a short poem about the sea.")]
+    prompt = default_model.prepare(convs)
+    model = default_model.llm.model
+    exact, q4 = FastLM(model), FastLM(model, "q4")
+    a, cache_a = exact.prefill(prompt.embeds, prompt.mask, (prompt.mask.cumsum(-1) - 1).clamp(min=0))
+    cache_b = q4.prefill(prompt.embeds, prompt.mask, (prompt.mask.cumsum(-1) - 1).clamp(min=0))[1]
+    mask, pos = prompt.mask, (prompt.mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
+    same = []
+    for _ in range(40):
+        nxt = a.argmax(-1, keepdim=True)
+        mask, pos = torch.cat([mask, torch.ones_like(mask[:, :1])], 1), pos + 1
+        a, b = exact.step(nxt, mask, pos, cache_a), q4.step(nxt, mask, pos, cache_b)
+        same.append(a.argmax(-1) == b.argmax(-1))
+    agree = torch.stack(same).float().mean()
+    assert agree > 0.9, f"fast-q4 picks the exact path's greedy token at {agree:.1%} of steps"
