@@ -52,6 +52,26 @@ def test_changed_token_count_is_reported(tiny_model, tmp_path):
         AnyMAL.from_pretrained(tmp_path / "ck")
 
 
+def test_a_lazy_load_builds_each_modality_on_first_use_and_checks_it_then(tiny_model, tmp_path, images):
+    ck = tiny_model.save_pretrained(tmp_path / "ck", stage="align")
+    model = AnyMAL.from_pretrained(ck, lazy=True)
+    assert model.encoders.pending() == ["image"] and "image" in model.projectors and len(model.projectors) == 1
+    assert model.generate([[{"role": "user", "content": "Hi"}]], GenerationSettings(max_new_tokens=3))
+    assert model.encoders.pending() == ["image"]  # a text question built nothing
+    conv = [{"role": "user", "content": [{"type": "image", "path": str(images[0])}, {"type": "text", "text": "What?"}]}]
+    s = GenerationSettings(max_new_tokens=6)
+    assert model.generate([conv], s) == tiny_model.generate([conv], s)  # built, with the checkpoint's weights
+    assert model.encoders.pending() == [] and torch.equal(model.adapter_state()["projectors.image.proj.0.weight"],
+                                                          tiny_model.adapter_state()["projectors.image.proj.0.weight"])
+    mf = ck / "anymal_config.json"
+    m = json.loads(mf.read_text())
+    m["modalities"]["image"]["projector"]["num_tokens"] = 9
+    mf.write_text(json.dumps(m))
+    lazy = AnyMAL.from_pretrained(ck, lazy=True)  # the LLM matches: loads
+    with pytest.raises(ManifestMismatchError, match="image projector num_tokens: checkpoint 9, built 4"):
+        lazy.generate([conv], s)
+
+
 def test_missing_or_corrupt_checkpoint_files(tiny_model, tmp_path):
     with pytest.raises(CheckpointError, match="no such directory"):
         AnyMAL.from_pretrained(tmp_path / "nope")

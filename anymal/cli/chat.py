@@ -57,7 +57,7 @@ def cmd_chat(a) -> int:
 
     s = settings(a)  # checked before the model loads, as the inputs are
     media = _media(a)
-    model = load_model(a)
+    model = load_model(a, lazy=True)  # a text question never loads the encoders
     if a.prompt is not None:
         messages = from_prompt(a.prompt, media)
         if a.json:

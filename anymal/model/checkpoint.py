@@ -69,14 +69,17 @@ def read_weights(path: str | Path) -> dict:
     return tensors
 
 
-def check_facts(manifest: dict, actual: dict, path: str | Path) -> None:
-    """Compare recorded backbone facts with the loaded ones; raise listing every difference."""
+def check_facts(manifest: dict, actual: dict, path: str | Path, only: list[str] | None = None) -> None:
+    """Compare recorded backbone facts with the loaded ones; raise listing every difference. `only`:
+    the modalities to compare (a model that builds them on first use checks each then)."""
     problems = []
     want, got = manifest["llm"], actual["llm"]
     for k in ("id", "hidden_size"):
         if want.get(k) != got.get(k):
             problems.append(f"LLM {k}: checkpoint {want.get(k)!r}, loaded {got.get(k)!r}")
     for m, rec in manifest["modalities"].items():
+        if only is not None and m not in only:
+            continue
         if m not in actual["modalities"]:
             problems.append(f"modality {m!r}: in the checkpoint but not in the model being built")
             continue

@@ -95,7 +95,7 @@ class Inference:
         """An empty running batch over this model's LLM (with the bind injection, if any: that hooks
         transformers' layers, so it decodes through them)."""
         if self.bind_modalities:
-            return DecodeBatch(TransformersRunner(self.llm.model), lambda vectors, present: self.injecting((vectors, present)))
+            return DecodeBatch(TransformersRunner(self.llm.hf()), lambda vectors, present: self.injecting((vectors, present)))
         return DecodeBatch(self.llm.runner())
 
     def decode(self, prompt: Prompt, settings: GenerationSettings) -> Iterator[torch.Tensor]:
