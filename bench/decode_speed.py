@@ -3,7 +3,9 @@ same LLM vs llama.cpp on the same GGUF, the same threads, alternating repeats (m
 
     .venv/bin/python bench/decode_speed.py [--threads 2] [--tokens 128] [--repeats 3]
 
-Measured per backend, each run in its own process (so peak RSS is its own):
+Backends: anymal with each of its decoders (`--decoder fast`, the default; `fast-q4`; `transformers`,
+the reference path), plain transformers `generate`, llama.cpp. Measured per backend, each run in its
+own process (so peak RSS is its own):
   decode tok/s   greedy tokens after the first / their time, single stream (a text question)
   batch tok/s    generated tokens per second over a batch of 4 questions (not llama.cpp: one sequence)
   TTFT text      question in, first token out (chat template applied, prompt prefill included)
@@ -29,7 +31,9 @@ QUESTION = "Write a long story about a goat who climbs a mountain."
 QUESTIONS = [QUESTION, "Describe a busy market in detail.", "Explain how a bicycle works, step by step.",
              "List many animals that live on a farm and describe each one."]
 IMAGE = Path(__file__).resolve().parents[1] / "anymal" / "assets" / "examples" / "goat.png"
-BACKENDS = ("anymal", "transformers", "llama.cpp")
+# anymal with each decoder (--decoder): fast (the default, exact weights), fast-q4, transformers' forward
+DECODERS = {"anymal": "fast", "anymal fast-q4": "fast-q4", "anymal transformers": "transformers"}
+BACKENDS = (*DECODERS, "transformers", "llama.cpp")
 
 
 def _rss_mb() -> float:
@@ -41,10 +45,10 @@ def _messages(text: str, image: Path | None = None) -> list[dict]:
     return [{"role": "user", "content": parts}]
 
 
-def _anymal(tokens: int) -> dict:
+def _anymal(tokens: int, decoder: str) -> dict:
     from anymal import AnyMAL, GenerationSettings
 
-    model = AnyMAL.from_pretrained()
+    model = AnyMAL.from_pretrained(decoder=decoder)
     s = GenerationSettings(max_new_tokens=tokens)
 
     def run(convs) -> tuple[float, float, int]:  # (first token s, total s, tokens generated)
@@ -126,8 +130,10 @@ def worker(backend: str, tokens: int, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    res = {"anymal": lambda: _anymal(tokens), "transformers": lambda: _transformers(tokens),
-           "llama.cpp": lambda: _llama_cpp(tokens, threads)}[backend]()
+    if backend in DECODERS:
+        res = _anymal(tokens, DECODERS[backend])
+    else:
+        res = {"transformers": lambda: _transformers(tokens), "llama.cpp": lambda: _llama_cpp(tokens, threads)}[backend]()
     print(json.dumps({**res, "peak_rss_mb": _rss_mb()}))
 
 

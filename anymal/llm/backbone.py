@@ -18,11 +18,13 @@ from torch import nn
 from ..devices import check_decoder
 from ..errors import ConfigError
 from ..paths import assemble_parts, cache_dir
+from ..quiet import quiet_loading
 from ..registry import LLMS
 from .fast import FastLM, unsupported
 from .gguf_cache import cached_gguf_model
 from .kv import TransformersRunner
 from .lite import LiteCausalLM, lite_config
+from .tokenizer import lite_tokenizer
 from .templates import ensure_chat_template
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -66,7 +68,8 @@ class LanguageModel(nn.Module):
     def hf(self) -> nn.Module:
         """transformers' model, built over the lite weights (llm/lite.py) the first time it is needed."""
         if isinstance(self.model, LiteCausalLM):
-            self.model = self.model.transformers_model().requires_grad_(False)
+            with quiet_loading():
+                self.model = self.model.transformers_model().requires_grad_(False)
         return self.model
 
     def runner(self) -> TransformersRunner | FastLM:
@@ -122,11 +125,13 @@ def _from_dir(id: str, path: str | Path, dtype: str, lite: bool = False) -> Lang
     llm/lite.py covers the model (transformers' own is then built on first need)."""
     config = lite_config(Path(path)) if lite and Path(path).is_dir() else None
     if config is not None:
-        return LanguageModel(id, LiteCausalLM(Path(path), config, _DTYPES[dtype]), _tokenizer(Path(path)), dtype)
+        tok = lite_tokenizer(Path(path)) or _tokenizer(Path(path))
+        return LanguageModel(id, LiteCausalLM(Path(path), config, _DTYPES[dtype]), tok, dtype)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype])
+    with quiet_loading():
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype])
     return LanguageModel(id, model, tok, dtype)
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import inspect
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DynamicCache
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache
 
 
 @lru_cache(maxsize=None)
@@ -32,10 +35,12 @@ class TransformersRunner:
     """prefill / step / merge / select over a Hugging Face causal LM."""
 
     def __init__(self, lm: nn.Module):
-        self.lm = lm
+        from transformers import DynamicCache  # here: a fast answer never imports transformers
+
+        self.lm, self.cache_class = lm, DynamicCache
 
     def prefill(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, DynamicCache]:
-        cache = DynamicCache()
+        cache = self.cache_class()
         out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, **cache_kwargs(self.lm, cache),
                       use_cache=True, logits_to_keep=1)  # only the next token's logits are needed
         return out.logits[:, -1, :], cache
@@ -45,17 +50,15 @@ class TransformersRunner:
                       use_cache=True, logits_to_keep=1)
         return out.logits[:, -1, :]
 
-    @staticmethod
-    def merge(a: DynamicCache, b: DynamicCache) -> DynamicCache:
+    def merge(self, a: DynamicCache, b: DynamicCache) -> DynamicCache:
         """Both caches' rows in one, the shorter left-padded (its padding is masked by the caller)."""
         n = max(a.layers[0].keys.shape[2], b.layers[0].keys.shape[2])
 
         def left(t: torch.Tensor) -> torch.Tensor:
             return F.pad(t, (0, 0, n - t.shape[2], 0))
-        return DynamicCache([(torch.cat([left(x.keys), left(y.keys)]), torch.cat([left(x.values), left(y.values)]))
+        return self.cache_class([(torch.cat([left(x.keys), left(y.keys)]), torch.cat([left(x.values), left(y.values)]))
                              for x, y in zip(a.layers, b.layers)])
 
-    @staticmethod
-    def select(cache: DynamicCache, rows: torch.Tensor, start: int) -> DynamicCache:
+    def select(self, cache: DynamicCache, rows: torch.Tensor, start: int) -> DynamicCache:
         """The cache of `rows` only, without its first `start` positions."""
-        return DynamicCache([(x.keys[rows, :, start:], x.values[rows, :, start:]) for x in cache.layers])
+        return self.cache_class([(x.keys[rows, :, start:], x.values[rows, :, start:]) for x in cache.layers])

@@ -33,19 +33,23 @@ class Int4Linear:
     """y = x W^T (+ b), bf16 in and out, W in 4-bit groups along its input: w = (q - 8) * scale + zero."""
 
     def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor | None] | None = None):
-        w = torch.cat([t.float() for t in weights])  # layers reading the same input become one matmul
+        w = torch.cat(weights)  # layers reading the same input become one matmul
         n, k = w.shape
         if k % GROUP:
             raise ConfigError(f"q4 decoding needs layer inputs in groups of {GROUP}; this LLM has {k}")
-        groups = w.view(n, k // GROUP, GROUP)
-        lo, hi = groups.amin(-1), groups.amax(-1)
-        scale = ((hi - lo) / 15).clamp(min=1e-12)
-        q = torch.round((groups - lo[..., None]) / scale[..., None]).clamp(0, 15).to(torch.int32).view(n, k)
+        q = torch.empty(n, k, dtype=torch.int32)
+        scale_zero = torch.empty(k // GROUP, n, 2)
+        for start in range(0, n, 4096):  # in slices of rows: a vocabulary-sized head at once peaks at ~0.5 GB
+            groups = w[start:start + 4096].float().view(-1, k // GROUP, GROUP)
+            lo, hi = groups.amin(-1), groups.amax(-1)
+            scale = ((hi - lo) / 15).clamp(min=1e-12)
+            q[start:start + 4096] = torch.round((groups - lo[..., None]) / scale[..., None]).clamp(0, 15).view(-1, k)
+            scale_zero[:, start:start + 4096] = torch.stack([scale.t(), (lo + 8 * scale).t()], -1)
         self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
-        self.scale_zero = torch.stack([scale.t(), (lo + 8 * scale).t()], -1).to(torch.bfloat16).contiguous()
+        self.scale_zero = scale_zero.to(torch.bfloat16)
         self.bias = None
         if biases and any(b is not None for b in biases):
-            self.bias = torch.cat([w.new_zeros(t.shape[0]) if b is None else b.float() for t, b in zip(weights, biases)])
+            self.bias = torch.cat([w.new_zeros(t.shape[0]) if b is None else b for t, b in zip(weights, biases)]).float()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x [rows, in] (cast to bf16) -> [rows, out] bf16."""

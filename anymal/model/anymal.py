@@ -98,7 +98,7 @@ class AnyMAL(Inference, nn.Module):
         """Build backbones and fresh adapters; `root` resolves a checkpoint-relative LLM id (`./llm`).
         With `tokens` (each modality's projector token count) the modalities are built on first use."""
         shared: dict = {}  # perception encoders built once for every modality that reads pictures
-        with quiet_loading():
+        with quiet_loading(transformers=not tokens):
             llm = load_llm(config.llm.id, config.llm.dtype, root=root, lite=bool(tokens))
             if config.lora:
                 apply_lora(llm, config.lora)

@@ -12,7 +12,6 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from transformers import LogitsProcessorList
 
 from .settings import GenerationSettings
 
@@ -25,7 +24,7 @@ def row_generator(seed: int | None, index: int) -> torch.Generator | None:
 @dataclass
 class _Row:
     settings: GenerationSettings
-    procs: LogitsProcessorList
+    procs: list  # transformers' LogitsProcessorList (GenerationSettings.processors)
     gen: torch.Generator | None
     bind: torch.Tensor | None  # this row's bind-space vector (None: no bind input, nothing injected)
     history: list[int] = field(default_factory=list)

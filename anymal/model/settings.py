@@ -39,7 +39,10 @@ class GenerationSettings:
 
     def processors(self):
         """transformers' logits processors for these settings (imported here: the settings themselves
-        are read by every command's flags before the model stack loads)."""
+        are read by every command's flags before the model stack loads); none for plain greedy
+        decoding, which then never imports transformers."""
+        if self.repetition_penalty == 1.0 and self.temperature == 0:
+            return []
         from transformers import LogitsProcessorList
         from transformers.generation.logits_process import (
             RepetitionPenaltyLogitsProcessor,
