@@ -11,6 +11,8 @@ own process (so peak RSS is its own):
   TTFT text      question in, first token out (chat template applied, prompt prefill included)
   TTFT image     the same with a picture (anymal only: the image is encoded and projected first)
   peak RSS       the process's maximum resident memory, model load included
+  agreement      anymal only: the share of greedy steps where its decoder picks the token transformers'
+                 forward picks, teacher-forced over the 4 questions' 128 tokens
 llama.cpp needs `llama-cpp-python` (an optional extra, built from source: ~8 min on 2 cores). Build
 it for AVX2: its default native build (AVX512 + AMX here) crashes in llama_decode on this machine:
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" pip install -e ".[llamacpp]"
@@ -64,7 +66,29 @@ def _anymal(tokens: int, decoder: str) -> dict:
     _, btotal, bn = run([_messages(q) for q in QUESTIONS])
     image_first, _, _ = run([_messages("What is this?", IMAGE)])
     return {"decode_tok_s": (n - 1) / (total - first), "tokens": n, "batch_tok_s": bn / btotal, "ttft_text_s": first,
-            "ttft_image_s": image_first}
+            "ttft_image_s": image_first, "agreement": _agreement(model, tokens)}
+
+
+def _agreement(model, tokens: int) -> float:
+    """Share of greedy steps where this decoder picks the token transformers' forward picks, both
+    reading the reference's own answers (teacher-forced, so one difference does not shift the rest)."""
+    import torch
+
+    from anymal.llm.kv import TransformersRunner
+
+    prompt = model.prepare([_messages(q) for q in QUESTIONS])
+    pos = (prompt.mask.cumsum(-1) - 1).clamp(min=0)
+    mine, ref = model.llm.runner(), TransformersRunner(model.llm.hf())
+    a, cache_a = mine.prefill(prompt.embeds, prompt.mask, pos)
+    b, cache_b = ref.prefill(prompt.embeds, prompt.mask, pos)
+    mask, pos, same = prompt.mask, pos[:, -1:], []
+    with torch.no_grad():
+        for _ in range(tokens):
+            same.append(a.argmax(-1) == b.argmax(-1))
+            nxt = b.argmax(-1, keepdim=True)
+            mask, pos = torch.cat([mask, torch.ones_like(mask[:, :1])], 1), pos + 1
+            a, b = mine.step(nxt, mask, pos, cache_a), ref.step(nxt, mask, pos, cache_b)
+    return float(torch.stack(same).float().mean())
 
 
 def _transformers(tokens: int) -> dict:
@@ -157,7 +181,7 @@ def main() -> None:
             print(f"repeat {r + 1}/{a.repeats} {b}: {runs[b][-1]}", file=sys.stderr)
     keys = [("decode_tok_s", "decode tok/s", "{:.1f}"), ("batch_tok_s", "batch of 4 tok/s", "{:.1f}"),
             ("ttft_text_s", "TTFT text (s)", "{:.3f}"), ("ttft_image_s", "TTFT image (s)", "{:.3f}"),
-            ("peak_rss_mb", "peak RSS (MB)", "{:.0f}")]
+            ("peak_rss_mb", "peak RSS (MB)", "{:.0f}"), ("agreement", "greedy tokens = transformers'", "{:.1%}")]
     print(f"{a.threads} threads, {a.tokens}-token greedy answers, median of {a.repeats} alternating repeats\n")
     print("| backend | " + " | ".join(k[1] for k in keys) + " | vs llama.cpp decode |")
     print("|---|" + "---|" * (len(keys) + 1))

@@ -7,7 +7,7 @@ import torch
 from anymal.errors import ConfigError
 from anymal.llm.fast import FastLM, KVCache, unsupported
 from anymal.llm.kv import TransformersRunner
-from anymal.llm.quick import Int4Linear, _turned, native_int4
+from anymal.llm.quick import Int4Linear, _turned, native_int4, pack_int4
 from anymal.model.generation import DecodeBatch, decode_tokens
 from anymal.model.settings import GenerationSettings
 
@@ -70,21 +70,39 @@ def test_kv_cache_select_and_merge_keep_each_rows_entries():
     assert both.length == 2 and torch.equal(both.keys[0][1, 0, :2], torch.tensor([[0., 0.], [7., 7.]]))
 
 
-def test_decoding_is_the_same_through_either_runner_rows_joining_and_leaving():
+@pytest.mark.parametrize("speculate", [0, pytest.param(4, marks=needs_int4)])
+def test_decoding_is_the_same_through_either_runner_rows_joining_and_leaving(speculate):
     model = _tiny("llama")
     embeds, mask, _ = _padded_prompts(model, (6, 3, 8))
     outs = []
-    for runner in (FastLM(model), TransformersRunner(model)):
+    for runner in (FastLM(model, speculate=speculate), TransformersRunner(model)):
         batch = DecodeBatch(runner)
-        batch.join(embeds[:1, -6:], mask[:1, -6:], [GenerationSettings(max_new_tokens=12)])
-        toks = [batch.sample()]
-        batch.advance([True])
-        batch.join(embeds[1:], mask[1:], [GenerationSettings(max_new_tokens=12)] * 2, indices=[1, 2])
+        batch.join(embeds[:1, -6:], mask[:1, -6:], [GenerationSettings(max_new_tokens=30)])
+        toks = []
+        for _ in range(7):  # alone: speculative passes (checked tokens waiting when the others join)
+            toks.append(batch.sample())
+            batch.advance([True])
+        batch.join(embeds[1:], mask[1:], [GenerationSettings(max_new_tokens=30)] * 2, indices=[1, 2])
         for step in range(8):
             toks.append(batch.sample())
             batch.advance([not (step == 3 and r == 1) for r in range(len(batch))])  # row 1 leaves early
+        for step in range(12):  # rows 0 and 2, then row 2 alone again
+            toks.append(batch.sample())
+            batch.advance([not (step == 2 and r == 0) for r in range(len(batch))])
         outs.append(toks)
     assert outs[0] == outs[1]
+
+
+@needs_int4
+def test_speculative_decoding_gives_the_exact_greedy_tokens():
+    model = _as_q4_1(_tiny("llama"))  # drafts that are mostly right, so that passes keep several
+    embeds, mask, _ = _padded_prompts(model, (5,))
+    outs, fast = [], FastLM(model, speculate=6)
+    for runner in (fast, TransformersRunner(model)):
+        batch = DecodeBatch(runner)
+        batch.join(embeds, mask, [GenerationSettings(max_new_tokens=40)])
+        outs.append([t.tolist() for t in decode_tokens(batch, 40, [-1])])
+    assert outs[0] == outs[1] and fast.draft is not None
 
 
 def test_the_shipped_llm_answers_the_same_through_fast_and_transformers(default_model, images):
@@ -96,12 +114,15 @@ def test_the_shipped_llm_answers_the_same_through_fast_and_transformers(default_
     try:
         for decoder in ("transformers", "fast"):
             default_model.llm.decoder = decoder
-            assert type(default_model.llm.runner()).__name__ == {"fast": "FastLM", "transformers": "TransformersRunner"}[decoder]
+            runner = default_model.llm.runner()
+            assert type(runner).__name__ == {"fast": "FastLM", "transformers": "TransformersRunner"}[decoder]
             answers[decoder] = ([default_model.generate([c], s)[0] for c in convs], default_model.generate(convs, s))
     finally:
         default_model.llm.decoder = "auto"
     assert answers["fast"] == answers["transformers"]
     assert answers["fast"][0] == answers["fast"][1]  # batched = one by one
+    if native_int4():  # single answers were speculative: drafted in 4 bits, checked by the exact weights
+        assert default_model.llm.runner().draft is not None
 
 
 def test_models_fast_decoding_does_not_cover_fall_back_or_refuse(tiny_model):
@@ -129,6 +150,18 @@ def test_q4_refuses_a_cpu_without_native_bf16(monkeypatch):
         FastLM(_tiny("llama"), "q4")
 
 
+@needs_int4
+def test_q4_refuses_shapes_the_int4_kernel_cannot_hold(tiny_model):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    odd = LlamaForCausalLM(LlamaConfig(vocab_size=90, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                       num_attention_heads=4, num_key_value_heads=2))
+    with pytest.raises(ConfigError, match="64 -> 90 layer"):
+        FastLM(odd, "q4")
+    tiny_model.llm.decoder = "fast"  # its vocabulary (not a multiple of 16): exact, without drafts
+    assert tiny_model.llm.runner().speculation == 0
+
+
 def test_turned_rows_output_rotate_half():
     w, x = torch.randn(2 * 8, 5), torch.randn(5)
     y, turned = (w @ x).view(2, 8), (_turned(w, 2) @ x).view(2, 8)
@@ -145,7 +178,7 @@ def test_int4_layers_hold_q4_1_blocks_exactly_but_for_bf16_scales():
     m = (-8 * d).to(torch.bfloat16).float()
     w = d * q + m
     x = torch.randn(3, 64, generator=g)
-    y = Int4Linear([w])(x).float()
+    y = Int4Linear(pack_int4([w]))(x).float()
     torch.testing.assert_close(y, x.to(torch.bfloat16).float() @ w.t(), atol=0.02, rtol=0.01)
 
 

@@ -54,6 +54,7 @@ class LanguageModel(nn.Module):
         self.embed_rms = self._embedding_rms()
         self.eos_token_ids = self._eos_ids()
         self.decoder = "auto"
+        self.speculation = 8  # tokens the fast decoder drafts per exact pass (0: none; llm/fast.py)
         self._fast: tuple[tuple, FastLM] | None = None
 
     @property
@@ -72,6 +73,12 @@ class LanguageModel(nn.Module):
                 self.model = self.model.transformers_model().requires_grad_(False)
         return self.model
 
+    def _drafts(self) -> bool:
+        """Whether the exact fast decoder can draft with 4-bit weights here (llm/quick.py)."""
+        from .quick import q4_unsupported
+
+        return q4_unsupported(self.model) is None
+
     def runner(self) -> TransformersRunner | FastLM:
         """What decodes answers, by `self.decoder`. A fast decoder is built once and kept while the
         weights it reads stay the same tensors (a move to another device or dtype builds it anew)."""
@@ -79,9 +86,9 @@ class LanguageModel(nn.Module):
         if self.decoder == "transformers" or (self.decoder == "auto" and unsupported(self.model)):
             return TransformersRunner(self.hf())
         weights = "q4" if self.decoder == "fast-q4" else "exact"
-        key = (weights, id(self.model), self.model.lm_head.weight.data_ptr(), self.model.lm_head.weight.dtype)
+        key = (weights, self.speculation, id(self.model), self.model.lm_head.weight.data_ptr(), self.model.lm_head.weight.dtype)
         if self._fast is None or self._fast[0] != key:
-            self._fast = (key, FastLM(self.model, weights))
+            self._fast = (key, FastLM(self.model, weights, speculate=self.speculation if self._drafts() else 0))
         return self._fast[1]
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:

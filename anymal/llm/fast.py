@@ -118,7 +118,7 @@ class _Block:
 class FastLM:
     """A causal LM's inference forward: embeddings in, next-token logits out, over a `KVCache`."""
 
-    def __init__(self, model: nn.Module, weights: str = "exact"):
+    def __init__(self, model: nn.Module, weights: str = "exact", speculate: int = 0):
         reason = unsupported(model)
         if reason:
             raise ConfigError(f"fast decoding cannot run this LLM: {reason}")
@@ -133,11 +133,15 @@ class FastLM:
         self.norm, self.head = base.norm.weight, _exact(model.lm_head)
         self.inv_freq = base.rotary_emb.inv_freq.float()
         self.rope_scale = float(getattr(base.rotary_emb, "attention_scaling", 1.0))
-        self.quick = None
+        self.quick = self.draft = None
+        self.speculation = speculate if weights == "exact" else 0  # q4 answers are its own: nothing to check
         if weights == "q4":
-            from .quick import Q4Step  # imported here: it is the only user of the int4 kernels
+            self.quick = self._q4_step()
 
-            self.quick = Q4Step(self, model)
+    def _q4_step(self):
+        from .quick import Q4Step  # imported here: it is the only user of the int4 kernels
+
+        return Q4Step(self, self.model)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -175,9 +179,11 @@ class FastLM:
         allowed = (keys <= query_at) & (mask[:, None, :].bool() | (keys == query_at))
         return allowed[:, None]
 
-    def forward(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: KVCache,
+                every: bool = False) -> torch.Tensor:
         """embeds [B, T, E] after the cached positions, mask [B, cached + T] (1 = real token), pos
-        [B, T] rotary positions; returns the last position's logits [B, V] and extends `cache`."""
+        [B, T] rotary positions; returns the last position's logits [B, V] (`every`: all positions'
+        [B, T, V]) and extends `cache`."""
         cache.reserve(embeds.shape[1])
         if self.quick is not None and embeds.shape[1] == 1:  # one token a row: 4-bit weights pay
             return self.quick(embeds, mask, pos, cache)
@@ -197,7 +203,7 @@ class FastLM:
             h = self._rms(x, b.norm2)
             x = x + b.down(F.silu(b.gate(h)) * b.up(h))
         cache.length += T
-        return self.head(self._rms(x[:, -1], self.norm)).float()
+        return self.head(self._rms(x if every else x[:, -1], self.norm)).float()
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings()(ids)
@@ -212,6 +218,33 @@ class FastLM:
     @torch.inference_mode()
     def step(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: KVCache) -> torch.Tensor:
         return self.forward(self.embed(ids), mask, pos, cache)
+
+    @torch.inference_mode()
+    def speculate(self, token: int, position: int, cache: KVCache) -> list[tuple[int, torch.Tensor]]:
+        """The next greedy tokens of a lone row after `token` (fed at rotary `position`), each with its
+        logits [V]: the 4-bit step drafts `speculation` tokens, one exact forward over them all checks
+        them, and the drafts up to the first the exact weights would not pick are kept, plus the exact
+        pick after them. The tokens are the exact path's own greedy ones, 1 to speculation + 1 of them
+        for one pass over the fp32 weights (which is what a step costs: they stream from memory)."""
+        if self.draft is None:
+            self.draft = self._q4_step()
+        start, k = cache.length, self.speculation
+        cache.reserve(k + 1)
+        drafts = [token]
+        for i in range(k):
+            ids = torch.tensor([[drafts[-1]]], device=self.norm.device)
+            logits = self.draft(self.embed(ids), torch.ones(1, start + i + 1), torch.tensor([[position + i]]), cache)
+            drafts.append(int(logits.argmax()))
+        cache.length = start  # the exact pass writes its own keys and values over the drafts'
+        fed = torch.tensor([drafts], device=self.norm.device)
+        logits = self.forward(self.embed(fed), torch.ones(1, start + k + 1), torch.arange(position, position + k + 1)[None],
+                              cache, every=True)[0]
+        best = logits.argmax(-1).tolist()
+        kept = 0
+        while kept < k and drafts[kept + 1] == best[kept]:
+            kept += 1
+        cache.length = start + 1 + kept  # `token` and the kept drafts; the pick after them is fed next
+        return [(best[i], logits[i]) for i in range(kept + 1)]
 
     @staticmethod
     def merge(a: KVCache, b: KVCache) -> KVCache:

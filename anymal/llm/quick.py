@@ -14,11 +14,15 @@ Norms, rotary embedding, attention, softmax and the residual stream stay fp32.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..paths import cache_dir
 
 GROUP = 32  # 4-bit group size: GGUF's Q4 block
 
@@ -29,27 +33,44 @@ def native_int4() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-class Int4Linear:
-    """y = x W^T (+ b), bf16 in and out, W in 4-bit groups along its input: w = (q - 8) * scale + zero."""
+def pack_int4(weights: list[torch.Tensor], biases: list[torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
+    """Weights stacked (layers that read the same input become one matmul) in 4-bit groups along
+    their input, as PyTorch's int4 CPU kernel takes them: w = (q - 8) * scale + zero."""
+    w = torch.cat(weights)
+    n, k = w.shape
+    if k % GROUP:
+        raise ConfigError(f"q4 decoding needs layer inputs in groups of {GROUP}; this LLM has {k}")
+    q = torch.empty(n, k, dtype=torch.int32)
+    scale_zero = torch.empty(k // GROUP, n, 2)
+    for start in range(0, n, 4096):  # in slices of rows: a vocabulary-sized head at once peaks at ~0.5 GB
+        groups = w[start:start + 4096].float().view(-1, k // GROUP, GROUP)
+        lo, hi = groups.amin(-1), groups.amax(-1)
+        scale = ((hi - lo) / 15).clamp(min=1e-12)
+        q[start:start + 4096] = torch.round((groups - lo[..., None]) / scale[..., None]).clamp(0, 15).view(-1, k)
+        scale_zero[:, start:start + 4096] = torch.stack([scale.t(), (lo + 8 * scale).t()], -1)
+    out = {"packed": torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1), "scale_zero": scale_zero.to(torch.bfloat16)}
+    if biases and any(b is not None for b in biases):
+        out["bias"] = torch.cat([w.new_zeros(t.shape[0]) if b is None else b for t, b in zip(weights, biases)]).float()
+    return out
 
-    def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor | None] | None = None):
-        w = torch.cat(weights)  # layers reading the same input become one matmul
-        n, k = w.shape
-        if k % GROUP:
-            raise ConfigError(f"q4 decoding needs layer inputs in groups of {GROUP}; this LLM has {k}")
-        q = torch.empty(n, k, dtype=torch.int32)
-        scale_zero = torch.empty(k // GROUP, n, 2)
-        for start in range(0, n, 4096):  # in slices of rows: a vocabulary-sized head at once peaks at ~0.5 GB
-            groups = w[start:start + 4096].float().view(-1, k // GROUP, GROUP)
-            lo, hi = groups.amin(-1), groups.amax(-1)
-            scale = ((hi - lo) / 15).clamp(min=1e-12)
-            q[start:start + 4096] = torch.round((groups - lo[..., None]) / scale[..., None]).clamp(0, 15).view(-1, k)
-            scale_zero[:, start:start + 4096] = torch.stack([scale.t(), (lo + 8 * scale).t()], -1)
-        self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
-        self.scale_zero = scale_zero.to(torch.bfloat16)
-        self.bias = None
-        if biases and any(b is not None for b in biases):
-            self.bias = torch.cat([w.new_zeros(t.shape[0]) if b is None else b for t, b in zip(weights, biases)]).float()
+
+def q4_unsupported(model: nn.Module) -> str | None:
+    """Why the int4 kernel cannot hold `model`'s layers (None: it can): it wants inputs in groups of
+    32 and outputs in multiples of 16, and bf16 arithmetic the CPU runs natively."""
+    if model.device.type != "cpu" or not native_int4():
+        return "it needs a CPU with native bf16 (AVX512-BF16 or AMX)"
+    layers = [m for layer in model.model.layers for m in (*layer.self_attn.children(), *layer.mlp.children())]
+    for lin in (*layers, model.lm_head):
+        if isinstance(lin, nn.Linear) and (lin.in_features % GROUP or lin.out_features % 16):
+            return f"a {lin.in_features} -> {lin.out_features} layer (the int4 kernel takes inputs in groups of {GROUP}, outputs in 16s)"
+    return None
+
+
+class Int4Linear:
+    """y = x W^T (+ b), bf16 in and out, from `pack_int4`'s tensors."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self.packed, self.scale_zero, self.bias = tensors["packed"], tensors["scale_zero"], tensors.get("bias")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x [rows, in] (cast to bf16) -> [rows, out] bf16."""
@@ -62,8 +83,8 @@ class RescoredHead:
     the model's own rows: ranking needs little precision, the winner's score gets it all (a 4-bit
     head alone changed ~1 greedy token in 7 here, against ~1 in 30 for an int8 one at 2.5x its cost)."""
 
-    def __init__(self, weight: torch.Tensor, k: int = 16):
-        self.quantized, self.weight, self.k = Int4Linear([weight]), weight, k
+    def __init__(self, quantized: dict[str, torch.Tensor], weight: torch.Tensor, k: int = 16):
+        self.quantized, self.weight, self.k = Int4Linear(quantized), weight, k
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         logits = self.quantized(h).float()
@@ -92,18 +113,58 @@ def _turned(t: torch.Tensor | None, heads: int) -> torch.Tensor | None:
     return torch.cat([-parts[:, 1], parts[:, 0]], 1).reshape(t.shape)
 
 
-class _Q4Block:
-    def __init__(self, layer: nn.Module, heads: int, kv_heads: int, head_dim: int):
+def _packed(model: nn.Module, heads: int, kv_heads: int, head_dim: int) -> dict[str, torch.Tensor]:
+    """Every layer's 4-bit tensors (see the module's docstring), `{layer}.{qkv|o|gate_up|down}.*` and `head.*`."""
+    out: dict[str, torch.Tensor] = {}
+    for i, layer in enumerate(model.model.layers):
         a, m = layer.self_attn, layer.mlp
-        scale = head_dim ** -0.5
-        q, k, v = a.q_proj, a.k_proj, a.v_proj
+        q, k, v, scale = a.q_proj, a.k_proj, a.v_proj, head_dim ** -0.5
         qb = None if q.bias is None else q.bias * scale
-        self.qkv = Int4Linear([q.weight * scale, k.weight, v.weight, _turned(q.weight * scale, heads), _turned(k.weight, kv_heads)],
-                              [qb, k.bias, v.bias, _turned(qb, heads), _turned(k.bias, kv_heads)])
-        self.o = Int4Linear([a.o_proj.weight])
-        self.gate_up = Int4Linear([m.gate_proj.weight, m.up_proj.weight])
-        self.inner = m.gate_proj.weight.shape[0]
-        self.down = Int4Linear([m.down_proj.weight])
+        parts = {"qkv": pack_int4([q.weight * scale, k.weight, v.weight, _turned(q.weight * scale, heads), _turned(k.weight, kv_heads)],
+                                  [qb, k.bias, v.bias, _turned(qb, heads), _turned(k.bias, kv_heads)]),
+                 "o": pack_int4([a.o_proj.weight]), "gate_up": pack_int4([m.gate_proj.weight, m.up_proj.weight]),
+                 "down": pack_int4([m.down_proj.weight])}
+        out.update({f"{i}.{name}.{key}": t for name, ts in parts.items() for key, t in ts.items()})
+    out.update({f"head.{key}": t for key, t in pack_int4([model.lm_head.weight]).items()})
+    return out
+
+
+def _fingerprint(model: nn.Module) -> str:
+    """The weights' identity (a strided sample of every tensor) and what the packed layout depends on."""
+    h = hashlib.sha256(f"{torch.__version__}:{torch.backends.cpu.get_cpu_capability()}:{GROUP}:v1".encode())
+    for name, p in model.named_parameters():
+        flat = p.detach().reshape(-1)
+        h.update(f"{name}{tuple(p.shape)}".encode())
+        h.update(flat[::max(1, flat.numel() // 4096)].float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached_packed(model: nn.Module, heads: int, kv_heads: int, head_dim: int) -> dict[str, torch.Tensor]:
+    """`_packed`, kept on disk by the weights' fingerprint: packing takes ~0.4 s, loading ~0.03 s."""
+    from safetensors.torch import load_file, save_file
+
+    path = cache_dir() / "llm" / f"q4-{_fingerprint(model)}.safetensors"
+    if path.is_file():
+        try:
+            return load_file(str(path))
+        except Exception:  # unreadable (a partial write from another tool): pack again
+            pass
+    state = _packed(model, heads, kv_heads, head_dim)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file(state, str(tmp))
+    os.replace(tmp, path)
+    return state
+
+
+def _sub(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+class _Q4Block:
+    def __init__(self, layer: nn.Module, state: dict[str, torch.Tensor], i: int):
+        self.qkv, self.o, self.gate_up, self.down = (Int4Linear(_sub(state, f"{i}.{n}.")) for n in ("qkv", "o", "gate_up", "down"))
+        self.inner = layer.mlp.gate_proj.weight.shape[0]
         self.norm1, self.norm2 = _norm_weight(layer.input_layernorm.weight), _norm_weight(layer.post_attention_layernorm.weight)
 
 
@@ -111,14 +172,15 @@ class Q4Step:
     """One decode step of every row (T = 1) with 4-bit weights, writing into the fp32 `KVCache`."""
 
     def __init__(self, fast, model: nn.Module):
-        if model.device.type != "cpu" or not native_int4():
-            raise ConfigError("fast-q4 decoding needs a CPU with native bf16 (AVX512-BF16 or AMX); "
-                              "use the fast decoder (exact weights) instead")
+        why = q4_unsupported(model)
+        if why:
+            raise ConfigError(f"fast-q4 decoding cannot run this LLM: {why}; use the fast decoder (exact weights)")
         self.fast = fast
         self.heads, self.kv_heads, self.head_dim = fast.heads, fast.kv_heads, fast.head_dim
-        self.blocks = [_Q4Block(layer, self.heads, self.kv_heads, self.head_dim) for layer in model.model.layers]
+        state = cached_packed(model, self.heads, self.kv_heads, self.head_dim)
+        self.blocks = [_Q4Block(layer, state, i) for i, layer in enumerate(model.model.layers)]
         self.norm = _norm_weight(fast.norm)
-        self.head = RescoredHead(model.lm_head.weight)
+        self.head = RescoredHead(_sub(state, "head."), model.lm_head.weight)
         self.embed = model.get_input_embeddings()
 
     def __call__(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache) -> torch.Tensor:

@@ -47,6 +47,7 @@ class DecodeBatch:
         self.rows: list[_Row] = []
         self.cache = None
         self.mask = self.pos = self.logits = None  # [B, T] attention mask, [B] last positions, [B, V]
+        self.ahead: list[tuple[int, torch.Tensor]] = []  # a lone greedy row's checked next tokens (+ logits)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -62,6 +63,7 @@ class DecodeBatch:
         with self._injecting(rows):
             logits, cache = self.runner.prefill(embeds, mask, pos)
         logits = logits.float().cpu()  # sampling runs on CPU, with each row's generator
+        self._settle()
         if not self.rows:
             self.rows, self.cache, self.mask, self.pos, self.logits = rows, cache, mask, pos[:, -1], logits
             return
@@ -73,6 +75,11 @@ class DecodeBatch:
 
     def sample(self) -> list[int]:
         """Every row's next token (appended to its history; `advance` feeds it to the model)."""
+        if self.ahead:
+            t, logits = self.ahead.pop(0)
+            self.logits = logits[None].float().cpu()
+            self.rows[0].history.append(t)
+            return [t]
         out = []
         for r, row in enumerate(self.rows):
             scores = row.procs(torch.tensor([row.history], dtype=torch.long), self.logits[r:r + 1]) if row.procs \
@@ -93,6 +100,7 @@ class DecodeBatch:
             self.rows = [self.rows[i] for i in idx]
             if not self.rows:
                 self.cache = self.mask = self.pos = self.logits = None
+                self.ahead = []
                 return
             sel = torch.tensor(idx, device=self.mask.device)
             start = int(self.mask[sel].any(0).nonzero()[0])  # padding no remaining row attends to
@@ -101,9 +109,28 @@ class DecodeBatch:
         nxt = torch.tensor([[row.history[-1]] for row in self.rows], device=self.mask.device)
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], 1)
         self.pos = self.pos + 1
+        if self.ahead:  # the token just fed was checked in the last speculative pass: its keys are cached
+            return
+        if self._speculates():
+            self.ahead = self.runner.speculate(self.rows[0].history[-1], int(self.pos[0]), self.cache)
+            return
         with self._injecting(self.rows):
             logits = self.runner.step(nxt, self.mask, self.pos[:, None], self.cache)
         self.logits = logits.float().cpu()
+
+    def _speculates(self) -> bool:
+        """Speculative decoding (llm/fast.py: FastLM.speculate) serves one greedy row at a time."""
+        row = self.rows[0]
+        return len(self.rows) == 1 and getattr(self.runner, "speculation", 0) > 0 and not row.procs \
+            and row.settings.temperature == 0
+
+    def _settle(self) -> None:
+        """Before rows join: drop the checked tokens not fed yet (their keys leave the cache; the next
+        one's logits are where `sample` reads them), so the batch steps one token at a time again."""
+        if self.ahead:
+            self.cache.length = self.mask.shape[1]
+            self.logits = self.ahead[0][1][None].float().cpu()
+            self.ahead = []
 
     def _injecting(self, rows: list[_Row]):
         like = next((r.bind for r in rows if r.bind is not None), None)
