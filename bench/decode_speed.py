@@ -3,8 +3,8 @@ same LLM vs llama.cpp on the same GGUF, the same threads, alternating repeats (m
 
     .venv/bin/python bench/decode_speed.py [--threads 2] [--tokens 128] [--repeats 3]
 
-Backends: anymal with each of its decoders (`--decoder fast`, the default; `fast-q4`; `transformers`,
-the reference path), plain transformers `generate`, llama.cpp. Measured per backend, each run in its
+Backends: anymal with each of its decoders (`--decoder fast`, the default, with and without its 4-bit
+drafts; `fast-q4`; `transformers`, the reference path), plain transformers `generate`, llama.cpp. Measured per backend, each run in its
 own process (so peak RSS is its own):
   decode tok/s   greedy tokens after the first / their time, single stream (a text question)
   batch tok/s    generated tokens per second over a batch of 4 questions (not llama.cpp: one sequence)
@@ -33,8 +33,10 @@ QUESTION = "Write a long story about a goat who climbs a mountain."
 QUESTIONS = [QUESTION, "Describe a busy market in detail.", "Explain how a bicycle works, step by step.",
              "List many animals that live on a farm and describe each one."]
 IMAGE = Path(__file__).resolve().parents[1] / "anymal" / "assets" / "examples" / "goat.png"
-# anymal with each decoder (--decoder): fast (the default, exact weights), fast-q4, transformers' forward
-DECODERS = {"anymal": "fast", "anymal fast-q4": "fast-q4", "anymal transformers": "transformers"}
+# anymal with each decoder (--decoder): fast (the default: exact weights, 4-bit drafts checked by
+# them), the same without drafts, fast-q4, transformers' forward
+DECODERS = {"anymal": ("fast", 8), "anymal fast, no drafts": ("fast", 0), "anymal fast-q4": ("fast-q4", 0),
+            "anymal transformers": ("transformers", 0)}
 BACKENDS = (*DECODERS, "transformers", "llama.cpp")
 
 
@@ -47,10 +49,11 @@ def _messages(text: str, image: Path | None = None) -> list[dict]:
     return [{"role": "user", "content": parts}]
 
 
-def _anymal(tokens: int, decoder: str) -> dict:
+def _anymal(tokens: int, decoder: str, drafts: int) -> dict:
     from anymal import AnyMAL, GenerationSettings
 
     model = AnyMAL.from_pretrained(decoder=decoder)
+    model.llm.speculation = drafts
     s = GenerationSettings(max_new_tokens=tokens)
 
     def run(convs) -> tuple[float, float, int]:  # (first token s, total s, tokens generated)
@@ -155,7 +158,7 @@ def worker(backend: str, tokens: int, threads: int) -> None:
 
     torch.set_num_threads(threads)
     if backend in DECODERS:
-        res = _anymal(tokens, DECODERS[backend])
+        res = _anymal(tokens, *DECODERS[backend])
     else:
         res = {"transformers": lambda: _transformers(tokens), "llama.cpp": lambda: _llama_cpp(tokens, threads)}[backend]()
     print(json.dumps({**res, "peak_rss_mb": _rss_mb()}))

@@ -7,7 +7,7 @@ import torch
 from anymal.errors import ConfigError
 from anymal.llm.fast import FastLM, KVCache, unsupported
 from anymal.llm.kv import TransformersRunner
-from anymal.llm.quick import Int4Linear, _turned, native_int4, pack_int4
+from anymal.llm.quick import Int4Linear, native_int4, pack_int4
 from anymal.model.generation import DecodeBatch, decode_tokens
 from anymal.model.settings import GenerationSettings
 
@@ -46,8 +46,8 @@ def test_fast_logits_match_transformers_through_prompt_and_steps(kind):
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     for step in range(5):  # steps past a cache that has to grow (capacity = prompt + 256 is not reached: shrink it)
         if step == 2:
-            cache_a.keys = [k[:, :, :cache_a.length].clone() for k in cache_a.keys]
-            cache_a.values = [v[:, :, :cache_a.length].clone() for v in cache_a.values]
+            cache_a.keys = cache_a.keys[:, :, :, :cache_a.length].clone()
+            cache_a.values = cache_a.values[:, :, :, :cache_a.length].clone()
         nxt = a.argmax(-1, keepdim=True)
         mask = torch.cat([mask, torch.ones(len(mask), 1, dtype=mask.dtype)], 1)
         pos = pos[:, -1:] + 1
@@ -160,12 +160,6 @@ def test_q4_refuses_shapes_the_int4_kernel_cannot_hold(tiny_model):
         FastLM(odd, "q4")
     tiny_model.llm.decoder = "fast"  # its vocabulary (not a multiple of 16): exact, without drafts
     assert tiny_model.llm.runner().speculation == 0
-
-
-def test_turned_rows_output_rotate_half():
-    w, x = torch.randn(2 * 8, 5), torch.randn(5)
-    y, turned = (w @ x).view(2, 8), (_turned(w, 2) @ x).view(2, 8)
-    torch.testing.assert_close(turned, torch.cat([-y[:, 4:], y[:, :4]], -1))
 
 
 @needs_int4

@@ -6,7 +6,6 @@ import inspect
 import json
 import os
 import sys
-from pathlib import Path
 
 from ..errors import AnymalError
 from ..modalities import IMU, POINTS

@@ -1,19 +1,17 @@
-"""A lean decoder for Llama-family LLMs (Llama, SmolLM2, Qwen2): the cost of answering on a CPU.
+"""The decoder for Llama-family LLMs (Llama, SmolLM2, Qwen2): the cost of answering on a CPU.
 
 transformers' forward spends most of a one-token step on Python around the matmuls (mask and
 position bookkeeping, cache classes, per-module dispatch and hooks): for SmolLM2-135M on 2 cores a
 step took ~35 ms of which the matmuls are ~21. `FastLM` runs the same computation as one flat loop
-over the model's own weight tensors (shared, not copied) with a preallocated KV cache, for
-inference only. Its weights come in two forms:
+over the model's own weight tensors (shared, not copied) with a preallocated `KVCache`, for
+inference only, in two forms:
 
-* `exact`: the LLM's own weights. Same arithmetic as transformers up to the order of float sums;
-  greedy answers equal the reference path's (tests/test_fast_decode.py).
-* `q4`: every linear layer of the blocks repacked into 4-bit groups of 32 (min/max per group: the
-  form of the GGUF Q4_1 blocks the shipped LLMs are dequantised from, so their values come back
-  with bf16 scales), run by PyTorch's int4 CPU kernel on bf16 activations; the head in int8 per
-  row. Norms, rotary embedding, attention and the residual stream stay fp32, and prompts (several
-  tokens at once, where the matmuls are compute-bound) run on the exact weights. llama.cpp's own
-  speed class (docs/speed.md), answers that agree with the exact ones on most tokens, not all.
+* `exact` (`--decoder fast`): the LLM's own weights, the same arithmetic as transformers up to the
+  order of float sums; greedy answers equal the reference path's (tests/test_fast_decode.py). A lone
+  greedy row is decoded speculatively (`speculate`): 4-bit drafts, checked by one exact pass.
+* `q4` (`--decoder fast-q4`): one-token steps on 4-bit weights (llm/quick.py), llama.cpp's speed
+  class, answers that agree with the exact ones on most tokens, not all. Prompts (many tokens at
+  once, where the matmuls are compute-bound) run on the exact weights in both forms.
 """
 from __future__ import annotations
 
@@ -47,56 +45,52 @@ def unsupported(model: nn.Module) -> str | None:
 
 
 class KVCache:
-    """Keys and values of every layer, [B, KV heads, capacity, head dim] each, filled up to `length`
-    (capacity doubles when a step would overflow it)."""
+    """Keys and values of every layer in one buffer each, [layers, B, KV heads, capacity, head dim],
+    filled up to `length` (capacity doubles when a step would overflow it). One buffer, so that a
+    one-token step takes every layer's slot for its position with one view."""
 
-    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], length: int):
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int):
         self.keys, self.values, self.length = keys, values, length
 
     @classmethod
     def empty(cls, layers: int, batch: int, heads: int, dim: int, capacity: int, like: torch.Tensor) -> "KVCache":
-        def buf():
-            return like.new_zeros(batch, heads, capacity, dim)
-        return cls([buf() for _ in range(layers)], [buf() for _ in range(layers)], 0)
+        return cls(*(like.new_zeros(layers, batch, heads, capacity, dim) for _ in range(2)), 0)
 
     @property
     def capacity(self) -> int:
-        return self.keys[0].shape[2]
+        return self.keys.shape[3]
 
     def reserve(self, extra: int) -> None:
         need = self.length + extra
         if need <= self.capacity:
             return
         cap = max(need, 2 * self.capacity)
-        for store in (self.keys, self.values):
-            for i, t in enumerate(store):
-                grown = t.new_zeros(*t.shape[:2], cap, t.shape[3])
-                grown[:, :, :self.length] = t[:, :, :self.length]
-                store[i] = grown
+
+        def grown(t):
+            out = t.new_zeros(*t.shape[:3], cap, t.shape[4])
+            out[:, :, :, :self.length] = t[:, :, :, :self.length]
+            return out
+        self.keys, self.values = grown(self.keys), grown(self.values)
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store a step's keys/values [B, KV, T, D] after the cached ones; return all of them."""
         end = self.length + k.shape[2]
-        self.keys[layer][:, :, self.length:end] = k
-        self.values[layer][:, :, self.length:end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+        self.keys[layer, :, :, self.length:end] = k
+        self.values[layer, :, :, self.length:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
 
     def select(self, rows: torch.Tensor, start: int) -> "KVCache":
         """The cache of `rows` only, without its first `start` positions."""
-        def cut(t):
-            return t[rows, :, start:].clone()
-        return KVCache([cut(t) for t in self.keys], [cut(t) for t in self.values], self.length - start)
+        return KVCache(*(t[:, rows, :, start:].clone() for t in (self.keys, self.values)), self.length - start)
 
     def merged(self, other: "KVCache") -> "KVCache":
         """Both caches' rows in one: the shorter left-padded (its padding is masked by the caller)."""
         n = max(self.length, other.length)
 
         def pad(t, length):
-            return F.pad(t[:, :, :length], (0, 0, n - length, 0))
-
-        def join(a, b):
-            return [torch.cat([pad(x, self.length), pad(y, other.length)]) for x, y in zip(a, b)]
-        return KVCache(join(self.keys, other.keys), join(self.values, other.values), n)
+            return F.pad(t[:, :, :, :length], (0, 0, n - length, 0))
+        return KVCache(*(torch.cat([pad(a, self.length), pad(b, other.length)], 1)
+                         for a, b in ((self.keys, other.keys), (self.values, other.values))), n)
 
 
 def _exact(linear: nn.Linear):

@@ -24,7 +24,7 @@ RESUME_FILE = "resume.pt"
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    from ..model.anymal import full_tensor
+    from ..model.adapters import full_tensor
 
     return {n: full_tensor(p.detach()).clone() for n, p in model.named_parameters() if p.requires_grad}
 
