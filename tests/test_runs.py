@@ -239,3 +239,17 @@ def test_fsdp_run_resumes_from_its_gathered_state(tmp_path, images, tiny_llm_dir
     resumed = load_file(str(run / "checkpoint" / "adapters.safetensors"))
     assert all(torch.allclose(straight[k], resumed[k], atol=1e-6) for k in straight)
     assert _losses(run) == pytest.approx(straight_losses, rel=1e-6)
+
+
+def test_pretrain_refuses_a_directory_holding_an_earlier_pretraining_run(tmp_path, capsys):
+    from anymal.cli import main
+
+    run = tmp_path / "pre"
+    run.mkdir()
+    (run / "eval.json").write_text("{}")
+    (run / "notes.txt").write_text("mine")
+    assert main(["pretrain", "imu", "--out", str(run), "--data", str(tmp_path / "no-data")]) == 2
+    assert "holds an earlier run (eval.json): pass --overwrite" in capsys.readouterr().err
+    assert (run / "eval.json").exists()  # refused before anything was touched
+    main(["pretrain", "imu", "--out", str(run), "--data", str(tmp_path / "no-data"), "--overwrite"])
+    assert not (run / "eval.json").exists() and (run / "notes.txt").read_text() == "mine"

@@ -6,6 +6,7 @@ import inspect
 import json
 import os
 import sys
+from pathlib import Path
 
 from ..errors import AnymalError
 from ..modalities import IMU, POINTS
@@ -75,10 +76,14 @@ def cmd_pretrain(a) -> int:
     from ..train import pretrain_encoders as pe
     from ..train.pretrain_sounds import pretrain_sounds
 
+    from ..train.runlog import PRETRAIN_EVIDENCE, PRETRAIN_FILES, claim_run_dir
+
     fn, data = {IMU.name: (pe.pretrain_imu, dataset_dir("hapt")),
                 POINTS.name: (pe.pretrain_points, dataset_dir("furniture")),
                 "sounds": (pretrain_sounds, dataset_dir("audio"))}[a.encoder]
-    res = fn(a.data or data, a.out or f"runs/pretrain-{a.encoder}", ship=a.ship)
+    out = a.out or f"runs/pretrain-{a.encoder}"
+    claim_run_dir(Path(out), resume=False, overwrite=a.overwrite, files=PRETRAIN_FILES, evidence=PRETRAIN_EVIDENCE)
+    res = fn(a.data or data, out, ship=a.ship)
     print(json.dumps(res, indent=1, default=str))
     return 0
 
@@ -171,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--data", help="built dataset (default: data/hapt, data/furniture or data/audio)")
     pt.add_argument("--out", help="run directory (default: runs/pretrain-ENCODER)")
     pt.add_argument("--ship", action="store_true", help="also replace the weights shipped in the package")
+    pt.add_argument("--overwrite", action="store_true", help="replace an earlier run in the run directory")
     pt.set_defaults(fn=cmd_pretrain)
 
     i = sub.add_parser("info", help="what a checkpoint holds")

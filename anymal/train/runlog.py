@@ -17,19 +17,27 @@ from .plots import plot_curves
 # what a training run writes into its directory (config.yaml and plan.txt are rewritten by every start)
 RUN_FILES = ("metrics.jsonl", "tensorboard", "checkpoint", "resume.pt", "curves.png", "plan.txt", "config.yaml")
 EVIDENCE = ("metrics.jsonl", "checkpoint", "resume.pt")  # a run happened here
+# what `anymal pretrain` writes (contrastive encoders: train/contrastive.py, pretrain_encoders.py; the
+# sound-kind head: pretrain_sounds.py), and what shows one ran
+PRETRAIN_FILES = ("metrics.jsonl", "tensorboard", "loss.png", "weights.safetensors", "facts.json", "config.json",
+                  "encoder", "eval.json", "head")
+PRETRAIN_EVIDENCE = ("eval.json", "weights.safetensors", "head")
 
 
-def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool, main: bool = True) -> None:
+def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool, main: bool = True, files: tuple = RUN_FILES,
+                  evidence: tuple = EVIDENCE) -> None:
     """Make `run_dir` this run's: fine when empty or resuming; with `overwrite` the earlier run's
-    files (only those, never others) are removed first; else a TrainingError says what to do."""
-    found = [n for n in EVIDENCE if (run_dir / n).exists()]
+    `files` (only those, never others) are removed first; else a TrainingError says what to do.
+    (`files`/`evidence`: what a pretraining run writes, for `anymal pretrain`, which cannot resume.)"""
+    found = [n for n in evidence if (run_dir / n).exists()]
     if resume or not found:
         return
     if not overwrite:
-        raise TrainingError(f"{run_dir} holds an earlier run ({', '.join(found)}): pass --resume to continue it, "
-                            "--overwrite to replace it, or set output_dir to a new folder")
+        resumable = "pass --resume to continue it, " if files == RUN_FILES else ""
+        raise TrainingError(f"{run_dir} holds an earlier run ({', '.join(found)}): {resumable}"
+                            "pass --overwrite to replace it, or choose a new folder")
     if main:
-        for name in RUN_FILES:
+        for name in files:
             path = run_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
