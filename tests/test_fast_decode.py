@@ -226,3 +226,16 @@ def test_q4_on_the_shipped_llm_picks_the_exact_greedy_token_nearly_always(defaul
         same.append(a.argmax(-1) == b.argmax(-1))
     agree = torch.stack(same).float().mean()
     assert agree > 0.9, f"fast-q4 picks the exact path's greedy token at {agree:.1%} of steps"
+
+
+@needs_int4
+def test_an_unwritable_cache_still_decodes_with_a_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path))
+    (tmp_path / "llm").write_text("a file where the cache's folder should be")  # unwritable even for root
+    model = _as_q4_1(_tiny("llama"))
+    embeds, mask, pos = _padded_prompts(model, (4,))
+    with caplog.at_level("WARNING"):
+        q4 = FastLM(model, "q4")
+    assert "could not cache the 4-bit weights" in caplog.text
+    logits, cache_kv = q4.prefill(embeds, mask, pos)
+    assert torch.isfinite(q4.step(logits.argmax(-1, keepdim=True), torch.ones(1, 5), pos[:, -1:] + 1, cache_kv)).all()

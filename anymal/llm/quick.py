@@ -17,7 +17,9 @@ time than it saved (12.1 -> 11.2 ms a step without it).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 
 import torch
@@ -28,6 +30,7 @@ from ..errors import ConfigError
 from ..paths import cache_dir
 
 GROUP = 32  # 4-bit group size: GGUF's Q4 block
+log = logging.getLogger(__name__)
 
 
 def native_int4() -> bool:
@@ -143,10 +146,15 @@ def cached_packed(model: nn.Module, heads: int, kv_heads: int, head_dim: int) ->
         except Exception:  # unreadable (a partial write from another tool): pack again
             pass
     state = _packed(model, heads, kv_heads, head_dim)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(tmp))
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only or full cache: decode all the same, pack again next time
+        log.warning("could not cache the 4-bit weights in %s (%s); they are packed again in each process", path.parent, e)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return state
 
 
