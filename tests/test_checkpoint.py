@@ -125,3 +125,21 @@ def test_gemma_style_scaled_embeddings_set_projector_scale(tmp_path):
     model = AnyMAL(tiny_config(tmp_path / "g"), lm, {"image": __import__("anymal").encoders.load_encoder("tiny-cnn", "image")})
     out = model.projectors["image"](torch.randn(2, 16, 24))
     assert float(out.detach().pow(2).mean().sqrt()) == pytest.approx(lm.embed_rms, rel=0.05)
+
+
+def test_a_loaded_lora_checkpoint_answers_in_eval_mode_through_the_fast_decoder(tiny_llm_dir, tmp_path, images):
+    from anymal.config import LoRAConfig
+    from anymal.llm.fast import FastLM
+
+    cfg = tiny_config(tiny_llm_dir)
+    cfg.lora = LoRAConfig(dropout=0.5)  # dropout left on at answer time would make answers random
+    torch.manual_seed(0)
+    ck = AnyMAL.from_config(cfg).save_pretrained(tmp_path / "ck", stage="instruct")
+    model = AnyMAL.from_pretrained(ck)
+    assert not any(m.training for m in model.modules())
+    assert isinstance(model.llm.runner(), FastLM)  # plain LoRA layers decode fast, as peft computes them
+    conv = [[{"role": "user", "content": [{"type": "image", "path": str(images[0])}, {"type": "text", "text": "What?"}]}]]
+    s = GenerationSettings(max_new_tokens=8)
+    first = model.generate(conv, s)
+    model.llm.decoder = "transformers"
+    assert model.generate(conv, s) == first

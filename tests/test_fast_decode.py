@@ -125,14 +125,52 @@ def test_the_shipped_llm_answers_the_same_through_fast_and_transformers(default_
         assert default_model.llm.runner().draft is not None
 
 
-def test_models_fast_decoding_does_not_cover_fall_back_or_refuse(tiny_model):
+def _with_lora(model, targets=("q_proj", "v_proj", "down_proj")):
     from peft import LoraConfig, get_peft_model
 
-    model = _tiny("llama")
-    lora = get_peft_model(_tiny("llama"), LoraConfig(r=2, target_modules=["q_proj"]))
-    assert unsupported(model) is None and "LoRA" in unsupported(lora)
-    with pytest.raises(ConfigError, match="LoRA"):
-        FastLM(lora)
+    torch.manual_seed(3)
+    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules=list(targets)))
+    with torch.no_grad():  # B starts at zero: give the adapters something to say
+        for n, p in lora.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.2)
+    return lora.eval()
+
+
+def test_lora_models_decode_fast_as_peft_computes_them():
+    lora = _with_lora(_tiny("llama"))
+    assert unsupported(lora) is None
+    embeds, mask, pos = _padded_prompts(lora.get_base_model())
+    fast, ref = FastLM(lora), TransformersRunner(lora)
+    a, cache_a = fast.prefill(embeds, mask, pos)
+    b, _ = ref.prefill(embeds, mask, pos)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    plain = FastLM(_tiny("llama")).prefill(embeds, mask, pos)[0]
+    assert (a - plain).abs().max() > 1e-2  # the adapters really count
+    outs = []
+    for runner in (fast, ref):
+        batch = DecodeBatch(runner)
+        batch.join(embeds, mask, [GenerationSettings(max_new_tokens=10)] * 3)
+        outs.append([t.tolist() for t in decode_tokens(batch, 10, [-1])])
+    assert outs[0] == outs[1]
+    if native_int4():  # a lone row, speculatively: drafts from the LoRA-folded 4-bit copy
+        alone = []
+        for runner in (FastLM(lora, speculate=4), ref):
+            batch = DecodeBatch(runner)
+            batch.join(embeds[2:], mask[2:], [GenerationSettings(max_new_tokens=16)])
+            alone.append([t.tolist() for t in decode_tokens(batch, 16, [-1])])
+        assert alone[0] == alone[1]
+    lora.train()  # dropout at work: not the plain sum
+    assert "LoRA" in unsupported(lora)
+
+
+def test_models_fast_decoding_does_not_cover_fall_back_or_refuse(tiny_model):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
+    assert "gpt2" in unsupported(gpt2)
+    with pytest.raises(ConfigError, match="gpt2"):
+        FastLM(gpt2)
     llm = tiny_model.llm
     assert isinstance(llm.runner(), FastLM)
     llm.decoder = "transformers"

@@ -23,6 +23,7 @@ from ..registry import LLMS
 from .fast import FastLM, unsupported
 from .gguf_cache import cached_gguf_model
 from .kv import TransformersRunner
+from .linears import base_model
 from .lite import LiteCausalLM, lite_config
 from .tokenizer import lite_tokenizer
 from .templates import ensure_chat_template
@@ -86,7 +87,8 @@ class LanguageModel(nn.Module):
         if self.decoder == "transformers" or (self.decoder == "auto" and unsupported(self.model)):
             return TransformersRunner(self.hf())
         weights = "q4" if self.decoder == "fast-q4" else "exact"
-        key = (weights, self.speculation, id(self.model), self.model.lm_head.weight.data_ptr(), self.model.lm_head.weight.dtype)
+        head = base_model(self.model).lm_head.weight
+        key = (weights, self.speculation, id(self.model), head.data_ptr(), head.dtype)
         if self._fast is None or self._fast[0] != key:
             self._fast = (key, FastLM(self.model, weights, speculate=self.speculation if self._drafts() else 0))
         return self._fast[1]

@@ -20,27 +20,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .linears import base_model, exact_linear, lora_parts
 
 WEIGHTS = ("exact", "q4")
 
 
 def unsupported(model: nn.Module) -> str | None:
     """Why `FastLM` cannot run `model` (None: it can)."""
-    c = model.config
-    if hasattr(model, "peft_config"):
-        return "it carries LoRA layers"
+    base = base_model(model)
+    c = base.config
     if c.model_type not in ("llama", "qwen2"):
         return f"model type {c.model_type!r} (fast decoding covers llama and qwen2)"
     if getattr(c, "hidden_act", "silu") != "silu" or getattr(c, "mlp_bias", False) or getattr(c, "pretraining_tp", 1) != 1:
         return "a feed-forward other than Llama's bias-free SiLU gate"
     if getattr(c, "use_sliding_window", False):
         return "sliding-window attention"
-    rope = getattr(model.model.rotary_emb, "rope_type", "default")
+    rope = getattr(base.model.rotary_emb, "rope_type", "default")
     if rope not in ("default", "linear", "llama3", "yarn"):  # these keep one set of frequencies
         return f"rotary scaling {rope!r}"
-    linears = [m for layer in model.model.layers for m in (*layer.self_attn.children(), *layer.mlp.children())]
-    if any(type(m) is not nn.Linear for m in linears if isinstance(m, nn.Linear)) or len(linears) < 7 * len(model.model.layers):
-        return "quantized or otherwise replaced linear layers"
+    projections = [getattr(part, name) for layer in base.model.layers for part, names in
+                   ((layer.self_attn, ("q_proj", "k_proj", "v_proj", "o_proj")), (layer.mlp, ("gate_proj", "up_proj", "down_proj")))
+                   for name in names] + [base.lm_head]
+    for m in projections:
+        lora = lora_parts(m)
+        plain = lora[0] if lora else m
+        if type(plain) is not nn.Linear or (hasattr(m, "base_layer") and lora is None):
+            return "quantized or replaced linear layers, or LoRA layers other than plain ones in eval mode (merged, DoRA, dropout at work)"
     return None
 
 
@@ -93,20 +98,14 @@ class KVCache:
                          for a, b in ((self.keys, other.keys), (self.values, other.values))), n)
 
 
-def _exact(linear: nn.Linear):
-    """The layer as a plain function of its own tensors (no module call: its hooks are never used here)."""
-    weight, bias = linear.weight, linear.bias
-    return lambda x: F.linear(x, weight, bias)
-
-
 class _Block:
     """One decoder layer's weights: the model's own tensors."""
 
     def __init__(self, layer: nn.Module):
         a, m = layer.self_attn, layer.mlp
         self.norm1, self.norm2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
-        self.q, self.k, self.v, self.o = (_exact(p) for p in (a.q_proj, a.k_proj, a.v_proj, a.o_proj))
-        self.gate, self.up, self.down = (_exact(p) for p in (m.gate_proj, m.up_proj, m.down_proj))
+        self.q, self.k, self.v, self.o = (exact_linear(p) for p in (a.q_proj, a.k_proj, a.v_proj, a.o_proj))
+        self.gate, self.up, self.down = (exact_linear(p) for p in (m.gate_proj, m.up_proj, m.down_proj))
 
 
 class FastLM:
@@ -118,13 +117,13 @@ class FastLM:
             raise ConfigError(f"fast decoding cannot run this LLM: {reason}")
         if weights not in WEIGHTS:
             raise ConfigError(f"fast decoding weights: {weights!r}; expected one of {', '.join(WEIGHTS)}")
-        c, base = model.config, model.model
-        self.model, self.weights = model, weights
+        self.model, self.weights = base_model(model), weights
+        c, base = self.model.config, self.model.model
         self.heads, self.kv_heads = c.num_attention_heads, c.num_key_value_heads
         self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
         self.eps = c.rms_norm_eps
         self.blocks = [_Block(layer) for layer in base.layers]
-        self.norm, self.head = base.norm.weight, _exact(model.lm_head)
+        self.norm, self.head = base.norm.weight, exact_linear(self.model.lm_head)
         self.inv_freq = base.rotary_emb.inv_freq.float()
         self.rope_scale = float(getattr(base.rotary_emb, "attention_scaling", 1.0))
         self.quick = self.draft = None

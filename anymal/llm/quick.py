@@ -28,6 +28,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..paths import cache_dir
+from .linears import base_model, effective_weight, plain_linear
 
 GROUP = 32  # 4-bit group size: GGUF's Q4 block
 log = logging.getLogger(__name__)
@@ -65,8 +66,9 @@ def q4_unsupported(model: nn.Module) -> str | None:
     32 and outputs in multiples of 16, and bf16 arithmetic the CPU runs natively."""
     if model.device.type != "cpu" or not native_int4():
         return "it needs a CPU with native bf16 (AVX512-BF16 or AMX)"
-    layers = [m for layer in model.model.layers for m in (*layer.self_attn.children(), *layer.mlp.children())]
-    for lin in (*layers, model.lm_head):
+    model = base_model(model)
+    layers = [plain_linear(m) for layer in model.model.layers for m in (*layer.self_attn.children(), *layer.mlp.children())]
+    for lin in (*layers, plain_linear(model.lm_head)):
         if isinstance(lin, nn.Linear) and (lin.in_features % GROUP or lin.out_features % 16):
             return f"a {lin.in_features} -> {lin.out_features} layer (the int4 kernel takes inputs in groups of {GROUP}, outputs in 16s)"
     return None
@@ -115,13 +117,15 @@ def _packed(model: nn.Module, heads: int, kv_heads: int, head_dim: int) -> dict[
     out: dict[str, torch.Tensor] = {}
     for i, layer in enumerate(model.model.layers):
         a, m = layer.self_attn, layer.mlp
-        q, k, v, scale = a.q_proj, a.k_proj, a.v_proj, head_dim ** -0.5
+        (q, qw), (k, kw), (v, vw) = ((plain_linear(p), effective_weight(p)) for p in (a.q_proj, a.k_proj, a.v_proj))
+        scale = head_dim ** -0.5
         qb = None if q.bias is None else q.bias * scale
-        parts = {"qkv": pack_int4([q.weight * scale, k.weight, v.weight], [qb, k.bias, v.bias]),
-                 "o": pack_int4([a.o_proj.weight]), "gate_up": pack_int4([m.gate_proj.weight, m.up_proj.weight]),
-                 "down": pack_int4([m.down_proj.weight])}
+        parts = {"qkv": pack_int4([qw * scale, kw, vw], [qb, k.bias, v.bias]),
+                 "o": pack_int4([effective_weight(a.o_proj)]),
+                 "gate_up": pack_int4([effective_weight(m.gate_proj), effective_weight(m.up_proj)]),
+                 "down": pack_int4([effective_weight(m.down_proj)])}
         out.update({f"{i}.{name}.{key}": t for name, ts in parts.items() for key, t in ts.items()})
-    out.update({f"head.{key}": t for key, t in pack_int4([model.lm_head.weight]).items()})
+    out.update({f"head.{key}": t for key, t in pack_int4([effective_weight(model.lm_head)]).items()})
     return out
 
 
@@ -165,7 +169,7 @@ def _sub(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]
 class _Q4Block:
     def __init__(self, layer: nn.Module, state: dict[str, torch.Tensor], i: int):
         self.qkv, self.o, self.gate_up, self.down = (Int4Linear(_sub(state, f"{i}.{n}.")) for n in ("qkv", "o", "gate_up", "down"))
-        self.inner = layer.mlp.gate_proj.weight.shape[0]
+        self.inner = plain_linear(layer.mlp.gate_proj).out_features
         self.norm1, self.norm2 = _norm_weight(layer.input_layernorm.weight), _norm_weight(layer.post_attention_layernorm.weight)
 
 
@@ -181,7 +185,7 @@ class Q4Step:
         state = cached_packed(model, self.heads, self.kv_heads, self.head_dim)
         self.blocks = [_Q4Block(layer, state, i) for i, layer in enumerate(model.model.layers)]
         self.norm = _norm_weight(fast.norm)
-        self.head = RescoredHead(_sub(state, "head."), model.lm_head.weight)
+        self.head = RescoredHead(_sub(state, "head."), effective_weight(model.lm_head))
         self.embed = model.get_input_embeddings()
 
     def __call__(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache) -> torch.Tensor:

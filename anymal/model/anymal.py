@@ -151,7 +151,7 @@ class AnyMAL(Inference, AdapterWeights, nn.Module):
         model.llm.decoder = check_decoder(decoder)
         if model.bind is not None:
             model.visual_cache = VisualCache.load(path)
-        return model
+        return model.eval()  # for answering: no dropout (a LoRA layer's would be on in train mode)
 
     # ---------------------------------------------------------------- forward
     @property
