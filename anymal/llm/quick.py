@@ -186,7 +186,6 @@ class Q4Step:
         self.blocks = [_Q4Block(layer, state, i) for i, layer in enumerate(model.model.layers)]
         self.norm = _norm_weight(fast.norm)
         self.head = RescoredHead(_sub(state, "head."), effective_weight(model.lm_head))
-        self.embed = model.get_input_embeddings()
 
     def __call__(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache) -> torch.Tensor:
         """embeds [B, 1, E]: see FastLM.forward. Written for few operations per layer: each costs
