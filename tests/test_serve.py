@@ -302,6 +302,10 @@ def test_web_page_in_headless_chromium_previews_streams_sends_each_file_once_and
         assert not driver.find_elements(By.CSS_SELECTOR, "#log .turn")
         ask([images[0]], "What is this?", 1)
         assert [m["role"] for m in driver.execute_script("return window.sent")[2]["messages"]] == ["user"]
+
+        driver.refresh()  # the key is kept for the tab: no need to type it again
+        WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "key").get_property("value") == KEY)
+        ask([images[1]], "What is this?", 1)
     finally:
         driver.quit()
         server.__exit__()
