@@ -35,8 +35,12 @@ log = logging.getLogger(__name__)
 
 
 def native_int4() -> bool:
-    """PyTorch's int4 CPU kernel is fast only on bf16 activations the CPU computes natively
-    (on fp32 or fp16 ones it is 20-40x slower here)."""
+    """Whether this PyTorch has the int4 CPU kernel (2.6 on) and the CPU computes bf16 natively: the
+    kernel is fast only on bf16 activations (on fp32 or fp16 ones it is 20-40x slower here)."""
+    try:
+        torch.ops.aten._weight_int4pack_mm_for_cpu, torch.ops.aten._convert_weight_to_int4pack_for_cpu
+    except (AttributeError, RuntimeError):
+        return False
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
