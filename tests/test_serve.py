@@ -152,7 +152,22 @@ def test_concurrent_requests_are_batched_and_answer_as_alone(server, tiny_model,
     assert engine.rows_decoded == 8 and engine.batches < 8  # some requests shared a batch
 
 
-def test_a_request_joins_a_running_batch_instead_of_waiting_for_it(server, tiny_model, images):
+@pytest.fixture
+def slow_steps(monkeypatch):
+    """Every decode step 20 ms longer: tests of what happens *during* a long answer must not depend
+    on how fast the tiny model decodes (the fast decoder can finish 250 tokens in 0.3 s)."""
+    from anymal.model.generation import DecodeBatch
+
+    advance = DecodeBatch.advance
+
+    def slow(self, keep):
+        time.sleep(0.02)
+        return advance(self, keep)
+
+    monkeypatch.setattr(DecodeBatch, "advance", slow)
+
+
+def test_a_request_joins_a_running_batch_instead_of_waiting_for_it(server, tiny_model, images, slow_steps):
     c, engine = server.client(), server.app.state.engine
     joined, tokens = engine.joined_running, engine.tokens_out
 
@@ -210,7 +225,7 @@ def test_real_model_answers_an_openai_client_about_an_image_sound_and_imu(defaul
             assert code == 413 and ("s;" in err["error"]["message"] or "samples" in err["error"]["message"]), err
 
 
-def test_a_client_that_goes_away_stops_its_rows(server, images):
+def test_a_client_that_goes_away_stops_its_rows(server, images, slow_steps):
     body = {"model": "tiny", "messages": _ask(images[2]), "max_tokens": 400, "temperature": 0, "stream": True}
     engine = server.app.state.engine
     with httpx.stream("POST", server.url + "/v1/chat/completions", json=body,
@@ -224,7 +239,7 @@ def test_a_client_that_goes_away_stops_its_rows(server, images):
     assert engine.rows_cancelled == 1 and engine.tokens_out < 400  # the tiny model never stops by itself
 
 
-def test_a_request_over_its_time_is_504_and_the_server_keeps_serving(tiny_model, images):
+def test_a_request_over_its_time_is_504_and_the_server_keeps_serving(tiny_model, images, slow_steps):
     with Server(tiny_model, timeout_s=0.3) as s:
         code, err = _status(s, {"model": "tiny", "messages": _ask(images[0]), "max_tokens": 500, "temperature": 0})
         assert code == 504 and err["error"]["code"] == "timeout"
