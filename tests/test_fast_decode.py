@@ -167,10 +167,20 @@ def test_lora_models_decode_fast_as_peft_computes_them():
 def test_models_fast_decoding_does_not_cover_fall_back_or_refuse(tiny_model):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
+    from anymal.llm.backbone import LanguageModel
+
+    from conftest import make_tokenizer
+
+    tok = make_tokenizer()
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=len(tok), bos_token_id=0, eos_token_id=0))
     assert "gpt2" in unsupported(gpt2)
     with pytest.raises(ConfigError, match="gpt2"):
         FastLM(gpt2)
+    other = LanguageModel("gpt2", gpt2, tok)
+    assert isinstance(other.runner(), TransformersRunner)  # auto
+    other.decoder = "fast"  # asked for by name: a clear refusal, not a crash while checking for drafts
+    with pytest.raises(ConfigError, match="gpt2"):
+        other.runner()
     llm = tiny_model.llm
     assert isinstance(llm.runner(), FastLM)
     llm.decoder = "transformers"

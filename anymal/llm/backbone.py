@@ -25,7 +25,7 @@ from .gguf_cache import cached_gguf_model
 from .kv import TransformersRunner
 from .linears import base_model
 from .lite import LiteCausalLM, lite_config
-from .tokenizer import lite_tokenizer
+from .tokenizer import PLAIN_CLASSES, lite_tokenizer
 from .templates import ensure_chat_template
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -78,7 +78,7 @@ class LanguageModel(nn.Module):
         """Whether the exact fast decoder can draft with 4-bit weights here (llm/quick.py)."""
         from .quick import q4_unsupported
 
-        return q4_unsupported(self.model) is None
+        return unsupported(self.model) is None and q4_unsupported(self.model) is None
 
     def runner(self) -> TransformersRunner | FastLM:
         """What decodes answers, by `self.decoder`. A fast decoder is built once and kept while the
@@ -151,7 +151,7 @@ def _tokenizer(path: Path):
         kind = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
     except (OSError, ValueError):
         kind = None
-    if kind in ("TokenizersBackend", "PreTrainedTokenizerFast") and (path / "tokenizer.json").is_file():
+    if kind in PLAIN_CLASSES and (path / "tokenizer.json").is_file():
         from transformers import PreTrainedTokenizerFast
 
         return PreTrainedTokenizerFast.from_pretrained(path)

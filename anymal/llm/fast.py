@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .linears import base_model, exact_linear, lora_parts
+from .linears import base_model, exact_linear, lora_parts, projections
 
 WEIGHTS = ("exact", "q4")
 
@@ -38,10 +38,7 @@ def unsupported(model: nn.Module) -> str | None:
     rope = getattr(base.model.rotary_emb, "rope_type", "default")
     if rope not in ("default", "linear", "llama3", "yarn"):  # these keep one set of frequencies
         return f"rotary scaling {rope!r}"
-    projections = [getattr(part, name) for layer in base.model.layers for part, names in
-                   ((layer.self_attn, ("q_proj", "k_proj", "v_proj", "o_proj")), (layer.mlp, ("gate_proj", "up_proj", "down_proj")))
-                   for name in names] + [base.lm_head]
-    for m in projections:
+    for m in projections(base):
         lora = lora_parts(m)
         plain = lora[0] if lora else m
         if type(plain) is not nn.Linear or (hasattr(m, "base_layer") and lora is None):

@@ -17,6 +17,15 @@ def base_model(model: nn.Module) -> nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def projections(model: nn.Module) -> list[nn.Module]:
+    """Every block's seven linear layers (q, k, v, o; gate, up, down) and the head, of a Llama-family
+    causal LM (a peft wrapper's base model), as they are: nn.Linear or LoRA layers."""
+    base = base_model(model)
+    return [getattr(part, name) for layer in base.model.layers for part, names in
+            ((layer.self_attn, ("q_proj", "k_proj", "v_proj", "o_proj")), (layer.mlp, ("gate_proj", "up_proj", "down_proj")))
+            for name in names] + [base.lm_head]
+
+
 def lora_parts(module: nn.Module) -> tuple[nn.Linear, list[tuple[nn.Module, nn.Module, float]]] | None:
     """(base layer, [(A, B, scaling) per active adapter]) of a plain peft LoRA linear layer, else None."""
     if not hasattr(module, "base_layer") or not hasattr(module, "lora_A"):

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..paths import cache_dir
-from .linears import base_model, effective_weight, plain_linear
+from .linears import effective_weight, plain_linear, projections
 
 GROUP = 32  # 4-bit group size: GGUF's Q4 block
 log = logging.getLogger(__name__)
@@ -70,10 +70,8 @@ def q4_unsupported(model: nn.Module) -> str | None:
     32 and outputs in multiples of 16, and bf16 arithmetic the CPU runs natively."""
     if model.device.type != "cpu" or not native_int4():
         return "it needs a CPU with native bf16 (AVX512-BF16 or AMX)"
-    model = base_model(model)
-    layers = [plain_linear(m) for layer in model.model.layers for m in (*layer.self_attn.children(), *layer.mlp.children())]
-    for lin in (*layers, plain_linear(model.lm_head)):
-        if isinstance(lin, nn.Linear) and (lin.in_features % GROUP or lin.out_features % 16):
+    for lin in map(plain_linear, projections(model)):
+        if lin.in_features % GROUP or lin.out_features % 16:
             return f"a {lin.in_features} -> {lin.out_features} layer (the int4 kernel takes inputs in groups of {GROUP}, outputs in 16s)"
     return None
 
@@ -116,7 +114,7 @@ def _rms(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return x * (weight / torch.linalg.vector_norm(x, dim=-1, keepdim=True).add_(1e-12))
 
 
-def _packed(model: nn.Module, heads: int, kv_heads: int, head_dim: int) -> dict[str, torch.Tensor]:
+def _packed(model: nn.Module, head_dim: int) -> dict[str, torch.Tensor]:
     """Every layer's 4-bit tensors (see the module's docstring), `{layer}.{qkv|o|gate_up|down}.*` and `head.*`."""
     out: dict[str, torch.Tensor] = {}
     for i, layer in enumerate(model.model.layers):
@@ -143,7 +141,7 @@ def _fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_packed(model: nn.Module, heads: int, kv_heads: int, head_dim: int) -> dict[str, torch.Tensor]:
+def cached_packed(model: nn.Module, head_dim: int) -> dict[str, torch.Tensor]:
     """`_packed`, kept on disk by the weights' fingerprint: packing takes ~0.4 s, loading ~0.03 s."""
     from safetensors.torch import load_file, save_file
 
@@ -153,7 +151,7 @@ def cached_packed(model: nn.Module, heads: int, kv_heads: int, head_dim: int) ->
             return load_file(str(path))
         except Exception:  # unreadable (a partial write from another tool): pack again
             pass
-    state = _packed(model, heads, kv_heads, head_dim)
+    state = _packed(model, head_dim)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +184,7 @@ class Q4Step:
             raise ConfigError(f"fast-q4 decoding cannot run this LLM: {why}; use the fast decoder (exact weights)")
         self.fast = fast
         self.heads, self.kv_heads, self.head_dim = fast.heads, fast.kv_heads, fast.head_dim
-        state = cached_packed(model, self.heads, self.kv_heads, self.head_dim)
+        state = cached_packed(model, self.head_dim)
         self.blocks = [_Q4Block(layer, state, i) for i, layer in enumerate(model.model.layers)]
         self.norm = _norm_weight(fast.norm)
         self.head = RescoredHead(_sub(state, "head."), effective_weight(model.lm_head))

@@ -17,6 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 
 SPECIAL = ("bos_token", "eos_token", "unk_token", "pad_token")
+# tokenizer_config.json classes that are the tokenizers library and nothing more (what the GGUF caches write)
+PLAIN_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 
 def _token(v) -> str | None:
@@ -37,7 +39,7 @@ def lite_tokenizer(path: Path) -> "LiteTokenizer | None":
         return None
     template = _template(path, config)
     if not (path / "tokenizer.json").is_file() or (template and "{% generation" in template) \
-            or config.get("tokenizer_class") not in ("TokenizersBackend", "PreTrainedTokenizerFast") \
+            or config.get("tokenizer_class") not in PLAIN_CLASSES \
             or config.get("clean_up_tokenization_spaces"):
         return None
     return LiteTokenizer(path, config, template)
