@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,29 @@ from anymal.encoders.base import Encoder  # noqa: E402
 from anymal.encoders.media import describe, letterbox, load_image  # noqa: E402
 from anymal.errors import InputError  # noqa: E402
 from anymal.registry import ENCODERS  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+HANG_S = 600  # no test's child process runs near this long; one that does is hung
+# Python code that sees the tiny test encoders, for child processes (`python -c PRELUDE + code`). A child still
+# running after HANG_S prints every thread's stack and exits, so a hang fails its test and shows where it hung.
+PRELUDE = (f"import sys, faulthandler; faulthandler.dump_traceback_later({HANG_S}, exit=True); "
+           f"sys.path.insert(0, {str(TESTS)!r}); import conftest; ")
+LAUNCH = PRELUDE + "from anymal.cli import main; sys.exit(main(sys.argv[1:]))"  # the anymal CLI
+
+
+def run_cli(*args: str, env: dict[str, str], torchrun: Path | None = None, ok: bool = True):
+    """`anymal ARGS` in a child process (under torchrun with 2 processes when `torchrun` names a script path
+    to write the launcher to); with `ok`, a failure shows the child's stderr."""
+    if torchrun is None:
+        cmd = [sys.executable, "-c", LAUNCH]
+    else:
+        torchrun.write_text(LAUNCH.replace("; ", "\n"))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(torchrun)]
+    res = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=HANG_S + 60)
+    if ok:
+        assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
 
 CHATML = (
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}{% endfor %}"

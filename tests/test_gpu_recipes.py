@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,12 +16,9 @@ from anymal import AnyMAL
 from anymal.config import load_train_config
 from anymal.paths import PACKAGE_DIR
 from anymal.train.loop import train
-from conftest import make_tokenizer
+from conftest import make_tokenizer, run_cli
 
-TESTS = Path(__file__).resolve().parent
 RECIPES = PACKAGE_DIR / "recipes"
-LAUNCH = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import conftest; "
-          "from anymal.cli import main; sys.exit(main(sys.argv[1:]))")
 pytestmark = pytest.mark.distributed
 
 
@@ -71,13 +66,9 @@ def test_a_real_backbone_recipe_runs_unchanged_under_torchrun_then_its_lora_stag
                                                                                    tmp_path):
     data = _data(tmp_path, images)
     env = {**os.environ, "ANYMAL_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    script = tmp_path / "launch.py"
-    script.write_text(LAUNCH.replace("; ", "\n"))
     align = [f"--set={o}" for o in _overrides(backbones, tower, data, tmp_path / "align")]
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(script), "train", str(RECIPES / f"{family}-align.yaml"), "--no-progress", *align],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    res = run_cli("train", str(RECIPES / f"{family}-align.yaml"), "--no-progress", *align, env=env,
+                  torchrun=tmp_path / "launch.py")
     assert "2 process(es)" in res.stderr
     manifest = json.loads((tmp_path / "align" / "checkpoint" / "anymal_config.json").read_text())
     assert manifest["training"]["processes"] == 2

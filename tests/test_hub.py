@@ -13,9 +13,8 @@ import pytest
 from anymal.cli import main
 from anymal.errors import CheckpointError
 from anymal.model.hub import push_checkpoint, resolve_checkpoint
+from conftest import LAUNCH, PRELUDE
 
-TESTS = Path(__file__).resolve().parent
-PRELUDE = f"import sys; sys.path.insert(0, {str(TESTS)!r}); import conftest; "
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,7 @@ def hub(tiny_llm_dir, tmp_path_factory):
 
 def _run(hub: Path, code: str = "", *cli: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    args = ["-c", PRELUDE + code] if code else ["-c", PRELUDE + "from anymal.cli import main; sys.exit(main(sys.argv[1:]))", *cli]
+    args = ["-c", PRELUDE + code] if code else ["-c", LAUNCH, *cli]
     return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
 
 

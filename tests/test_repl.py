@@ -8,13 +8,11 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent
-LAUNCH = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import conftest; "
-          "from anymal.cli import main; sys.exit(main(sys.argv[1:]))")
+from conftest import LAUNCH
+
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (scripts/install.sh)")
 
 

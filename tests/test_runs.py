@@ -20,11 +20,8 @@ from anymal.errors import TrainingError
 from anymal.train.loop import train
 from anymal.train.sampling import StepSampler, padding, random_padding
 from anymal.train.setup import length_grouping
+from conftest import LAUNCH, run_cli
 
-TESTS = Path(__file__).resolve().parent
-# the CLI in a subprocess, with the tiny test encoders registered (they live in conftest)
-LAUNCH = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import conftest; "
-          "from anymal.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def _recipe(tmp_path, llm_dir, images, name, n_copies=2, **over):
@@ -161,8 +158,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path, images, t
     env = _env(tmp_path)
     steps = 400
     straight = _recipe(tmp_path, tiny_llm_dir, images, "straight", **{"optim.max_steps": steps, "save_every": 25})
-    subprocess.run([sys.executable, "-c", LAUNCH, "train", str(straight), "--no-progress"], env=env, check=True,
-                   capture_output=True)
+    run_cli("train", str(straight), "--no-progress", env=env)
     killed = _recipe(tmp_path, tiny_llm_dir, images, "killed", **{"optim.max_steps": steps, "save_every": 25,
                                                                   "plot_every": 25})
     run = tmp_path / "killed"
@@ -179,16 +175,13 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path, images, t
     partial = manifest["training"]
     assert "partial_step" in partial and partial["partial_step"] < steps  # killed mid-way
     assert manifest["lineage"][-1]["partial_of"] == steps  # a partial save names its run in the lineage
-    done = subprocess.run([sys.executable, "-c", LAUNCH, "train", str(killed), "--resume", "--no-progress"],
-                          env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_cli("train", str(killed), "--resume", "--no-progress", env=env)
     assert "resumed at step" in done.stderr
     a = load_file(str(tmp_path / "straight" / "checkpoint" / "adapters.safetensors"))
     b = load_file(str(run / "checkpoint" / "adapters.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-exact
     assert _losses(run) == _losses(tmp_path / "straight")  # the log reads as one run
-    wrong = subprocess.run([sys.executable, "-c", LAUNCH, "train", str(killed), "--resume", "--set", "optim.lr=0.5"],
-                           env=env, capture_output=True, text=True)
+    wrong = run_cli("train", str(killed), "--resume", "--set", "optim.lr=0.5", env=env, ok=False)
     assert wrong.returncode != 0 and "belongs to a different recipe (differs in: optim)" in wrong.stderr
 
 
@@ -199,13 +192,8 @@ def test_two_processes_equal_one_with_twice_the_batch(tmp_path, images, tiny_llm
     common = {"optim.max_steps": 8, "optim.grad_accum": accum, "save_every": 0, "strategy": strategy}
     one = _recipe(tmp_path, tiny_llm_dir, images, "one", n_copies=4, **{**common, "optim.batch_size": 4})
     two = _recipe(tmp_path, tiny_llm_dir, images, "two", n_copies=4, **{**common, "optim.batch_size": 2})
-    subprocess.run([sys.executable, "-c", LAUNCH, "train", str(one), "--no-progress"], env=env, check=True,
-                   capture_output=True)
-    script = tmp_path / "launch.py"
-    script.write_text(LAUNCH.replace("; ", "\n"))
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(script), "train", str(two), "--no-progress"], env=env, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-3000:]
+    run_cli("train", str(one), "--no-progress", env=env)
+    res = run_cli("train", str(two), "--no-progress", env=env, torchrun=tmp_path / "launch.py")
     assert "2 process(es)" in res.stderr
     l1, l2 = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert len(l1) == len(l2) == 8 and l1[-1] < l1[0]
@@ -223,18 +211,13 @@ def test_fsdp_run_resumes_from_its_gathered_state(tmp_path, images, tiny_llm_dir
     env = _env(tmp_path)
     recipe = _recipe(tmp_path, tiny_llm_dir, images, "fsdp", n_copies=4,
                      **{"optim.max_steps": 6, "optim.batch_size": 2, "save_every": 3, "strategy": "fsdp"})
-    script = tmp_path / "launch.py"
-    script.write_text(LAUNCH.replace("; ", "\n"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-           "train", str(recipe), "--no-progress"]
-    first = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr[-3000:]
+    cmd = ("train", str(recipe), "--no-progress")
+    run_cli(*cmd, env=env, torchrun=tmp_path / "launch.py")
     run = tmp_path / "fsdp"
     straight = load_file(str(run / "checkpoint" / "adapters.safetensors"))
     straight_losses = _losses(run)
     assert torch.load(run / "resume.pt", weights_only=False)["step"] == 3  # the state a kill would leave
-    again = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = run_cli(*cmd, "--resume", env=env, torchrun=tmp_path / "launch.py")
     assert "resumed at step 3" in again.stderr
     resumed = load_file(str(run / "checkpoint" / "adapters.safetensors"))
     assert all(torch.allclose(straight[k], resumed[k], atol=1e-6) for k in straight)

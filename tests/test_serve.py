@@ -394,7 +394,7 @@ def test_anymal_serve_command_starts_a_server(tiny_model, tmp_path):
     import subprocess
     import sys
 
-    from test_runs import LAUNCH
+    from conftest import LAUNCH
 
     ckpt = tiny_model.save_pretrained(tmp_path / "ck", stage="align")
     port = _free_port()
