@@ -22,7 +22,7 @@ from anymal.errors import InputError  # noqa: E402
 from anymal.registry import ENCODERS  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
-HANG_S = 600  # no test's child process runs near this long; one that does is hung
+HANG_S = 300  # no child process of a test runs near this long (the longest: ~30 s); one that does is hung
 # Python code that sees the tiny test encoders, for child processes (`python -c PRELUDE + code`). A child still
 # running after HANG_S prints every thread's stack and exits, so a hang fails its test and shows where it hung.
 PRELUDE = (f"import sys, faulthandler; faulthandler.dump_traceback_later({HANG_S}, exit=True); "
