@@ -58,16 +58,17 @@ def _encoder(config: ModelConfig, m: str, shared: dict) -> Encoder:
 
 class AnyMAL(Inference, AdapterWeights, nn.Module):
     def __init__(self, config: ModelConfig, llm: LanguageModel, encoders: dict[str, Encoder | Pending],
-                 tokens: dict[str, int] | None = None):
+                 tokens: dict[str, int] | None = None, shared: dict | None = None):
         """`encoders` may hold `Pending` modalities (built on first use, model/lazy.py), whose
-        projectors' token counts `tokens` gives."""
+        projectors' token counts `tokens` gives; `shared` holds the perception encoders the built
+        ones already use (one set for every modality that reads pictures)."""
         super().__init__()
         self.config = config
         self.llm = llm
         self.encoders = LazyModules(encoders, self._build_modality)
         self.projectors = LazyModules({m: Pending() if isinstance(encoders[m], Pending) else self._projector(cfg, encoders[m], llm)
                                        for m, cfg in config.modalities.items()}, self._build_modality)
-        self._shared: dict = {}  # perception encoders built once for every modality that reads pictures
+        self._shared = {} if shared is None else shared
         self._checkpoint: tuple[dict, dict, str | Path] | None = None  # (manifest, weights, path) still to apply
         self.processor = Processor(llm.tokenizer, {m: (tokens or {}).get(m) or self.projectors._modules[m].num_tokens
                                                    for m in self.projectors}, config.llm.max_length)
@@ -92,15 +93,13 @@ class AnyMAL(Inference, AdapterWeights, nn.Module):
     def from_config(cls, config: ModelConfig, root: str | Path | None = None, tokens: dict[str, int] | None = None) -> "AnyMAL":
         """Build backbones and fresh adapters; `root` resolves a checkpoint-relative LLM id (`./llm`).
         With `tokens` (each modality's projector token count) the modalities are built on first use."""
-        shared: dict = {}  # perception encoders built once for every modality that reads pictures
+        shared: dict = {}
         with quiet_loading(transformers=not tokens):
             llm = load_llm(config.llm.id, config.llm.dtype, root=root, lite=bool(tokens))
             if config.lora:
                 apply_lora(llm, config.lora)
             encoders = {m: Pending() if tokens else _encoder(config, m, shared) for m in config.modalities}
-        model = cls(config, llm, encoders, tokens)
-        model._shared = shared
-        return model
+        return cls(config, llm, encoders, tokens, shared)
 
     def _build_modality(self, m: str) -> None:
         """Build modality `m`'s encoder and projector where the model lives; from a checkpoint, check
