@@ -105,6 +105,33 @@ def test_speculative_decoding_gives_the_exact_greedy_tokens():
     assert outs[0] == outs[1] and fast.draft is not None
 
 
+
+@needs_int4
+def test_drafting_stops_at_a_stop_token_and_at_the_answers_budget(default_model):
+    lm = default_model.llm
+    prompt = default_model.prepare([[{"role": "user", "content": "Describe a cat."}]])
+
+    def answer(runner, budget: int, stops: list[int]) -> list[int]:
+        batch = DecodeBatch(runner)
+        batch.join(prompt.embeds, prompt.mask, [GenerationSettings(max_new_tokens=budget)])
+        return [int(t) for t in decode_tokens(batch, budget, stops)]
+
+    def drafting(stops: list[int] = ()) -> tuple[FastLM, list[int]]:
+        fast = FastLM(lm.model, speculate=8, stops=stops)
+        calls, draft = [], fast._q4_step()
+        fast.draft = lambda *a: calls.append(1) or draft(*a)
+        return fast, calls
+
+    ref = answer(TransformersRunner(lm.hf()), 24, [-1])
+    i = next(i for i in range(6, 24) if ref[i] not in ref[:i])  # a token the answer has not said before
+    fast, calls = drafting([ref[i]])
+    assert answer(fast, 24, [ref[i]]) == ref[:i + 1]  # the exact tokens, up to the stop
+    assert len(calls) <= i  # no drafting past the stop token: at most the tokens before it
+    fast, calls = drafting()
+    assert answer(fast, 3, [-1]) == ref[:3]
+    assert len(calls) <= 1  # 1 token from the prompt, then 1 draft + the exact pick: the budget's 3
+
+
 def test_the_shipped_llm_answers_the_same_through_fast_and_transformers(default_model, images):
     photo = "anymal/assets/examples/goat.png"
     convs = [[{"role": "user", "content": q}] for q in ("What is the capital of France?", "Describe a cat.")]

@@ -108,7 +108,7 @@ class _Block:
 class FastLM:
     """A causal LM's inference forward: embeddings in, next-token logits out, over a `KVCache`."""
 
-    def __init__(self, model: nn.Module, weights: str = "exact", speculate: int = 0):
+    def __init__(self, model: nn.Module, weights: str = "exact", speculate: int = 0, stops: list[int] = ()):
         reason = unsupported(model)
         if reason:
             raise ConfigError(f"fast decoding cannot run this LLM: {reason}")
@@ -125,6 +125,7 @@ class FastLM:
         self.rope_scale = float(getattr(base.rotary_emb, "attention_scaling", 1.0))
         self.quick = self.draft = None
         self.speculation = speculate if weights == "exact" else 0  # q4 answers are its own: nothing to check
+        self.stops = set(stops)  # tokens that end an answer: drafting stops at one
         if weights == "q4":
             self.quick = self._q4_step()
 
@@ -210,21 +211,27 @@ class FastLM:
         return self.forward(self.embed(ids), mask, pos, cache)
 
     @torch.inference_mode()
-    def speculate(self, token: int, position: int, cache: KVCache) -> list[tuple[int, torch.Tensor]]:
+    def speculate(self, token: int, position: int, cache: KVCache,
+                  limit: int | None = None) -> list[tuple[int, torch.Tensor]]:
         """The next greedy tokens of a lone row after `token` (fed at rotary `position`), each with its
-        logits [V]: the 4-bit step drafts `speculation` tokens, one exact forward over them all checks
+        logits [V]: the 4-bit step drafts up to `speculation` tokens (fewer at a stop token, and at most
+        `limit` - 1 when the answer may only take `limit` more), one exact forward over them all checks
         them, and the drafts up to the first the exact weights would not pick are kept, plus the exact
         pick after them. The tokens are the exact path's own greedy ones, 1 to speculation + 1 of them
         for one pass over the fp32 weights (which is what a step costs: they stream from memory)."""
         if self.draft is None:
             self.draft = self._q4_step()
-        start, k = cache.length, self.speculation
+        start = cache.length
+        k = self.speculation if limit is None else max(0, min(self.speculation, limit - 1))
         cache.reserve(k + 1)
         drafts = [token]
         for i in range(k):
             ids = torch.tensor([[drafts[-1]]], device=self.norm.device)
             logits = self.draft(self.embed(ids), torch.ones(1, start + i + 1), torch.tensor([[position + i]]), cache)
             drafts.append(int(logits.argmax()))
+            if drafts[-1] in self.stops:  # what follows it is never read
+                break
+        k = len(drafts) - 1
         cache.length = start  # the exact pass writes its own keys and values over the drafts'
         fed = torch.tensor([drafts], device=self.norm.device)
         logits = self.forward(self.embed(fed), torch.ones(1, start + k + 1), torch.arange(position, position + k + 1)[None],

@@ -112,7 +112,9 @@ class DecodeBatch:
         if self.ahead:  # the token just fed was checked in the last speculative pass: its keys are cached
             return
         if self._speculates():
-            self.ahead = self.runner.speculate(self.rows[0].history[-1], int(self.pos[0]), self.cache)
+            row = self.rows[0]  # it may take max_new_tokens - len(history) more tokens: no drafts past them
+            self.ahead = self.runner.speculate(row.history[-1], int(self.pos[0]), self.cache,
+                                               row.settings.max_new_tokens - len(row.history))
             return
         with self._injecting(self.rows):
             logits = self.runner.step(nxt, self.mask, self.pos[:, None], self.cache)
