@@ -90,8 +90,8 @@ class LanguageModel(nn.Module):
         head = base_model(self.model).lm_head.weight
         key = (weights, self.speculation, id(self.model), head.data_ptr(), head.dtype)
         if self._fast is None or self._fast[0] != key:
-            self._fast = (key, FastLM(self.model, weights, speculate=self.speculation if self._drafts() else 0,
-                                           stops=self.eos_token_ids))
+            drafts = self.speculation if self._drafts() else 0
+            self._fast = (key, FastLM(self.model, weights, speculate=drafts, stops=self.eos_token_ids))
         return self._fast[1]
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
