@@ -1,14 +1,14 @@
 """Load on `anymal serve` over loopback: continuous batching vs one request at a time, side by side.
 
-    python bench/serve_load.py [--requests 24] [--concurrency 8] [--max-tokens 24] [--model DIR]
+    python bench/serve_load.py [--requests 24] [--concurrency 8] [--max-tokens 24] [--rounds 4] [--model DIR]
 
 For each setting (`--max-batch 8`, then `--max-batch 1`, i.e. requests served one at a time) a fresh
 server process is started on 127.0.0.1, warmed up with one request of each kind, then `--concurrency` client
 threads send `--requests` chat completions (the bundled examples: pictures, a sound, IMU recordings,
 greedy, `--max-tokens` each), through the default safety checks as a deployed server would. Reported per setting: p50/p99 latency, completion tokens/s, requests/s,
-errors (expected 0), and the server's RSS after warm-up and after each of two identical rounds (a
-leak shows as growth in round 2; round 1 also holds the allocator's growth to batch-sized tensors).
-Throughput is round 1's; latencies cover both. Bounded: each setting stops after `--time-limit` s. Writes runs/bench/serve/results.{json,md}.
+errors (expected 0), and the server's RSS after warm-up and after each of `--rounds` identical rounds
+(round 1 holds the allocator's growth to batch-sized tensors; a leak shows as growth in every later
+round, a plateau as none). Throughput is round 1's; latencies cover every round. Bounded: each setting stops after `--time-limit` s. Writes runs/bench/serve/results.{json,md}.
 """
 from __future__ import annotations
 
@@ -98,13 +98,14 @@ def run_setting(max_batch: int, a) -> dict:
                 return dt, 0, f"HTTP {r.status_code}: {r.text[:200]}"
             return dt, r.json()["usage"]["completion_tokens"], None
 
-        rounds = []
-        for _ in range(2):  # round 2 shows a leak; round 1 includes allocator growth to batch size
+        results, rss = [], []
+        for round_ in range(a.rounds):  # round 1 includes allocator growth to batch size; later rounds show a leak
             t0 = time.perf_counter()
             with ThreadPoolExecutor(a.concurrency) as pool:
-                rounds.append((list(pool.map(one, range(a.requests))), time.perf_counter() - t0, _rss_mb(server.pid)))
-        (results, wall, rss_mid), (results2, _, rss_after) = rounds
-        results += results2  # latencies and errors of both rounds; throughput from round 1
+                results += pool.map(one, range(a.requests))
+            if round_ == 0:
+                wall = time.perf_counter() - t0  # throughput from round 1; latencies and errors of every round
+            rss.append(_rss_mb(server.pid))
         health = httpx.get(url + "/health").json()
     finally:
         server.terminate()
@@ -113,11 +114,11 @@ def run_setting(max_batch: int, a) -> dict:
     errors = [r[2] for r in results if r[2] is not None]
     tokens = sum(r[1] for r in results[:a.requests])
     q = lambda p: lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] if lat else float("nan")  # noqa: E731
-    return {"max_batch": max_batch, "requests": 2 * a.requests, "ok": len(lat), "errors": len(errors),
+    return {"max_batch": max_batch, "requests": a.rounds * a.requests, "ok": len(lat), "errors": len(errors),
             "error_samples": errors[:3], "wall_s": wall, "p50_s": statistics.median(lat) if lat else float("nan"),
             "p99_s": q(0.99), "tokens": tokens, "tokens_per_s": tokens / wall,
             "requests_per_s": sum(r[2] is None for r in results[:a.requests]) / wall,
-            "rss_before_mb": rss_before, "rss_round1_mb": rss_mid, "rss_after_mb": rss_after,
+            "rss_before_mb": rss_before, "rss_rounds_mb": rss,
             "batches": health["batches"] - len(parts)}
 
 
@@ -126,6 +127,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=24)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--max-tokens", type=int, default=24)
+    p.add_argument("--rounds", type=int, default=4, help="identical rounds per setting (RSS after each)")
     p.add_argument("--model")
     p.add_argument("--time-limit", type=float, default=600.0)
     p.add_argument("--out", default="runs/bench/serve")
@@ -138,11 +140,11 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"args": vars(a), "rows": rows, "batching_speedup": speedup}, indent=1))
-    lines = ["| server | requests ok | errors | p50 s | p99 s | tokens/s | requests/s | admissions | RSS MB: warm, round 1, round 2 |",
+    lines = ["| server | requests ok | errors | p50 s | p99 s | tokens/s | requests/s | admissions | RSS MB: warm, after each round |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| --max-batch {r['max_batch']} | {r['ok']}/{r['requests']} | {r['errors']} | {r['p50_s']:.2f} | "
               f"{r['p99_s']:.2f} | {r['tokens_per_s']:.1f} | {r['requests_per_s']:.2f} | {r['batches']} | "
-              f"{r['rss_before_mb']:.0f}, {r['rss_round1_mb']:.0f}, {r['rss_after_mb']:.0f} |" for r in rows]
+              + ", ".join(f"{x:.0f}" for x in [r["rss_before_mb"], *r["rss_rounds_mb"]]) + " |" for r in rows]
     lines.append(f"\n{a.concurrency} concurrent clients, {a.max_tokens} tokens max each, greedy; continuous batching "
                  f"gives {speedup:.2f}x the tokens/s of one-at-a-time serving")
     (out / "results.md").write_text("\n".join(lines) + "\n")
