@@ -78,6 +78,44 @@ def test_whisper_matches_ctranslate2_reference(whisper):
     assert np.abs(ours - theirs).max() < 1e-3
 
 
+
+def test_whisper_encoder_net_equals_transformers_whisper_encoder(tmp_path):
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from anymal.encoders.whisper import WhisperDims, WhisperEncoderNet
+
+    torch.manual_seed(0)
+    ref = WhisperEncoder(WhisperConfig(d_model=32, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64,
+                                       num_mel_bins=80, max_source_positions=1500)).eval()
+    net = WhisperEncoderNet(WhisperDims(d_model=32, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64))
+    net.load_state_dict(ref.state_dict(), strict=True)  # the same parameter names
+    ref.save_pretrained(tmp_path / "hf")  # encoder caches written by transformers (earlier releases) still load
+    x = torch.randn(2, 80, 3000)
+    with torch.no_grad():
+        want = ref(x).last_hidden_state
+        assert torch.allclose(net(x), want, atol=1e-5)
+        assert torch.allclose(WhisperEncoderNet.load(tmp_path / "hf")(x), want, atol=1e-5)
+
+
+
+def test_log_mel_is_whisper_feature_extractors():
+    from transformers import WhisperFeatureExtractor
+    from transformers.audio_utils import mel_filter_bank
+
+    from anymal.encoders.whisper import log_mel, mel_filters
+
+    want = mel_filter_bank(num_frequency_bins=201, num_mel_filters=80, min_frequency=0.0, max_frequency=8000.0,
+                           sampling_rate=16000, norm="slaney", mel_scale="slaney").T
+    assert np.allclose(mel_filters(80).numpy(), want, rtol=1e-6, atol=1e-9)
+    extractor = WhisperFeatureExtractor(feature_size=80)
+    rng = np.random.default_rng(0)
+    clips = [_tone(3.0) + 0.01 * rng.standard_normal(48000), 0.3 * rng.standard_normal(480000), np.zeros(400)]
+    for clip in clips:
+        ref = extractor(clip.astype(np.float32), sampling_rate=16000, return_tensors="pt").input_features[0]
+        assert torch.allclose(log_mel(clip), ref, atol=1e-5)
+
+
 def test_whisper_tokens_cover_only_the_real_clip(whisper):
     feats = whisper.encode([(_tone(2.0), 16000), (_tone(0.5, 8000), 8000)])
     assert [f.shape for f in feats] == [(100, 384), (25, 384)]  # 50 frames per second of real audio

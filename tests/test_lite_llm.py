@@ -57,6 +57,20 @@ def test_a_lazy_text_answer_never_imports_transformers(tiny_checkpoint):
     assert first == second  # the transformers decoder, built on demand, answers the same
 
 
+
+@pytest.mark.integration
+def test_the_shipped_models_answers_about_a_picture_and_a_sound_never_import_transformers():
+    """The start-up cost `anymal chat --image/--audio` pays: its lazy model answers without it."""
+    code = ("import sys\nfrom anymal import AnyMAL\nm = AnyMAL.from_pretrained(lazy=True)\n"
+            "print(m.chat('What is this?', image='anymal/assets/examples/goat.png', max_new_tokens=8))\n"
+            "print(m.chat('What makes this sound?', audio='anymal/assets/examples/goat-sound.flac', max_new_tokens=8))\n"
+            "loaded = [k for k in sys.modules if k.startswith('transformers')]\n"
+            "assert not loaded, loaded\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(out.stdout.strip().splitlines()) == 2
+
+
 def test_lite_tokenizer_matches_transformers_on_the_shipped_llm():
     from transformers import AutoTokenizer
 

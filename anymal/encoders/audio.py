@@ -18,6 +18,7 @@ import torch
 
 from ..errors import ConfigError
 from ..modalities import AUDIO
+from ..quiet import quiet_loading
 from .base import Encoder
 from .media import MAX_AUDIO_SECONDS, load_audio
 
@@ -57,8 +58,9 @@ class HFAudioEncoder(AudioEncoder):
         from transformers import AutoFeatureExtractor, AutoModel
 
         try:
-            model = AutoModel.from_pretrained(name)
-            self.extractor = AutoFeatureExtractor.from_pretrained(name)
+            with quiet_loading():  # modalities are built without quieting transformers: its own load does
+                model = AutoModel.from_pretrained(name)
+                self.extractor = AutoFeatureExtractor.from_pretrained(name)
         except OSError as e:
             raise ConfigError(f"encoder {name!r} is neither registered nor a loadable Hugging Face audio model: {e}") from None
         self.net = model.get_encoder() if hasattr(model, "get_encoder") else model  # seq2seq -> its encoder

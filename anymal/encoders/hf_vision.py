@@ -12,6 +12,7 @@ import torch
 
 from ..errors import ConfigError
 from ..modalities import IMAGE, VIDEO
+from ..quiet import quiet_loading
 from .base import Encoder
 from .media import load_image
 
@@ -26,8 +27,9 @@ class HFVisionEncoder(Encoder):
         from transformers import AutoImageProcessor, AutoModel
 
         try:
-            model = AutoModel.from_pretrained(name)
-            self.processor = AutoImageProcessor.from_pretrained(name, use_fast=False)
+            with quiet_loading():  # modalities are built without quieting transformers: its own load does
+                model = AutoModel.from_pretrained(name)
+                self.processor = AutoImageProcessor.from_pretrained(name, use_fast=False)
         except OSError as e:
             raise ConfigError(f"encoder {name!r} is neither registered nor a loadable Hugging Face vision model: {e}") from None
         self.net = getattr(model, "vision_model", model)  # CLIPModel/SiglipModel -> their vision tower

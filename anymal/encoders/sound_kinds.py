@@ -95,7 +95,7 @@ class PooledWhisper(Encoder):
         return self.load(item)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mel = x[:, :-1].reshape(x.shape[0], self.whisper.net.config.num_mel_bins, -1)
+        mel = x[:, :-1].reshape(x.shape[0], self.whisper.net.dims.num_mel_bins, -1)
         with torch.no_grad():
             return pooled(self.whisper(mel), x[:, -1].round().long()).unsqueeze(1)
 

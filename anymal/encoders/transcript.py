@@ -23,8 +23,7 @@ from ..modalities import AUDIO
 from ..registry import ENCODERS
 from .media import load_audio
 from .perception import ROW, PerceptionEncoder
-
-SAMPLE_RATE, WINDOW_SECONDS = 16000, 30.0
+from .whisper import SAMPLE_RATE, WINDOW_SECONDS, log_mel
 
 
 def whisper_dir() -> Path:
@@ -45,7 +44,6 @@ class WhisperTranscriber:
     def __init__(self, compute_type: str = "int8"):
         import ctranslate2
         from tokenizers import Tokenizer
-        from transformers import WhisperFeatureExtractor
 
         path = whisper_dir()
         self.model = ctranslate2.models.Whisper(str(path), device="cpu", compute_type=compute_type,
@@ -56,11 +54,10 @@ class WhisperTranscriber:
         if None in self.prompt or self.model.is_multilingual:
             raise InputError(f"{path}: expected the English-only Whisper tokenizer and model (tiny.en)")
         self.text_tokens = self.tok.token_to_id("<|endoftext|>")  # ids below it are text
-        self.extractor = WhisperFeatureExtractor(feature_size=80)  # Whisper's defaults: 16 kHz, 30 s, 80 mels
         self.size = (path / "model.bin").stat().st_size
 
     def features(self, waves: list[np.ndarray]) -> np.ndarray:
-        return self.extractor(waves, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+        return np.stack([log_mel(w).numpy() for w in waves])
 
     def ids(self, features: np.ndarray) -> list[list[int]]:
         """Log-mel features [B, 80, 3000] -> each clip's text token ids."""

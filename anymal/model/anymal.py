@@ -104,7 +104,7 @@ class AnyMAL(Inference, AdapterWeights, nn.Module):
     def _build_modality(self, m: str) -> None:
         """Build modality `m`'s encoder and projector where the model lives; from a checkpoint, check
         them against its manifest and load their weights."""
-        with quiet_loading():
+        with quiet_loading(transformers=False):  # an encoder that loads through transformers quiets it itself
             enc = _encoder(self.config, m, self._shared)
         proj = self._projector(self.config.modalities[m], enc, self.llm)
         self.encoders.put(m, enc.to(self.device).train(self.training))
