@@ -59,8 +59,9 @@ def test_a_lazy_text_answer_never_imports_transformers(tiny_checkpoint):
 
 
 @pytest.mark.integration
-def test_the_shipped_models_answers_about_a_picture_and_a_sound_never_import_transformers():
-    """The start-up cost `anymal chat --image/--audio` pays: its lazy model answers without it."""
+def test_the_shipped_models_answers_about_a_picture_and_a_sound_never_import_transformers(default_model):
+    """The start-up cost `anymal chat --image/--audio` pays: its lazy model answers without it (once its
+    caches exist, as `default_model` leaves them: the first run converts the LLM through transformers)."""
     code = ("import sys\nfrom anymal import AnyMAL\nm = AnyMAL.from_pretrained(lazy=True)\n"
             "print(m.chat('What is this?', image='anymal/assets/examples/goat.png', max_new_tokens=8))\n"
             "print(m.chat('What makes this sound?', audio='anymal/assets/examples/goat-sound.flac', max_new_tokens=8))\n"

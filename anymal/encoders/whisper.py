@@ -175,10 +175,17 @@ class WhisperEncoderNet(nn.Module):
         (path / "config.json").write_text(json.dumps(asdict(self.dims)))
 
     @classmethod
-    def load(cls, path: Path) -> "WhisperEncoderNet":
-        net = cls(WhisperDims.read(path / "config.json"))
-        net.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+    def holding(cls, dims: WhisperDims, weights: dict[str, torch.Tensor]) -> "WhisperEncoderNet":
+        """The encoder over `weights`, built without a random initialisation to throw away (which would
+        also move the global RNG, and with it every module initialised after the encoder)."""
+        with torch.device("meta"):
+            net = cls(dims)
+        net.load_state_dict(weights, strict=True, assign=True)
         return net.eval()
+
+    @classmethod
+    def load(cls, path: Path) -> "WhisperEncoderNet":
+        return cls.holding(WhisperDims.read(path / "config.json"), load_file(str(path / "model.safetensors")))
 
 
 def encoder_from_ct2(path: str | Path) -> WhisperEncoderNet:
@@ -214,9 +221,7 @@ def encoder_from_ct2(path: str | Path) -> WhisperEncoderNet:
             dst + "final_layer_norm.weight": t(src + "ffn/layer_norm/gamma"),
             dst + "final_layer_norm.bias": t(src + "ffn/layer_norm/beta"),
         })
-    enc = WhisperEncoderNet(dims)
-    enc.load_state_dict(sd, strict=True)
-    return enc.eval()
+    return WhisperEncoderNet.holding(dims, sd)
 
 
 def cached_encoder(name: str, model_bin: Path) -> WhisperEncoderNet:
