@@ -38,7 +38,10 @@ def run_cli(*args: str, env: dict[str, str], torchrun: Path | None = None, ok: b
     else:
         torchrun.write_text(LAUNCH.replace("; ", "\n"))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(torchrun)]
-    res = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=HANG_S + 60)
+    try:
+        res = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=HANG_S + 60)
+    except subprocess.TimeoutExpired as e:  # torchrun's own agent hung (its workers give up by themselves)
+        pytest.fail(f"{' '.join(args)} hung; its stderr ends:\n{(e.stderr or b'')[-3000:]!r}")
     if ok:
         assert res.returncode == 0, res.stderr[-3000:]
     return res
