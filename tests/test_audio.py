@@ -99,6 +99,20 @@ def test_whisper_encoder_net_equals_transformers_whisper_encoder(tmp_path):
 
 
 
+
+def test_building_whisper_over_its_weights_leaves_the_global_rng_alone():
+    from anymal.encoders.whisper import WhisperDims, WhisperEncoderNet
+
+    dims = WhisperDims(d_model=32, encoder_layers=1, encoder_attention_heads=4, encoder_ffn_dim=64)
+    weights = WhisperEncoderNet(dims).state_dict()
+    torch.manual_seed(0)
+    net = WhisperEncoderNet.holding(dims, weights)
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(torch.rand(3), after)  # modules built next initialise as if no encoder had been built
+    assert all(torch.equal(v, weights[k]) for k, v in net.state_dict().items())
+
+
 def test_log_mel_is_whisper_feature_extractors():
     from transformers import WhisperFeatureExtractor
     from transformers.audio_utils import mel_filter_bank

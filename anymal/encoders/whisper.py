@@ -176,11 +176,13 @@ class WhisperEncoderNet(nn.Module):
 
     @classmethod
     def holding(cls, dims: WhisperDims, weights: dict[str, torch.Tensor]) -> "WhisperEncoderNet":
-        """The encoder over `weights`, built without a random initialisation to throw away (which would
-        also move the global RNG, and with it every module initialised after the encoder)."""
-        with torch.device("meta"):
+        """The encoder over `weights`. Its layers' random initialisation, replaced at once, runs on a
+        forked RNG: the global one must not move, or every module initialised after the encoder (a
+        fresh run's projectors) would start differently than with transformers' loader. (The meta
+        device would skip that work, but its first use imports torch._dynamo: ~1 s.)"""
+        with torch.random.fork_rng(devices=[]):
             net = cls(dims)
-        net.load_state_dict(weights, strict=True, assign=True)
+        net.load_state_dict(weights, strict=True)
         return net.eval()
 
     @classmethod
