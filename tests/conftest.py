@@ -30,21 +30,32 @@ PRELUDE = (f"import sys, faulthandler; faulthandler.dump_traceback_later({HANG_S
 LAUNCH = PRELUDE + "from anymal.cli import main; sys.exit(main(sys.argv[1:]))"  # the anymal CLI
 
 
-def run_cli(*args: str, env: dict[str, str], torchrun: Path | None = None, ok: bool = True):
+def run_child(cmd: list[str], env: dict[str, str] | None = None, ok: bool = True) -> subprocess.CompletedProcess:
+    """A test's child process, bounded; with `ok`, a failure shows the child's stderr."""
+    try:
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_S + 60)
+    except subprocess.TimeoutExpired as e:  # torchrun's own agent hung (its workers give up by themselves)
+        pytest.fail(f"{' '.join(cmd)} hung; its stderr ends:\n{(e.stderr or b'')[-3000:]!r}")
+    if ok:
+        assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def run_python(code: str, env: dict[str, str] | None = None, ok: bool = True) -> subprocess.CompletedProcess:
+    """`python -c code` in a child process that sees the tiny test encoders (see `run_child`)."""
+    return run_child([sys.executable, "-c", PRELUDE + code], env, ok)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, torchrun: Path | None = None,
+            ok: bool = True) -> subprocess.CompletedProcess:
     """`anymal ARGS` in a child process (under torchrun with 2 processes when `torchrun` names a script path
-    to write the launcher to); with `ok`, a failure shows the child's stderr."""
+    to write the launcher to); see `run_child`."""
     if torchrun is None:
         cmd = [sys.executable, "-c", LAUNCH]
     else:
         torchrun.write_text(LAUNCH.replace("; ", "\n"))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(torchrun)]
-    try:
-        res = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=HANG_S + 60)
-    except subprocess.TimeoutExpired as e:  # torchrun's own agent hung (its workers give up by themselves)
-        pytest.fail(f"{' '.join(args)} hung; its stderr ends:\n{(e.stderr or b'')[-3000:]!r}")
-    if ok:
-        assert res.returncode == 0, res.stderr[-3000:]
-    return res
+    return run_child([*cmd, *args], env, ok)
 
 
 CHATML = (

@@ -78,7 +78,6 @@ def test_whisper_matches_ctranslate2_reference(whisper):
     assert np.abs(ours - theirs).max() < 1e-3
 
 
-
 def test_whisper_encoder_net_equals_transformers_whisper_encoder(tmp_path):
     from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -96,8 +95,6 @@ def test_whisper_encoder_net_equals_transformers_whisper_encoder(tmp_path):
         want = ref(x).last_hidden_state
         assert torch.allclose(net(x), want, atol=1e-5)
         assert torch.allclose(WhisperEncoderNet.load(tmp_path / "hf")(x), want, atol=1e-5)
-
-
 
 
 def test_building_whisper_over_its_weights_leaves_the_global_rng_alone():

@@ -105,7 +105,6 @@ def test_speculative_decoding_gives_the_exact_greedy_tokens():
     assert outs[0] == outs[1] and fast.draft is not None
 
 
-
 @needs_int4
 def test_drafting_stops_at_a_stop_token_and_at_the_answers_budget(default_model):
     lm = default_model.llm

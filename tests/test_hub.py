@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from anymal.cli import main
 from anymal.errors import CheckpointError
 from anymal.model.hub import push_checkpoint, resolve_checkpoint
-from conftest import LAUNCH, PRELUDE
+from conftest import run_cli, run_python
 
 
 
@@ -35,8 +34,7 @@ def hub(tiny_llm_dir, tmp_path_factory):
 
 def _run(hub: Path, code: str = "", *cli: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    args = ["-c", PRELUDE + code] if code else ["-c", LAUNCH, *cli]
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
+    return run_python(code, env, ok=False) if code else run_cli(*cli, env=env, ok=False)
 
 
 def test_a_hub_id_loads_offline_from_the_cache_at_a_revision(hub):

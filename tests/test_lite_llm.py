@@ -1,15 +1,16 @@
 """The lite LLM (anymal/llm/lite.py): transformers' parameters without its modeling stack."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from anymal.llm.backbone import load_llm
 from anymal.llm.fast import FastLM
 from anymal.llm.lite import LiteCausalLM
+from conftest import run_python
+
+# the end of a child process's code: it fails if anything it ran imported transformers
+NO_TRANSFORMERS = "loaded = [k for k in sys.modules if k.startswith('transformers')]\nassert not loaded, loaded\n"
 
 
 def _qwen2_dir(path):
@@ -47,15 +48,11 @@ def test_a_lazy_text_answer_never_imports_transformers(tiny_checkpoint):
     code = ("import sys\nfrom anymal import AnyMAL, GenerationSettings\n"
             f"m = AnyMAL.from_pretrained({str(tiny_checkpoint)!r}, lazy=True)\n"
             "print(m.generate([[{'role': 'user', 'content': 'Hi'}]], GenerationSettings(max_new_tokens=4)))\n"
-            "loaded = [k for k in sys.modules if k.startswith('transformers')]\n"
-            "assert not loaded and 'torch._dynamo' not in sys.modules, loaded\n"
+            + NO_TRANSFORMERS + "assert 'torch._dynamo' not in sys.modules\n"
             "m.llm.decoder = 'transformers'\n"
             "print(m.generate([[{'role': 'user', 'content': 'Hi'}]], GenerationSettings(max_new_tokens=4)))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    first, second = out.stdout.strip().splitlines()
+    first, second = run_python(code).stdout.strip().splitlines()
     assert first == second  # the transformers decoder, built on demand, answers the same
-
 
 
 @pytest.mark.integration
@@ -65,11 +62,8 @@ def test_the_shipped_models_answers_about_a_picture_and_a_sound_never_import_tra
     code = ("import sys\nfrom anymal import AnyMAL\nm = AnyMAL.from_pretrained(lazy=True)\n"
             "print(m.chat('What is this?', image='anymal/assets/examples/goat.png', max_new_tokens=8))\n"
             "print(m.chat('What makes this sound?', audio='anymal/assets/examples/goat-sound.flac', max_new_tokens=8))\n"
-            "loaded = [k for k in sys.modules if k.startswith('transformers')]\n"
-            "assert not loaded, loaded\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert len(out.stdout.strip().splitlines()) == 2
+            + NO_TRANSFORMERS)
+    assert len(run_python(code).stdout.strip().splitlines()) == 2
 
 
 def test_lite_tokenizer_matches_transformers_on_the_shipped_llm():

@@ -28,13 +28,16 @@ def valid_tokens(samples: int, num_tokens: int, sample_rate: int, window_seconds
     return min(num_tokens, max(1, math.ceil(num_tokens * samples / (sample_rate * window_seconds))))
 
 
+SAMPLE_RATE, WINDOW_SECONDS = 16000, 30.0  # Whisper's analysis window: the defaults
+
+
 class AudioEncoder(Encoder):
     """Subclasses set `sample_rate`, `window_seconds`, `num_tokens` and implement `features(wave)`."""
 
     modality = AUDIO.name
     varies = True
-    sample_rate = 16000
-    window_seconds = 30.0
+    sample_rate = SAMPLE_RATE
+    window_seconds = WINDOW_SECONDS
 
     def features(self, wave: np.ndarray) -> torch.Tensor:
         """A mono waveform (at most one window long) -> the model-ready input for a full window."""

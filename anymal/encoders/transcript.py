@@ -21,9 +21,10 @@ import torch
 from ..errors import ConfigError, InputError
 from ..modalities import AUDIO
 from ..registry import ENCODERS
+from .audio import SAMPLE_RATE, WINDOW_SECONDS
 from .media import load_audio
 from .perception import ROW, PerceptionEncoder
-from .whisper import SAMPLE_RATE, WINDOW_SECONDS, log_mel
+from .whisper import log_mel
 
 
 def whisper_dir() -> Path:

@@ -30,10 +30,10 @@ from ..errors import ConfigError
 from ..modalities import AUDIO
 from ..paths import assemble_parts, cache_dir, replace_dir
 from ..registry import ENCODERS
-from .audio import AudioEncoder
+from .audio import SAMPLE_RATE, WINDOW_SECONDS, AudioEncoder
 
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
-SAMPLE_RATE, WINDOW_SECONDS, N_FFT, HOP = 16000, 30.0, 400, 160  # Whisper's analysis: 30 s, 25 ms every 10 ms
+N_FFT, HOP = 400, 160  # Whisper's analysis frames: 25 ms every 10 ms
 WINDOW_SAMPLES = int(SAMPLE_RATE * WINDOW_SECONDS)
 
 
