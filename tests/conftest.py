@@ -28,6 +28,7 @@ HANG_S = 300  # no child process of a test runs near this long (the longest: ~30
 PRELUDE = (f"import sys, faulthandler; faulthandler.dump_traceback_later({HANG_S}, exit=True); "
            f"sys.path.insert(0, {str(TESTS)!r}); import conftest; ")
 LAUNCH = PRELUDE + "from anymal.cli import main; sys.exit(main(sys.argv[1:]))"  # the anymal CLI
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]  # + a script
 
 
 def run_child(cmd: list[str], env: dict[str, str] | None = None, ok: bool = True) -> subprocess.CompletedProcess:
@@ -54,7 +55,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, torchrun: Path | None
         cmd = [sys.executable, "-c", LAUNCH]
     else:
         torchrun.write_text(LAUNCH.replace("; ", "\n"))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(torchrun)]
+        cmd = [*TORCHRUN, str(torchrun)]
     return run_child([*cmd, *args], env, ok)
 
 

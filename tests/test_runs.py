@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from anymal.errors import TrainingError
 from anymal.train.loop import train
 from anymal.train.sampling import StepSampler, padding, random_padding
 from anymal.train.setup import length_grouping
-from conftest import LAUNCH, run_cli
+from conftest import LAUNCH, PRELUDE, TORCHRUN, run_child, run_cli
 
 
 
@@ -202,6 +203,31 @@ def test_two_processes_equal_one_with_twice_the_batch(tmp_path, images, tiny_llm
     b = load_file(str(tmp_path / "two" / "checkpoint" / "adapters.safetensors"))
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert json.loads((tmp_path / "two" / "checkpoint" / "anymal_config.json").read_text())["training"]["processes"] == 2
+
+
+@pytest.mark.distributed
+def test_no_ddp_wrapper_outlives_its_process_group(tmp_path, images, tiny_llm_dir):
+    """DDP's C++ reducer frees the process group holding the GIL; when it held the last reference, gloo's
+    destructor waited for a worker thread waiting for the GIL, and a rank hung at the end of its run (CI, twice)."""
+    recipe = _recipe(tmp_path, tiny_llm_dir, images, "ddp", **{"optim.max_steps": 2, "optim.batch_size": 2,
+                                                                 "save_every": 0, "strategy": "ddp"})
+    script = tmp_path / "checked.py"
+    script.write_text(PRELUDE.replace("; ", "\n") + textwrap.dedent(f"""
+        import gc
+        import torch.distributed as tdist
+        from torch.nn.parallel import DistributedDataParallel
+        from anymal.cli import main
+        destroy = tdist.destroy_process_group
+        def checked_destroy():
+            alive = [o for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
+            assert not alive, "a DDP wrapper outlives its process group"
+            destroy()
+            print("checked", file=sys.stderr)
+        tdist.destroy_process_group = checked_destroy
+        main(["train", {str(recipe)!r}, "--no-progress"])
+        """))
+    res = run_child([*TORCHRUN, str(script)], _env(tmp_path))
+    assert res.stderr.count("checked") == 2  # both ranks tore down through the check
 
 
 @pytest.mark.resume

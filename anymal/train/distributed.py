@@ -7,6 +7,7 @@ Backends: NCCL on GPUs, gloo on CPU (what the tests use).
 """
 from __future__ import annotations
 
+import gc
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -41,8 +42,18 @@ def setup() -> Dist:
 
 
 def teardown(d: Dist) -> None:
-    if d.world > 1 and dist.is_initialized():
-        dist.destroy_process_group()
+    """End a distributed run: every rank waits for the others, then the process group goes.
+
+    Call it only once the DDP wrapper is unreferenced: its C++ reducer holds the process group
+    and frees it while holding the GIL, so when it held the last reference, gloo's destructor
+    waited for a worker thread that in turn waited for the GIL to free a tensor from a finished
+    collective, and the rank hung (seen in CI; reproduced in a loop, ~1 run in 2). The process
+    group itself is freed by torch without the GIL."""
+    if d.world == 1 or not dist.is_initialized():
+        return
+    gc.collect()  # the wrapper may sit in a reference cycle
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def all_sum(values: list[float], d: Dist) -> list[float]:

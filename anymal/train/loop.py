@@ -207,7 +207,7 @@ class Trainer(StepLoop):
         self.model.stage = cfg.stage
         self.model.lineage = self.model.lineage + [{**self.run_entry, "steps": o.max_steps}]
         ckpt = self.checkpoint(o.max_steps, final=True) or self.out / "checkpoint"
-        dist.barrier(self.d)
+        self.wrapped = self.model  # before teardown, which says why
         dist.teardown(self.d)
         self.log(f"done: loss {st.first_loss:.3f} -> {st.last_loss:.3f}"
                  + (f", val loss {st.val_loss:.3f}" if st.val_loss is not None else "") + f"; checkpoint {ckpt}")
