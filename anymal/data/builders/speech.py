@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from ...encoders.audio import SAMPLE_RATE, WINDOW_SECONDS
 from ...encoders.media import load_audio
 from ...errors import AnymalError, DataError, InputError
 from ...modalities import AUDIO
@@ -27,8 +28,7 @@ from .tuxpaint import STAMPS_DIR, caption_split, find_stamps, object_word
 
 ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
-SAMPLE_RATE = 16000
-MAX_SECONDS = 30.0  # load_audio's default limit: longer clips could not be used by the adapter
+MAX_SECONDS = WINDOW_SECONDS  # longer clips would not fit the audio encoder's window
 EXT = ".flac"
 LICENCES = {"asterisk": "CC-BY-SA-3.0 (Asterisk core sounds, Allison Smith / Digium)",
             "tuxpaint": "GPL-2 (Tux Paint stamps)", "espeak-ng": "audio synthesised by espeak-ng (GPL-3)",
