@@ -11,16 +11,20 @@ from anymal.data.builders import speech
 from anymal.data.jsonl import read_jsonl
 from anymal.data.builders.audio_set import build_audio
 from anymal.data.builders.speech import ASTERISK_DIR, ASTERISK_TRANSCRIPTS, clean_transcript, read_transcripts, sound_answer
+from anymal.data.builders.human_speech import KLETTRES, KTUBERLING, human_words
+from anymal.data.builders.spoken_words import GROUP as SINGLE_WORD, spoken_words
 from anymal.data.builders.tuxpaint import STAMPS_DIR
 from anymal.encoders.media import load_audio
 from anymal.errors import InputError
 from anymal.eval.speech import normalize_text, sound_naming_accuracy, wer_cer
 
 HAVE_ASTERISK = ASTERISK_DIR.is_dir() and ASTERISK_TRANSCRIPTS.is_file()
-HAVE_ALL = HAVE_ASTERISK and STAMPS_DIR.is_dir() and all(map(shutil.which, ("espeak-ng", "flite", "text2wave")))
+HAVE_ALL = (HAVE_ASTERISK and STAMPS_DIR.is_dir() and KTUBERLING.is_dir() and KLETTRES.is_dir()
+            and all(map(shutil.which, ("espeak-ng", "flite", "text2wave"))))
 needs_asterisk = pytest.mark.skipif(not HAVE_ASTERISK, reason="apt asterisk-core-sounds-en(-wav) not installed")
 needs_all = pytest.mark.skipif(not HAVE_ALL, reason="needs apt asterisk-core-sounds-en(-wav), "
-                                                    "tuxpaint-stamps-default, espeak-ng, flite and festival "
+                                                    "tuxpaint-stamps-default, ktuberling-data, klettres-data, "
+                                                    "espeak-ng, flite and festival "
                                                     "(scripts/install.sh installs them)")
 
 
@@ -58,7 +62,7 @@ def test_asterisk_transcripts():
     assert clean_transcript(t["letters/at"]) == "at"
 
 
-SMALL = dict(limit={"asterisk": 10, "tts": 4, "tuxpaint": 8}, val=0.3, test=0.3, tts_per_sentence=2,
+SMALL = dict(limit={"asterisk": 10, "tts": 4, "tuxpaint": 8, "words": 6}, val=0.3, test=0.3, tts_per_sentence=2,
              sound_copies=3, mixes={"train": 2, "val": 0, "test": 2}, progress=False)
 
 
@@ -89,6 +93,12 @@ def test_small_build_is_split_by_transcript_and_recording_and_loadable(tmp_path)
     assert all(len(v) == 1 for v in sentence_splits.values()), "a sentence is in two splits"
     assert all(len(v) == 1 for v in recording_splits.values()), "a sound recording is in two splits"
     assert totals["speech/asterisk"] == 10 and totals["speech/festival"] >= 1  # the held-out voice reads test sentences
+    # single words: two voices each, none of them a word of the real-voice test set, split by the word
+    words = [s for split in ("train", "val", "test") for s in read_jsonl(tmp_path / f"{split}.jsonl", ["audio"])[0]
+             if s.meta.get("group") == SINGLE_WORD]
+    assert len(words) == 12 and len({s.meta["transcript"] for s in words}) == 6
+    assert all(" " not in s.meta["transcript"] and s.meta["seconds"] < 3 for s in words)
+    assert not {s.meta["transcript"] for s in words} & {w for w, *_ in human_words()}
     trained = sum(r == {"train"} for r in recording_splits.values())
     sounds = sum(v for k, v in totals.items() if k.startswith("sound/") and k != "sound/mix")
     assert len(recording_splits) == 8 and sounds == 8 + 2 * trained  # 3 copies of each training recording
@@ -101,6 +111,13 @@ def test_small_build_is_split_by_transcript_and_recording_and_loadable(tmp_path)
     build_audio(tmp_path / "again", **SMALL)
     for split in ("train", "val", "test", "test-mixed"):
         assert (tmp_path / f"{split}.jsonl").read_bytes() == (tmp_path / "again" / f"{split}.jsonl").read_bytes()
+
+
+@needs_all
+def test_single_words_leave_out_the_real_voice_test_words():
+    words = spoken_words()
+    assert {"apple", "bear"} <= set(words) and len(words) > 300  # Tux Paint's object words...
+    assert not {"camel", "dog", "pyramid"} & set(words)  # ...but none KTuberling or KLettres says
 
 
 @needs_all

@@ -77,10 +77,11 @@ def test_speech_baseline_runs_whisper_on_the_task_samples(tmp_path):
     from anymal.eval.runner import split_reference
 
     wav = "/usr/share/asterisk/sounds/en_US_f_Allison/call-fwd-on-busy.wav"
-    rec = {"messages": [{"role": "user", "content": "<audio>Transcribe this audio."},
-                        {"role": "assistant", "content": "Call-Forward on Busy."}], "audios": [wav]}
-    (tmp_path / "m.jsonl").write_text(json.dumps(rec) + "\n")
+    recs = [{"messages": [{"role": "user", "content": "<audio>Transcribe this audio."},
+                          {"role": "assistant", "content": answer}], "audios": [wav], "meta": {"group": group}}
+            for answer, group in (("Call-Forward on Busy.", "right"), ("Zebra.", "wrong"))]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     samples, _ = read_jsonl(tmp_path / "m.jsonl", ["audio"])
     refs = [split_reference(s.messages)[1] for s in samples]
-    out = TASKS["speech-transcribe"].baseline(samples, refs, False)
-    assert out["whisper-tiny.en own decoder"]["WER"] <= 0.5, out
+    out = TASKS["speech-transcribe"].baseline(samples, refs, False)["whisper-tiny.en own decoder"]
+    assert out["WER, group right"] <= 0.5 and out["WER, group wrong"] >= 1.0, out  # scored by group too

@@ -16,6 +16,9 @@ assistant: answer) and each `meta` has `kind` (speech | sound), `source`, `voice
 * **Festival** with the `ked` diphone voice (Debian `festival festvox-kdlpc16k`, CSTR Edinburgh,
   MIT-style licence): a voice no training clip uses; it reads the test sentences only (group
   "held-out voice").
+* **Single words** (`spoken_words`): the training TTS voices saying one object word of a Tux Paint
+  caption (not the words of the real-voice test set, `anymal data build human-speech`), two voices a
+  word; answer = the word. Without them a short spoken word was answered as a sound.
 * **Tux Paint stamp sound effects** (Debian `tuxpaint-stamps-default`; (c) the Tux Paint authors,
   https://tuxpaint.org; **GPL-2**): `<stamp>.ogg` next to stamp images outside `symbols/` (not the
   spoken `*_desc*.ogg`, not localized speech). Answer = "The sound of " + the caption with its first
@@ -26,7 +29,8 @@ assistant: answer) and each `meta` has `kind` (speech | sound), `source`, `voice
 
 ## Splits
 Speech: `caption_split` of the transcript (a hash of its lower-cased, punctuation-free text), the
-function and fractions of the Tux Paint image set: no sentence is in two splits whatever the voice.
+function and fractions of the Tux Paint image set: no sentence or single word is in two splits
+whatever the voice.
 Sounds: by recording (`sound_set`): a new recording of a known kind is the usual test case ("known
 kind"), a kind no training recording names the zero-shot one ("new kind"); a held-out Tux Paint stamp
 is held out as an image, a video and a sound. The seed varies instructions, voices, speaking rates,
@@ -44,9 +48,10 @@ from ..jsonl import SkipReport
 from .sound_effects import SOURCES as EFFECT_SOURCES
 from .sound_set import mixed_records, sound_records
 from .speech import asterisk_records, tts_records
+from .spoken_words import word_records
 
 SOUND_SOURCES = ("tuxpaint", *EFFECT_SOURCES)
-SOURCES = ("asterisk", "tts", *SOUND_SOURCES)
+SOURCES = ("asterisk", "tts", *SOUND_SOURCES, "words")
 SPLITS = ("train", "val", "test", "test-mixed")
 
 
@@ -63,13 +68,14 @@ def _counts(recs: list[dict]) -> dict:
 
 def build_audio(out: str | Path, seed: int = 0, val: float = 0.1, test: float = 0.1, tts_per_sentence: int = 1,
                 sources: tuple[str, ...] | str = SOURCES, limit: int | dict[str, int] | None = None,
-                sound_copies: int = 4, mixes: dict[str, int] | None = None, progress: bool = True) -> dict:
+                sound_copies: int = 4, mixes: dict[str, int] | None = None, voices_per_word: int = 2,
+                progress: bool = True) -> dict:
     """Write `{out}/{train,val,test,test-mixed}.jsonl`, `audio/`, `stats.json`, `README.md`; return the stats.
 
     `limit` caps the clips (Asterisk, sounds) or sentences (TTS) per source, as an int for every
     source or a dict {source: n}; the subset is a deterministic hash sample, so it spans the splits.
     `sound_copies` counts each training sound with its augmented copies; `mixes` is the number of
-    speech-over-sound clips per split (each asked two ways).
+    speech-over-sound clips per split (each asked two ways); `voices_per_word` speak each single word.
     """
     sources = tuple(x.strip() for x in sources.split(",")) if isinstance(sources, str) else tuple(sources)
     lim = limit if isinstance(limit, dict) else {s: limit for s in SOURCES}
@@ -89,6 +95,8 @@ def build_audio(out: str | Path, seed: int = 0, val: float = 0.1, test: float = 
         sound_limit = min((lim[s] for s in sound_sources if lim.get(s) is not None), default=None)
         recs += sound_records(out, val, test, seed, sound_limit, sound_copies, sound_sources, skipped, progress)
     recs += mixed_records(out, recs, mixes, seed)
+    if "words" in sources:  # after the mixes, which put sounds under sentences
+        recs += word_records(out, val, test, seed, lim.get("words"), voices_per_word, skipped, progress)
     by_split = {split: [r for s, r in recs if s == split] for split in SPLITS}
     for split, mine in by_split.items():
         (out / f"{split}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in mine),
@@ -97,7 +105,7 @@ def build_audio(out: str | Path, seed: int = 0, val: float = 0.1, test: float = 
     stats = {"counts": counts, "skipped": dict(skipped.reasons), "seconds_to_build": round(time.time() - start, 1),
              "bytes": sum((out / r[AUDIO.list_key][0]).stat().st_size for _, r in recs),
              "sources": list(sources), "seed": seed, "val": val, "test": test, "tts_per_sentence": tts_per_sentence,
-             "sound_copies": sound_copies, "mixes": mixes}
+             "sound_copies": sound_copies, "mixes": mixes, "voices_per_word": voices_per_word}
     (out / "stats.json").write_text(json.dumps(stats, indent=1))
     (out / "README.md").write_text("# Audio set (built by `anymal data build audio`)\n\n"
                                    f"Counts: `{json.dumps(counts)}`\n\n" + (__doc__ or "").split("\n", 1)[1])

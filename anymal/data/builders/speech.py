@@ -12,6 +12,7 @@ import re
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,6 +49,7 @@ VOICES = [("espeak-ng", v) for v in ("en-us", "en-gb", "en-gb-scotland", "en-gb-
 # Voices no training clip uses: they read only the test split's sentences (meta.group "held-out voice"),
 # in addition to the training voices, so a test sentence is heard in a known and in an unknown voice.
 HELD_OUT_VOICES = [("festival", "ked")]
+RATES = (0.8, 0.9, 1.0, 1.1, 1.25)  # speaking speeds, relative to a voice's own
 PACKAGES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival festvox-kdlpc16k"}
 _NON_SPEECH = re.compile(r"^\s*[\[(<]")  # "[ascending tones]", "(1 second of silence)", "<beep ascending>"
 _SYMBOLS = re.compile(r"[*#@$%&/\\\[\]<>{}|~^_=+]")  # TTS voices read these differently from Allison
@@ -200,28 +202,48 @@ def tts_records(out: Path, val: float, test: float, seed: int, limit: int | None
         voices = rng.sample(VOICES, min(per_sentence, len(VOICES)))
         voices += HELD_OUT_VOICES if caption_split(text, val, test) == "test" else []
         for engine, voice in voices:
-            jobs.append((text, origin, engine, voice, rng.choice((0.8, 0.9, 1.0, 1.1, 1.25)), rng))
+            jobs.append(Utterance(text, origin, engine, voice, rng.choice(RATES), rng, caption_split(text, val, test),
+                                  "tts", "held-out voice" if (engine, voice) in HELD_OUT_VOICES else engine))
+    return speak(out, jobs, skipped, progress)
 
-    def run(job: tuple) -> np.ndarray | AnymalError:
+
+@dataclass
+class Utterance:
+    """One clip to synthesise and the record it becomes (the answer is the text itself)."""
+    text: str
+    origin: str  # where the text comes from (a LICENCES key)
+    engine: str
+    voice: str
+    rate: float
+    rng: random.Random  # picks the instruction, after synthesis and only for a usable clip (as sets were built)
+    split: str
+    folder: str  # under audio/<split>/
+    group: str  # meta.group: what the evaluation reports apart
+
+
+def speak(out: Path, jobs: list[Utterance], skipped: SkipReport, progress: bool) -> list[tuple[str, dict]]:
+    """Synthesise every job (in parallel) and write its clip and record; failures are counted in `skipped`."""
+    def run(job: Utterance) -> np.ndarray | AnymalError:
         try:
-            return synthesize(job[0], job[2], job[3], job[4], Path(tmp))
+            return synthesize(job.text, job.engine, job.voice, job.rate, Path(tmp))
         except AnymalError as e:
             return e
 
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        waves = list(tqdm(pool.map(run, jobs), total=len(jobs), desc="tts", disable=not progress))
+        waves = list(tqdm(pool.map(run, jobs), total=len(jobs), desc=f"tts ({jobs[0].folder})" if jobs else "tts",
+                          disable=not progress))
     recs = []
-    for (text, origin, engine, voice, rate, rng), wave in zip(jobs, waves):
+    for job, wave in zip(jobs, waves):
+        where = f"{job.engine} {job.voice} {job.text[:40]!r}"
         if isinstance(wave, InputError):  # spoken, but unusable (e.g. longer than 30 s)
-            unusable(skipped, f"{engine} {voice} {text[:40]!r}", wave, "TTS output unusable")
+            unusable(skipped, where, wave, "TTS output unusable")
         elif isinstance(wave, Exception):
-            skipped.add(f"TTS failed ({engine})", f"{voice}: {text[:40]!r}: {wave}")
+            skipped.add(f"TTS failed ({job.engine})", f"{where}: {wave}")
         else:
-            held_out = (engine, voice) in HELD_OUT_VOICES
-            meta = {"kind": "speech", "source": engine, "voice": f"{engine}:{voice}@x{rate}", "transcript": text,
-                    "group": "held-out voice" if held_out else engine,  # what the evaluation reports apart
-                    "text_source": origin, "licence": f"{LICENCES[engine]}; text {LICENCES[origin]}"}
-            name = f"{engine}-{voice}-{hashlib.sha256(f'{rate}:{text}'.encode()).hexdigest()[:12]}"
-            recs.append(audio_record(out, caption_split(text, val, test), "tts", name, wave,
-                              rng.choice(SPEECH_INSTRUCTIONS), text, meta))
+            meta = {"kind": "speech", "source": job.engine, "voice": f"{job.engine}:{job.voice}@x{job.rate}",
+                    "transcript": job.text, "group": job.group, "text_source": job.origin,
+                    "licence": f"{LICENCES[job.engine]}; text {LICENCES[job.origin]}"}
+            name = f"{job.engine}-{job.voice}-{hashlib.sha256(f'{job.rate}:{job.text}'.encode()).hexdigest()[:12]}"
+            recs.append(audio_record(out, job.split, job.folder, name, wave, job.rng.choice(SPEECH_INSTRUCTIONS),
+                                     job.text, meta))
     return recs
