@@ -47,8 +47,8 @@ def teardown(d: Dist) -> None:
     Call it only once the DDP wrapper is unreferenced: its C++ reducer holds the process group
     and frees it while holding the GIL, so when it held the last reference, gloo's destructor
     waited for a worker thread that in turn waited for the GIL to free a tensor from a finished
-    collective, and the rank hung (seen in CI; reproduced in a loop, ~1 run in 2). The process
-    group itself is freed by torch without the GIL."""
+    collective, and the rank hung (seen in CI twice; a loop of DDP runs hung in its first two).
+    The process group itself is freed by torch without the GIL."""
     if d.world == 1 or not dist.is_initialized():
         return
     gc.collect()  # the wrapper may sit in a reference cycle
