@@ -70,7 +70,7 @@ SMALL = dict(limit={"asterisk": 10, "tts": 4, "tuxpaint": 8, "words": 6}, val=0.
 def test_small_build_is_split_by_transcript_and_recording_and_loadable(tmp_path):
     stats = build_audio(tmp_path, **SMALL)
     totals = defaultdict(int)
-    sentence_splits, recording_splits = defaultdict(set), defaultdict(set)
+    sentence_splits, recording_splits, words = defaultdict(set), defaultdict(set), []
     for split in ("train", "val", "test", "test-mixed"):
         samples, skipped = read_jsonl(tmp_path / f"{split}.jsonl", ["audio"])
         assert skipped.total == 0 and len(samples) == stats["counts"][split]["total"]
@@ -87,15 +87,14 @@ def test_small_build_is_split_by_transcript_and_recording_and_loadable(tmp_path)
             else:
                 assert answer["content"][0]["text"] == s.meta["transcript"]
                 sentence_splits[normalize_text(s.meta["transcript"])].add(split.replace("test-mixed", "test"))
+                words += [s] if s.meta.get("group") == SINGLE_WORD else []
             if s.meta["source"] != "mix" and s.meta["kind"] == "sound":
                 recording_splits[s.meta["recording"]].add(split)
                 assert s.meta.get("augmented", 0) == 0 or split == "train"
     assert all(len(v) == 1 for v in sentence_splits.values()), "a sentence is in two splits"
     assert all(len(v) == 1 for v in recording_splits.values()), "a sound recording is in two splits"
     assert totals["speech/asterisk"] == 10 and totals["speech/festival"] >= 1  # the held-out voice reads test sentences
-    # single words: two voices each, none of them a word of the real-voice test set, split by the word
-    words = [s for split in ("train", "val", "test") for s in read_jsonl(tmp_path / f"{split}.jsonl", ["audio"])[0]
-             if s.meta.get("group") == SINGLE_WORD]
+    # single words: two voices each, none of them a word of the real-voice test set, split by the word (above)
     assert len(words) == 12 and len({s.meta["transcript"] for s in words}) == 6
     assert all(" " not in s.meta["transcript"] and s.meta["seconds"] < 3 for s in words)
     assert not {s.meta["transcript"] for s in words} & {w for w, *_ in human_words()}
