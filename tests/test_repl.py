@@ -1,7 +1,9 @@
 """The chat REPL in a real terminal (tmux): readline editing, history kept across sessions, tab
-completion of commands, /help answered locally, Ctrl-D leaving cleanly."""
+completion of commands, /help answered locally, Ctrl-D leaving cleanly; each question sent with the
+input attached to it, not every earlier one."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -10,10 +12,22 @@ import sys
 import time
 
 import pytest
+from conftest import LAUNCH, PRELUDE
 
-from conftest import LAUNCH
+from anymal.cli.chat import with_question
+from anymal.model.messages import MediaPart
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (scripts/install.sh)")
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (scripts/install.sh)")
+# the anymal CLI, writing each conversation AnyMAL.stream is given to $SENT, one JSON line per answer
+SPY = PRELUDE + """import json, os
+from anymal import AnyMAL
+_stream = AnyMAL.stream
+def stream(self, messages, settings=None):
+    with open(os.environ["SENT"], "a") as f:
+        f.write(json.dumps(messages, default=str) + "\\n")
+    return _stream(self, messages, settings)
+AnyMAL.stream = stream
+from anymal.cli import main; sys.exit(main(sys.argv[1:]))"""
 
 
 class Terminal:
@@ -48,13 +62,14 @@ class Terminal:
         subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
-def _session(tiny_checkpoint, tmp_path, name: str) -> Terminal:
+def _session(tiny_checkpoint, tmp_path, name: str, code: str = LAUNCH) -> Terminal:
     env = {"ANYMAL_HISTORY": str(tmp_path / "history"), "ANYMAL_CACHE": str(tmp_path / "cache"),
-           "OMP_NUM_THREADS": "1", "PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    return Terminal([sys.executable, "-c", LAUNCH, "chat", "--model", str(tiny_checkpoint), "--max-new-tokens", "3"],
+           "OMP_NUM_THREADS": "1", "PATH": os.environ["PATH"], "HOME": str(tmp_path), "SENT": str(tmp_path / "sent")}
+    return Terminal([sys.executable, "-c", code, "chat", "--model", str(tiny_checkpoint), "--max-new-tokens", "3"],
                     env, name)
 
 
+@needs_tmux
 def test_the_repl_edits_lines_keeps_history_and_completes_commands(tiny_checkpoint, tmp_path):
     t = _session(tiny_checkpoint, tmp_path, "first")
     try:
@@ -83,3 +98,36 @@ def test_the_repl_edits_lines_keeps_history_and_completes_commands(tiny_checkpoi
         assert "you> /help" in t.wait_for("you> /help")
     finally:
         t.close()
+
+
+def _user(*media: str, text: str) -> dict:
+    return {"role": "user", "content": [{"type": "image", "path": m} for m in media] + [{"type": "text", "text": text}]}
+
+
+def test_a_question_with_new_input_starts_the_conversation_afresh():
+    truck = [_user("truck.png", text="What is this?"), {"role": "assistant", "content": "A pickup truck."}]
+    assert with_question(truck, [MediaPart("points", "bench.npy")], "And this?") == [
+        {"role": "user", "content": [{"type": "points", "path": "bench.npy"}, {"type": "text", "text": "And this?"}]}]
+    # a follow-up without input stays about the input attached last
+    assert with_question(truck, [], "What color is it?") == [*truck, _user(text="What color is it?")]
+    assert with_question([], [MediaPart("imu", ("walk.npy", 50.0))], "Hi")[0]["content"][0] == {
+        "type": "imu", "path": ("walk.npy", 50.0)}  # a rate stays with its input
+
+
+@needs_tmux
+def test_the_repl_sends_each_question_with_its_own_input(tiny_checkpoint, images, tmp_path):
+    t = _session(tiny_checkpoint, tmp_path, "inputs", SPY)
+    try:
+        for i, line in enumerate([f"/image {images[0]}", "What is this?", f"/image {images[1]}", "And this?",
+                                  "What color is it?", "/reset", "Hello"]):
+            t.wait_for("you>", i + 1)
+            t.keys(line, "Enter")
+        t.wait_for("anymal>", 4)
+        t.wait_for("you>", 8)
+    finally:
+        t.close()
+    sent = [json.loads(line) for line in (tmp_path / "sent").read_text().splitlines()]
+    media = [[p["path"] for m in conv if m["role"] == "user" for p in m["content"] if p["type"] == "image"]
+             for conv in sent]
+    assert media == [[str(images[0])], [str(images[1])], [str(images[1])], []]
+    assert [len(conv) for conv in sent] == [1, 1, 3, 1]  # the follow-up keeps its question and answer

@@ -74,9 +74,9 @@ def cmd_chat(a) -> int:
 
 
 REPL_HELP = (f"/image PATH (or {', '.join('/' + m.name for m in MODALITIES.values() if m is not IMAGE)}) "
-             "attaches an input to the next message, /reset clears the conversation, /help shows this, "
-             "/quit (or Ctrl-D) exits; Ctrl-C stops an answer; Up/Down recall earlier lines (kept across "
-             "sessions), Tab completes commands and paths.")
+             "attaches an input to the next message, which then starts the conversation afresh; /reset "
+             "clears the conversation, /help shows this, /quit (or Ctrl-D) exits; Ctrl-C stops an answer; "
+             "Up/Down recall earlier lines (kept across sessions), Tab completes commands and paths.")
 
 
 def history_file() -> Path:
@@ -159,14 +159,21 @@ def _turns(model, s, media, rates: dict[str, float] | None) -> int:
             if line == "/reset":
                 history = []
             continue
-        parts = [{"type": m.modality, "path": m.source} for m in pending] + [{"type": "text", "text": line}]
+        conversation = with_question(history, pending, line)
         pending.clear()
-        history.append({"role": "user", "content": parts})
-        reply = _answer(model, history, s)
-        if reply is None:
-            history.pop()
-        else:
-            history.append({"role": "assistant", "content": reply})
+        reply = _answer(model, conversation, s)
+        if reply is not None:  # a failed or stopped turn leaves the conversation as it was
+            history = conversation + [{"role": "assistant", "content": reply}]
+
+
+def with_question(history: list[dict], attached: list, line: str) -> list[dict]:
+    """The conversation to send for a new line. A line that attaches input starts it afresh: the
+    shipped model answers about every input it is shown, and earlier turns kept even as text (the
+    old question and answer, "(earlier input: truck.png)") still pull its answer back to the old
+    input. A line without input continues the conversation, about the input attached last."""
+    parts = [{"type": m.modality, "path": m.source} for m in attached]  # (input, rate) pairs stay pairs
+    earlier = [] if attached else history
+    return earlier + [{"role": "user", "content": parts + [{"type": "text", "text": line}]}]
 
 
 def _command(line: str, pending: list, rates: dict[str, float]) -> bool:

@@ -5,8 +5,8 @@ from ..registry import ENCODERS, import_target
 from .base import Encoder
 from .loading import load_encoder
 # registration side effects: every encoder and wrapper module registers itself on import
-from . import (efficientnet, imu, patches, perception, points, sound_kinds, tiles, transcript,  # noqa: F401
-               video, whisper)
+from . import (colours, efficientnet, imu, patches, perception, points, sound_kinds, tiles,  # noqa: F401
+               transcript, video, whisper)
 
 
 @ENCODERS.register_fallback

@@ -17,6 +17,9 @@ BUILDERS.lazy("tuxpaint", _B + "tuxpaint:build_tuxpaint", "Tux Paint stamps -> i
 BUILDERS.lazy("photos", _B + "photos:build_photos",
               "GCompris real photos (titles, descriptions, file names) -> what/describe/where/how many/is there, "
               "split by photo (near-duplicates together) and by kind")
+BUILDERS.lazy("photo-qa", _B + "photo_qa:build_photo_qa",
+              "GCompris photos + Tux Paint photo stamps -> what / yes-no / colour / how many / where / size / "
+              "describe / compare / can't tell questions, several phrasings each, split by picture")
 BUILDERS.lazy("photo-video", _B + "photo_video:build_photo_video",
               "GCompris real photos moving in 4 directions -> video captions/QA, split as `photos`")
 BUILDERS.lazy("emoji", _B + "emoji:build_emoji", "Noto Color Emoji + CLDR names -> broad-vocabulary captions")
