@@ -348,7 +348,8 @@ def test_photo_videos_keep_the_photo_splits(gcompris_photos, tmp_path):
     for split in ("train", "test", "test-kinds"):
         rows = [json.loads(line) for line in open(tmp_path / f"{split}.jsonl")]
         assert {split_of[r["meta"]["source"]] for r in rows} == {split}
-        assert {r["meta"]["task"] for r in rows} == {"caption", "direction", "object"}
+        assert {r["meta"]["task"] for r in rows} == {"caption", "direction", "object", "video-what", "video-yesno",
+                                                     "video-describe"}
         caption = next(r for r in rows if r["meta"]["task"] == "caption")["messages"][1]["content"]
         assert caption.endswith(f"from {rows[0]['meta']['direction']}.")
     with av.open(str(tmp_path / rows[0]["videos"][0])) as c:

@@ -5,6 +5,9 @@ the same perception rows, and the perception oracle (any name perception gives).
 Each type has its judge (a colour answered with the right colour word, a count with the right number,
 yes/no by the answer's first word...) and, for the closed types, an *addresses* check: does the answer
 say a colour / a number / yes or no / a side / big or small at all, right or wrong.
+
+`video-qa` (at the end): the same per-type reading of real-photo videos, plus how often a question about
+what the video shows is answered with the motion template ("A giraffe moves from left to right.").
 """
 from __future__ import annotations
 
@@ -14,7 +17,9 @@ from collections import Counter
 from ..data.builders import build_command, manifest
 from ..data.builders.questions import NUMBER_WORDS, UNSURE
 from ..data.builders.tuxpaint import names_object
-from ..modalities import IMAGE
+from ..data.builders.stamp_video import DIRECTIONS
+from ..modalities import IMAGE, VIDEO
+from .matching import contains_phrase
 from .tasks import Row, Task, register
 
 SIDES = ["left", "right", "top", "bottom"]
@@ -62,23 +67,28 @@ def judge(row: Row, refs: list[str]) -> dict:
     return {"correct": ok, f"{task}_correct": ok}
 
 
-def _score(samples: list, preds: list[str]) -> dict:
+def _score(samples: list, preds: list[str], judge=judge) -> dict:
     verdicts = [judge(Row(p, "", s.meta), []) for p, s in zip(preds, samples)]
     keys = sorted({k for v in verdicts for k in v})
     return {k: sum(float(v[k]) for v in verdicts if k in v) / sum(k in v for v in verdicts) for k in keys}
 
 
-def _train_answers(samples: list) -> dict[str, str]:
-    """Per question type, the commonest answer of the training split beside the evaluated manifest."""
+def _photo_answer(meta: dict) -> str | None:
+    return meta.get("answer") if meta["task"] in CLOSED else meta.get("object")
+
+
+def _train_answers(samples: list, kind: str = IMAGE.name, answer_of=_photo_answer) -> dict[str, str]:
+    """Per question type, the commonest answer (`answer_of` its meta) of the training split beside the
+    evaluated manifest, whose inputs are of modality `kind`."""
     from pathlib import Path
 
     from ..data.jsonl import read_jsonl
 
     train = Path(samples[0].where.rsplit(":", 1)[0]).with_name("train.jsonl")
     by_type: dict[str, Counter] = {}
-    for s in read_jsonl(train, [IMAGE.name], on_error="skip")[0]:
+    for s in read_jsonl(train, [kind], on_error="skip")[0]:
         m = s.meta
-        key = m.get("answer") if m["task"] in CLOSED else m.get("object")
+        key = answer_of(m)
         if key:
             by_type.setdefault(m["task"], Counter())[key] += 1
     return {t: c.most_common(1)[0][0] for t, c in by_type.items()}
@@ -179,3 +189,57 @@ register(Task("photo-qa", manifest("photo-qa", "test"), build_command("photo-qa"
               notes=["closed types (yes/no, colour, count, where, size) are judged by the first such word the "
                      "answer says; 'addressed' = it says one at all",
                      "naming types: the answer contains one of the picture's words (plural-insensitive)"]))
+
+
+# ---- video-qa: what real-photo videos show, and whether motion is said only when asked --------------
+VIDEO_CONTENT = ("video-what", "video-yesno")  # about what the video shows: the motion template is no answer
+VIDEO_NAMING = ("caption", "object", "video-what", "video-describe")
+MOTION_VERBS = {"move", "moves", "moving", "moved"}
+
+
+def says_motion(text: str) -> bool:
+    """The answer says motion: a motion verb or a direction ('from left to right', 'top to bottom')."""
+    return bool(MOTION_VERBS & set(_words(text))) or any(contains_phrase(text, d) for d in DIRECTIONS)
+
+
+def video_judge(row: Row, refs: list[str]) -> dict:
+    task, meta, pred = row.meta["task"], row.meta, row.prediction
+    out = {}
+    if task in VIDEO_NAMING:
+        out["object_named"] = _names_any(pred, meta.get("names") or [meta["object"]])  # stamp clips: one word
+    if task in ("caption", "direction"):  # video-motion's rule
+        out["direction_correct"] = contains_phrase(pred, meta["direction"])
+    if task == "video-yesno":
+        out["yesno_correct"] = said(pred, "yes/no") == meta["answer"]
+    if task in VIDEO_CONTENT:
+        out["motion_template"] = says_motion(pred)
+        out["no_motion_template"] = not out["motion_template"]
+    return {"correct": all(out.get(k, True) for k in ("object_named", "direction_correct", "yesno_correct")), **out}
+
+
+def _video_answer(meta: dict) -> str | None:
+    return meta.get("answer") or (meta["direction"] if meta["task"] == "direction" else meta.get("object"))
+
+
+def _video_constant(task: str, value: str) -> str:
+    return {"video-yesno": f"{value.capitalize()}.", "direction": f"From {value}."}.get(task, f"{value}.")
+
+
+def video_baselines(samples: list, refs: list[str], progress: bool) -> dict:
+    common = _train_answers(samples, VIDEO.name, _video_answer)
+    majority = [_video_constant(s.meta["task"], common.get(s.meta["task"], "")) for s in samples]
+    return {"majority (commonest training answer per type; a caption names the commonest object)":
+            _score(samples, majority, video_judge)}
+
+
+register(Task("video-qa", manifest("photo-video", "test"), build_command("photo-video"),
+              "questions about held-out real photos moving (GCompris, split by photo): what is in it, is there an "
+              "X, describe it, what moves and which way; content answers should not be the motion template "
+              "(--manifest data/photo-video/test-kinds.jsonl: kinds never trained on)", video_judge,
+              group_by="task", primary="correct", max_new_tokens=32, baseline=video_baselines,
+              report=("correct", "object_named", "yesno_correct", "direction_correct", "no_motion_template"),
+              notes=["object named: the answer contains one of the photo's words (plural-insensitive); yes/no: the "
+                     "answer's first word; direction: the direction's words in order (as video-motion)",
+                     "motion_template: share of content answers (video-what, video-yesno) that say a motion verb "
+                     "or a direction; lower is better, no_motion_template = 1 - it",
+                     "correct: every verdict of the row holds (a caption: object and direction)"]))

@@ -208,6 +208,7 @@ def _video(row: Row, refs: list[str]) -> dict:
 
 register(Task("video-motion", manifest("video", "test"), build_command("video"),
               "held-out Tux Paint stamps moving in 4 directions: direction and object", _video,
+              select=lambda m: m.get("task") in ("caption", "direction", "object"),
               group_by="direction", primary="direction_correct", chance={"direction_correct": 0.25},
               report=("direction_correct", "object_named"),
               probe=Probe(manifest("video", "train"), "direction", "direction_correct"),

@@ -28,7 +28,7 @@ def is_plural(name: str) -> bool:
 def article(name: str) -> str:
     """'an apple', 'a dog', 'grapes' (plurals take none), 'the Eiffel Tower' (proper names)."""
     if name[:1].isupper():
-        return f"the {name}"
+        return name if name.startswith("The ") else f"the {name}"
     if is_plural(name):
         return name
     return ("an " if name[:1] in "aeiou" else "a ") + name
