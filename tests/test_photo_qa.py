@@ -119,3 +119,12 @@ def test_yes_no_is_half_no_and_every_word_asked_no_is_also_asked_yes(built):
         assert answers["yes"] == answers["no"]
         asked_yes = {m["asked"] for m in yn if m["answer"] == "yes"}
         assert all(m["asked"] in asked_yes for m in yn if m["answer"] == "no")
+
+
+def test_the_fixed_perception_rule_reads_every_part_of_a_real_photo():
+    from anymal.eval.perception_rule import Perceived
+
+    seen = Perceived().look("anymal/assets/examples/sheep.jpg")
+    assert seen["detector"] == "sheep" and seen["top"] == "sheep"  # the detector is sure: the rule takes it
+    assert "sheep" in seen["all"] and len(seen["all"]) >= 4  # detector kinds + the classifier's top 3
+    assert seen["colour"] in COLOURS and seen["det"][0][1] >= 0.5

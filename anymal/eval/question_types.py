@@ -20,6 +20,7 @@ from ..data.builders.tuxpaint import names_object
 from ..data.builders.stamp_video import DIRECTIONS
 from ..modalities import IMAGE, VIDEO
 from .matching import contains_phrase
+from .perception_rule import Perceived
 from .tasks import Row, Task, register
 
 SIDES = ["left", "right", "top", "bottom"]
@@ -98,29 +99,8 @@ def _constant_answer(task: str, value: str) -> str:
     return {"yesno": f"{value.capitalize()}.", "compare": f"{value.capitalize()}."}.get(task, f"{value}.")
 
 
-class PerceptionRule:
-    """The fixed rules over the rows the adapter reads: the detector's label when its score is at least
-    `sure`, else the classifier's top label; the colour part's top colour; a count from the detector."""
-
-    sure = 0.5
-
-    def __init__(self):
-        from ..encoders import load_encoder
-
-        self.parts = {n: load_encoder(n, IMAGE.name) for n in ("ssd-mobilenet-coco", "efficientnet-lite3-labels",
-                                                               "pixel-colours")}
-        self.cache: dict[str, dict] = {}
-
-    def look(self, path: str) -> dict:
-        if path not in self.cache:
-            rows = {n: e.encode([path])[0][0] for n, e in self.parts.items()}
-            named = {n: [(self.parts[n].labels[int(r[0]) - 1], float(r[1]), r) for r in rows[n] if r[0] > 0]
-                     for n in rows}
-            det, cls = named["ssd-mobilenet-coco"], named["efficientnet-lite3-labels"]
-            top = det[0][0] if det and det[0][1] >= self.sure else (cls[0][0] if cls else "")
-            self.cache[path] = {"top": top, "all": [n for n, _, _ in det + cls], "det": det,
-                                "colour": named["pixel-colours"][0][0] if named["pixel-colours"] else ""}
-        return self.cache[path]
+class PerceptionRule(Perceived):
+    """The fixed rules over the rows the adapter reads, per question type (`Perceived.top` for names)."""
 
     def answer(self, sample, paths: list[str]) -> str:
         task, meta = sample.meta["task"], sample.meta

@@ -307,20 +307,19 @@ def _photo_named(row: Row, refs: list[str]) -> dict:
 
 
 def _perception_answers(samples: list, refs: list[str], progress: bool) -> dict:
-    """The frozen perception models' own answers (their top label) judged like the model's."""
-    from ..encoders import load_encoder
+    """The frozen perception models' own answers judged like the model's: each one's top label, the fixed
+    rule over both (detector if its score is at least 0.5, else classifier) and the oracle (any name)."""
+    from .perception_rule import Perceived
 
-    paths = _input_paths(samples, IMAGE.name)
-    out: dict[str, dict] = {}
-    tops: dict[str, list[str]] = {}
-    for name in ("ssd-mobilenet-coco", "efficientnet-lite3-labels"):
-        enc = load_encoder(name, IMAGE.name)
-        rows = [enc.encode([p])[0][0] for p in paths]
-        tops[name] = [enc.labels[int(r[0]) - 1] if r[0] > 0 else "" for r in rows]
-    tops["detector, else classifier"] = [d or c for d, c in zip(*tops.values())]
-    for name, labels in tops.items():
-        hits = [_names_any(label, s.meta["names"]) for label, s in zip(labels, samples)]
-        out[f"{name} top label"] = {"object_named": sum(hits) / len(hits)}
+    seen = Perceived()
+    looks = [seen.look(p) for p in _input_paths(samples, IMAGE.name)]
+    answers = {"ssd-mobilenet-coco top label": [lk["detector"] for lk in looks],
+               "efficientnet-lite3-labels top label": [lk["classifier"] for lk in looks],
+               f"fixed rule (detector if >= {seen.sure}, else classifier)": [lk["top"] for lk in looks]}
+    out = {name: {"object_named": sum(_names_any(a, s.meta["names"]) for a, s in zip(labels, samples)) / len(samples)}
+           for name, labels in answers.items()}
+    oracle = [any(_names_any(n, s.meta["names"]) for n in lk["all"]) for lk, s in zip(looks, samples)]
+    out["perception oracle (any name it gives)"] = {"object_named": sum(oracle) / len(samples)}
     return out
 
 
@@ -329,7 +328,8 @@ register(Task("photo-object", manifest("photos", "test"), build_command("photos"
               "(--manifest data/photos/test-kinds.jsonl: kinds never trained on)", _photo_named,
               select=lambda m: m.get("task") == "name", primary="object_named", baseline=_perception_answers,
               notes=["named = the answer contains one of the photo's words (e.g. 'pliers'/'plier'), plural-insensitive",
-                     "baseline top labels: the detector's most confident COCO class, the classifier's ImageNet top-1"]))
+                     "baselines: each perception model's top label, the fixed rule (detector if >= 0.5, else "
+                     "classifier), the oracle (any name perception gives)"]))
 
 
 def _photo_layout(row: Row, refs: list[str]) -> dict:

@@ -1,0 +1,35 @@
+"""What the frozen perception parts alone say about a picture: the fixed rule and the oracle that every
+naming score is reported next to (issue 31: an adapter should be at least as good as any fixed rule over
+its own inputs)."""
+from __future__ import annotations
+
+from ..modalities import IMAGE
+
+DETECTOR, CLASSIFIER, COLOURS = "ssd-mobilenet-coco", "efficientnet-lite3-labels", "pixel-colours"
+
+
+class Perceived:
+    """Each picture's perception rows, read once: `top` is the fixed naming rule (the detector's label
+    when its score is at least `sure`, else the classifier's top label), `all` every name perception
+    gives (detector kinds, classifier top 3: the oracle's), `det` the detector's (name, score, row)s,
+    `detector`/`classifier` their own top labels, `colour` the colour part's top colour."""
+
+    sure = 0.5
+
+    def __init__(self):
+        from ..encoders import load_encoder
+
+        self.parts = {n: load_encoder(n, IMAGE.name) for n in (DETECTOR, CLASSIFIER, COLOURS)}
+        self.cache: dict[str, dict] = {}
+
+    def look(self, path: str) -> dict:
+        if path not in self.cache:
+            rows = {n: e.encode([path])[0] for n, e in self.parts.items()}  # [entries, 8] each
+            named = {n: [(self.parts[n].labels[int(r[0]) - 1], float(r[1]), r) for r in rows[n] if r[0] > 0]
+                     for n in rows}
+            det, cls = named[DETECTOR], named[CLASSIFIER]
+            top = det[0][0] if det and det[0][1] >= self.sure else (cls[0][0] if cls else "")
+            self.cache[path] = {"top": top, "all": [n for n, _, _ in det + cls], "det": det,
+                                "detector": det[0][0] if det else "", "classifier": cls[0][0] if cls else "",
+                                "colour": named[COLOURS][0][0] if named[COLOURS] else ""}
+        return self.cache[path]
