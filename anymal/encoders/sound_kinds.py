@@ -45,25 +45,17 @@ def pooled(frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 class SoundKindHead(nn.Module):
-    """Standardise pooled features with the training set's statistics, then one linear layer or, with
-    `hidden`, one hidden GELU layer (dropout before and after it while training).
+    """Standardise pooled features with the training set's statistics, then one linear layer."""
 
-    The saved state says which: a linear head (the first shipped format) holds `linear.*`, an MLP
-    `mlp.*`, so `load` needs no other file and reads both."""
-
-    def __init__(self, labels: list[str], dim: int, hidden: int = 0, dropout: float = 0.0):
+    def __init__(self, labels: list[str], dim: int):
         super().__init__()
-        self.labels, self.hidden = labels, hidden
+        self.labels = labels
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
-        if hidden:
-            self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                     nn.Linear(hidden, len(labels)))
-        else:
-            self.linear = nn.Linear(dim, len(labels))
+        self.linear = nn.Linear(dim, len(labels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.mlp if self.hidden else self.linear)((x - self.mean) / self.std)
+        return self.linear((x - self.mean) / self.std)
 
     def save(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
@@ -76,8 +68,7 @@ class SoundKindHead(nn.Module):
             raise ConfigError(f"{path}: no sound-kind head (head.safetensors, labels.json); "
                               "train one with `anymal pretrain sounds --ship`")
         state = load_file(str(path / "head.safetensors"))
-        hidden = state["mlp.1.weight"].shape[0] if "mlp.1.weight" in state else 0
-        head = cls(json.loads((path / "labels.json").read_text()), state["mean"].shape[0], hidden)
+        head = cls(json.loads((path / "labels.json").read_text()), state["mean"].shape[0])
         head.load_state_dict(state)
         return head.eval()
 
