@@ -21,7 +21,7 @@ from ..data.builders.stamp_video import DIRECTIONS
 from ..modalities import IMAGE, VIDEO
 from .matching import contains_phrase
 from .perception_rule import Perceived
-from .tasks import Row, Task, register
+from .tasks import Row, Task, _names_any, register
 
 SIDES = ["left", "right", "top", "bottom"]
 SIZES = {"big": "big", "large": "big", "small": "small", "tiny": "small", "little": "small"}
@@ -45,10 +45,6 @@ def said(prediction: str, kind: str) -> str | None:
              "number": {w: w for w in NUMBER_WORDS} | {str(i): w for i, w in enumerate(NUMBER_WORDS)},
              "side": {s: s for s in SIDES}, "size": SIZES}[kind]
     return next((vocab[w] for w in ws if w in vocab), None)
-
-
-def _names_any(prediction: str, names: list[str]) -> bool:
-    return any(names_object(prediction, n) for n in names)
 
 
 def judge(row: Row, refs: list[str]) -> dict:
