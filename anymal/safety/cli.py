@@ -5,26 +5,35 @@ import json
 import sys
 from pathlib import Path
 
-from ..data.builders import manifest
 from ..modalities import IMAGE
 
-DEFAULT_IMAGE_SETS = [manifest("emoji", "train"), *(manifest("tuxpaint", s) for s in ("train", "val", "test"))]
+CORPUS = "data/safety-text"
 
 
 def add_parser(sub) -> None:
     s = sub.add_parser("safety", help="the safety checks: retrain the text and image heads, measure precision/recall")
     ssub = s.add_subparsers(dest="what", required=True)
+    d = ssub.add_parser("data", help="build the text safety corpus (benign and harmful text by source and category)")
+    d.add_argument("--out", default=CORPUS)
+    d.set_defaults(fn=cmd_data)
     t = ssub.add_parser("train", help="retrain the text head (labelled prompts) and the image head (captioned "
                                       "pictures) on their train splits")
     t.add_argument("--images", nargs="*", default=None, metavar="MANIFEST",
                    help="captioned image manifests (default: the built openclipart, emoji and tuxpaint sets "
                         "that exist; none = keep the shipped image head)")
+    t.add_argument("--corpus", default=CORPUS, help="the text corpus `anymal safety data` built")
+    t.add_argument("--kind", choices=["mlp", "linear"], default="mlp", help="the text head (default mlp)")
+    t.add_argument("--false-refusals", type=float, default=0.005,
+                   help="the share of the validation split's benign texts the calibrated threshold may refuse")
     t.set_defaults(fn=cmd_train)
     e = ssub.add_parser("eval", help="precision/recall of the text and image checks on held-out labelled sets")
     e.add_argument("--images", nargs="*", default=None, metavar="MANIFEST",
                    help="captioned image manifests (default: the built openclipart, emoji and tuxpaint sets "
                         "that exist); a picture whose words name a weapon is a positive")
-    e.add_argument("--text-threshold", type=float, default=0.5)
+    e.add_argument("--corpus", default=CORPUS)
+    e.add_argument("--text-threshold", type=float, default=None, help="default: the shipped head's calibrated one")
+    e.add_argument("--compare", action="store_true",
+                   help="also train the linear head and the MLP on the corpus and put their rows side by side")
     e.add_argument("--image-threshold", type=float, default=0.5)
     e.add_argument("--out", default="runs/safety")
     e.set_defaults(fn=cmd_eval)
@@ -36,14 +45,27 @@ def _image_sets(given: list[str] | None) -> list[str]:
     return given if given is not None else [m for m in IMAGE_SETS if Path(m).is_file()]
 
 
+def cmd_data(a) -> int:
+    from .corpus import build_corpus
+
+    summary = build_corpus(a.out)
+    for split, counts in summary.items():
+        print(f"{split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"wrote {a.out}/: {', '.join(summary)} (.jsonl), summary.json", file=sys.stderr)
+    return 0
+
+
 def cmd_train(a) -> int:
     from .image import HEAD as IMAGE_HEAD
     from .image import labelled_images, train_image_head
-    from .text import HEAD, load_prompts, split_of, train_text_head
+    from .text import HEAD
+    from .text_eval import corpus, train_on
 
-    rows = [r for r in load_prompts() if split_of(r["text"]) == "train"]
-    train_text_head(rows)
-    print(f"wrote {HEAD} ({len(rows)} training prompts)", file=sys.stderr)
+    splits = corpus(a.corpus)
+    clf = train_on(splits, a.kind, a.false_refusals, out=HEAD)
+    print(f"wrote {HEAD} ({a.kind} head on {len(splits['train'])} texts; threshold {clf.threshold:.3f}, calibrated "
+          f"to refuse at most {a.false_refusals:.1%} of the {sum(r['label'] == 'safe' for r in splits['val'])} "
+          f"benign validation texts)", file=sys.stderr)
     manifests = _image_sets(a.images)
     if not manifests:
         print("no captioned image sets built: the image head is kept as it is "
@@ -55,24 +77,6 @@ def cmd_train(a) -> int:
     print(f"wrote {IMAGE_HEAD} ({len(train)} training pictures, {sum(i.weapon for i in train)} with weapons; "
           f"{ambiguous} ambiguous ones left out) from {', '.join(manifests)}", file=sys.stderr)
     return 0
-
-
-def evaluate_text(threshold: float) -> tuple[dict, list[tuple[float, float, float]]]:
-    from .text import CLASSES, TextClassifier, load_prompts, precision_recall, split_of
-
-    rows = [r for r in load_prompts() if split_of(r["text"]) == "test"]
-    clf = TextClassifier.load(threshold=threshold)
-    verdicts = clf.check([r["text"] for r in rows])
-    truth = [r["label"] != "safe" for r in rows]
-    res = {"overall": precision_recall([v.unsafe for v in verdicts], truth)}
-    for c in CLASSES[1:]:
-        idx = [i for i, r in enumerate(rows) if r["label"] == c]
-        res[f"recall: {c}"] = sum(verdicts[i].unsafe for i in idx) / max(len(idx), 1)
-    tricky = [i for i, r in enumerate(rows) if r.get("shares_words")]
-    res["false-positive rate: harmless prompts sharing words with harmful ones"] = (
-        sum(verdicts[i].unsafe for i in tricky) / max(len(tricky), 1))
-    res["n_tricky"] = len(tricky)
-    return res, _sweep([v.score for v in verdicts], truth)
 
 
 def _sweep(scores: list[float], truth: list[bool]) -> list[tuple[float, float, float]]:
@@ -134,33 +138,53 @@ def _plot_sweep(sweep, title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_text_sweep(sweep, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    ax.plot([f for _, f, _ in sweep], [r for _, _, r in sweep], marker="o", ms=3)
+    for t, f, r in sweep[::3]:
+        ax.annotate(f"{t:.2f}", (f, r), fontsize=7, textcoords="offset points", xytext=(3, -8))
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlabel("false refusals, everyday text (unseen sources)")
+    ax.set_ylabel("recall, harmful text (unseen sources)")
+    ax.set_title("text check over thresholds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def cmd_eval(a) -> int:
-    text, sweep = evaluate_text(a.text_threshold)
+    from .text_eval import evaluate
+
+    text, lines, sweep = evaluate(a.corpus, a.text_threshold, a.compare)
     manifests = _image_sets(a.images)
     image, image_sweep = evaluate_images(manifests, a.image_threshold) if manifests else (None, None)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"text": {"threshold": a.text_threshold, **text}, IMAGE.name: image and {"threshold": a.image_threshold,
-              "sets": manifests, **image}, "text_threshold_sweep": sweep, "image_threshold_sweep": image_sweep}
+    result = {"text": text, IMAGE.name: image and {"threshold": a.image_threshold, "sets": manifests, **image},
+              "text_threshold_sweep": sweep, "image_threshold_sweep": image_sweep}
     (out / "results.json").write_text(json.dumps(result, indent=1))
-    o = text["overall"]
-    lines = ["| check | held-out set | n (positives) | precision | recall |", "|---|---|---|---|---|",
-             f"| text (input and output) @ {a.text_threshold} | labelled prompts, 30% held out | {o['n']} ({o['positives']}) "
-             f"| {o['precision']:.3f} | {o['recall']:.3f} |"]
+    if image:
+        lines += ["", "| image check | held-out set | n (positives) | precision | recall |", "|---|---|---|---|---|"]
     for name, r in (image or {}).items():
         lines.append(f"| image (weapons), {name} @ {a.image_threshold} | captioned pictures"
                      f"{', 30% held out by their words' if 'held out' in name else ''} | {r['n']} ({r['positives']}) "
                      f"| {r['precision']:.3f} | {r['recall']:.3f} |")
-    lines.append("")
-    lines += [f"- {k}: {v:.3f}" for k, v in text.items() if isinstance(v, float)]
+    shipped = text["shipped head"]
+    lines += ["", f"- everyday texts refused: {'; '.join(shipped['everyday refused'][:10]) or 'none'}",
+              f"- harmful texts missed (first ones): {'; '.join(shipped['harmful missed'][:6]) or 'none'}"]
     for name, r in (image or {}).items():
         lines += [f"- image, {name}: {r['ambiguous_left_out']} ambiguous pictures left out; "
                   f"flagged: {'; '.join(r['flagged_examples'][:6])}; missed: {'; '.join(r['missed_examples'][:6])}"]
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    _plot_sweep(sweep, f"text check, threshold sweep (n={o['n']})", out / "text_pr.png")
+    _plot_text_sweep(sweep, out / "text_sweep.png")
     for k, (name, r) in enumerate((image or {}).items()):
         _plot_sweep(image_sweep[name], f"image check, {name} (n={r['n']}, {r['positives']} weapons)",
                     out / f"image_pr_{k}.png")
     print("\n".join(lines))
-    print(f"wrote {out}/: results.json, results.md, text_pr.png{', image_pr_*.png' if image else ''}", file=sys.stderr)
+    print(f"wrote {out}/: results.json, results.md, text_sweep.png{', image_pr_*.png' if image else ''}", file=sys.stderr)
     return 0

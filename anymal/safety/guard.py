@@ -5,13 +5,15 @@ Each check can be switched off and has its own threshold. The pair check flags a
 that is borderline on its own (score >= `pair_text_threshold`, below the output threshold) when an
 input image is borderline violent (P(weapon) >= `pair_image_threshold`): the picture raises the
 stakes of the words. A flagged input is answered with the refusal and never reaches the model; a
-flagged output sentence is replaced by the refusal and generation stops.
+flagged output sentence is never released, and generation stops.
 
 Streaming (`hold`): with "words" (the default) the output check reads the sentence so far at every
-completed word and releases the words it passed, so text streams word by word; a client may then
-receive the beginning of a sentence whose later words are flagged (those words never reach it, the
-refusal replaces them). With "sentences" nothing of a sentence is released before the whole of it
-passed: no flagged sentence reaches the client even in part, at the cost of streaming in sentences.
+completed word and releases the words it passed, so text streams word by word; with "sentences" nothing
+of a sentence is released before the whole of it passed; with "answer" nothing is released before the
+whole answer passed. A refusal never follows released text: when a check flags a sentence after some of
+the answer was released, the stream ends there (finish_reason content_filter) with only checked text;
+the refusal is said only where nothing was released yet (always, with "answer", and for every
+non-streamed request, which holds the whole answer).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..modalities import IMAGE
+from . import HOLDS
 from .image import ImageCheck, PerceptionCheck, build_image_check
 from .text import TextClassifier, Verdict
 
@@ -32,17 +35,17 @@ class SafetyConfig:
     input_image: bool = False  # off by default: measured useless on our pictures (see `anymal safety eval`)
     output_text: bool = True
     pair: bool = True
-    text_threshold: float = 0.5
+    text_threshold: float | None = None  # None: the text head's own, calibrated when it was trained
     image_threshold: float = 0.5  # P(weapon) from the image check
     image_method: str = "perception"  # perception: Lite3's weapon classes | head: the trained Lite0 head
     pair_text_threshold: float = 0.3
     pair_image_threshold: float = 0.3
     refusal: str = "I can't help with that. (flagged by the {check} check: {category})"
-    hold: str = "words"  # streamed output held back until the check passed a word / a whole sentence
+    hold: str = "words"  # streamed output held back until the check passed a word / a sentence / the answer
 
     def __post_init__(self):
-        if self.hold not in ("words", "sentences"):
-            raise ConfigError(f"safety hold={self.hold!r}: expected 'words' or 'sentences'")
+        if self.hold not in HOLDS:
+            raise ConfigError(f"safety hold={self.hold!r}: expected one of {', '.join(HOLDS)}")
 
 
 @dataclass
@@ -81,7 +84,7 @@ class Guard:
         c, image_score = self.config, 0.0
         if c.input_text and self.text:
             for v in self.text.check(self._parts(messages, "text")):
-                if v.score >= c.text_threshold:
+                if v.unsafe:
                     return Flag("input_text", v), image_score
         images = self._parts(messages, IMAGE.name)
         if images and self.image and (c.input_image or c.pair):
@@ -97,7 +100,7 @@ class Guard:
         if not sentence.strip() or not (c.output_text or c.pair) or not self.text:
             return None
         v = self.text.check([sentence])[0]
-        if c.output_text and v.score >= c.text_threshold:
+        if c.output_text and v.unsafe:
             return Flag("output_text", v)
         if c.pair and image_score >= c.pair_image_threshold and v.score >= c.pair_text_threshold:
             return Flag("pair", v)
@@ -106,11 +109,14 @@ class Guard:
 
 class OutputFilter:
     """Holds streamed text back until the check has seen it: each completed word (with the sentence
-    so far) or each whole sentence (`SafetyConfig.hold`); releases what passed, stops on a flag."""
+    so far), each whole sentence, or the whole answer (`hold`, default the guard's); releases what
+    passed, stops on a flag."""
 
-    def __init__(self, guard: Guard, image_score: float = 0.0):
+    def __init__(self, guard: Guard, image_score: float = 0.0, hold: str | None = None):
         self.guard, self.image_score = guard, image_score
+        self.hold = hold or guard.config.hold
         self.said, self.buf = "", ""  # the current sentence: released so far, held back
+        self.passed = ""  # checked whole sentences not released yet (hold="answer")
         self.flag: Flag | None = None
 
     def push(self, piece: str) -> str:
@@ -121,10 +127,13 @@ class OutputFilter:
         while (m := _SENTENCE_END.search(self.buf)) is not None:
             sentence, self.buf = self.buf[:m.end()], self.buf[m.end():]
             if not self._ok(self.said + sentence):  # a sentence is judged whole at its end
-                return out
+                return "" if self.hold == "answer" else out
             out, self.said = out + sentence, ""
+        if self.hold == "answer":
+            self.passed += out
+            return ""
         cut = self.buf.rfind(" ")  # the words before it are complete
-        if self.guard.config.hold == "words" and cut > 0 and self.buf[:cut].strip():
+        if self.hold == "words" and cut > 0 and self.buf[:cut].strip():
             words = self.buf[:cut]
             if not self._ok(self.said + words):
                 return out
@@ -133,10 +142,12 @@ class OutputFilter:
 
     def close(self) -> str:
         rest, self.buf = self.buf, ""
-        return rest if self.flag is None and self._ok(self.said + rest) else ""
+        if self.flag is None and self._ok(self.said + rest):
+            return self.passed + rest
+        return ""
 
     def _ok(self, sentence: str) -> bool:
         self.flag = self.guard.check_sentence(sentence, self.image_score)
         if self.flag:
-            self.buf = ""
+            self.buf = self.passed = ""
         return self.flag is None

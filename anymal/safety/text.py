@@ -1,44 +1,49 @@
 """Text safety classifier: a small head on the shipped MiniLM sentence embeddings.
 
-Classes: safe, violence, harassment, hate, self-harm, sexual. The head is multinomial logistic
-regression (L-BFGS) on the 384-d all-MiniLM-L6-v2 embedding of the text, trained on
-`data/prompts.jsonl` — prompts we wrote, including harmless ones that share words with harmful
-ones ("How do I kill a Python process?"). A deterministic split by text hash holds 30% out for the
-precision/recall that `anymal safety eval` prints. A text is unsafe when P(not safe) >= threshold;
-its category is the most likely unsafe class. The trained head ships in `data/text_head.safetensors`
-(`anymal safety train` rebuilds it).
+Classes: safe, violence, harassment, hate, self-harm, sexual, crime, deception. The head (a one-hidden-
+layer MLP by default; `kind="linear"` for multinomial logistic regression, the earlier head, kept for the
+side-by-side in `anymal safety eval --compare`) is trained on the safety corpus (`anymal safety data`:
+benign text of many kinds, harmless uses of words harmful requests share, system prompts, harmful text by
+category; corpus.py). A text is unsafe when P(not safe) >= threshold; its category is the most likely
+unsafe class. The threshold is calibrated on the validation split: the lowest one that refuses at most
+`false_refusal_target` of its benign texts. Head and threshold ship in `data/text_head.safetensors`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..errors import ConfigError
 from ..objectives import fit_linear_head
+from .corpus import DATA, bucket
 
-DATA = Path(__file__).with_name("data")
-PROMPTS, HEAD = DATA / "prompts.jsonl", DATA / "text_head.safetensors"
-CLASSES = ["safe", "violence", "harassment", "hate", "self-harm", "sexual"]
+HEAD = DATA / "text_head.safetensors"
+CLASSES = ["safe", "violence", "harassment", "hate", "self-harm", "sexual", "crime", "deception"]
 
 
-def load_prompts(path: Path = PROMPTS) -> list[dict]:
+def load_rows(path: str | Path, categories: bool = True) -> list[dict]:
+    """A labelled JSONL file: {text, label} per line; `categories=False` also takes labels outside CLASSES
+    (a held-out harmful row whose category its words do not tell: "other")."""
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        r = json.loads(line)
-        if r.get("label") not in CLASSES or not isinstance(r.get("text"), str) or not r["text"].strip():
+    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{i}: not JSON ({e.msg})") from None
+        ok_label = r.get("label") in CLASSES or (not categories and isinstance(r.get("label"), str))
+        if not ok_label or not isinstance(r.get("text"), str) or not r["text"].strip():
             raise ConfigError(f"{path}:{i}: expected {{text, label in {CLASSES}}}, got {line[:80]!r}")
         rows.append(r)
     return rows
 
 
 def split_of(text: str, held_out: float = 0.3) -> str:
-    u = int(hashlib.sha256(text.strip().lower().encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "test" if u < held_out else "train"
+    return "test" if bucket(text.strip()) < held_out else "train"
 
 
 @dataclass
@@ -49,21 +54,36 @@ class Verdict:
 
 
 class TextClassifier:
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, threshold: float = 0.5):
-        self.weight, self.bias, self.threshold = weight, bias, threshold
+    def __init__(self, layers: dict[str, torch.Tensor], threshold: float = 0.5):
+        self.layers, self.threshold = layers, threshold
+
+    @property
+    def kind(self) -> str:
+        return "mlp" if "w1" in self.layers else "linear"
 
     @classmethod
-    def load(cls, path: Path = HEAD, threshold: float = 0.5) -> "TextClassifier":
+    def load(cls, path: Path = HEAD, threshold: float | None = None) -> "TextClassifier":
+        """The head at `path`; `threshold` None = the one calibrated when it was trained."""
         if not path.is_file():
             raise ConfigError(f"{path}: no trained safety head; build it with `anymal safety train`")
-        t = load_file(str(path))
-        return cls(t["weight"], t["bias"], threshold)
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        calibrated = float(meta.get("threshold", 0.5))
+        return cls(load_file(str(path)), calibrated if threshold is None else threshold)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.layers
+        if self.kind == "mlp":
+            return F.gelu(x @ t["w1"] + t["b1"]) @ t["w2"] + t["b2"]
+        return x @ t["weight"] + t["bias"]
 
     def probs(self, texts: list[str]) -> torch.Tensor:
         from ..text_embed import embed_texts
 
         with torch.no_grad():
-            return torch.softmax(embed_texts(texts).float() @ self.weight + self.bias, -1)
+            return torch.softmax(self.logits(embed_texts(texts).float()), -1)
 
     def check(self, texts: list[str]) -> list[Verdict]:
         if not texts:
@@ -73,16 +93,55 @@ class TextClassifier:
         cats = p[:, 1:].argmax(1) + 1
         return [Verdict(bool(u >= self.threshold), float(u), CLASSES[int(c)]) for u, c in zip(unsafe, cats)]
 
+    def save(self, path: Path) -> None:
+        save_file({k: v.contiguous() for k, v in self.layers.items()}, str(path),
+                  metadata={"classes": ",".join(CLASSES), "threshold": f"{self.threshold:.4f}", "kind": self.kind})
 
-def train_text_head(rows: list[dict], l2: float = 1e-3, out: Path | None = HEAD) -> TextClassifier:
+
+def _fit_mlp(x: torch.Tensor, y: torch.Tensor, hidden: int = 256, epochs: int = 600, seed: int = 0) -> dict:
+    """Full-batch AdamW; classes weighed by the square root of their inverse frequency (the rare harmful
+    categories count, without the benign majority's false refusals growing back)."""
+    g = torch.Generator().manual_seed(seed)
+    w1 = (torch.randn(x.shape[1], hidden, generator=g) / x.shape[1] ** 0.5).requires_grad_()
+    w2 = (torch.randn(hidden, len(CLASSES), generator=g) / hidden ** 0.5).requires_grad_()
+    b1, b2 = torch.zeros(hidden, requires_grad=True), torch.zeros(len(CLASSES), requires_grad=True)
+    counts = torch.bincount(y, minlength=len(CLASSES)).clamp(min=1).float()
+    weight = (counts.sum() / counts).sqrt()
+    opt = torch.optim.AdamW([w1, b1, w2, b2], lr=3e-3, weight_decay=1e-2)
+    for _ in range(epochs):
+        opt.zero_grad()
+        F.cross_entropy(F.gelu(x @ w1 + b1) @ w2 + b2, y, weight=weight / weight.mean()).backward()
+        opt.step()
+    return {"w1": w1.detach(), "b1": b1.detach(), "w2": w2.detach(), "b2": b2.detach()}
+
+
+def calibrate(scores: torch.Tensor, benign: torch.Tensor, target: float) -> float:
+    """The lowest threshold (within [0.05, 0.99]) that refuses at most `target` of the benign texts."""
+    safe_scores = scores[benign].sort(descending=True).values
+    allowed = int(target * len(safe_scores))  # this many benign texts may score at or above the threshold
+    cut = float(safe_scores[allowed]) if allowed < len(safe_scores) else 0.0
+    return round(min(max(cut + 1e-4, 0.05), 0.99), 4)
+
+
+def train_text_head(rows: list[dict], val: list[dict] | None = None, kind: str = "mlp",
+                    false_refusal_target: float = 0.005, out: Path | None = HEAD) -> TextClassifier:
     from ..text_embed import embed_texts
 
     x = embed_texts([r["text"] for r in rows]).float()
     y = torch.tensor([CLASSES.index(r["label"]) for r in rows])
-    weight, bias = fit_linear_head(x, y, len(CLASSES), l2, scale=10.0)  # x10: unit-norm embeddings
+    if kind == "mlp":
+        clf = TextClassifier(_fit_mlp(x, y))
+    elif kind == "linear":
+        weight, bias = fit_linear_head(x, y, len(CLASSES), 1e-3, scale=10.0)  # x10: unit-norm embeddings
+        clf = TextClassifier({"weight": weight, "bias": bias})
+    else:
+        raise ConfigError(f"text head kind {kind!r}: expected 'mlp' or 'linear'")
+    if val:
+        scores = 1 - clf.probs([r["text"] for r in val])[:, 0]
+        clf.threshold = calibrate(scores, torch.tensor([r["label"] == "safe" for r in val]), false_refusal_target)
     if out is not None:
-        save_file({"weight": weight, "bias": bias}, str(out), metadata={"classes": ",".join(CLASSES)})
-    return TextClassifier(weight, bias)
+        clf.save(out)
+    return clf
 
 
 def precision_recall(flags: list[bool], truth: list[bool]) -> dict:

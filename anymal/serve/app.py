@@ -130,7 +130,8 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
             except ServeError:
                 req.cleanup()
                 raise
-            filters = [OutputFilter(guard, image_score) for _ in range(req.n)] if guard else None
+            hold = None if req.stream else "answer"  # nothing reaches the client before the end anyway
+            filters = [OutputFilter(guard, image_score, hold) for _ in range(req.n)] if guard else None
             events = _events(job, request, time.monotonic() + cfg.timeout_s, filters, guard)
         if req.stream:
             return StreamingResponse(_sse(events, req, cid, created, cfg.model_id), media_type="text/event-stream",
@@ -234,9 +235,10 @@ async def _refused(n: int, refusal: str):
 
 async def _events(job: Job, request, deadline: float, filters: list | None, guard):
     """The job's events for its client: PromptUsage, then Delta and Finish per choice, each choice's
-    text passed through its safety filter (word by word or sentence by sentence); a Failed job raises
-    its error."""
-    closed = set()
+    text passed through its safety filter (word by word, sentence by sentence or whole); a Failed job
+    raises its error. A flagged choice ends with content_filter: with the refusal when none of its text
+    was released, else with the checked text alone (a refusal is never spliced into an answer)."""
+    closed, released = set(), set()
     try:
         while len(closed) < job.request.n:
             ev = await _next(job, request, deadline)
@@ -255,11 +257,12 @@ async def _events(job: Job, request, deadline: float, filters: list | None, guar
             else:
                 text = await asyncio.to_thread(f.close) if f else ""
             if text:
+                released.add(ev.choice)
                 yield Delta(ev.choice, text, ev.tokens)
-            if f and f.flag:  # stop and replace: the flagged words never reach the client
+            if f and f.flag:  # stop: the flagged words never reach the client
                 closed.add(ev.choice)
-                refusal = (" " if text or isinstance(ev, Delta) else "") + f.flag.refusal(guard.config.refusal)
-                yield Delta(ev.choice, refusal, ev.tokens)
+                if ev.choice not in released:
+                    yield Delta(ev.choice, f.flag.refusal(guard.config.refusal), ev.tokens)
                 yield Finish(ev.choice, "content_filter", ev.tokens)
                 if job.request.n == 1:
                     job.cancelled.set()

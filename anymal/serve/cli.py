@@ -9,6 +9,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..devices import device_args
 from ..modalities import IMAGE
+from ..safety import HOLDS
 
 REQUEST_HEAD_SECONDS = 10.0
 
@@ -65,11 +66,13 @@ def add_parser(sub) -> None:
                    help="switch one safety check off (repeatable)")
     s.add_argument("--image-check", action="store_true",
                    help="also refuse input images the weapon check flags (off by default: it measures poorly)")
-    s.add_argument("--safety-text-threshold", type=float, default=0.5, help="P(unsafe) that flags a text (0.5)")
+    s.add_argument("--safety-text-threshold", type=float, default=None,
+                   help="P(unsafe) that flags a text (default: the text head's own, calibrated on validation)")
     s.add_argument("--safety-image-threshold", type=float, default=0.5, help="P(weapon) that flags an image (0.5)")
-    s.add_argument("--safety-hold", choices=["words", "sentences"], default="words",
-                   help="stream each word once the output check passed the sentence so far (default), or only "
-                        "whole sentences that passed (no part of a flagged sentence reaches a client)")
+    s.add_argument("--safety-hold", choices=list(HOLDS), default="words",
+                   help="stream each word once the output check passed the sentence so far (default), only "
+                        "whole sentences that passed, or the whole answer once it passed (a flagged answer is "
+                        "then always a clean refusal); a refusal never follows released text")
     s.set_defaults(fn=cmd_serve)
 
 
