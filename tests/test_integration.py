@@ -116,7 +116,8 @@ def test_demo_answers_about_bundled_examples(capsys):
 
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(DEMO) + 1  # every example answered (the default has every modality), then the text answer
-    answers = {line.split("] ", 1)[0].lstrip("["): line.split("-> ", 1)[1] for line in lines[:-1]}
+    answers = dict(line.split(" -> ", 1) for line in lines[:-1])  # "[file] question" -> answer
     assert all(answers.values()), lines
-    assert {"truck", "pickup"} & set(answers["truck.png"].lower().strip(".").split()), lines  # README: "A pickup."
-    assert answers["walking-upstairs.csv"] == "The person is walking upstairs.", lines  # as in the README
+    truck = answers["[truck.png] What is this?"]
+    assert {"truck", "pickup"} & set(truck.lower().strip(".").split()), lines  # README: "A truck."
+    assert answers["[walking-upstairs.csv] What is the person doing?"] == "The person is walking upstairs.", lines
