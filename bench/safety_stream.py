@@ -40,7 +40,8 @@ def main() -> None:
         guard = Guard(SafetyConfig(input_image=False, pair=False, hold=hold), text=clf)
         runs = [stream(guard, pieces) for _ in range(5)]
         ms = statistics.median(r[0] for r in runs) * 1000
-        print(f"| {hold} | {runs[0][1]} | {runs[0][2]} of {len(pieces)} | {ms:.0f} | {ms / len(pieces):.1f} |")
+        first = f"{runs[0][2]} of {len(pieces)}" if runs[0][2] <= len(pieces) else "the end"
+        print(f"| {hold} | {runs[0][1]} | {first} | {ms:.0f} | {ms / len(pieces):.1f} |")
 
 
 if __name__ == "__main__":
