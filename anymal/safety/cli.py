@@ -120,38 +120,22 @@ def evaluate_images(manifests: list[str], threshold: float) -> tuple[dict, dict]
     return results, sweeps
 
 
-def _plot_sweep(sweep, title: str, path: Path) -> None:
+def _plot_sweep(points, xlabel: str, ylabel: str, title: str, path: Path, symlog_x: bool = False) -> None:
+    """A curve over thresholds: points (threshold, x, y), every few labelled with their threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    ax.plot([r for _, _, r in sweep], [p for _, p, _ in sweep], marker="o", ms=3)
-    for t, p, r in sweep[::4]:
-        ax.annotate(f"{t:.2f}", (r, p), fontsize=7, textcoords="offset points", xytext=(3, 3))
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
+    ax.plot([x for _, x, _ in points], [y for _, _, y in points], marker="o", ms=3)
+    for t, x, y in points[::3]:
+        ax.annotate(f"{t:.2f}", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    if symlog_x:
+        ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _plot_text_sweep(sweep, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    ax.plot([f for _, f, _ in sweep], [r for _, _, r in sweep], marker="o", ms=3)
-    for t, f, r in sweep[::3]:
-        ax.annotate(f"{t:.2f}", (f, r), fontsize=7, textcoords="offset points", xytext=(3, -8))
-    ax.set_xscale("symlog", linthresh=0.01)
-    ax.set_xlabel("false refusals, everyday text (unseen sources)")
-    ax.set_ylabel("recall, harmful text (unseen sources)")
-    ax.set_title("text check over thresholds", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -181,10 +165,11 @@ def cmd_eval(a) -> int:
         lines += [f"- image, {name}: {r['ambiguous_left_out']} ambiguous pictures left out; "
                   f"flagged: {'; '.join(r['flagged_examples'][:6])}; missed: {'; '.join(r['missed_examples'][:6])}"]
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    _plot_text_sweep(sweep, out / "text_sweep.png")
+    _plot_sweep(sweep, "false refusals, everyday text (unseen sources)", "recall, harmful text (unseen sources)",
+                "text check over thresholds", out / "text_sweep.png", symlog_x=True)
     for k, (name, r) in enumerate((image or {}).items()):
-        _plot_sweep(image_sweep[name], f"image check, {name} (n={r['n']}, {r['positives']} weapons)",
-                    out / f"image_pr_{k}.png")
+        _plot_sweep([(t, rec, p) for t, p, rec in image_sweep[name]], "recall", "precision",
+                    f"image check, {name} (n={r['n']}, {r['positives']} weapons)", out / f"image_pr_{k}.png")
     print("\n".join(lines))
     print(f"wrote {out}/: results.json, results.md, text_sweep.png{', image_pr_*.png' if image else ''}", file=sys.stderr)
     return 0

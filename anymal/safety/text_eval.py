@@ -37,8 +37,10 @@ def _by(rows: list[dict], flags: list[bool], key: str) -> dict[str, dict]:
 
 
 def measure(clf: TextClassifier, splits: dict[str, list[dict]]) -> dict:
-    flags = {s: [v.unsafe for v in clf.check([r["text"] for r in splits[s]])]
-             for s in ("test-everyday", "test-harmful", "test-same-sources")}
+    """The held-out numbers at the head's threshold, and its threshold sweep: each text embedded once."""
+    scores = {s: 1 - clf.probs([r["text"] for r in splits[s]])[:, 0]
+              for s in ("test-everyday", "test-harmful", "test-same-sources")}
+    flags = {s: [bool(u >= clf.threshold) for u in v] for s, v in scores.items()}
     everyday, harmful, same = (splits[s] for s in ("test-everyday", "test-harmful", "test-same-sources"))
     benign_same = [f for r, f in zip(same, flags["test-same-sources"]) if r["label"] == "safe"]
     return {
@@ -53,6 +55,9 @@ def measure(clf: TextClassifier, splits: dict[str, list[dict]]) -> dict:
         "harmful missed": [r["text"] for r, f in zip(harmful, flags["test-harmful"]) if not f][:12],
         "same sources": precision_recall(flags["test-same-sources"], [r["label"] != "safe" for r in same]),
         "same sources false refusals": _rate(benign_same),
+        # (threshold, everyday false-refusal rate, harmful recall) over thresholds 0.05 ... 0.95
+        "sweep": [(t, float((scores["test-everyday"] >= t).float().mean()),
+                   float((scores["test-harmful"] >= t).float().mean())) for t in [x / 20 for x in range(1, 20)]],
     }
 
 
@@ -83,13 +88,6 @@ def table(results: dict[str, dict]) -> list[str]:
     return lines
 
 
-def sweep(clf: TextClassifier, splits: dict[str, list[dict]]) -> list[tuple[float, float, float]]:
-    """(threshold, everyday false-refusal rate, harmful recall) over thresholds 0.05 ... 0.95."""
-    everyday, harmful = (1 - clf.probs([r["text"] for r in splits[s]])[:, 0] for s in ("test-everyday", "test-harmful"))
-    return [(t, float((everyday >= t).float().mean()), float((harmful >= t).float().mean()))
-            for t in [x / 20 for x in range(1, 20)]]
-
-
 def evaluate(root: str | Path, threshold: float | None, compare: bool) -> tuple[dict[str, dict], list[str], list]:
     """({head: measurements}, the markdown table, the shipped head's threshold sweep)."""
     splits = corpus(root)
@@ -99,4 +97,4 @@ def evaluate(root: str | Path, threshold: float | None, compare: bool) -> tuple[
             print(f"training the {kind} head for the comparison", file=sys.stderr)
             heads[f"{kind} (trained now)"] = train_on(splits, kind)
     results = {name: measure(clf, splits) for name, clf in heads.items()}
-    return results, table(results), sweep(heads["shipped head"], splits)
+    return results, table(results), results["shipped head"]["sweep"]
