@@ -117,7 +117,7 @@ def test_perceiving_checkpoint_round_trip(perceiving, images, tmp_path):
     torch.testing.assert_close(perceiving.project("image", a.features), again.project("image", b.features))
 
 
-def test_checkpoints_from_before_the_confidence_gate_load_unchanged(perceiving, images, tmp_path):
+def test_checkpoints_from_before_the_confidence_gate_and_the_question_load_unchanged(perceiving, images, tmp_path):
     from safetensors.torch import load_file, save_file
 
     from anymal import AnyMAL
@@ -125,18 +125,64 @@ def test_checkpoints_from_before_the_confidence_gate_load_unchanged(perceiving, 
 
     with torch.no_grad():
         for name, p in perceiving.projectors["image"].named_parameters():
-            if ".gate." not in name:  # a model trained before the gate: its gate is the zero init
+            if ".gate." not in name and ".ask." not in name:  # trained before them: their zero init
                 p.add_(0.01 * torch.randn_like(p))
     perceiving.save_pretrained(tmp_path / "ck")
     weights = tmp_path / "ck" / "adapters.safetensors"
-    state = {k: v for k, v in load_file(weights).items() if ".gate." not in k}
+    state = {k: v for k, v in load_file(weights).items() if ".gate." not in k and ".ask." not in k}
     save_file(state, weights)
     again = AnyMAL.from_pretrained(tmp_path / "ck")
     feats = perceiving.encoders["image"].encode([images[1]])[0][None]
     torch.testing.assert_close(perceiving.projectors["image"](feats), again.projectors["image"](feats))
     save_file({k: v for k, v in state.items() if ".info_norm." not in k}, weights)
-    with pytest.raises(CheckpointError, match="missing"):  # only the gate may be absent
+    with pytest.raises(CheckpointError, match="missing"):  # only the gate and the question layer may be absent
         AnyMAL.from_pretrained(tmp_path / "ck")
+
+
+def image_turn(path, text: str) -> dict:
+    return {"role": "user", "content": [{"type": "image", "path": str(path)}, {"type": "text", "text": text}]}
+
+
+def test_each_input_is_asked_the_words_of_its_own_turn(perceiving, images):
+    from anymal.model.questions import turn_masks, turn_words
+
+    conv = [image_turn(images[0], "Is it red?"), {"role": "assistant", "content": "Yes."},
+            {"role": "user", "content": [{"type": "text", "text": "And this blue one,"},
+                                         {"type": "image", "path": str(images[2])}, {"type": "text", "text": "what?"}]}]
+    other = [image_turn(images[1], "Green?")]
+    enc = [perceiving.encode_conversation(c, True) for c in (conv, other)]
+    batch = perceiving.processor.collate(enc, padding_side="left")
+    embeds = perceiving.llm.embed(batch.input_ids)
+    counts = [perceiving.projectors["image"].count(f) for f in batch.features["image"]]
+    args = (batch.input_ids, batch.attention_mask, batch.slots, perceiving.special_ids)
+    rows, mask = turn_masks(*args, "image", counts)
+    said = [perceiving.llm.tokenizer.decode(batch.input_ids[r][m]) for r, m in zip(rows, mask)]
+    # (the processor sets each input on its own line: the newlines around its slots are words of the turn)
+    assert rows.tolist() == [0, 0, 1] and said == ["user\n\nIs it red?", "user\nAnd this blue one,\n\nwhat?", "user\n\nGreen?"]
+    words, cut = turn_words(*args, embeds, "image", counts)  # the same words, columns no input reads left out
+    assert cut.shape[1] < mask.shape[1] and cut.sum() == mask.sum()
+    torch.testing.assert_close(words[cut.bool()], embeds[rows][mask].float())
+
+
+def test_the_question_reaches_each_entry_and_starts_silent(perceiving, images):
+    proj = perceiving.projectors["image"]
+    words = proj.words[0]
+    feats = perceiving.encoders["image"].encode([images[0]])[0][None]  # red: entry 0 "red", entry 1 empty
+    tok, embed = perceiving.llm.tokenizer, perceiving.llm.embed
+
+    def ask(ids: list[int]):
+        return embed(torch.tensor(ids))[None].float(), torch.ones(1, len(ids))
+
+    named = tok(" red", add_special_tokens=False)["input_ids"]
+    others = [i for i in tok(" What shape is it?", add_special_tokens=False)["input_ids"] if i not in named]
+    idx = feats[..., 16:, 0].round().long()
+    red, other = words.asked(idx, ask(others + named)), words.asked(idx, ask(others))
+    assert red[0, 0, 0] == pytest.approx(1.0, abs=1e-5) and other[0, 0, 0] < 0.99  # the question says " red"
+    assert torch.all(red[0, 1] == 0) and torch.all(words.asked(idx, None) == 0)  # no entry / no question
+    torch.testing.assert_close(proj(feats), proj(feats, ask(named)))  # zero-initialised: nothing changes yet
+    with torch.no_grad():
+        words.ask[2].weight.normal_()
+    assert not torch.allclose(proj(feats, ask(others + named)), proj(feats, ask(others)))
 
 
 def test_confidence_gate_damps_a_name(perceiving, images):
@@ -163,6 +209,13 @@ def test_video_frames_keep_patches_then_words_in_order(tiny_llm_dir, images):
     blue = model.llm.embed(torch.tensor(model.llm.tokenizer(" blue", add_special_tokens=False)["input_ids"][:1]))[0]
     torch.testing.assert_close(out[4], red.float())
     torch.testing.assert_close(out[per + 4], blue.float())
+    with torch.no_grad():  # every frame hears the clip's question: its first entry ("red", then "blue") changes
+        proj.words[0].ask[2].weight.normal_()
+    ids = model.llm.tokenizer(" red", add_special_tokens=False)["input_ids"]
+    heard = proj(enc(frames), (model.llm.embed(torch.tensor(ids))[None].float(), torch.ones(1, len(ids))))[0]
+    info = [4 + NAME_TOKENS, per + 4 + NAME_TOKENS]  # each frame's first entry's info token
+    assert all(not torch.allclose(heard[i], out[i]) for i in info)
+    torch.testing.assert_close(heard[:4], out[:4])  # patch tokens do not hear it
 
 
 def test_words_only_projector_hands_no_patch_tokens(tiny_llm_dir, images):

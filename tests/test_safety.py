@@ -138,6 +138,23 @@ def test_output_filter_releases_checked_words_and_stops_at_the_unsafe_ones(clf):
         SafetyConfig(hold="tokens")
 
 
+class _FlagsTrailingKill:
+    """A stand-in text check that flags any text ending in "kill": a fragment, never a whole sentence."""
+
+    def check(self, texts):
+        from anymal.safety.text import Verdict
+
+        return [Verdict(t.rstrip().endswith("kill"), 1.0 if t.rstrip().endswith("kill") else 0.0, "violence")
+                for t in texts]
+
+
+def test_a_flagged_sentence_start_is_held_until_the_whole_sentence_decides():
+    words = OutputFilter(Guard(SafetyConfig(input_image=False, pair=False), text=_FlagsTrailingKill()))
+    out = [words.push(p) for p in ["To stop it, ", "run kill ", "-9 on ", "its id. Then ", "wait."]]
+    assert out == ["To stop it,", "", "", " run kill -9 on its id. Then", ""]  # held from "kill" to the sentence end
+    assert words.close() == " wait." and words.flag is None  # nothing refused, nothing lost
+
+
 def test_pair_check_needs_the_image_to_raise_a_borderline_sentence(clf):
     guard = Guard(SafetyConfig(input_image=False, output_text=False, pair=True, pair_text_threshold=0.3,
                                pair_image_threshold=0.1), text=clf)

@@ -25,6 +25,7 @@ from ..modalities import IMAGE, MODALITIES
 from ..paths import DEFAULT_CHECKPOINT
 from .hub import resolve_checkpoint
 from ..projectors import build_perceiving, build_projector
+from ..projectors.words import Asked
 from ..quiet import quiet_loading
 from ..registry import PROJECTORS
 from .bind_objective import bind_contrastive, caption_vectors, row_texts
@@ -35,6 +36,7 @@ from .lazy import LazyModules, Pending
 from .injection import BindInjector
 from .messages import Conversation, MediaPart
 from .processor import IGNORE, Batch, Encoded, Processor
+from .questions import turn_words
 from .visual_cache import VisualCache
 
 if TYPE_CHECKING:
@@ -70,6 +72,8 @@ class AnyMAL(Inference, AdapterWeights, nn.Module):
                                        for m, cfg in config.modalities.items()}, self._build_modality)
         self._shared = {} if shared is None else shared
         self._checkpoint: tuple[dict, dict, str | Path] | None = None  # (manifest, weights, path) still to apply
+        # a turn's words lie between these (model/questions.py)
+        self.special_ids = torch.tensor(sorted(set(llm.tokenizer.all_special_ids)), dtype=torch.long)
         self.processor = Processor(llm.tokenizer, {m: (tokens or {}).get(m) or self.projectors._modules[m].num_tokens
                                                    for m in self.projectors}, config.llm.max_length)
         # ImageBind-LLM: modalities with `projector: bind` feed one shared bind network + gates
@@ -179,13 +183,15 @@ class AnyMAL(Inference, AdapterWeights, nn.Module):
         enc.features = feats
         return enc
 
-    def project(self, modality: str, features: list[torch.Tensor]) -> torch.Tensor:
-        """Projected tokens of every input, concatenated in order: [sum of counts, hidden]."""
+    def project(self, modality: str, features: list[torch.Tensor], asked: Asked = None) -> torch.Tensor:
+        """Projected tokens of every input, concatenated in order: [sum of counts, hidden]. `asked`: the
+        words each input is asked, for a projector that `reads_question`."""
         proj = self.projectors[modality]
         out: list[torch.Tensor | None] = [None] * len(features)
         for n in dict.fromkeys(f.shape[0] for f in features):  # equal lengths share one batched call
             idx = [i for i, f in enumerate(features) if f.shape[0] == n]
-            tokens = proj(torch.stack([features[i] for i in idx]).to(self.device).float())
+            x = torch.stack([features[i] for i in idx]).to(self.device).float()
+            tokens = proj(x, (asked[0][idx], asked[1][idx])) if asked is not None else proj(x)
             for i, t in zip(idx, tokens):
                 out[i] = t[proj.token_mask(features[i]).to(t.device)] if proj.reads_content else t
         return torch.cat(out)  # type: ignore[arg-type]
@@ -195,7 +201,11 @@ class AnyMAL(Inference, AdapterWeights, nn.Module):
         embeds = self.llm.embed(batch.input_ids.to(self.device))
         for m, slot in batch.slots.items():
             feats = batch.features[m] if batch.features else self.encode_media(batch.media[m])
-            tokens = self.project(m, feats).to(embeds.dtype)
+            asked = None
+            if getattr(self.projectors[m], "reads_question", False):
+                asked = turn_words(batch.input_ids.to(self.device), batch.attention_mask.to(self.device), batch.slots,
+                                   self.special_ids, embeds, m, [self.projectors[m].count(f) for f in feats])
+            tokens = self.project(m, feats, asked).to(embeds.dtype)
             if tokens.shape[0] != int(slot.sum()):
                 raise InputError(f"{m}: {tokens.shape[0]} projected tokens for {int(slot.sum())} slots; "
                                  "were the token counts computed with another model?")

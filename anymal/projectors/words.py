@@ -5,8 +5,13 @@ patch features (and ~1,000 training pictures) mostly does not find it. So each p
 (label, confidence, count, box) becomes `NAME_TOKENS` tokens that *are* the frozen embeddings of the
 label's name (scaled by a learned gate on the confidence and box, plus a learned shift from the
 geometry, both zero-initialised: at first the name is said exactly as the LLM says it), followed by
-one learned token saying how sure, how many, where and how big. An empty entry (nothing detected)
-gives zero name tokens and the learned token of "nothing".
+one learned token saying how sure, how many, where and how big, and whether the question names it. An
+empty entry (nothing detected) gives zero name tokens and the learned token of "nothing".
+
+"Whether the question names it" (`WordsProjector.asked`): how close the label's words come to a word of
+the turn the input is attached to (model/questions.py), in the LLM's own embedding space. Asked "Is there
+a dog?", an entry "cat" and an entry "dog" differ there, so the adapter can say so in the entry's token
+rather than leave a 135M frozen LLM to compare two embeddings far apart in its prompt (issue 31).
 
 `PerceivingProjector` puts it together for a `ComposedEncoder`: the main part's patch features go
 through the modality's own projector kind, each perception part through a `WordsProjector`; video
@@ -17,12 +22,17 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import Projector
 
 NAME_TOKENS = 3  # tokens kept of each label's name (longer names are cut: "German shepherd" fits)
 GEOMETRY = 7  # score, count, x1, y1, x2, y2, area (the row minus its label index)
+MATCH = 2  # how near the question's words come to the label's: its nearest token, its whole name
+
+# the words each input is asked ([N, T, hidden] embeddings, [N, T] mask), or None (no question known)
+Asked = tuple[torch.Tensor, torch.Tensor] | None
 
 # (texts, k) -> (first k token embeddings [N, k, hidden], mask [N, k]) of " text" from the frozen LLM
 WordEmbedder = Callable[[list[str], int], tuple[torch.Tensor, torch.Tensor]]
@@ -37,7 +47,7 @@ def geometry(rows: torch.Tensor) -> torch.Tensor:
 class WordsProjector(nn.Module):
     # keys a checkpoint may lack because their initial value changes nothing: checkpoints from before the
     # confidence gate load as they were trained (a zero gate says every name as loudly as given)
-    optional_keys = ("gate.weight", "gate.bias")
+    optional_keys = ("gate.weight", "gate.bias", "ask.0.weight", "ask.0.bias", "ask.2.weight", "ask.2.bias")
 
     def __init__(self, labels: list[str], entries: int, out_dim: int, embed_rms: float, embed_words: WordEmbedder):
         super().__init__()
@@ -59,17 +69,38 @@ class WordsProjector(nn.Module):
         self.info_norm = nn.LayerNorm(out_dim)
         with torch.no_grad():
             self.info_norm.weight.fill_(embed_rms)
+        # what the info token adds when the question names the entry (and how sure/where it is): its last
+        # layer zero-initialised, so checkpoints trained before it say exactly what they said
+        self.ask = nn.Sequential(nn.Linear(GEOMETRY + MATCH, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+        nn.init.zeros_(self.ask[2].weight)
+        nn.init.zeros_(self.ask[2].bias)
 
-    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+    def forward(self, rows: torch.Tensor, asked: Asked = None) -> torch.Tensor:
         """[B, entries, 8] -> [B, entries * (NAME_TOKENS + 1), out_dim]."""
         idx = rows[..., 0].round().long().clamp(0, self.names.shape[0] - 1)
         g = geometry(rows)
         mask = self.mask[idx].unsqueeze(-1)  # [B, E, K, 1]
         loud = 1.0 + torch.tanh(self.gate(g)).unsqueeze(2)  # [B, E, 1, 1]
         name = (self.names[idx] * loud + self.shift(g).unsqueeze(2)) * mask
-        info = self.info_norm(self.info(g)).unsqueeze(2)
+        info = self.info_norm(self.info(g)) + self.ask(torch.cat([g, self.asked(idx, asked)], dim=-1))
         b = rows.shape[0]
-        return torch.cat([name, info], dim=2).reshape(b, self.num_tokens, -1)
+        return torch.cat([name, info.unsqueeze(2)], dim=2).reshape(b, self.num_tokens, -1)
+
+    def asked(self, idx: torch.Tensor, asked: Asked) -> torch.Tensor:
+        """[B, E] label indices -> [B, E, MATCH]: the best cosine between a question word and one of the
+        label's tokens, and between a question word and the label's mean token (0 for no question/entry)."""
+        if asked is None:
+            return self.names.new_zeros(*idx.shape, MATCH)
+        words, present = asked[0].to(self.names.dtype), asked[1].to(self.names.dtype)  # [B, T, H], [B, T]
+        words = F.normalize(words, dim=-1)
+        names, mask = self.names[idx], self.mask[idx]  # [B, E, K, H], [B, E, K]
+        whole = F.normalize((names * mask.unsqueeze(-1)).sum(2), dim=-1)  # [B, E, H]
+        by_token = torch.einsum("bekh,bth->bekt", F.normalize(names, dim=-1), words)
+        valid = mask.unsqueeze(-1) * present[:, None, None, :]
+        by_token = by_token.masked_fill(valid == 0, -1.0).flatten(2).amax(-1)
+        by_name = torch.einsum("beh,bth->bet", whole, words).masked_fill(present[:, None, :] == 0, -1.0).amax(-1)
+        found = (idx > 0).to(self.names.dtype).unsqueeze(-1)
+        return torch.stack([by_token, by_name], dim=-1).clamp(min=0.0) * found
 
 
 class TextProjector(nn.Module):
@@ -88,8 +119,9 @@ class TextProjector(nn.Module):
         ids = rows[..., 0].round().long().tolist()
         return ["".join(self.labels[i - 1] for i in row if 0 < i <= len(self.labels)).strip() for row in ids]
 
-    def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        """[B, entries, 8] -> [B, entries, out_dim]; the rows past the text's own tokens are zero (and
+    def forward(self, rows: torch.Tensor, asked: Asked = None) -> torch.Tensor:
+        """[B, entries, 8] -> [B, entries, out_dim] (`asked` is not read: a transcript is what was said); the
+        rows past the text's own tokens are zero (and
         `PerceivingProjector.token_mask` leaves them out of the LLM's input)."""
         emb, mask = self.embed_words(self.texts(rows), self.num_tokens)
         mask = mask.to(rows.device, self.shift.dtype).unsqueeze(-1)
@@ -101,6 +133,7 @@ class TextProjector(nn.Module):
 
 
 class PerceivingProjector(nn.Module):
+    reads_question = True  # `forward` takes the words each input is asked
     """Patch projector for the main encoder + a words projector per perception encoder.
 
     `main=None` (a modality's `num_tokens: 0`) hands the LLM the perception tokens only: the patch part
@@ -154,8 +187,11 @@ class PerceivingProjector(nn.Module):
             raise ValueError(f"perceiving projector built for {self.in_tokens} input tokens, got {n_in}")
         return self.num_tokens
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, asked: Asked = None) -> torch.Tensor:
+        """`asked`: the words each input is asked (model/questions.py); every frame of a video is asked them."""
         b, f = x.shape[0], self.frames
+        if asked is not None and f > 1:
+            asked = (asked[0].repeat_interleave(f, 0), asked[1].repeat_interleave(f, 0))
         sizes = [x.shape[1] // f - sum(self.part_tokens[1:]), *self.part_tokens[1:]]  # the main part may be shorter
         per_frame = x.reshape(b, f, sum(sizes), x.shape[-1])
         chunks = per_frame.split(sizes, dim=2)
@@ -164,7 +200,7 @@ class PerceivingProjector(nn.Module):
             main_in = chunks[0][..., : self.part_dims[0]].reshape(b, f * sizes[0], self.part_dims[0])
             out.append(self.silenced(self.main(main_in).reshape(b, f, -1, self.main.out_dim)))
         for words, rows, dim in zip(self.words, chunks[1:], self.part_dims[1:]):
-            out.append(words(rows[..., :dim].reshape(b * f, -1, dim)).reshape(b, f, words.num_tokens, -1))
+            out.append(words(rows[..., :dim].reshape(b * f, -1, dim), asked).reshape(b, f, words.num_tokens, -1))
         return torch.cat(out, dim=2).reshape(b, -1, out[0].shape[-1])
 
     def silenced(self, patches: torch.Tensor) -> torch.Tensor:

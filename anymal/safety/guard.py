@@ -8,7 +8,10 @@ stakes of the words. A flagged input is answered with the refusal and never reac
 flagged output sentence is never released, and generation stops.
 
 Streaming (`hold`): with "words" (the default) the output check reads the sentence so far at every
-completed word and releases the words it passed, so text streams word by word; with "sentences" nothing
+completed word and releases the words it passed, so text streams word by word; a start it does not pass
+is held, not refused: the rest of that sentence waits, and the whole sentence decides (a fragment such as
+"To convert Celsius to" is not a sentence the check was made for, and flagged everyday answers' first
+words in the server benchmark); with "sentences" nothing
 of a sentence is released before the whole of it passed; with "answer" nothing is released before the
 whole answer passed. A refusal never follows released text: when a check flags a sentence after some of
 the answer was released, the stream ends there (finish_reason content_filter) with only checked text;
@@ -117,6 +120,7 @@ class OutputFilter:
         self.hold = hold or guard.config.hold
         self.said, self.buf = "", ""  # the current sentence: released so far, held back
         self.passed = ""  # checked whole sentences not released yet (hold="answer")
+        self.waiting = False  # hold="words": a start of the current sentence did not pass, its end decides
         self.flag: Flag | None = None
 
     def push(self, piece: str) -> str:
@@ -128,16 +132,16 @@ class OutputFilter:
             sentence, self.buf = self.buf[:m.end()], self.buf[m.end():]
             if not self._ok(self.said + sentence):  # a sentence is judged whole at its end
                 return "" if self.hold == "answer" else out
-            out, self.said = out + sentence, ""
+            out, self.said, self.waiting = out + sentence, "", False
         if self.hold == "answer":
             self.passed += out
             return ""
         cut = self.buf.rfind(" ")  # the words before it are complete
-        if self.hold == "words" and cut > 0 and self.buf[:cut].strip():
+        if self.hold == "words" and not self.waiting and cut > 0 and self.buf[:cut].strip():
             words = self.buf[:cut]
-            if not self._ok(self.said + words):
-                return out
-            out, self.said, self.buf = out + words, self.said + words, self.buf[cut:]
+            self.waiting = self.guard.check_sentence(self.said + words, self.image_score) is not None
+            if not self.waiting:
+                out, self.said, self.buf = out + words, self.said + words, self.buf[cut:]
         return out
 
     def close(self) -> str:
