@@ -89,6 +89,14 @@ class LiteTokenizer:
     def unk_token_id(self) -> int | None:
         return self.convert_tokens_to_ids(self.unk_token) if self.unk_token else None
 
+    @property
+    def all_special_ids(self) -> list[int]:
+        """The named special tokens' ids and every added token marked special (as `special_ids` reads a
+        transformers tokenizer)."""
+        named = {self.convert_tokens_to_ids(t) for t in (getattr(self, n) for n in SPECIAL) if t}
+        added = {i for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
+        return sorted((named | added) - {None})
+
     def __len__(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
@@ -127,3 +135,10 @@ class LiteTokenizer:
                 shutil.copy(self.path / name, path / name)
         if self.chat_template is not None:
             (path / "chat_template.jinja").write_text(self.chat_template)
+
+
+def special_ids(tokenizer) -> list[int]:
+    """Every special token id of a transformers or lite tokenizer: the named ones and the added tokens
+    marked special (transformers' `all_special_ids` alone leaves some of the latter out)."""
+    added = {i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if t.special}
+    return sorted(set(tokenizer.all_special_ids) | added)

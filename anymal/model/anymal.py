@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..llm import LanguageModel, load_llm
 from ..llm.kv import cache_kwargs
 from ..llm.lora import apply_lora
+from ..llm.tokenizer import special_ids
 from ..modalities import IMAGE, MODALITIES
 from ..paths import DEFAULT_CHECKPOINT
 from .hub import resolve_checkpoint
@@ -73,7 +74,7 @@ class AnyMAL(Inference, AdapterWeights, nn.Module):
         self._shared = {} if shared is None else shared
         self._checkpoint: tuple[dict, dict, str | Path] | None = None  # (manifest, weights, path) still to apply
         # a turn's words lie between these (model/questions.py)
-        self.special_ids = torch.tensor(sorted(set(llm.tokenizer.all_special_ids)), dtype=torch.long)
+        self.special_ids = torch.tensor(special_ids(llm.tokenizer), dtype=torch.long)
         self.processor = Processor(llm.tokenizer, {m: (tokens or {}).get(m) or self.projectors._modules[m].num_tokens
                                                    for m in self.projectors}, config.llm.max_length)
         # ImageBind-LLM: modalities with `projector: bind` feed one shared bind network + gates
