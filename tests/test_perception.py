@@ -469,3 +469,17 @@ def test_sides_reach_the_main_part_of_a_composed_encoder_and_a_sweep_puts_them_b
                            progress=False)
     assert [r["side"] for r in res["rows"]] == [60, 120]
     assert model.encoders["image"].main.sides == () and model.encoders["image"].preprocess_id == before
+
+
+def test_a_perceiving_projectors_patch_part_can_stay_frozen_while_its_words_learn(perceiving):
+    """`freeze: [projectors.video.main]`: the part that carries motion keeps what it learned."""
+    from anymal.errors import ConfigError
+    from anymal.train.stages import apply_stage, plan_rows
+
+    apply_stage(perceiving, "align", ["projectors.image.main"])
+    proj = perceiving.projectors["image"]
+    assert not any(p.requires_grad for p in proj.main.parameters())
+    assert all(p.requires_grad for p in proj.words.parameters())
+    assert dict((r[0], r[1]) for r in plan_rows(perceiving))["projectors.image"] == "partly"
+    with pytest.raises(ConfigError, match="no component 'projectors.image.nope'"):
+        apply_stage(perceiving, "align", ["projectors.image.nope"])

@@ -7,8 +7,9 @@
     bind           projectors (bind heads), InfoNCE vs captions (ImageBind-LLM's joint space)
     bind-inject    bind network + gates, next-token loss    (ImageBind-LLM's training)
 
-Components are named `projectors`, `projectors.<modality>`, `encoders.<modality>`, `llm`, `llm.lora`,
-`bind` (bind network + gates).
+Components are named `projectors`, `projectors.<modality>`, `projectors.<modality>.<part>` (one part of
+a modality's projector: a perceiving projector's `main` patch projector or `words`), `encoders.<modality>`,
+`llm`, `llm.lora`, `bind` (bind network + gates).
 A recipe's `train` list adds components, its `freeze` list removes them (applied last), so
 `freeze: [projectors.image]` keeps a trained image adapter while the others learn. The resulting
 plan is printed and saved as a table so a run states exactly what trained.
@@ -68,7 +69,8 @@ def component(model, name: str) -> list[nn.Parameter]:
             return params
     elif name == "bind" and model.bind is not None:
         return list(model.bind.parameters())
-    elif name in ("llm", "projectors") or name.split(".")[0] in ("projectors", "encoders") and name.count(".") == 1:
+    elif (name in ("llm", "projectors") or name.split(".")[0] in ("projectors", "encoders") and name.count(".") == 1
+          or name.startswith("projectors.") and name.count(".") == 2):
         try:
             return list(model.get_submodule(name).parameters())
         except AttributeError:
