@@ -199,13 +199,14 @@ class AnyMAL(Inference, AdapterWeights, nn.Module):
 
     def embed(self, batch: Batch) -> torch.Tensor:
         """Token embeddings with every modality slot replaced by its projected tokens."""
-        embeds = self.llm.embed(batch.input_ids.to(self.device))
+        ids = batch.input_ids.to(self.device)
+        embeds = self.llm.embed(ids)
         for m, slot in batch.slots.items():
             feats = batch.features[m] if batch.features else self.encode_media(batch.media[m])
             asked = None
             if getattr(self.projectors[m], "reads_question", False):
-                asked = turn_words(batch.input_ids.to(self.device), batch.attention_mask.to(self.device), batch.slots,
-                                   self.special_ids, embeds, m, [self.projectors[m].count(f) for f in feats])
+                asked = turn_words(ids, batch.attention_mask.to(self.device), batch.slots, self.special_ids, embeds, m,
+                                   [self.projectors[m].count(f) for f in feats])
             tokens = self.project(m, feats, asked).to(embeds.dtype)
             if tokens.shape[0] != int(slot.sum()):
                 raise InputError(f"{m}: {tokens.shape[0]} projected tokens for {int(slot.sum())} slots; "

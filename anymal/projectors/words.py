@@ -120,9 +120,9 @@ class TextProjector(nn.Module):
         return ["".join(self.labels[i - 1] for i in row if 0 < i <= len(self.labels)).strip() for row in ids]
 
     def forward(self, rows: torch.Tensor, asked: Asked = None) -> torch.Tensor:
-        """[B, entries, 8] -> [B, entries, out_dim] (`asked` is not read: a transcript is what was said); the
-        rows past the text's own tokens are zero (and
-        `PerceivingProjector.token_mask` leaves them out of the LLM's input)."""
+        """[B, entries, 8] -> [B, entries, out_dim]; the rows past the text's own tokens are zero (and
+        `PerceivingProjector.token_mask` leaves them out of the LLM's input). `asked` is not read: a
+        transcript is what was said, not a name to compare with the question."""
         emb, mask = self.embed_words(self.texts(rows), self.num_tokens)
         mask = mask.to(rows.device, self.shift.dtype).unsqueeze(-1)
         return (emb.to(rows.device, self.shift.dtype) + self.shift) * mask
@@ -133,12 +133,13 @@ class TextProjector(nn.Module):
 
 
 class PerceivingProjector(nn.Module):
-    reads_question = True  # `forward` takes the words each input is asked
     """Patch projector for the main encoder + a words projector per perception encoder.
 
     `main=None` (a modality's `num_tokens: 0`) hands the LLM the perception tokens only: the patch part
     is still encoded (the feature layout stays one tensor) but never read, the ablation of what the
     words alone carry."""
+
+    reads_question = True  # `forward` takes the words each input is asked
 
     def __init__(self, main: Projector | None, parts: list[tuple[int, list[str] | None, int]], out_dim: int,
                  embed_rms: float, embed_words: WordEmbedder, frames: int | None, patch_dropout: float = 0.0):
