@@ -10,6 +10,7 @@ import torch
 from anymal.config import LLMConfig, ModalityConfig, ModelConfig
 from anymal.encoders.perception import ROW, PerceptionEncoder
 from anymal.projectors import NAME_TOKENS
+from anymal.projectors.words import Asked
 from anymal.registry import ENCODERS
 
 
@@ -159,9 +160,12 @@ def test_each_input_is_asked_the_words_of_its_own_turn(perceiving, images):
     said = [perceiving.llm.tokenizer.decode(batch.input_ids[r][m]) for r, m in zip(rows, mask)]
     # (the processor sets each input on its own line: the newlines around its slots are words of the turn)
     assert rows.tolist() == [0, 0, 1] and said == ["user\n\nIs it red?", "user\nAnd this blue one,\n\nwhat?", "user\n\nGreen?"]
-    words, cut = turn_words(*args, embeds, "image", counts)  # the same words, columns no input reads left out
+    asked = turn_words(*args, embeds, "image", counts, perceiving.llm.tokenizer.decode)
+    words, cut = asked.words, asked.present  # the same words, columns no input reads left out
     assert cut.shape[1] < mask.shape[1] and cut.sum() == mask.sum()
     torch.testing.assert_close(words[cut.bool()], embeds[rows][mask].float())
+    # and as phrases for WordNet kinship, without the role's name ("user" is a kind of person)
+    assert asked.said[0] == {"is", "it", "red", "is it", "it red", "is it red"} and "blue one" in asked.said[1]
 
 
 def test_the_question_reaches_each_entry_and_starts_silent(perceiving, images):
@@ -171,7 +175,7 @@ def test_the_question_reaches_each_entry_and_starts_silent(perceiving, images):
     tok, embed = perceiving.llm.tokenizer, perceiving.llm.embed
 
     def ask(ids: list[int]):
-        return embed(torch.tensor(ids))[None].float(), torch.ones(1, len(ids))
+        return Asked(embed(torch.tensor(ids))[None].float(), torch.ones(1, len(ids)))
 
     named = tok(" red", add_special_tokens=False)["input_ids"]
     others = [i for i in tok(" What shape is it?", add_special_tokens=False)["input_ids"] if i not in named]
@@ -183,6 +187,48 @@ def test_the_question_reaches_each_entry_and_starts_silent(perceiving, images):
     with torch.no_grad():
         words.ask[2].weight.normal_()
     assert not torch.allclose(proj(feats, ask(others + named)), proj(feats, ask(others)))
+
+
+def test_the_question_naming_a_kind_of_the_label_reaches_its_entry(perceiving, images):
+    """WordNet kinship as features: the label's own kind, a broader one ("colour" for "red"), a narrower one."""
+    from anymal.kinship import phrases
+
+    words = perceiving.projectors["image"].words[0]
+    feats = perceiving.encoders["image"].encode([images[0]])[0][None]  # entry 0 "red", entry 1 empty
+    idx = feats[..., 16:, 0].round().long()
+    words.kin = ((frozenset({"red"}), frozenset({"chromatic colour", "colour"}), frozenset({"crimson"})), None, None)
+    empty = Asked(torch.zeros(1, 1, words.names.shape[-1]), torch.zeros(1, 1))
+    said = [phrases(q) for q in ("Is it red?", "Any chromatic colours here?", "Is it crimson?", "Is it a dog?")]
+    got = [words.asked(idx, empty._replace(said=(s,)))[0, :, 2:].tolist() for s in said]
+    assert got == [[[1, 0, 0], [0, 0, 0]], [[0, 1, 0], [0, 0, 0]], [[0, 0, 1], [0, 0, 0]], [[0, 0, 0], [0, 0, 0]]]
+    words.kin = None  # a part whose labels no table knows: no kinship, nothing else changes
+    assert words.asked(idx, empty._replace(said=(said[0],)))[0, :, 2:].abs().sum() == 0
+
+
+def test_kinship_table_knows_breeds_kinds_and_the_two_cranes():
+    """The committed WordNet table: a classifier's "beagle" is a dog; the detector's "bird" covers pigeons;
+    ImageNet's two "crane"s are the bird and the machine; COCO's "kite" is the toy, ImageNet's the bird;
+    how a question is put ("this image", "the second one") names no kind."""
+    from anymal.encoders import load_encoder
+    from anymal.kinship import kin_of, phrases, relate
+
+    imagenet = load_encoder("efficientnet-lite3-labels", "image")
+    coco = load_encoder("ssd-mobilenet-coco", "image")
+    net, det = imagenet.kin, coco.kin
+    cls = {n: i for i, n in enumerate(imagenet.labels)}
+    assert relate(net[cls["beagle"]], phrases("Is there a dog in this image?")) == (0, 1, 0)
+    assert relate(det[coco.labels.index("bird")], phrases("Do you see any pigeons?")) == (0, 0, 1)
+    assert relate(det[coco.labels.index("person")], phrases("Is there a man?")) == (0, 0, 1)
+    cranes = [i for i, n in enumerate(imagenet.labels) if n == "crane"]
+    assert relate(net[cranes[0]], phrases("a bird?"))[1] == 1 and relate(net[cranes[1]], phrases("a machine?")) == (0, 0, 0)
+    assert relate(net[cranes[1]], phrases("a lifting device?"))[1] == 1
+    assert relate(det[coco.labels.index("kite")], phrases("a toy?"))[1] == 1
+    assert relate(net[cls["kite"]], phrases("a bird of prey?"))[1] == 1
+    assert all(relate(k, phrases("Is the second one in this image the same? Can you count them?")) == (0, 0, 0)
+               for k in net + det if k is not None)
+    assert imagenet.kin == kin_of("imagenet", tuple(load_encoder("efficientnet-lite3-common", "image").labels))
+    with pytest.raises(ValueError, match="1000 classes"):
+        kin_of("imagenet", ("tench",))
 
 
 def test_confidence_gate_damps_a_name(perceiving, images):
@@ -212,7 +258,7 @@ def test_video_frames_keep_patches_then_words_in_order(tiny_llm_dir, images):
     with torch.no_grad():  # every frame hears the clip's question: its first entry ("red", then "blue") changes
         proj.words[0].ask[2].weight.normal_()
     ids = model.llm.tokenizer(" red", add_special_tokens=False)["input_ids"]
-    heard = proj(enc(frames), (model.llm.embed(torch.tensor(ids))[None].float(), torch.ones(1, len(ids))))[0]
+    heard = proj(enc(frames), Asked(model.llm.embed(torch.tensor(ids))[None].float(), torch.ones(1, len(ids))))[0]
     info = [4 + NAME_TOKENS, per + 4 + NAME_TOKENS]  # each frame's first entry's info token
     assert all(not torch.allclose(heard[i], out[i]) for i in info)
     torch.testing.assert_close(heard[:4], out[:4])  # patch tokens do not hear it

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError
+from ..kinship import Kin, kin_of
 from ..registry import ENCODERS
 from .base import Encoder
 from .media import load_image
@@ -76,6 +77,7 @@ class PerceptionEncoder(Encoder):
     size: tuple[int, int] = (0, 0)  # model input (width, height): pictures are stretched to it
     labels: list[str] = []
     entries: int = 0
+    kin_source: str | None = None  # whose WordNet kinship table names its labels' kinds (anymal/kinship.py)
 
     def __init__(self, name: str, modality: str):
         super().__init__()
@@ -110,6 +112,11 @@ class PerceptionEncoder(Encoder):
     def facts(self) -> dict:
         return {**super().facts(), "kind": self.kind, "labels": len(self.labels)}
 
+    @property
+    def kin(self) -> tuple[Kin | None, ...] | None:
+        """Each label's kinds, broader and narrower kinds, where a table knows them."""
+        return kin_of(self.kin_source, tuple(self.labels)) if self.kin_source else None
+
 
 def whole_picture_row(index: int, score: float) -> list[float]:
     return [index + 1, score, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0]
@@ -118,7 +125,7 @@ def whole_picture_row(index: int, score: float) -> list[float]:
 class Lite3Labels(PerceptionEncoder):
     """EfficientNet-Lite3 (ImageNet-1k, TF-Lite uint8): its top-3 class names and probabilities."""
 
-    size, entries = (280, 280), 3
+    size, entries, kin_source = (280, 280), 3, "imagenet"
 
     def __init__(self, name: str, modality: str):
         from ai_edge_litert.interpreter import Interpreter
@@ -170,7 +177,7 @@ class CocoDetector(PerceptionEncoder):
     """SSD-MobileNet-v2 (COCO, OpenCV DNN): up to `entries` object kinds, each with its most confident
     box and how many boxes of that kind scored over `threshold` (the graph already applies NMS)."""
 
-    size, entries, threshold = (300, 300), 4, 0.3
+    size, entries, threshold, kin_source = (300, 300), 4, 0.3, "coco"
 
     def __init__(self, name: str, modality: str):
         import cv2

@@ -3,6 +3,8 @@ naming score is reported next to (issue 31: an adapter should be at least as goo
 its own inputs)."""
 from __future__ import annotations
 
+from ..data.builders.tuxpaint import names_object
+from ..kinship import phrases, relate, words
 from ..modalities import IMAGE
 
 DETECTOR, CLASSIFIER, COLOURS = "ssd-mobilenet-coco", "efficientnet-lite3-labels", "pixel-colours"
@@ -11,8 +13,9 @@ DETECTOR, CLASSIFIER, COLOURS = "ssd-mobilenet-coco", "efficientnet-lite3-labels
 class Perceived:
     """Each picture's perception rows, read once: `top` is the fixed naming rule (the detector's label
     when its score is at least `sure`, else the classifier's top label), `all` every name perception
-    gives (detector kinds, classifier top 3: the oracle's), `det` the detector's (name, score, row)s,
-    `detector`/`classifier` their own top labels, `colour` the colour part's top colour."""
+    gives (detector kinds, classifier top 3: the oracle's) and `kin` their WordNet kinds (anymal/kinship.py),
+    `det` the detector's (name, score, row)s, `detector`/`classifier` their own top labels, `colour` the
+    colour part's top colour."""
 
     sure = 0.5
 
@@ -27,9 +30,17 @@ class Perceived:
             rows = {n: e.encode([path])[0] for n, e in self.parts.items()}  # [entries, 8] each
             named = {n: [(self.parts[n].labels[int(r[0]) - 1], float(r[1]), r) for r in rows[n] if r[0] > 0]
                      for n in rows}
+            kin = [self.parts[n].kin[int(r[0]) - 1] for n in (DETECTOR, CLASSIFIER) for r in rows[n] if r[0] > 0]
             det, cls = named[DETECTOR], named[CLASSIFIER]
             top = det[0][0] if det and det[0][1] >= self.sure else (cls[0][0] if cls else "")
-            self.cache[path] = {"top": top, "all": [n for n, _, _ in det + cls], "det": det,
+            self.cache[path] = {"top": top, "all": [n for n, _, _ in det + cls], "kin": kin, "det": det,
                                 "detector": det[0][0] if det else "", "classifier": cls[0][0] if cls else "",
                                 "colour": named[COLOURS][0][0] if named[COLOURS] else ""}
         return self.cache[path]
+
+    def shows(self, path: str, asked: str) -> bool:
+        """The yes/no rule: some name perception gives is the asked kind, or a kind of it, or one it is
+        a kind of ("dog" asked, "beagle" or "animal" seen; "pigeon" asked, "bird" seen)."""
+        seen, said = self.look(path), phrases(asked)
+        return any(names_object(n, words(asked)[-1]) for n in seen["all"] if words(asked)) or \
+            any(any(relate(k, said)) for k in seen["kin"])

@@ -16,7 +16,6 @@ from collections import Counter
 
 from ..data.builders import build_command, manifest
 from ..data.builders.questions import NUMBER_WORDS, UNSURE
-from ..data.builders.tuxpaint import names_object
 from ..data.builders.stamp_video import DIRECTIONS
 from ..modalities import IMAGE, VIDEO
 from .matching import contains_phrase
@@ -103,7 +102,7 @@ class PerceptionRule(Perceived):
         seen = [self.look(p) for p in paths]
         first = seen[0]
         if task in ("yesno",):
-            return "Yes." if any(names_object(n, _words(meta["asked"])[-1]) for n in first["all"]) else "No."
+            return "Yes." if self.shows(paths[0], meta["asked"]) else "No."
         if task == "compare":
             return "Yes." if seen[0]["top"] == seen[1]["top"] else "No."
         if task == "which":

@@ -184,7 +184,7 @@ class AnyMAL(Inference, AdapterWeights, nn.Module):
         enc.features = feats
         return enc
 
-    def project(self, modality: str, features: list[torch.Tensor], asked: Asked = None) -> torch.Tensor:
+    def project(self, modality: str, features: list[torch.Tensor], asked: Asked | None = None) -> torch.Tensor:
         """Projected tokens of every input, concatenated in order: [sum of counts, hidden]. `asked`: the
         words each input is asked, for a projector that `reads_question`."""
         proj = self.projectors[modality]
@@ -192,7 +192,7 @@ class AnyMAL(Inference, AdapterWeights, nn.Module):
         for n in dict.fromkeys(f.shape[0] for f in features):  # equal lengths share one batched call
             idx = [i for i, f in enumerate(features) if f.shape[0] == n]
             x = torch.stack([features[i] for i in idx]).to(self.device).float()
-            tokens = proj(x, (asked[0][idx], asked[1][idx])) if asked is not None else proj(x)
+            tokens = proj(x, asked.take(idx)) if asked is not None else proj(x)
             for i, t in zip(idx, tokens):
                 out[i] = t[proj.token_mask(features[i]).to(t.device)] if proj.reads_content else t
         return torch.cat(out)  # type: ignore[arg-type]
@@ -206,7 +206,7 @@ class AnyMAL(Inference, AdapterWeights, nn.Module):
             asked = None
             if getattr(self.projectors[m], "reads_question", False):
                 asked = turn_words(ids, batch.attention_mask.to(self.device), batch.slots, self.special_ids, embeds, m,
-                                   [self.projectors[m].count(f) for f in feats])
+                                   [self.projectors[m].count(f) for f in feats], self.llm.tokenizer.decode)
             tokens = self.project(m, feats, asked).to(embeds.dtype)
             if tokens.shape[0] != int(slot.sum()):
                 raise InputError(f"{m}: {tokens.shape[0]} projected tokens for {int(slot.sum())} slots; "

@@ -5,25 +5,38 @@ A perceiving projector compares the names its perception gives with these words 
 the adapter, not left for a small frozen LLM to work out from two embeddings far apart in its prompt.
 A turn is the span between two special tokens (`<|im_start|>`, `<|im_end|>`, padding); the input's own
 slots and every other input's are not words. In a multi-turn conversation each input is asked only
-what its own turn says.
+what its own turn says. The turn's text, as stemmed phrases, also goes along: WordNet kinship
+(anymal/kinship.py) is read from words, not embeddings.
 """
 from __future__ import annotations
 
+import re
+from typing import Callable
+
 import torch
+
+from ..kinship import phrases
+from ..projectors.words import Asked
 
 
 def turn_words(input_ids: torch.Tensor, attention_mask: torch.Tensor, slots: dict[str, torch.Tensor],
-               special_ids: torch.Tensor, embeds: torch.Tensor, modality: str,
-               counts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+               special_ids: torch.Tensor, embeds: torch.Tensor, modality: str, counts: list[int],
+               decode: Callable[[list[int]], str] | None = None) -> Asked:
     """Per input of `modality` (row-major slot order, `counts` slots each): the embeddings of its turn's
-    words [N, T, hidden] and which of the T positions are its words [N, T] (float 0/1); T is cut to the
-    columns some input reads."""
+    words [N, T, hidden], which of the T positions are its words [N, T] (float 0/1; T is cut to the
+    columns some input reads) and, given the tokenizer's `decode`, the turn's phrases."""
     rows, mask = turn_masks(input_ids, attention_mask, slots, special_ids, modality, counts)
+    said = tuple(phrases(_without_role(decode(input_ids[r][m].tolist()))) for r, m in zip(rows, mask)) if decode else ()
     used = mask.any(0).nonzero()
     if used.numel() == 0:
-        return embeds.new_zeros(len(rows), 1, embeds.shape[-1]).float(), mask.new_zeros(len(rows), 1).float()
+        return Asked(embeds.new_zeros(len(rows), 1, embeds.shape[-1]).float(), mask.new_zeros(len(rows), 1).float(), said)
     lo, hi = int(used.min()), int(used.max()) + 1
-    return embeds[rows, lo:hi].float(), mask[:, lo:hi].float()
+    return Asked(embeds[rows, lo:hi].float(), mask[:, lo:hi].float(), said)
+
+
+def _without_role(turn: str) -> str:
+    """A turn's text opens with its role's name ("user"): not a word asked (a "user" is a kind of person)."""
+    return re.sub(r"^\s*(user|assistant|system)\b", "", turn)
 
 
 def turn_masks(input_ids: torch.Tensor, attention_mask: torch.Tensor, slots: dict[str, torch.Tensor],

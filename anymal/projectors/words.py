@@ -9,9 +9,11 @@ one learned token saying how sure, how many, where and how big, and whether the 
 empty entry (nothing detected) gives zero name tokens and the learned token of "nothing".
 
 "Whether the question names it" (`WordsProjector.asked`): how close the label's words come to a word of
-the turn the input is attached to (model/questions.py), in the LLM's own embedding space. Asked "Is there
-a dog?", an entry "cat" and an entry "dog" differ there, so the adapter can say so in the entry's token
-rather than leave a 135M frozen LLM to compare two embeddings far apart in its prompt (issue 31).
+the turn the input is attached to (model/questions.py), in the LLM's own embedding space, and whether the
+turn names the label's kind, a broader or a narrower one (WordNet, anymal/kinship.py: "Is there a dog?"
+and an entry "beagle"). Asked "Is there a dog?", an entry "cat" and an entry "dog" differ there, so the
+adapter can say so in the entry's token rather than leave a 135M frozen LLM to compare two embeddings far
+apart in its prompt (issue 31).
 
 `PerceivingProjector` puts it together for a `ComposedEncoder`: the main part's patch features go
 through the modality's own projector kind, each perception part through a `WordsProjector`; video
@@ -19,20 +21,36 @@ frames keep their order (frame by frame: patches, then words).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kinship import RELATIONS, Kin, relate
 from .base import Projector
 
 NAME_TOKENS = 3  # tokens kept of each label's name (longer names are cut: "German shepherd" fits)
 GEOMETRY = 7  # score, count, x1, y1, x2, y2, area (the row minus its label index)
-MATCH = 2  # how near the question's words come to the label's: its nearest token, its whole name
+# how near the question's words come to the label's (its nearest token, its whole name), and whether the
+# question names the label's kind the same, broader or narrower (kinship.RELATIONS)
+MATCH = 2 + len(RELATIONS)
 
-# the words each input is asked ([N, T, hidden] embeddings, [N, T] mask), or None (no question known)
-Asked = tuple[torch.Tensor, torch.Tensor] | None
+
+class Asked(NamedTuple):
+    """The words each of N inputs is asked (model/questions.py); None where no question is known."""
+
+    words: torch.Tensor  # [N, T, hidden] the LLM's embeddings of the turn's tokens
+    present: torch.Tensor  # [N, T] which of them are words of the turn (0/1)
+    said: tuple[frozenset[str], ...] = ()  # each turn's stemmed phrases (kinship.phrases); () if unknown
+
+    def take(self, idx: list[int]) -> "Asked":
+        return Asked(self.words[idx], self.present[idx], tuple(self.said[i] for i in idx) if self.said else ())
+
+    def per_frame(self, frames: int) -> "Asked":
+        """Every frame of a clip is asked what the clip is."""
+        return Asked(self.words.repeat_interleave(frames, 0), self.present.repeat_interleave(frames, 0),
+                     tuple(s for s in self.said for _ in range(frames)))
 
 # (texts, k) -> (first k token embeddings [N, k, hidden], mask [N, k]) of " text" from the frozen LLM
 WordEmbedder = Callable[[list[str], int], tuple[torch.Tensor, torch.Tensor]]
@@ -49,9 +67,11 @@ class WordsProjector(nn.Module):
     # confidence gate load as they were trained (a zero gate says every name as loudly as given)
     optional_keys = ("gate.weight", "gate.bias", "ask.0.weight", "ask.0.bias", "ask.2.weight", "ask.2.bias")
 
-    def __init__(self, labels: list[str], entries: int, out_dim: int, embed_rms: float, embed_words: WordEmbedder):
+    def __init__(self, labels: list[str], entries: int, out_dim: int, embed_rms: float, embed_words: WordEmbedder,
+                 kin: tuple[Kin | None, ...] | None = None):
+        """`kin`: each label's kinds (kinship.kin_of), where the perception part knows them."""
         super().__init__()
-        self.entries, self.tokens_per_entry = entries, NAME_TOKENS + 1
+        self.entries, self.tokens_per_entry, self.kin = entries, NAME_TOKENS + 1, kin
         self.num_tokens = entries * self.tokens_per_entry
         names, mask = embed_words(labels, NAME_TOKENS)
         # index 0 = "nothing": zero name tokens; buffers are rebuilt from the LLM, never saved
@@ -75,7 +95,7 @@ class WordsProjector(nn.Module):
         nn.init.zeros_(self.ask[2].weight)
         nn.init.zeros_(self.ask[2].bias)
 
-    def forward(self, rows: torch.Tensor, asked: Asked = None) -> torch.Tensor:
+    def forward(self, rows: torch.Tensor, asked: Asked | None = None) -> torch.Tensor:
         """[B, entries, 8] -> [B, entries * (NAME_TOKENS + 1), out_dim]."""
         idx = rows[..., 0].round().long().clamp(0, self.names.shape[0] - 1)
         g = geometry(rows)
@@ -86,12 +106,13 @@ class WordsProjector(nn.Module):
         b = rows.shape[0]
         return torch.cat([name, info.unsqueeze(2)], dim=2).reshape(b, self.num_tokens, -1)
 
-    def asked(self, idx: torch.Tensor, asked: Asked) -> torch.Tensor:
+    def asked(self, idx: torch.Tensor, asked: Asked | None) -> torch.Tensor:
         """[B, E] label indices -> [B, E, MATCH]: the best cosine between a question word and one of the
-        label's tokens, and between a question word and the label's mean token (0 for no question/entry)."""
+        label's tokens, and between a question word and the label's mean token; whether the question
+        names its kind, a broader or a narrower one (0 for no question/entry)."""
         if asked is None:
             return self.names.new_zeros(*idx.shape, MATCH)
-        words, present = asked[0].to(self.names.dtype), asked[1].to(self.names.dtype)  # [B, T, H], [B, T]
+        words, present = asked.words.to(self.names.dtype), asked.present.to(self.names.dtype)  # [B, T, H], [B, T]
         words = F.normalize(words, dim=-1)
         names, mask = self.names[idx], self.mask[idx]  # [B, E, K, H], [B, E, K]
         whole = F.normalize((names * mask.unsqueeze(-1)).sum(2), dim=-1)  # [B, E, H]
@@ -100,7 +121,15 @@ class WordsProjector(nn.Module):
         by_token = by_token.masked_fill(valid == 0, -1.0).flatten(2).amax(-1)
         by_name = torch.einsum("beh,bth->bet", whole, words).masked_fill(present[:, None, :] == 0, -1.0).amax(-1)
         found = (idx > 0).to(self.names.dtype).unsqueeze(-1)
-        return torch.stack([by_token, by_name], dim=-1).clamp(min=0.0) * found
+        near = torch.stack([by_token, by_name], dim=-1).clamp(min=0.0) * found
+        return torch.cat([near, self.kinds_named(idx, asked.said).to(near)], dim=-1)
+
+    def kinds_named(self, idx: torch.Tensor, said: tuple[frozenset[str], ...]) -> torch.Tensor:
+        """[B, E] label indices -> [B, E, len(RELATIONS)]: 1 where the question names the label's kind so."""
+        if not said or self.kin is None:
+            return torch.zeros(*idx.shape, len(RELATIONS))
+        return torch.tensor([[relate(self.kin[i - 1] if i > 0 else None, phrases) for i in row]
+                             for row, phrases in zip(idx.tolist(), said)])
 
 
 class TextProjector(nn.Module):
@@ -119,7 +148,7 @@ class TextProjector(nn.Module):
         ids = rows[..., 0].round().long().tolist()
         return ["".join(self.labels[i - 1] for i in row if 0 < i <= len(self.labels)).strip() for row in ids]
 
-    def forward(self, rows: torch.Tensor, asked: Asked = None) -> torch.Tensor:
+    def forward(self, rows: torch.Tensor, asked: Asked | None = None) -> torch.Tensor:
         """[B, entries, 8] -> [B, entries, out_dim]; the rows past the text's own tokens are zero (and
         `PerceivingProjector.token_mask` leaves them out of the LLM's input). `asked` is not read: a
         transcript is what was said, not a name to compare with the question."""
@@ -143,14 +172,15 @@ class PerceivingProjector(nn.Module):
 
     def __init__(self, main: Projector | None, parts: list[tuple[int, list[str] | None, int]], out_dim: int,
                  embed_rms: float, embed_words: WordEmbedder, frames: int | None, patch_dropout: float = 0.0):
-        """`parts`: per encoder part (tokens per frame, labels or None for the main part, feature width)."""
+        """`parts`: per encoder part (tokens per frame, labels or None for the main part, feature width, kind,
+        the labels' kinship or None)."""
         super().__init__()
         self.main, self.frames, self.patch_dropout = main, frames or 1, patch_dropout
-        self.part_tokens = [n for n, _, _, _ in parts]
-        self.part_dims = [d for _, _, d, _ in parts]
+        self.part_tokens = [p[0] for p in parts]
+        self.part_dims = [p[2] for p in parts]
         self.words = nn.ModuleList([TextProjector(labels, n, out_dim, embed_words) if kind == "text"
-                                    else WordsProjector(labels, n, out_dim, embed_rms, embed_words)
-                                    for n, labels, _, kind in parts[1:]])
+                                    else WordsProjector(labels, n, out_dim, embed_rms, embed_words, kin)
+                                    for n, labels, _, kind, kin in parts[1:]])
         self.in_tokens = self.frames * sum(self.part_tokens)
         self.optional_keys = tuple(f"words.{i}.{k}" for i, w in enumerate(self.words) for k in w.optional_keys)
         self.num_tokens = (main.num_tokens if main else 0) + self.frames * sum(w.num_tokens for w in self.words)
@@ -188,11 +218,11 @@ class PerceivingProjector(nn.Module):
             raise ValueError(f"perceiving projector built for {self.in_tokens} input tokens, got {n_in}")
         return self.num_tokens
 
-    def forward(self, x: torch.Tensor, asked: Asked = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, asked: Asked | None = None) -> torch.Tensor:
         """`asked`: the words each input is asked (model/questions.py); every frame of a video is asked them."""
         b, f = x.shape[0], self.frames
         if asked is not None and f > 1:
-            asked = (asked[0].repeat_interleave(f, 0), asked[1].repeat_interleave(f, 0))
+            asked = asked.per_frame(f)
         sizes = [x.shape[1] // f - sum(self.part_tokens[1:]), *self.part_tokens[1:]]  # the main part may be shorter
         per_frame = x.reshape(b, f, sum(sizes), x.shape[-1])
         chunks = per_frame.split(sizes, dim=2)
@@ -220,5 +250,6 @@ def build_perceiving(cfg, enc, out_dim: int, embed_rms: float, embed_words: Word
     main = image.parts[0]
     inner = None if cfg.num_tokens == 0 else build_projector(cfg, main.dim, (frames or 1) * main.num_tokens,
                                                              out_dim, embed_rms, main.grid, frames)
-    parts = [(p.num_tokens, getattr(p, "labels", None), p.dim, getattr(p, "kind", None)) for p in image.parts]
+    parts = [(p.num_tokens, getattr(p, "labels", None), p.dim, getattr(p, "kind", None), getattr(p, "kin", None))
+             for p in image.parts]
     return PerceivingProjector(inner, parts, out_dim, embed_rms, embed_words, frames, cfg.patch_dropout)

@@ -25,8 +25,9 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from ...errors import ConfigError, DataError
+from ...kinship import stem
 from ...modalities import IMAGE
-from .tuxpaint import STAMPS_DIR, _open_stamp, _stem, caption_split, find_stamps, object_word
+from .tuxpaint import STAMPS_DIR, _open_stamp, caption_split, find_stamps, object_word
 
 MC_PROMPT = "What is the small object in this picture?\n{options}\nAnswer with the option's letter."
 OPEN_PROMPT = "What is the small object in this picture? Answer in a few words."
@@ -94,7 +95,7 @@ def build_magnifier(out: str | Path, images: int = 100, min_side: int = 1024, ma
         canvas.paste(st, (x, y), st)
         name = f"{k:04d}.jpg" if split == "test" else f"{split}-{k:04d}.jpg"
         canvas.save(out / IMAGE.list_key / name, quality=90)
-        distractors = rng.sample([n for n in names if _stem(n) != _stem(obj)], 3)
+        distractors = rng.sample([n for n in names if stem(n) != stem(obj)], 3)
         options = distractors + [obj]
         rng.shuffle(options)
         letter = "ABCD"[options.index(obj)]

@@ -21,6 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ...errors import DataError
+from ...kinship import stem, words
 from ...modalities import IMAGE
 from ..jsonl import SkipReport
 
@@ -182,20 +183,8 @@ def object_word(caption: str) -> str:
     return phrase[-1] if phrase else ""
 
 
-def _stem(w: str) -> str:
-    """Crude English singular: berries -> berry, boxes -> box, grapes -> grape, glass -> glass."""
-    if len(w) > 4 and w.endswith("ies"):
-        return w[:-3] + "y"
-    if len(w) > 4 and w.endswith(("ses", "xes", "zes", "ches", "shes")):
-        return w[:-2]
-    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
-        return w[:-1]
-    return w
-
-
 def names_object(answer: str, obj: str) -> bool:
     """True when the answer contains the object word (singular/plural-insensitive)."""
     if not obj:
         return False
-    target = _stem(obj)
-    return any(_stem(w) == target for w in re.findall(r"[a-z][a-z'-]*", answer.lower()))
+    return stem(obj) in words(answer)
