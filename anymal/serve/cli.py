@@ -66,6 +66,11 @@ def add_parser(sub) -> None:
                    help="switch one safety check off (repeatable)")
     s.add_argument("--image-check", action="store_true",
                    help="also refuse input images the weapon check flags (off by default: it measures poorly)")
+    s.add_argument("--nudity-check", action="store_true",
+                   help="also refuse input images NudeNet finds explicit in (pip install --no-deps nudenet==3.4.2 "
+                        "onnxruntime; off by default: its detector's licence is unclear, docs/licences.md)")
+    s.add_argument("--nudity-threshold", type=float, default=0.5,
+                   help="NudeNet score of an exposed region that flags an image (0.5; docs/serving.md: false flags)")
     s.add_argument("--safety-text-threshold", type=float, default=None,
                    help="P(unsafe) that flags a text (default: the text head's own, calibrated on validation)")
     s.add_argument("--safety-image-threshold", type=float, default=0.5, help="P(weapon) that flags an image (0.5)")
@@ -93,7 +98,8 @@ def cmd_serve(a) -> int:
         from ..safety.image import build_image_check
 
         sc = SafetyConfig(text_threshold=a.safety_text_threshold, image_threshold=a.safety_image_threshold,
-                          input_image=a.image_check, hold=a.safety_hold, **{k: False for k in a.safety_off})
+                          input_image=a.image_check, nudity=a.nudity_check, nudity_threshold=a.nudity_threshold,
+                          hold=a.safety_hold, **{k: False for k in a.safety_off})
         encoder = model.encoders[IMAGE.name] if IMAGE.name in model.encoders else None  # reuse its EfficientNets
         image = build_image_check(sc.image_method, sc.image_threshold, encoder) if sc.input_image or sc.pair else None
         guard = Guard(sc, image=image)
