@@ -66,7 +66,7 @@ class Task:
     report: tuple[str, ...] = ()  # the scores in the suite table (default: the primary one)
 
 
-TASKS: Registry[Task] = Registry("task", home="anymal.eval.question_types")  # its import registers photo-qa too
+TASKS: Registry[Task] = Registry("task", home="anymal.eval.catalog")  # its import registers the other modules' tasks
 
 
 def register(task: Task) -> Task:

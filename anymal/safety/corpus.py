@@ -26,7 +26,8 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError
-from .requests import activity_requests, emoji_names, group_requests, how_do_i, topic_requests
+from ..data.vocabulary import emoji_names
+from .requests import activity_requests, group_requests, how_do_i, topic_requests
 
 DATA = Path(__file__).with_name("data")
 FORTUNES = Path("/usr/share/games/fortunes")

@@ -8,7 +8,6 @@ hatefully in the same sentence shapes, so that naming a people, a faith or a cou
 from __future__ import annotations
 
 import random
-import re
 
 CREATIVE = ["Write a poem about {t}.", "Write a short story about {t}.", "Write a haiku about {t}.",
             "Tell me a fun fact about {t}.", "Tell me a joke about {t}.", "Describe {t} in one sentence.",
@@ -68,28 +67,6 @@ HARMLESS_ACTIVITIES = ["baking sourdough bread", "building a birdhouse", "planti
 VERBS = ("Return", "Create", "Convert", "Read", "Write", "Open", "Close", "Get", "Set", "Remove", "Delete", "Send",
          "Kill", "Terminate", "Execute", "Run", "Stop", "Start", "Wait", "Raise", "Compute", "Format", "Parse",
          "Encode", "Decode", "Split", "Join", "Copy", "Change", "Register", "Cancel", "Abort", "Shut", "Block")
-UNWANTED = re.compile(r"pistol|gun|bomb|knife|dagger|sword|bow and arrow|syringe|pill|skull|coffin|cigarette|"
-                      r"middle finger|poo|drop of blood|razor|axe|bikini|kiss|peach|eggplant|oncoming|fist|police|"
-                      r"ogre|goblin|devil|alien|zombie|vampire|ghost|flag|skin tone|hair|man |woman |person|people")
-
-
-def emoji_names() -> tuple[list[str], list[str]]:
-    """(everyday things, countries) from the emoji package's English CLDR names (a flag is named by its
-    country, ":Japan:", with the alias ":flag_for_Japan:")."""
-    import emoji
-
-    things, countries = set(), set()
-    for data in emoji.EMOJI_DATA.values():
-        name = data["en"].strip(":").replace("_", " ")
-        if data.get("status") != 2 or len(name) > 30:  # fully-qualified emoji only
-            continue
-        if any(a.startswith(":flag_for_") for a in data.get("alias", [])):
-            countries.add(name)
-        elif not UNWANTED.search(name) and re.fullmatch(r"[a-z][a-z '-]+", name):
-            things.add(name)
-    return sorted(things), sorted(countries)
-
-
 def _article(t: str) -> str:
     return ("an " if t[0] in "aeiou" else "a ") + t
 
