@@ -67,9 +67,9 @@ def _question(rng: random.Random, form: str, topics: dict[str, list[str]]) -> st
     return form.format(a=max(a, b), b=min(a, b), **{k: rng.choice(v) for k, v in topics.items() if f"{{{k}}}" in form})
 
 
-def _inputs(split: str, sources: dict[str, list[str]], out: Path) -> list[tuple[str, str]]:
-    """(modality, media path relative to `out`) for every input of `split` in the source sets."""
-    found = []
+def _inputs(split: str, sources: dict[str, list[str]], out: Path) -> dict[str, list[str]]:
+    """Per modality, the media paths (relative to `out`) of every input of `split` in its source sets."""
+    found: dict[str, list[str]] = {}
     for modality, names in sources.items():
         key = KEYS[modality]
         for name in names:
@@ -77,7 +77,7 @@ def _inputs(split: str, sources: dict[str, list[str]], out: Path) -> list[tuple[
             recs = [r for r in _read(path) if len(r.get(key, [])) == 1 and len(r["messages"]) == 2]
             if not recs:
                 raise DataError(f"{path}: no single-{modality} samples to attach questions to")
-            found += sorted({(modality, _media(r, key, path, out)) for r in recs})
+            found[modality] = found.get(modality, []) + sorted({_media(r, key, path, out) for r in recs})
     return found
 
 
@@ -124,7 +124,8 @@ def build_unrelated(out: str | Path, model: str | None = None, counts: dict | No
         answers = _answers(questions, llm, batch, progress)
         recs = []
         for (form, expect), q, a in zip(asked, questions, answers):
-            modality, media = rng.choice(inputs)
+            modality = rng.choice(sorted(inputs))  # each modality as often, however many inputs its sets hold
+            media = rng.choice(inputs[modality])
             key = KEYS[modality]
             recs.append({"messages": [{"role": "user", "content": f"<{modality}>{q}"},
                                       {"role": "assistant", "content": a}],
