@@ -12,6 +12,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..encoders.media import load_image
 from ..errors import ConfigError
@@ -42,8 +43,6 @@ def square_input(item) -> np.ndarray:
     side = max(img.size)
     square = np.zeros((side, side, 3), np.uint8)
     square[:img.height, :img.width] = np.asarray(img)
-    from PIL import Image
-
     small = np.asarray(Image.fromarray(square).resize((SIZE, SIZE), Image.BILINEAR), np.float32) / 255.0
     return small.transpose(2, 0, 1)[None].copy()
 

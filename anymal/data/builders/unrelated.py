@@ -2,10 +2,10 @@
 Peru?", a voice note with "What is 12 plus 7?"), answered as the frozen LLM answers the question alone
 (issue 31: the LLM's own abilities kept).
 
-Adapters trained only on questions about their input learn to talk about it whatever is asked: measured on
-the shipped default, eight everyday questions the LLM alone answers right 7 times are answered right 3
-times with a photo attached and 0 times with a motion recording. These samples teach the other half: a
-question the input does not answer gets the LLM's own answer.
+Adapters trained only on questions about their input learn to talk about it whatever is asked: on this
+test the shipped default keeps the LLM's own answer 0.029 of the time, and answers the factual questions
+right 0.156 of the time against the LLM's 0.750 alone (`anymal eval --task unrelated`, docs/evaluation.md).
+These samples teach the other half: a question the input does not answer gets the LLM's own answer.
 
 Question forms are split (train forms never appear in val/test), topics are split by a stable hash, and
 inputs come from the same split of each source set (photos and Tux Paint, the audio set, HAPT, photo
