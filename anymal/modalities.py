@@ -33,6 +33,9 @@ class Modality:
     in_memory: bool = False  # its decoder reads bytes; else the server hands it a temp file named by the format
     takes_rate: bool = False  # a signal without its own clock may come with "rate" (Hz): (input, rate)
     soundtrack: str | None = None  # the modality a part's own sound track is read as (`"audio": true`)
+    # "module:function": payload -> the decoded input every encoder part reads; the server decodes each
+    # input once, in its request threads, never in the thread that decodes tokens for everyone
+    decode: str | None = None
     wraps: tuple[str, str] | None = None  # (registered encoder wrapper, modality): read through that
     # modality's encoder by the wrapper, e.g. ("frames", "image"): each sampled frame through the image encoder
 
@@ -41,7 +44,8 @@ MODALITIES: Registry[Modality] = Registry("modality")
 IMAGE = MODALITIES.add("image", Modality(
     "image", "a picture (PNG, JPEG, WebP, GIF, BMP, TIFF)", "images", "image_url", (),
     encoder="efficientnet-lite0", hf_encoder="anymal.encoders.hf_vision:HFVisionEncoder",
-    size=Size("anymal.encoders.media:image_megapixels", "MP", 20.0), by_url=True, in_memory=True))
+    size=Size("anymal.encoders.media:image_megapixels", "MP", 20.0), by_url=True, in_memory=True,
+    decode="anymal.encoders.media:load_image"))
 AUDIO = MODALITIES.add("audio", Modality(
     "audio", "speech or sound (WAV, FLAC, OGG, MP3)", "audios", "input_audio", ("wav", "mp3", "flac", "ogg"),
     encoder="whisper-tiny.en", hf_encoder="anymal.encoders.audio:HFAudioEncoder",

@@ -15,6 +15,11 @@ from ..modalities import AUDIO
 
 # 40 megapixels by default: enough for phone photos; a 10000x10000 bomb is refused before decoding.
 MAX_IMAGE_PIXELS = int(os.environ.get("ANYMAL_MAX_IMAGE_PIXELS", 40_000_000))
+# A progressive JPEG is decoded once per scan: ordinary ones have about 10, a crafted one with 20,000
+# repeated scans under the pixel limit costs 45 s of CPU. More scans than this are refused unread.
+MAX_JPEG_SCANS = 100
+# Pillow's own errors while reading a header: a PNG text chunk that inflates past its limit is a ValueError
+_OPEN_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError)
 
 
 def describe(item: Any) -> str:
@@ -60,8 +65,9 @@ def load_image(item: Any, background: tuple[int, int, int] = (255, 255, 255)) ->
             raise TooLargeError(f"{name}: {e} (downscale it)") from None
         except UnidentifiedImageError:
             raise InputError(f"{name}: not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF...)") from None
-        except OSError as e:
+        except _OPEN_ERRORS as e:
             raise InputError(f"{name}: cannot open image: {e}") from None
+        _check_scans(img.format, src, name)
     w, h = img.size
     if w * h == 0:
         raise InputError(f"{name}: the image is {w}x{h} (no pixels)")
@@ -81,15 +87,31 @@ def load_image(item: Any, background: tuple[int, int, int] = (255, 255, 255)) ->
         raise InputError(f"{name}: corrupt or truncated image: {e}") from None
 
 
+def _check_scans(kind: str | None, src: io.BytesIO | Path, name: str) -> None:
+    """A JPEG's scan count, from its bytes (a start-of-scan marker cannot occur inside entropy-coded
+    data, where every 0xFF byte is stuffed), before anything is decoded."""
+    if kind != "JPEG":
+        return
+    data = src.getbuffer() if isinstance(src, io.BytesIO) else src.read_bytes()
+    scans = bytes(data).count(b"\xff\xda")
+    if scans > MAX_JPEG_SCANS:
+        raise TooLargeError(f"{name}: a JPEG of {scans} scans; at most {MAX_JPEG_SCANS} are decoded "
+                            "(re-save it as a baseline JPEG or a PNG)")
+
+
 def image_megapixels(item: Any) -> float:
-    """Width x height / 1e6 from the image's header (nothing decoded); a decompression bomb counts as huge."""
+    """Width x height / 1e6 from the image's header (nothing decoded); a decompression bomb counts as huge.
+    A JPEG with more scans than anyone decodes is refused here too."""
+    name = describe(item)
+    src = as_source(item, "an image")
     try:
-        with Image.open(as_source(item, "an image")) as img:
-            w, h = img.size
-    except (UnidentifiedImageError, OSError):
-        raise InputError(f"{describe(item)}: not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF...)") from None
+        with Image.open(src) as img:
+            (w, h), kind = img.size, img.format
     except Image.DecompressionBombError:
         return float("inf")
+    except _OPEN_ERRORS:
+        raise InputError(f"{name}: not a readable image (PNG, JPEG, WebP, GIF, BMP, TIFF...)") from None
+    _check_scans(kind, src, name)
     return w * h / 1e6
 
 

@@ -73,24 +73,34 @@ class DecodeBatch:
         self.pos, self.logits = torch.cat([self.pos, pos[:, -1]]), torch.cat([self.logits, logits])
         self.rows += rows
 
-    def sample(self) -> list[int]:
-        """Every row's next token (appended to its history; `advance` feeds it to the model)."""
+    def sample(self) -> list[int | Exception]:
+        """Every row's next token (appended to its history; `advance` feeds it to the model), or the
+        exception that row's own sampling raised (drop that row: `advance` with its keep False)."""
         if self.ahead:
             t, logits = self.ahead.pop(0)
             self.logits = logits[None].float().cpu()
             self.rows[0].history.append(t)
             return [t]
-        out = []
+        out: list[int | Exception] = []
         for r, row in enumerate(self.rows):
-            scores = row.procs(torch.tensor([row.history], dtype=torch.long), self.logits[r:r + 1]) if row.procs \
-                else self.logits[r:r + 1]
-            if row.settings.temperature > 0:
-                t = int(torch.multinomial(torch.softmax(scores, -1), 1, generator=row.gen))
-            else:
-                t = int(scores.argmax(-1))
+            try:
+                t = self._pick(row, self.logits[r:r + 1])
+            except Exception as e:  # this row's own failure: the caller drops it, the others go on
+                out.append(e)
+                continue
             row.history.append(t)
             out.append(t)
         return out
+
+    @staticmethod
+    def _pick(row: _Row, logits: torch.Tensor) -> int:
+        scores = row.procs(torch.tensor([row.history], dtype=torch.long), logits) if row.procs else logits
+        if row.settings.temperature == 0:
+            return int(scores.argmax(-1))
+        probs = torch.softmax(scores, -1)
+        if not torch.isfinite(probs).all():
+            raise ValueError(f"sampling settings {row.settings} turned the logits into non-finite probabilities")
+        return int(torch.multinomial(probs, 1, generator=row.gen))
 
     @torch.no_grad()
     def advance(self, keep: list[bool]) -> None:
@@ -150,6 +160,9 @@ def decode_tokens(batch: DecodeBatch, max_new_tokens: int, eos_ids: list[int]) -
     nxt = torch.full((len(batch),), min(eos))
     for step in range(max_new_tokens):
         toks = batch.sample()
+        failed = next((t for t in toks if isinstance(t, Exception)), None)
+        if failed is not None:  # one caller's rows: its own settings failed, say so
+            raise failed
         nxt[alive] = torch.tensor(toks)
         yield nxt.clone()
         keep = [t not in eos for t in toks]

@@ -124,8 +124,7 @@ class Engine:
         """Encode and prefill `jobs`, add their rows to the batch; the rows to follow. A job whose
         inputs cannot be encoded or prepared fails alone; the others join."""
         ready = _encode_jobs(self.model, jobs)
-        prompts = _isolated(lambda group: [self._prepare(group)], ready)
-        rows = [row for prompt in prompts for row in self._add(batch, *prompt)]
+        rows = _isolated(lambda group: self._add(batch, *self._prepare(group)), ready)
         if rows:
             self.batches += 1
             self.joined_running += running
@@ -138,17 +137,23 @@ class Engine:
         return pairs, prompt
 
     def _add(self, batch, pairs: list[tuple[Job, int]], prompt) -> list[_Row]:
+        batch.join(prompt.embeds, prompt.mask, [job.request.settings for job, _ in pairs], prompt.bind,
+                   indices=[choice for _, choice in pairs])
         for (job, choice), c in zip(pairs, prompt.counts):
             if choice == 0:
                 job.emit(PromptUsage(c))
-        batch.join(prompt.embeds, prompt.mask, [job.request.settings for job, _ in pairs], prompt.bind,
-                   indices=[choice for _, choice in pairs])
         self.rows_decoded += len(pairs)
         return [_Row(job, choice, self.model.text_stream(job.request.settings.stop)) for job, choice in pairs]
 
-    def _emit(self, row: _Row, tid: int) -> bool:
-        """Hand a row's new token to its job; whether the row goes on decoding."""
+    def _emit(self, row: _Row, tid: int | Exception) -> bool:
+        """Hand a row's new token to its job; whether the row goes on decoding. A row whose own
+        sampling failed fails its job alone."""
         job = row.job
+        if isinstance(tid, Exception):
+            if not job.cancelled.is_set():
+                _fail(job, tid)
+                job.cancelled.set()  # its other choices leave the batch too
+            return False
         if job.cancelled.is_set():
             self.rows_cancelled += 1
             return False

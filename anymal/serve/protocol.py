@@ -163,6 +163,17 @@ def _check_size(m: Modality, source: bytes | Path, limits: Limits, files: list[P
                          param)
 
 
+def _decoded(m: Modality, data: bytes, param: str):
+    """The input as its encoders read it, decoded here once (the safety checks and every encoder part
+    then share it) rather than once per reader in the engine thread."""
+    if m.decode is None:
+        return data
+    try:
+        return import_target(m.decode)(data)
+    except AnymalError as e:
+        raise input_error(e, [], param) from None
+
+
 def _temp_file(data: bytes, suffix: str, req: ChatRequest) -> Path:
     f = tempfile.NamedTemporaryFile(prefix="anymal-", suffix="." + suffix, delete=False)
     with f:
@@ -215,7 +226,7 @@ def _part(part, modalities: set[str], limits: Limits, req: ChatRequest, param: s
         data = _b64(body.get("data"), param + f".{kind}.data")
     if m.in_memory:
         _check_size(m, data, limits, [], param + f".{kind}")
-        return {"type": m.name, m.name: data}
+        return {"type": m.name, m.name: _decoded(m, data, param + f".{kind}")}
     path = _temp_file(data, fmt, req)  # decoders that need a file get a temp file named by the format
     _check_size(m, path, limits, [path], param + f".{kind}")
     out = {"type": m.name, "path": str(path)}

@@ -1,0 +1,155 @@
+"""Hardening, round 2 (issue 33): one request's settings never fail its neighbours, and no small input
+buys minutes or gigabytes. Each test is a finding of the second review; each failed on the code before
+its fix."""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from anymal.model.generation import DecodeBatch, GenerationSettings
+from serving import KEY, Server, _ask, _status
+
+
+# ---------------------------------------------------------------- settings, and their isolation
+@pytest.mark.parametrize("setting", [dict(temperature=1), dict(repetition_penalty=2), dict(temperature=1e-300),
+                                     dict(top_p=1, temperature=2)], ids=str)
+def test_integer_and_tiny_settings_decode_in_the_api(tiny_model, setting):
+    """JavaScript sends 1 for 1.0; transformers' processors refused ints, and 1e-300 made NaN probabilities."""
+    s = GenerationSettings(max_new_tokens=4, seed=0, **setting)
+    assert all(isinstance(getattr(s, k), float) for k in ("temperature", "top_p", "repetition_penalty"))
+    assert isinstance(tiny_model.chat("Say hi.", settings=s), str)
+
+
+def test_a_vanishing_temperature_decodes_greedily(tiny_model):
+    greedy = tiny_model.chat("Say hi.", max_new_tokens=6)
+    assert GenerationSettings(temperature=1e-300).temperature == 0.0
+    assert tiny_model.chat("Say hi.", max_new_tokens=6, temperature=1e-300) == greedy
+
+
+@pytest.mark.parametrize("penalty", [1e-300, 1e300])
+def test_a_repetition_penalty_that_overflows_the_logits_is_refused(penalty):
+    from anymal.errors import InputError
+
+    with pytest.raises(InputError, match="repetition_penalty"):
+        GenerationSettings(repetition_penalty=penalty)
+
+
+def test_integer_settings_from_the_server_decode_beside_running_streams(tiny_model, images):
+    """Three streams running while JSON-integer settings join them: every request gets its answer
+    (each failed with 500 and took the streams down with it before)."""
+    settings = [{"temperature": 1}, {"repetition_penalty": 2}, {"temperature": 1e-300}, {}]
+    with Server(tiny_model, max_batch=8) as s:
+        def stream(i):
+            with httpx.stream("POST", s.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                              json={"model": "tiny", "messages": _ask(images[0]), "max_tokens": 24, "stream": True,
+                                    "seed": i}, timeout=60) as r:
+                lines = [json.loads(x[6:]) for x in r.iter_lines() if x.startswith("data: {")]
+            return r.status_code, lines
+
+        def plain(extra):
+            return _status(s, {"model": "tiny", "messages": _ask(images[0]), "max_tokens": 8, "seed": 1, **extra})
+
+        with ThreadPoolExecutor(8) as pool:
+            streams = [pool.submit(stream, i) for i in range(3)]
+            plains = list(pool.map(plain, settings * 2))
+            streams = [f.result() for f in streams]
+    assert all(code == 200 for code, _ in plains), plains
+    for code, lines in streams:
+        assert code == 200 and not any("error" in x for x in lines)
+        assert lines[-1]["choices"] == [] or lines[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_a_row_whose_sampling_fails_fails_its_request_alone(tiny_model, images, monkeypatch):
+    """Whatever a row's own sampling raises, only its request fails; the rows decoding beside it go on."""
+    real = DecodeBatch._pick
+
+    def pick(row, logits):
+        if row.settings.seed == 666:
+            raise RuntimeError("probability tensor contains inf")
+        return real(row, logits)
+
+    monkeypatch.setattr(DecodeBatch, "_pick", staticmethod(pick))
+    want = tiny_model.generate([[{"role": "user", "content": "Say hi."}]], GenerationSettings(max_new_tokens=8))[0]
+    with Server(tiny_model, max_batch=8) as s:
+        body = lambda seed: {"model": "tiny", "messages": [{"role": "user", "content": "Say hi."}],  # noqa: E731
+                             "max_tokens": 8, **({"seed": seed} if seed else {})}
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda seed: _status(s, body(seed)), [None, 666, None, 666, None, None]))
+    for seed, (code, out) in zip([None, 666, None, 666, None, None], results):
+        if seed:
+            assert code == 500 and "RuntimeError" in out["error"]["message"]
+        else:
+            assert code == 200 and out["choices"][0]["message"]["content"] == want
+
+
+# ---------------------------------------------------------------- work bounds before decoding
+def _progressive_jpeg(scans_repeated: int) -> bytes:
+    """A real progressive JPEG whose last scan is repeated: the shape of the 854 KB, 20,000-scan bomb."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, "JPEG", progressive=True)
+    data = buf.getvalue()
+    last = data.rindex(b"\xff\xda")
+    return data[:last] + data[last:-2] * scans_repeated + b"\xff\xd9"
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(monkeypatch):
+    from PIL import ImageFile
+
+    from anymal.encoders.media import image_megapixels, load_image
+    from anymal.errors import TooLargeError
+
+    assert load_image(_progressive_jpeg(1)).size == (64, 48)  # an ordinary progressive JPEG decodes
+    bomb = _progressive_jpeg(2000)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
+    for read in (load_image, image_megapixels):
+        with pytest.raises(TooLargeError, match=r"a JPEG of 20\d\d scans"):
+            read(bomb)
+
+
+def test_a_png_whose_text_chunk_inflates_past_the_limit_is_an_input_error(tmp_path, capsys):
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    from anymal.encoders.media import image_megapixels, load_image
+    from anymal.errors import InputError
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "a" * (PngImagePlugin.MAX_TEXT_CHUNK + 10), zip=True)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG", pnginfo=info)
+    path = tmp_path / "bomb.png"
+    path.write_bytes(buf.getvalue())
+    for read in (load_image, image_megapixels):
+        with pytest.raises(InputError, match="bomb.png"):
+            read(path)
+
+
+def test_the_server_decodes_an_image_once_and_never_in_the_engine_thread(tiny_model, images, monkeypatch):
+    """The safety check and every part of the image encoder read one decoded picture (four decodes in
+    the engine thread before, so one slow picture stalled every stream)."""
+    import threading
+
+    from PIL import ImageFile
+
+    from anymal.safety.guard import Guard
+
+    decodes, real = [], ImageFile.ImageFile.load
+
+    def load(self):
+        if self._im is None:
+            decodes.append(threading.current_thread().name)
+        return real(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    with Server(tiny_model, safety=Guard()) as s:
+        code, out = _status(s, {"model": "tiny", "messages": _ask(images[0]), "max_tokens": 4})
+    assert code == 200, out
+    assert len(decodes) == 1 and not decodes[0].startswith("anymal-engine"), decodes
