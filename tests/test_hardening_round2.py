@@ -153,3 +153,128 @@ def test_the_server_decodes_an_image_once_and_never_in_the_engine_thread(tiny_mo
         code, out = _status(s, {"model": "tiny", "messages": _ask(images[0]), "max_tokens": 4})
     assert code == 200, out
     assert len(decodes) == 1 and not decodes[0].startswith("anymal-engine"), decodes
+
+
+def test_a_slow_input_never_stalls_the_streams_already_decoding(tiny_model, images, monkeypatch):
+    """Inputs are decoded and encoded beside the decode loop: a request whose input takes seconds
+    (the 20,000-scan JPEG took 45 s) leaves a running stream's tokens flowing."""
+    import threading
+    import time
+
+    real = tiny_model.features_of
+
+    def slow(conversations):
+        if any("slow" in str(c) for c in conversations):
+            time.sleep(3)
+        return real(conversations)
+
+    monkeypatch.setattr(tiny_model, "features_of", slow)
+    arrivals, started = [], threading.Event()
+    with Server(tiny_model, max_batch=8) as s:
+        def stream():
+            with httpx.stream("POST", s.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                              json={"model": "tiny", "messages": [{"role": "user", "content": "Count."}],
+                                    "max_tokens": 300, "stream": True}, timeout=60) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: {"):
+                        arrivals.append(time.monotonic())
+                        started.set()
+
+        with ThreadPoolExecutor(2) as pool:
+            running = pool.submit(stream)
+            assert started.wait(30)
+            sent = time.monotonic()
+            code, out = _status(s, {"model": "tiny", "messages": _ask(images[0], "slow"), "max_tokens": 4})
+            running.result()
+    assert code == 200, out
+    during = [t for t in arrivals if sent < t < sent + 3]
+    gaps = [b - a for a, b in zip(during, during[1:])]
+    assert len(during) > 10 and max(gaps) < 1.0, (len(during), max(gaps, default=None))
+
+
+def _boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[bytes, int, int]]:
+    import struct
+
+    out, pos, end = [], start, len(data) if end is None else end
+    while pos + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        out.append((kind, pos, size))
+        pos += size
+    return out
+
+
+def _mp4(tmp_path) -> bytes:
+    from test_video import gray_clip
+
+    return gray_clip(tmp_path / "clip.mp4").read_bytes()
+
+
+def _find(data: bytes, path: list[bytes]) -> tuple[int, int]:
+    """(offset, size) of the box at `path` (moov/trak/... from the top)."""
+    start, end = 0, len(data)
+    for kind in path:
+        _, pos, size = next(b for b in _boxes(data, start, end) if b[0] == kind)
+        start, end = pos + 8, pos + size
+    return start - 8, end - start + 8
+
+
+def test_an_mp4_declaring_50_million_samples_is_refused_before_ffmpeg_opens_it(tmp_path, monkeypatch):
+    import struct
+
+    import av
+
+    from anymal.encoders.video import load_video, video_seconds
+    from anymal.errors import TooLargeError
+
+    data = bytearray(_mp4(tmp_path))
+    assert len(load_video(bytes(data), frames=2)) == 2
+    pos, _ = _find(data, [b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsz"])
+    data[pos + 12:pos + 20] = struct.pack(">II", 1000, 50_000_000)  # every sample 1000 bytes, 50 M of them
+    monkeypatch.setattr(av, "open", lambda *a, **k: pytest.fail("FFmpeg opened it"))
+    for read in (video_seconds, load_video):
+        with pytest.raises(TooLargeError, match="more than 1,000,000 samples"):
+            read(bytes(data))
+
+
+def test_an_mp4_of_a_thousand_tracks_is_refused_before_ffmpeg_opens_it(tmp_path, monkeypatch):
+    import struct
+
+    import av
+
+    from anymal.encoders.video import video_seconds
+    from anymal.errors import TooLargeError
+
+    data = _mp4(tmp_path)
+    moov, size = _find(data, [b"moov"])
+    trak, tsize = _find(data, [b"moov", b"trak"])
+    body = data[moov + 8:moov + size] + data[trak:trak + tsize] * 1000
+    bomb = data[:moov] + struct.pack(">I4s", 8 + len(body), b"moov") + body + data[moov + size:]
+    monkeypatch.setattr(av, "open", lambda *a, **k: pytest.fail("FFmpeg opened it"))
+    with pytest.raises(TooLargeError, match="more than 16 tracks"):
+        video_seconds(bomb)
+
+
+def test_the_frames_decoded_for_a_video_are_capped_in_pixels(tmp_path, monkeypatch):
+    """A long 4K clip with one keyframe decoded 3,000 frames before it was refused: the cap now counts
+    pixels, so bigger frames get fewer."""
+    from anymal.encoders import video
+    from anymal.errors import InputError
+
+    clip = _mp4(tmp_path)
+    assert len(video.load_video(clip, frames=4)) == 4
+    monkeypatch.setattr(video, "MAX_VIDEO_DECODE_PIXELS", 64 * 48 * 3)
+    with pytest.raises(InputError, match="more than 3 decoded frames"):
+        video.load_video(clip, frames=4)
+
+
+def test_inputs_read_at_once_are_capped(images):
+    """32 crafted MP4s were opened at once (4 GB); now at most `max_probes`, the rest wait, then 503."""
+    from anymal.serve.protocol import Limits, ServeError, parse_chat_request
+
+    limits = Limits(max_probes=1, probe_wait_s=0.2)
+    body = {"messages": _ask(images[0])}
+    assert parse_chat_request(body, {"image"}, limits).messages  # a free slot: read
+    limits.probe_slots.acquire()  # another request is reading its input
+    with pytest.raises(ServeError, match="being read already") as e:
+        parse_chat_request(body, {"image"}, limits)
+    assert e.value.status == 503

@@ -10,6 +10,9 @@ Limits (all errors name the input; nothing is silently cut):
 * `ANYMAL_MAX_VIDEO_FRAMES` (default 3000): the most frames decoded for one call. We seek to each
   sampled timestamp, so work is ~frames x keyframe distance, not the clip length; a file with
   too few keyframes (or an unknown duration and too many frames) hits this cap and is refused.
+* `ANYMAL_MAX_VIDEO_DECODE_PIXELS` (default 4e9): the same cap in pixels, so that large frames get
+  fewer (3000 frames of 640x480 or 480 of 4K, each a few seconds on 2 cores).
+* MP4/MOV headers that declare more samples or tracks than a clip we take could hold (boxes.py).
 """
 from __future__ import annotations
 
@@ -25,11 +28,13 @@ from PIL import Image
 from ..errors import ConfigError, InputError, TooLargeError
 from ..registry import WRAPPERS
 from .base import Encoder
+from .boxes import check_mp4_header
 from .media import as_source, describe, load_image
 
 MAX_VIDEO_PIXELS = int(os.environ.get("ANYMAL_MAX_VIDEO_PIXELS", 3840 * 2160))
 MAX_VIDEO_SECONDS = float(os.environ.get("ANYMAL_MAX_VIDEO_SECONDS", 600.0))
 MAX_VIDEO_FRAMES = int(os.environ.get("ANYMAL_MAX_VIDEO_FRAMES", 3000))
+MAX_VIDEO_DECODE_PIXELS = float(os.environ.get("ANYMAL_MAX_VIDEO_DECODE_PIXELS", 4e9))
 DECODE_MAX_SIDE = 448  # decoded frames are downscaled to this long side before the image encoder's resize
 SEEK_GAP = 2.0  # seconds: for nearer targets decoding on is cheaper than a seek back to a keyframe
 _EPS = 1e-6
@@ -64,6 +69,7 @@ def _open(item: Any, name: str):
 
     src = as_source(item, "a video (MP4, WebM, MKV, AVI, MOV...)")
     suffix = src.suffix.lower() if isinstance(src, Path) else ""
+    check_mp4_header(src, name)  # FFmpeg indexes every sample a header declares while opening it
     try:
         container = av.open(src if isinstance(src, io.BytesIO) else str(src), mode="r", format=DEMUXERS.get(suffix))
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
@@ -210,6 +216,8 @@ def load_video(item: Any, frames: int = 4, max_side: int = DECODE_MAX_SIDE, max_
     with _open(item, name) as container:
         stream = _video_stream(container, name)
         stream.thread_type = "AUTO"
+        pixels = stream.codec_context.width * stream.codec_context.height
+        max_frames = max(1, min(max_frames, int(MAX_VIDEO_DECODE_PIXELS // pixels)))
         duration = _duration(container, stream)
         if duration is not None:
             _check_seconds(duration, max_seconds, name)

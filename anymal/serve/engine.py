@@ -1,10 +1,12 @@
 """Continuous batching: concurrent requests decoded together, joining and leaving a running batch.
 
-One worker thread owns the model and one running DecodeBatch. Between two decode steps, waiting
+One worker thread owns the LLM and one running DecodeBatch. Between two decode steps, waiting
 jobs are admitted in arrival order while their rows fit (`max_batch` rows; a request with `n`
-choices is `n` rows): their inputs are encoded in one batched call per modality (job by job if one
-is undecodable, so that only its own request fails), their prompts prefilled, and their rows join
-the batch mid-decode, so a request never waits for a running batch to finish. Each row has its own
+choices is `n` rows) and handed to a second thread, which encodes their inputs in one batched call
+per modality (job by job if one is undecodable, so that only its own request fails) while the batch
+goes on decoding: a slow input never stalls the streams already running. Encoded jobs have their
+prompts prefilled and their rows join the batch mid-decode, so a request never waits for a running
+batch to finish. Each row has its own
 sampling settings and seeded generator, token budget and stop strings, and leaves the batch as soon
 as it is done; text is handed to its job as soon as it is final (never half a character or a
 possible stop-string prefix). A cancelled job (client gone, timeout) leaves at the next step.
@@ -16,6 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import AnymalError
@@ -61,6 +64,9 @@ class Engine:
         self.tokens_out = 0  # tokens decoded for rows still wanted
         self.busy = False
         self.running = True
+        # inputs are decoded and encoded here, beside the decode loop (one thread: the encoders batch)
+        self.encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="anymal-encoder")
+        self.encoding: list[tuple[list[Job], Future]] = []
         self.thread = threading.Thread(target=self._loop, name="anymal-engine", daemon=True)
         self.thread.start()
 
@@ -79,17 +85,18 @@ class Engine:
             self.running = False
             self.cond.notify()
         self.thread.join(timeout=10)
+        self.encoder.shutdown(wait=False, cancel_futures=True)
 
     @property
     def queued(self) -> int:
         return len(self.waiting)
 
     # ---------------------------------------------------------------- worker
-    def _take(self, rows: int) -> list[Job]:
-        """Waiting jobs whose rows fit beside `rows` running ones (in arrival order; a job wider than
-        max_batch runs alone). Blocks only while nothing is decoding."""
+    def _take(self, rows: int, idle: bool) -> list[Job]:
+        """Waiting jobs whose rows fit beside `rows` running or encoding ones (in arrival order; a job
+        wider than max_batch runs alone). Blocks only while `idle`: nothing decoding, nothing encoded."""
         with self.cond:
-            while self.running and not self.waiting and not rows:
+            while self.running and not self.waiting and idle and not self._encoded():
                 self.cond.wait()
             jobs = []
             while self.running and self.waiting and (rows == 0 or rows + self.waiting[0].request.n <= self.max_batch):
@@ -99,13 +106,41 @@ class Engine:
                     rows += job.request.n
             return jobs
 
+    def _encoded(self) -> bool:
+        return any(f.done() for _, f in self.encoding)
+
+    def _encode(self, jobs: list[Job]) -> None:
+        future = self.encoder.submit(_encode_jobs, self.model, jobs)
+        future.add_done_callback(lambda _: self._wake())
+        self.encoding.append((jobs, future))
+
+    def _wake(self) -> None:
+        with self.cond:
+            self.cond.notify()
+
+    def _ready(self) -> tuple[list[tuple[Job, list]], list[Job]]:
+        """The jobs whose encoding finished: (encoded ones, ready to join; all of them)."""
+        done, self.encoding = _partition(self.encoding, lambda e: e[1].done())
+        ready = []
+        for jobs, f in done:
+            try:
+                ready += f.result()
+            except Exception as e:  # _encode_jobs fails jobs one by one; anything else fails its group
+                for job in jobs:
+                    _fail(job, e)
+        return ready, [j for jobs, _ in done for j in jobs]
+
     def _loop(self) -> None:
         batch, active = self.model.decoder(), []
         while self.running:
-            jobs = self._take(len(active))
+            encoding = sum(j.request.n for jobs, _ in self.encoding for j in jobs)
+            jobs = self._take(len(active) + encoding, idle=not active)
+            if jobs:
+                self._encode(jobs)
+            ready, jobs = self._ready()
             try:
-                if jobs:
-                    active += self._join(batch, jobs, running=bool(active))
+                if ready:
+                    active += self._join(batch, ready, running=bool(active))
                 if not active:
                     continue
                 self.busy = True
@@ -118,12 +153,11 @@ class Engine:
                     j.emit(Failed(ServeError(500, f"generation failed: {type(e).__name__}", type="server_error")))
                 batch, active = self.model.decoder(), []
             finally:
-                self.busy = bool(active)
+                self.busy = bool(active or self.encoding)
 
-    def _join(self, batch, jobs: list[Job], running: bool) -> list[_Row]:
-        """Encode and prefill `jobs`, add their rows to the batch; the rows to follow. A job whose
-        inputs cannot be encoded or prepared fails alone; the others join."""
-        ready = _encode_jobs(self.model, jobs)
+    def _join(self, batch, ready: list[tuple[Job, list]], running: bool) -> list[_Row]:
+        """Prefill encoded jobs, add their rows to the batch; the rows to follow. A job whose prompt
+        cannot be prepared or joined fails alone; the others join."""
         rows = _isolated(lambda group: self._add(batch, *self._prepare(group)), ready)
         if rows:
             self.batches += 1
@@ -170,6 +204,14 @@ class Engine:
             job.emit(Delta(row.choice, tail, row.used))
         job.emit(Finish(row.choice, reason, row.used - (tid in row.stream.eos)))
         return False
+
+
+def _partition(items: list, test) -> tuple[list, list]:
+    """(the items that pass `test`, the others), each item tested once."""
+    yes, no = [], []
+    for item in items:
+        (yes if test(item) else no).append(item)
+    return yes, no
 
 
 def _encode_jobs(model, jobs: list[Job]) -> list[tuple[Job, list]]:

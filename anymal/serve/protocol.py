@@ -17,6 +17,7 @@ import re
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,9 +54,15 @@ class Limits:
     url_timeout_s: float = 10.0
     max_fetches: int = 4  # URL fetches at once; more are refused (503), so slow sources never hold every worker
     fetch_slots: threading.BoundedSemaphore = field(init=False, repr=False, compare=False)
+    # inputs measured (and images decoded) at once: a burst of crafted files cannot hold every request
+    # thread, nor the memory a container's index takes while it is opened; others wait up to probe_wait_s
+    max_probes: int = 4
+    probe_wait_s: float = 30.0
+    probe_slots: threading.BoundedSemaphore = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.fetch_slots = threading.BoundedSemaphore(self.max_fetches)
+        self.probe_slots = threading.BoundedSemaphore(self.max_probes)
 
 
 @dataclass
@@ -163,6 +170,17 @@ def _check_size(m: Modality, source: bytes | Path, limits: Limits, files: list[P
                          param)
 
 
+@contextmanager
+def _probe_slot(limits: Limits, param: str):
+    if not limits.probe_slots.acquire(timeout=limits.probe_wait_s):
+        raise ServeError(503, f"{limits.max_probes} inputs are being read already; retry later", param,
+                         code="server_busy", type="server_error")
+    try:
+        yield
+    finally:
+        limits.probe_slots.release()
+
+
 def _decoded(m: Modality, data: bytes, param: str):
     """The input as its encoders read it, decoded here once (the safety checks and every encoder part
     then share it) rather than once per reader in the engine thread."""
@@ -224,11 +242,12 @@ def _part(part, modalities: set[str], limits: Limits, req: ChatRequest, param: s
         if fmt not in m.formats:
             raise ServeError(400, f"format {fmt!r}: expected one of {', '.join(m.formats)}", param + f".{kind}.format")
         data = _b64(body.get("data"), param + f".{kind}.data")
-    if m.in_memory:
-        _check_size(m, data, limits, [], param + f".{kind}")
-        return {"type": m.name, m.name: _decoded(m, data, param + f".{kind}")}
-    path = _temp_file(data, fmt, req)  # decoders that need a file get a temp file named by the format
-    _check_size(m, path, limits, [path], param + f".{kind}")
+    with _probe_slot(limits, param):
+        if m.in_memory:
+            _check_size(m, data, limits, [], param + f".{kind}")
+            return {"type": m.name, m.name: _decoded(m, data, param + f".{kind}")}
+        path = _temp_file(data, fmt, req)  # decoders that need a file get a temp file named by the format
+        _check_size(m, path, limits, [path], param + f".{kind}")
     out = {"type": m.name, "path": str(path)}
     if m.takes_rate and body.get("rate") is not None:
         rate = body["rate"]
