@@ -278,3 +278,95 @@ def test_inputs_read_at_once_are_capped(images):
     with pytest.raises(ServeError, match="being read already") as e:
         parse_chat_request(body, {"image"}, limits)
     assert e.value.status == 503
+
+
+# ---------------------------------------------------------------- the server's own limits
+def test_a_body_that_never_finishes_gets_408(tiny_model):
+    import socket
+
+    from anymal.serve.protocol import Limits
+
+    with Server(tiny_model, limits=Limits(body_timeout_s=1.0)) as s, \
+            socket.create_connection(("127.0.0.1", s.port)) as c:
+        c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: 1000\r\n\r\n{\"mess")
+        c.settimeout(10)
+        assert c.recv(200).startswith(b"HTTP/1.1 408")
+
+
+def test_many_text_parts_are_refused_before_the_safety_check(tiny_model, monkeypatch):
+    """50,000 one-character parts cost ~50 s of safety checks before the length check refused them."""
+    from anymal.safety.guard import Guard
+
+    checked = []
+    monkeypatch.setattr(Guard, "check_input", lambda self, messages: checked.append(1) or (None, 0.0))
+    parts = [{"type": "text", "text": "a"}] * 50_000
+    with Server(tiny_model, safety=Guard()) as s:
+        code, out = _status(s, {"model": "tiny", "messages": [{"role": "user", "content": parts}]})
+        assert code == 413 and "text parts" in out["error"]["message"]
+        code, out = _status(s, {"model": "tiny", "messages": [{"role": "user", "content": "a" * 500_000}]})
+        assert code == 413 and "characters of text" in out["error"]["message"]
+    assert checked == []
+
+
+@pytest.mark.parametrize("raw, says", [(b'{"messages": [{"role": "user", "content": "hi"}], "seed": ' + b"9" * 5000 + b"}",
+                                        "number it cannot read"),
+                                       (b'{"messages": [{"role": "user", "content": "hi"}], "stream": "false"}',
+                                        "stream: expected true or false")])
+def test_odd_json_values_are_400(server, raw, says):
+    code, out = _status(server, raw=raw)
+    assert code == 400 and says in out["error"]["message"]
+
+
+def test_the_schema_needs_the_key_and_hosts_with_odd_ports_are_refused(server):
+    assert httpx.get(server.url + "/openapi.json").status_code == 404
+    for host in ("127.0.0.1:evil.com", "localhost:80:80", "127.0.0.1:"):
+        r = httpx.get(server.url + "/v1/models", headers={"Host": host, "Authorization": f"Bearer {KEY}"})
+        assert r.status_code == 400 and "not served here" in r.json()["error"]["message"], host
+    for host in ("127.0.0.1:8000", "localhost", "[::1]:8000"):
+        assert httpx.get(server.url + "/v1/models", headers={"Host": host, "Authorization": f"Bearer {KEY}"}).status_code == 200
+
+
+def test_the_page_forbids_framing_and_foreign_scripts(server):
+    r = httpx.get(server.url + "/")
+    assert r.status_code == 200 and r.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert "connect-src 'self'" in r.headers["content-security-policy"]
+
+
+def test_a_url_that_answers_gzip_in_gzip_is_counted_raw(tiny_model, images):
+    """A 1.8 KB gzip-in-gzip answer inflated to 2.1 GB before the 10 MB limit counted it: now the fetch
+    asks for identity and counts raw bytes; a compressed answer is refused unread."""
+    import gzip
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from anymal.serve.protocol import Limits
+
+    bomb = gzip.compress(gzip.compress(b"\0" * 50_000_000))
+    asked = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.headers.get("Accept-Encoding"))
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(bomb)))
+            self.end_headers()
+            self.wfile.write(bomb)
+
+        def log_message(self, *a):
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{http.server_address[1]}"
+    msg = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"http://{host}/x.png"}}]}]
+    try:
+        with Server(tiny_model, limits=Limits(allow_url_hosts=(host,))) as s:
+            code, err = _status(s, {"model": "tiny", "messages": msg})
+    finally:
+        http.shutdown()
+    assert asked == ["identity"]
+    assert code == 400 and "Content-Encoding 'gzip'" in err["error"]["message"]

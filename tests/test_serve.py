@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -399,7 +400,8 @@ def test_anymal_serve_command_starts_a_server(tiny_model, tmp_path):
     ckpt = tiny_model.save_pretrained(tmp_path / "ck", stage="align")
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "serve", "--model", str(ckpt), "--port", str(port),
-                             "--api-key", KEY, "--no-safety"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             "--api-key", KEY, "--no-safety", "--max-connections", "3"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline, health = time.time() + 60, None
         while time.time() < deadline and proc.poll() is None:
@@ -410,6 +412,13 @@ def test_anymal_serve_command_starts_a_server(tiny_model, tmp_path):
                 time.sleep(0.2)
         assert health == {"status": "ok", "model": "ck", "queued": 0, "batches": 0}, proc.poll()
         assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401  # the key is required
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]  # --max-connections 3
+        time.sleep(0.3)
+        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 503  # one too many: refused
+        for c in idle:
+            c.close()
+        time.sleep(0.3)
+        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
     finally:
         proc.terminate()
         err = proc.communicate(timeout=30)[1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -58,7 +59,7 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
     # request parsing (decoding media, fetching URLs) and input checks get their own threads: asyncio's
     # default pool has min(32, cores + 4) of them, which a few slow requests would otherwise fill
     workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="anymal-request")
-    app = FastAPI(title="anymal", docs_url=None, redoc_url=None)
+    app = FastAPI(title="anymal", docs_url=None, redoc_url=None, openapi_url=None)  # no unauthenticated schema
     app.state.engine, app.state.config = engine, cfg
     app.router.add_event_handler("shutdown", engine.close)
     app.router.add_event_handler("shutdown", lambda: workers.shutdown(wait=False, cancel_futures=True))
@@ -92,7 +93,7 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def page():  # the chat page; its API calls carry the key, the page itself is public
-        return FileResponse(PAGE, media_type="text/html")
+        return FileResponse(PAGE, media_type="text/html", headers=PAGE_HEADERS)
 
     @app.get("/health")
     async def health():
@@ -107,7 +108,7 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         check_key(request)
-        body = _json(await _read_body(request, cfg.limits.max_body_bytes))
+        body = _json(await _read_body(request, cfg.limits))
         loop = asyncio.get_running_loop()
         req = await loop.run_in_executor(workers, parse_chat_request, body, set(model.projectors), cfg.limits)
         if req.model not in (None, cfg.model_id):
@@ -150,6 +151,15 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
 
 
 _CODES = {404: "not_found", 405: "method_not_allowed"}
+# The page runs only its own inline script and style, talks only to this server, loads nothing from
+# elsewhere, and is never framed by another site (clickjacking)
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                               "connect-src 'self'; img-src 'self' data: blob:; media-src 'self' data: blob:; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+# a Host header: a name or [IPv6], then at most a numeric port ("127.0.0.1:evil.com" is no host of ours)
+_HOST = re.compile(r"^(\[[0-9a-f:.]+\]|[^:\[\]]+)(:\d{1,5})?$")
 
 
 class HostCheck:
@@ -161,7 +171,8 @@ class HostCheck:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and "*" not in self.allowed:
             host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
-            name = host[1:host.index("]")] if host.startswith("[") and "]" in host else host.rsplit(":", 1)[0]
+            m = _HOST.match(host)
+            name = m.group(1).strip("[]") if m else None
             if name not in self.allowed:
                 response = JSONResponse(ServeError(400, f"Host {host!r} is not served here (start the server "
                                                         "with --allow-host NAME)", code="host_not_allowed").body(),
@@ -171,9 +182,19 @@ class HostCheck:
         await self.app(scope, receive, send)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes `limit` (chunked bodies too), and only as JSON:
-    a form or text/plain POST, which a browser sends cross-site without asking, is refused unread."""
+async def _read_body(request: Request, limits: Limits) -> bytes:
+    """The body, refused with 413 as soon as it passes the size limit (chunked bodies too), with 408 when
+    it has not all arrived within `body_timeout_s`, and only as JSON: a form or text/plain POST, which a
+    browser sends cross-site without asking, is refused unread."""
+    try:
+        async with asyncio.timeout(limits.body_timeout_s):
+            return await _body_within(request, limits.max_body_bytes)
+    except TimeoutError:
+        raise ServeError(408, f"the request body did not arrive within {limits.body_timeout_s:g} s",
+                         code="request_timeout") from None
+
+
+async def _body_within(request: Request, limit: int) -> bytes:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
         raise ServeError(415, f"Content-Type must be application/json, got {kind or 'none'!r}", code="unsupported_media_type")
@@ -196,6 +217,8 @@ def _json(raw: bytes):
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ServeError(400, "the request body is not valid JSON") from None
+    except ValueError as e:  # an integer of more digits than Python converts (4,300)
+        raise ServeError(400, f"the request body's JSON holds a number it cannot read: {e}") from None
     except RecursionError:
         raise ServeError(400, "the request body's JSON is nested too deeply") from None
 

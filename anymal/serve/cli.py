@@ -54,6 +54,9 @@ def add_parser(sub) -> None:
     s.add_argument("--max-batch", type=int, default=8, help="rows decoded together (default 8)")
     s.add_argument("--max-queue", type=int, default=64, help="waiting requests before 503 (default 64)")
     s.add_argument("--timeout", type=float, default=300.0, help="seconds per request before 504 (default 300)")
+    s.add_argument("--max-connections", type=int, default=512,
+                   help="open connections served at once; more get 503 (default 512, under the usual limit of "
+                        "1,024 open files, which is raised to its hard limit at start)")
     s.add_argument("--allow-url-host", action="append", default=[], metavar="HOST",
                    help="allow http(s) image URLs from HOST (repeatable; default: data: URLs only)")
     s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
@@ -89,8 +92,8 @@ def cmd_serve(a) -> int:
     from .app import ServeConfig, create_app
     from .protocol import Limits
 
-    if a.max_batch < 1 or a.max_queue < 0 or a.timeout <= 0:
-        raise ConfigError("--max-batch >= 1, --max-queue >= 0 and --timeout > 0 expected")
+    if a.max_batch < 1 or a.max_queue < 0 or a.timeout <= 0 or a.max_connections < 1:
+        raise ConfigError("--max-batch >= 1, --max-queue >= 0, --timeout > 0 and --max-connections >= 1 expected")
     model = AnyMAL.from_pretrained(a.model, device=a.device, dtype=a.dtype, revision=a.revision, decoder=a.decoder)
     guard = None
     if not a.no_safety:
@@ -114,9 +117,20 @@ def cmd_serve(a) -> int:
                                                     if getattr(guard.config, k)) or "off"
     print(f"serving {model_id!r} ({', '.join(sorted(model.projectors))}) on http://{a.host}:{a.port}/v1; "
           f"safety checks: {checks}", file=sys.stderr)
+    _raise_open_files(a.max_connections)
     uvicorn.run(create_app(model, cfg), host=a.host, port=a.port, log_level="warning", http=TimedH11,
-                timeout_keep_alive=5)
+                timeout_keep_alive=5, limit_concurrency=a.max_connections)
     return 0
+
+
+def _raise_open_files(connections: int) -> None:
+    """Room for every allowed connection plus the model's own files: the soft limit up to the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
 
 
 def _hosts(a) -> tuple[str, ...]:

@@ -43,6 +43,9 @@ class ServeError(Exception):
 @dataclass
 class Limits:
     max_body_bytes: int = 32 * 2**20
+    body_timeout_s: float = 60.0  # the whole body, once its head arrived (a body that never ends holds a socket)
+    max_text_parts: int = 256  # text parts in one request: all are checked and tokenized
+    max_text_chars: int = 400_000  # all its text; refused before the safety check reads any of it
     # the most one input may measure, in its record's unit (image MP, audio/video s, IMU samples)
     sizes: dict[str, float] = field(default_factory=lambda: {m.name: m.size.limit for m in MODALITIES.values()
                                                              if m.size})
@@ -139,11 +142,18 @@ def _fetch_within(url: str, limits: Limits, param: str) -> bytes:
     failed = ServeError(400, "could not fetch an image from the URL", param)
     deadline = time.monotonic() + limits.url_timeout_s
     try:
-        with httpx.stream("GET", url, timeout=limits.url_timeout_s, follow_redirects=False) as r:
+        # identity only, read raw: a gzip-in-gzip body of 1.8 KB inflated to 2.1 GB before the limit
+        # counted the decoded bytes (images are compressed already; nothing is lost)
+        with httpx.stream("GET", url, timeout=limits.url_timeout_s, follow_redirects=False,
+                          headers={"Accept-Encoding": "identity"}) as r:
             if r.status_code != 200:
                 raise failed
+            encoding = r.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise ServeError(400, f"the URL's server sent the image with Content-Encoding {encoding!r} although "
+                                      "asked for none; send the image as a data: URL", param)
             buf = bytearray()
-            for chunk in r.iter_bytes():
+            for chunk in r.iter_raw():
                 buf += chunk
                 if len(buf) > limits.url_max_bytes:
                     raise ServeError(413, f"the image at the URL exceeds {limits.url_max_bytes} bytes", param)
@@ -259,6 +269,25 @@ def _part(part, modalities: set[str], limits: Limits, req: ChatRequest, param: s
     return out
 
 
+def _texts(msgs: list):
+    """Every text of the messages, as sent (nothing checked yet): a cheap count before any work."""
+    for m in msgs:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            yield content
+        for p in content if isinstance(content, list) else []:
+            if isinstance(p, dict) and isinstance(p.get("text"), str):
+                yield p["text"]
+
+
+def _flag(body: dict, key: str, prefix: str = "") -> bool:
+    """A JSON boolean (absent or null: false); "false" as a string is refused, not read as true."""
+    v = body.get(key)
+    if v is not None and not isinstance(v, bool):
+        raise ServeError(400, f"{prefix}{key}: expected true or false, got {v!r}", prefix + key)
+    return bool(v)
+
+
 def _number(body: dict, key: str, lo: float, hi: float, default, integer: bool = False):
     v = body.get(key)
     if v is None:
@@ -315,10 +344,16 @@ def parse_chat_request(body, modalities: set[str], limits: Limits) -> ChatReques
     if not isinstance(options, dict):
         raise ServeError(400, "stream_options: expected an object like {\"include_usage\": true}", "stream_options")
     req = ChatRequest([], settings, n=_number(body, "n", 1, limits.max_n, 1, integer=True),
-                      stream=bool(body.get("stream", False)), include_usage=bool(options.get("include_usage")),
+                      stream=_flag(body, "stream"), include_usage=_flag(options, "include_usage", "stream_options."),
                       model=body.get("model"))
+    if len(msgs) > limits.max_text_parts:
+        raise ServeError(413, f"more than {limits.max_text_parts} messages in one request", "messages")
+    chars = sum(len(t) for t in _texts(msgs))
+    if chars > limits.max_text_chars:
+        raise ServeError(413, f"the messages hold {chars:,} characters of text; this server takes up to "
+                              f"{limits.max_text_chars:,}", "messages")
     try:
-        parts = 0
+        parts = texts = 0
         for i, m in enumerate(msgs):
             if not isinstance(m, dict) or m.get("role") not in ("system", "developer", "user", "assistant"):
                 raise ServeError(400, "expected {role: system|developer|user|assistant, content}", f"messages[{i}]")
@@ -330,8 +365,12 @@ def parse_chat_request(body, modalities: set[str], limits: Limits) -> ChatReques
             if not isinstance(content, list):
                 raise ServeError(400, "content: expected a string or a list of parts", f"messages[{i}].content")
             parts += sum(1 for p in content if not (isinstance(p, dict) and p.get("type") == "text"))
+            texts += sum(1 for p in content if isinstance(p, dict) and p.get("type") == "text")
             if parts > limits.max_parts:
                 raise ServeError(413, f"more than {limits.max_parts} media parts in one request", f"messages[{i}].content")
+            if texts > limits.max_text_parts:
+                raise ServeError(413, f"more than {limits.max_text_parts} text parts in one request",
+                                 f"messages[{i}].content")
             req.messages.append({"role": role, "content": [
                 _part(p, modalities, limits, req, f"messages[{i}].content[{j}]") for j, p in enumerate(content)]})
     except BaseException:
