@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 from .errors import ConfigError
@@ -19,6 +20,12 @@ def cache_dir() -> Path:
         return Path(os.environ["ANYMAL_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
     return Path(base).expanduser() / "anymal"
+
+
+def temp_beside(path: Path) -> Path:
+    """A temporary name next to `path` that no other writer (process or thread) uses: written there,
+    then moved over `path` with os.replace, so readers only ever see a whole file."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
 def replace_dir(tmp: Path, final: Path) -> None:

@@ -370,3 +370,82 @@ def test_a_url_that_answers_gzip_in_gzip_is_counted_raw(tiny_model, images):
         http.shutdown()
     assert asked == ["identity"]
     assert code == 400 and "Content-Encoding 'gzip'" in err["error"]["message"]
+
+
+# ---------------------------------------------------------------- training data and run directories
+def _png_text_bomb(path):
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "a" * (PngImagePlugin.MAX_TEXT_CHUNK + 10), zip=True)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG", pnginfo=info)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_every_bad_manifest_line_is_a_counted_skip(tiny_model, images, tmp_path):
+    """With on_error: skip these aborted the run with a traceback (the PNG after every earlier sample
+    was encoded); with on_error: fail each is a DataError naming its line."""
+    from anymal.data.dataset import prepare
+    from anymal.data.jsonl import SkipReport, read_jsonl
+    from anymal.errors import DataError
+
+    good = {"images": [str(images[0])], "conversations": [{"from": "human", "value": "<image>\nWhat?"},
+                                                          {"from": "gpt", "value": "A box."}]}
+    turn = lambda who: {"conversations": [{"from": who, "value": "hi"}, {"from": "gpt", "value": "x"}]}  # noqa: E731
+    lines = [json.dumps(good),
+             '{"conversations": [], "id": ' + "9" * 5000 + "}",
+             json.dumps(turn(["human"])), json.dumps(turn({"human": 1})),
+             json.dumps({**good, "images": ["x" * 5000 + ".png"]}),
+             json.dumps({**good, "images": [str(_png_text_bomb(tmp_path / "bomb.png"))]})]
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    samples, skipped = read_jsonl(manifest, ["image"], on_error="skip")
+    assert len(samples) == 2 and skipped.total == 4, skipped.summary()
+    report = SkipReport()
+    prepared = prepare(samples, tiny_model, None, "skip", report, progress=False)
+    assert len(prepared) == 1 and report.total == 1 and "bomb.png" in str(report.summary()) + str(vars(report))
+    for n in (2, 3, 4, 5):
+        manifest.write_text(lines[0] + "\n" + lines[n - 1] + "\n")
+        with pytest.raises(DataError, match=f"train.jsonl:2"):
+            read_jsonl(manifest, ["image"], on_error="fail")
+
+
+def test_a_second_run_on_a_locked_run_directory_is_refused(tmp_path):
+    from anymal.errors import TrainingError
+    from anymal.train.runlog import claim_run_dir
+
+    run = tmp_path / "run"
+    lock = claim_run_dir(run, resume=False, overwrite=False)
+    with pytest.raises(TrainingError, match=r"in use by another run \(pid \d+\)"):
+        claim_run_dir(run, resume=True, overwrite=True)
+    lock.close()  # the first run ended (a killed one releases it too)
+    claim_run_dir(run, resume=False, overwrite=False).close()
+
+
+def test_checkpoints_written_at_once_never_share_a_temporary_file(tmp_path):
+    import threading
+
+    import torch
+
+    from anymal.model.checkpoint import write_checkpoint
+
+    errors = []
+
+    def write(i):
+        try:
+            for _ in range(20):
+                write_checkpoint(tmp_path / "ck", {"writer": i}, {"w": torch.full((64,), float(i))})
+        except Exception as e:  # the shared ".adapters.safetensors.tmp" vanished under the other writer
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["adapters.safetensors",
+                                                                                    "anymal_config.json"]

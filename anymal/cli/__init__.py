@@ -82,8 +82,9 @@ def cmd_pretrain(a) -> int:
                 POINTS.name: (pe.pretrain_points, dataset_dir("furniture")),
                 "sounds": (pretrain_sounds, dataset_dir("audio"))}[a.encoder]
     out = a.out or f"runs/pretrain-{a.encoder}"
-    claim_run_dir(Path(out), resume=False, overwrite=a.overwrite, files=PRETRAIN_FILES, evidence=PRETRAIN_EVIDENCE)
-    res = fn(a.data or data, out, ship=a.ship)
+    with claim_run_dir(Path(out), resume=False, overwrite=a.overwrite, files=PRETRAIN_FILES,
+                       evidence=PRETRAIN_EVIDENCE):  # locked while it runs
+        res = fn(a.data or data, out, ship=a.ship)
     print(json.dumps(res, indent=1, default=str))
     return 0
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..encoders import Encoder
 from ..errors import AnymalError
-from ..paths import cache_dir
+from ..paths import cache_dir, temp_beside
 
 
 def encoder_fingerprint(enc: Encoder) -> str:
@@ -64,7 +64,7 @@ class FeatureCache:
 
     def _save(self, key: Path, feats: torch.Tensor) -> None:
         key.parent.mkdir(parents=True, exist_ok=True)
-        tmp = key.with_name(f".{key.name}.{os.getpid()}.tmp")
+        tmp = temp_beside(key)
         save_file({"features": feats.contiguous()}, str(tmp))
         os.replace(tmp, key)
         self.misses += 1

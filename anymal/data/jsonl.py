@@ -82,11 +82,20 @@ def _media_list(rec: dict, modality: str, where: str) -> list[str]:
 
 def _resolve(p: str, root: Path, where: str, field_name: str) -> str:
     path = Path(p) if Path(p).is_absolute() else root / p
-    if not path.is_file():
-        raise DataError(f"{where}: field {field_name!r}: media file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise DataError(f"{where}: field {field_name!r}: media file {path} is empty (0 bytes)")
+    try:
+        if not path.is_file():
+            raise DataError(f"{where}: field {field_name!r}: media file {_short(path)} does not exist")
+        if path.stat().st_size == 0:
+            raise DataError(f"{where}: field {field_name!r}: media file {path} is empty (0 bytes)")
+    except OSError as e:  # a name too long for the file system, a path through a file...
+        raise DataError(f"{where}: field {field_name!r}: media path {_short(path)} cannot be read: "
+                        f"{e.strerror or type(e).__name__}") from None
     return str(path)
+
+
+def _short(path: Path) -> str:
+    s = str(path)
+    return s if len(s) <= 200 else f"{s[:100]}...{s[-60:]} ({len(s):,} characters)"
 
 
 def _to_parts(text: str, queues: dict[str, list[str]], where: str) -> list[dict]:
@@ -128,9 +137,11 @@ def _typed_part(part: Any, root: Path, where: str, field_name: str, modalities: 
 
 # manifest field -> (is a turn well formed?, turn -> (role, content), what a turn must look like)
 _FORMATS = {
-    "conversations": (lambda t: t.get("from") in LLAVA_ROLES and isinstance(t.get("value"), str),
+    "conversations": (lambda t: isinstance(t.get("from"), str) and t["from"] in LLAVA_ROLES
+                      and isinstance(t.get("value"), str),
                       lambda t: (LLAVA_ROLES[t["from"]], t["value"]), "{'from': 'human'|'gpt', 'value': str}"),
-    "messages": (lambda t: t.get("role") in ("system", "user", "assistant") and "content" in t,
+    "messages": (lambda t: isinstance(t.get("role"), str) and t["role"] in ("system", "user", "assistant")
+                 and "content" in t,
                  lambda t: (t["role"], t["content"]), "{'role': 'user'|'assistant'|'system', 'content': ...}"),
 }
 
@@ -176,6 +187,16 @@ def parse_record(rec: Any, where: str, modalities: list[str], root: Path) -> Sam
     return Sample(messages, where, meta)
 
 
+def _parsed(rec: Any, where: str, modalities: list[str], root: Path) -> Sample:
+    """parse_record, where a record of a shape no check foresaw is still that line's DataError."""
+    try:
+        return parse_record(rec, where, modalities, root)
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{where}: a record of an unexpected shape ({type(e).__name__}: {str(e)[:200]})") from None
+
+
 def _records(p: Path):
     """(where, parsed record or DataError) for each sample of a JSONL file or a LLaVA-style JSON array."""
     if p.suffix == ".json":  # LLaVA ships its instruction sets as one JSON array
@@ -183,6 +204,8 @@ def _records(p: Path):
             data = json.loads(_utf8(p.read_bytes(), p))
         except json.JSONDecodeError as e:
             raise DataError(f"{p}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        except ValueError as e:  # an integer past Python's digit limit
+            raise DataError(f"{p}: {e}") from None
         if not isinstance(data, list):
             raise DataError(f"{p}: expected a JSON array of samples (LLaVA format), got {type(data).__name__}")
         for i, rec in enumerate(data):
@@ -201,6 +224,8 @@ def _records(p: Path):
                 yield f"{p}:{n}", json.loads(line)
             except json.JSONDecodeError as e:
                 yield f"{p}:{n}", DataError(f"{p}:{n}: malformed JSON ({e.msg} at column {e.colno})")
+            except ValueError as e:  # an integer past Python's digit limit
+                yield f"{p}:{n}", DataError(f"{p}:{n}: {e}")
             except RecursionError:
                 yield f"{p}:{n}", DataError(f"{p}:{n}: JSON nested too deeply")
 
@@ -225,7 +250,7 @@ def read_jsonl(path: str | Path, modalities: list[str], media_root: str | None =
         try:
             if isinstance(rec, DataError):
                 raise rec
-            samples.append(parse_record(rec, where, modalities, root))
+            samples.append(_parsed(rec, where, modalities, root))
         except DataError as e:
             if on_error == "fail":
                 raise

@@ -16,6 +16,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError, ManifestMismatchError
+from ..paths import temp_beside
 
 MANIFEST = "anymal_config.json"
 WEIGHTS = "adapters.safetensors"
@@ -25,7 +26,7 @@ FORMAT_VERSION = 1
 def write_checkpoint(path: str | Path, manifest: dict, tensors: dict) -> Path:
     d = Path(path)
     d.mkdir(parents=True, exist_ok=True)
-    tmp_w, tmp_m = d / f".{WEIGHTS}.tmp", d / f".{MANIFEST}.tmp"
+    tmp_w, tmp_m = temp_beside(d / WEIGHTS), temp_beside(d / MANIFEST)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp_w),
               metadata={"format": "anymal", "format_version": str(FORMAT_VERSION)})
     tmp_m.write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION}, indent=2))

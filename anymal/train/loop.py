@@ -80,7 +80,20 @@ class Trainer(StepLoop):
         seed_everything(cfg.seed)
         self.out = Path(cfg.output_dir)
         self.stage = check_plan(cfg, self.log)  # a recipe's own faults first, then where it would write
-        claim_run_dir(self.out, resume, overwrite, self.d.main)
+        self.lock = claim_run_dir(self.out, resume, overwrite, self.d.main)
+        try:
+            self._build(cfg, progress)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Let another run use the run directory (a killed process releases it by itself)."""
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
+
+    def _build(self, cfg: TrainConfig, progress: bool) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.d.main:
             dump_yaml(cfg, self.out / "config.yaml")
@@ -218,4 +231,8 @@ class Trainer(StepLoop):
 def train(cfg: TrainConfig, progress: bool = True, log=print, resume: bool = False, overwrite: bool = False) -> RunResult:
     """Run a recipe (see `Trainer`); `resume` continues from the run directory's last saved state,
     `overwrite` replaces an earlier run there (without either, a directory holding a run is refused)."""
-    return Trainer(cfg, progress, log, resume, overwrite).run()
+    trainer = Trainer(cfg, progress, log, resume, overwrite)
+    try:
+        return trainer.run()
+    finally:
+        trainer.release()

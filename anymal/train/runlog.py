@@ -8,6 +8,7 @@ unnoticed: `claim_run_dir` refuses a directory holding a run unless told to resu
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .plots import plot_curves
 # what a training run writes into its directory (config.yaml and plan.txt are rewritten by every start)
 RUN_FILES = ("metrics.jsonl", "tensorboard", "checkpoint", "resume.pt", "curves.png", "plan.txt", "config.yaml")
 EVIDENCE = ("metrics.jsonl", "checkpoint", "resume.pt")  # a run happened here
+LOCK_FILE = ".lock"  # held by the run writing here
 # what `anymal pretrain` writes (contrastive encoders: train/contrastive.py, pretrain_encoders.py; the
 # sound-kind head: pretrain_sounds.py), and what shows one ran
 PRETRAIN_FILES = ("metrics.jsonl", "tensorboard", "loss.png", "weights.safetensors", "facts.json", "config.json",
@@ -25,13 +27,16 @@ PRETRAIN_EVIDENCE = ("eval.json", "weights.safetensors", "head")
 
 
 def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool, main: bool = True, files: tuple = RUN_FILES,
-                  evidence: tuple = EVIDENCE) -> None:
-    """Make `run_dir` this run's: fine when empty or resuming; with `overwrite` the earlier run's
-    `files` (only those, never others) are removed first; else a TrainingError says what to do.
-    (`files`/`evidence`: what a pretraining run writes, for `anymal pretrain`, which cannot resume.)"""
+                  evidence: tuple = EVIDENCE):
+    """Make `run_dir` this run's: locked against any other run while the returned lock is held (keep
+    it for the run's life; the main process takes it, the others share it), then fine when empty or
+    resuming; with `overwrite` the earlier run's `files` (only those, never others) are removed first;
+    else a TrainingError says what to do. (`files`/`evidence`: what a pretraining run writes, for
+    `anymal pretrain`, which cannot resume.)"""
+    lock = _lock(run_dir) if main else None
     found = [n for n in evidence if (run_dir / n).exists()]
     if resume or not found:
-        return
+        return lock
     if not overwrite:
         resumable = "pass --resume to continue it, " if files == RUN_FILES else ""
         raise TrainingError(f"{run_dir} holds an earlier run ({', '.join(found)}): {resumable}"
@@ -40,6 +45,29 @@ def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool, main: bool = Tru
         for name in files:
             path = run_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    return lock
+
+
+def _lock(run_dir: Path):
+    """An exclusive lock on `run_dir/.lock` (released when the process ends, however it ends): two
+    trainings on one directory left it mixed, the config of one and the weights of the other."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise TrainingError(f"{run_dir} is in use by another run ({holder}); wait for it, or choose a new "
+                            "folder") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}")
+    f.flush()
+    return f
 
 
 class RunLog:

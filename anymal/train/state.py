@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import TrainingError
+from ..paths import temp_beside
 
 RESUME_FILE = "resume.pt"
 
@@ -45,7 +46,7 @@ def set_rng_state(s: dict) -> None:
 
 def save_state(run_dir: Path, state: dict) -> Path:
     path = run_dir / RESUME_FILE
-    tmp = path.with_name(f".{RESUME_FILE}.tmp")
+    tmp = temp_beside(path)
     torch.save(state, tmp)
     os.replace(tmp, path)  # a kill mid-write leaves the previous state intact
     return path
