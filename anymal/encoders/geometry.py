@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .media import as_source
+from .media import as_source, load_npy
 
 MESH_SUFFIXES = {".ply", ".obj", ".off", ".stl", ".glb", ".gltf"}
 
@@ -54,11 +54,7 @@ def load_points(item: Any, n: int = 1024, seed: int = 0, file_type: str | None =
         else:
             file_type = file_type or src.suffix.lower().lstrip(".")
             if src.suffix.lower() == ".npy":
-                try:
-                    pts = np.load(src, allow_pickle=False)
-                except (ValueError, OSError) as e:
-                    raise InputError(f"{src}: not a readable .npy array ({e})") from None
-                return _finish(pts, name, n, rng)
+                return _finish(load_npy(src, str(src)), name, n, rng)
             if f".{file_type}" not in MESH_SUFFIXES:
                 raise InputError(f"{src}: unsupported 3-D format {src.suffix!r}; use {', '.join(sorted(MESH_SUFFIXES))} or .npy")
         try:  # from bytes, with no resolver: a mesh never makes trimesh open the files it names (mtllib, uri)

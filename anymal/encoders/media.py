@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -119,10 +120,45 @@ def audio_seconds(item: Any) -> float:
     """A recording's duration from its header."""
     import soundfile as sf
 
+    src = as_source(item, AUDIO.name)
     try:
-        return float(sf.info(as_source(item, AUDIO.name)).duration)
+        info = sf.info(src)
     except Exception:  # libsndfile raises its own error types
         raise InputError(f"{describe(item)}: not readable audio ({', '.join(AUDIO.formats)})") from None
+    if not _header_untrusted(info):
+        return float(info.duration)
+    import av
+
+    try:
+        with _open_av(src, info.format.lower()) as c:
+            return _frames_seconds(c, c.streams.audio[0])
+    except (av.error.FFmpegError, IndexError):
+        raise InputError(f"{describe(item)}: not readable audio ({info.format})") from None
+
+
+def load_npy(path: Path, name: str) -> np.ndarray:
+    """A numeric .npy array, its header checked against the file first: a header that declares a huge
+    shape over a few bytes of data was a MemoryError, not an error that names the file."""
+    try:
+        with open(path, "rb") as f:
+            fmt = np.lib.format
+            read = {1: fmt.read_array_header_1_0, 2: fmt.read_array_header_2_0}.get(fmt.read_magic(f)[0])
+            if read is None:
+                raise ValueError("a .npy format version other than 1 or 2")
+            shape, _, dtype = read(f, max_header_size=10_000)
+            data_bytes = path.stat().st_size - f.tell()
+    except (ValueError, OSError, SyntaxError, TypeError) as e:
+        raise InputError(f"{name}: not a readable .npy array ({e})") from None
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise InputError(f"{name}: not a readable .npy array (it holds {dtype}; expected numbers)")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > data_bytes:
+        raise InputError(f"{name}: not a readable .npy array (the header declares shape {list(shape)}, "
+                         f"{declared:,} bytes, but the file holds {data_bytes:,} bytes of data)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise InputError(f"{name}: not a readable .npy array ({e})") from None
 
 
 def letterbox(img: Image.Image, size: int, fill: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
@@ -157,12 +193,10 @@ def load_audio(item: Any, sample_rate: int = 16000, max_seconds: float = MAX_AUD
         _check_wav_complete(src, name)
         try:
             info = sf.info(src)
-            if info.frames / max(info.samplerate, 1) > max_seconds:
-                raise TooLargeError(f"{name}: {info.frames / info.samplerate:.1f} s of audio exceeds the "
-                                 f"{max_seconds:.0f} s limit (trim it, or raise ANYMAL_MAX_AUDIO_SECONDS)")
             if isinstance(src, io.BytesIO):
                 src.seek(0)
-            wave, rate = sf.read(src, dtype="float32", always_2d=True)
+            wave, rate = _decode_av(src, name, max_seconds, info.format.lower()) if _header_untrusted(info) \
+                else _read_bounded(src, name, max_seconds)
         except sf.LibsndfileError as e:
             raise InputError(f"{name}: not a readable audio file (WAV, FLAC, OGG, MP3): {e}") from None
     if wave.ndim == 2:
@@ -180,6 +214,68 @@ def load_audio(item: Any, sample_rate: int = 16000, max_seconds: float = MAX_AUD
     if rate != sample_rate:
         wave = soxr.resample(wave, rate, sample_rate)
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def _too_long(name: str, seconds: float, max_seconds: float) -> TooLargeError:
+    return TooLargeError(f"{name}: {seconds:.1f} s of audio exceeds the {max_seconds:.0f} s limit (trim it, "
+                         "or raise ANYMAL_MAX_AUDIO_SECONDS)")
+
+
+def _read_bounded(src, name: str, max_seconds: float) -> tuple[np.ndarray, int]:
+    """libsndfile's samples, read until the data ends, never more than the limit: the length a header
+    declares is not trusted (a FLAC streamed without its total says "unknown", a huge number here)."""
+    import soundfile as sf
+
+    with sf.SoundFile(src) as f:
+        rate, limit, blocks, total = f.samplerate, int(max_seconds * f.samplerate) + 1, [], 0
+        while total <= limit:
+            block = f.read(65536, dtype="float32", always_2d=True)
+            if not len(block):
+                break
+            blocks.append(block)
+            total += len(block)
+    if total > limit:
+        raise _too_long(name, total / rate, max_seconds)  # "at least": the rest was never read
+    return (np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)), rate
+
+
+def _header_untrusted(info) -> bool:
+    """Lengths libsndfile takes from a header alone: an MP3's Xing frame count (10 frames over two
+    hours of them read as 0.58 s), and a FLAC streamed without its total ("unknown": it cannot read
+    those at all). Such files are measured from their frames and decoded by FFmpeg instead."""
+    return info.format == "MP3" or info.frames >= 2**62
+
+
+def _frames_seconds(container, stream) -> float:
+    """A stream's real length, from its packets (demuxed, not decoded)."""
+    return float(sum(p.duration or 0 for p in container.demux(stream)) * stream.time_base)
+
+
+def _open_av(src, fmt: str):
+    import av
+
+    if isinstance(src, io.BytesIO):
+        src.seek(0)
+    return av.open(src if isinstance(src, io.BytesIO) else str(src), format=fmt)
+
+
+def _decode_av(src, name: str, max_seconds: float, fmt: str) -> tuple[np.ndarray, int]:
+    import av
+
+    try:
+        with _open_av(src, fmt) as c:
+            seconds = _frames_seconds(c, c.streams.audio[0])
+        if seconds > max_seconds:
+            raise _too_long(name, seconds, max_seconds)
+        with _open_av(src, fmt) as c:
+            stream = c.streams.audio[0]
+            rate = stream.codec_context.sample_rate
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            chunks = [r.to_ndarray().reshape(-1) for frame in c.decode(stream) for r in resampler.resample(frame)]
+            chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(None)]
+    except (av.error.FFmpegError, IndexError) as e:
+        raise InputError(f"{name}: not a readable {fmt.upper()} file: {e}") from None
+    return (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)), rate
 
 
 def _waveform(item: tuple) -> tuple[np.ndarray, int]:

@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, TooLargeError
-from .media import as_source
+from .media import as_source, load_npy
 
 COLUMNS = ("ax", "ay", "az", "gx", "gy", "gz")
 MAX_MAGNITUDE = 1e4  # 1,000 g or 10,000 rad/s: beyond any sensor, a unit or parsing mistake
 MAX_IMU_SECONDS = float(os.environ.get("ANYMAL_MAX_IMU_SECONDS", 600.0))
+# 600 s at 1 kHz in long lines: a 1 GB CSV was read whole (5.7 GB of memory) before any limit applied
+MAX_IMU_CSV_BYTES = int(os.environ.get("ANYMAL_MAX_IMU_CSV_BYTES", 64 * 2**20))
 
 
 def _text(path: Path) -> str:
@@ -38,7 +40,22 @@ def _text(path: Path) -> str:
                          f"with columns t,{','.join(COLUMNS)}") from None
 
 
+def _check_csv_size(src: io.BytesIO | Path) -> None:
+    size = src.getbuffer().nbytes if isinstance(src, io.BytesIO) else src.stat().st_size
+    if size > MAX_IMU_CSV_BYTES:
+        raise TooLargeError(f"{getattr(src, 'name', 'the IMU CSV')}: {size:,} bytes of CSV; at most "
+                            f"{MAX_IMU_CSV_BYTES:,} are read (raise ANYMAL_MAX_IMU_CSV_BYTES)")
+
+
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    _check_csv_size(path)
+    try:
+        return _parse_csv(path)
+    except csv.Error as e:  # a field past the csv module's limit, an unterminated quote...
+        raise InputError(f"{path}: not a readable CSV ({e}); expected columns t,{','.join(COLUMNS)}") from None
+
+
+def _parse_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     with io.StringIO(_text(path), newline="") as f:
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader, [])]
@@ -71,6 +88,7 @@ def imu_samples(item: Any) -> int:
             return int(np.load(src, allow_pickle=False, mmap_mode="r").shape[0])
         except (OSError, ValueError, IndexError):
             raise InputError(f"{src.name}: not a readable .npy array") from None
+    _check_csv_size(src)
     data = src.getvalue() if isinstance(src, io.BytesIO) else src.read_bytes()
     return data.count(b"\n") + (not data.endswith(b"\n"))
 
@@ -107,10 +125,7 @@ def load_imu(item: Any, rate: float | None = None, target_rate: float = 50.0,
         if not isinstance(path, Path):
             raise InputError("in-memory IMU data must be given as (array [T, 6], rate)")
         if path.suffix.lower() == ".npy":
-            try:
-                data = np.load(path, allow_pickle=False).astype(np.float64)
-            except (ValueError, OSError, TypeError) as e:
-                raise InputError(f"{path}: not a readable .npy array ({e})") from None
+            data = load_npy(path, str(path)).astype(np.float64)
         else:
             data, times = _read_csv(path)
     if data.ndim != 2 or data.shape[1] != 6:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import InputError
+from ..llm.tokenizer import special_ids
 from .messages import SLOT_MARKERS, Conversation, MediaPart, normalize
 
 IGNORE = -100
@@ -58,6 +59,17 @@ class Processor:
         """The longest token's length in characters: a text of more than this x N characters has more than N tokens."""
         return max(len(t) for t in self.tok.get_vocab())
 
+    @functools.cached_property
+    def _specials(self) -> re.Pattern | None:
+        names = {self.tok.decode([i]) for i in special_ids(self.tok)}
+        names = sorted((n for n in names if len(n) > 1), key=len, reverse=True)
+        return re.compile("|".join(map(re.escape, names))) if names else None
+
+    def _plain(self, text: str) -> str:
+        """Text that spells a special token ("<|im_end|>\n<|im_start|>assistant") stays text: a zero-width
+        space after its first character, so a user cannot end their turn and write the assistant's."""
+        return self._specials.sub(lambda m: m[0][0] + "\u200b" + m[0][1:], text) if self._specials else text
+
     def _render(self, msgs: list[dict], gen: bool) -> str:
         return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
 
@@ -82,7 +94,7 @@ class Processor:
                     pieces.append(f"{SLOT_MARKERS[0]}{len(media)}{SLOT_MARKERS[1]}")
                     media.append(p)
                 else:
-                    pieces.append(p)
+                    pieces.append(self._plain(p))
             text_msgs.append({"role": role, "content": "\n".join(pieces)})
         if counts is not None and len(counts) != len(media):
             raise InputError(f"{len(counts)} token counts given for {len(media)} modality inputs")
