@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from anymal.model.generation import DecodeBatch, GenerationSettings
+from bad_inputs import mp4_clip, mp4_declaring_samples, mp4_of_tracks, npy_header, png_text_bomb, progressive_jpeg
 from serving import KEY, Server, _ask, _status
 
 
@@ -86,47 +87,26 @@ def test_a_row_whose_sampling_fails_fails_its_request_alone(tiny_model, images, 
 
 
 # ---------------------------------------------------------------- work bounds before decoding
-def _progressive_jpeg(scans_repeated: int) -> bytes:
-    """A real progressive JPEG whose last scan is repeated: the shape of the 854 KB, 20,000-scan bomb."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, "JPEG", progressive=True)
-    data = buf.getvalue()
-    last = data.rindex(b"\xff\xda")
-    return data[:last] + data[last:-2] * scans_repeated + b"\xff\xd9"
-
-
 def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(monkeypatch):
     from PIL import ImageFile
 
     from anymal.encoders.media import image_megapixels, load_image
     from anymal.errors import TooLargeError
 
-    assert load_image(_progressive_jpeg(1)).size == (64, 48)  # an ordinary progressive JPEG decodes
-    bomb = _progressive_jpeg(2000)
+    assert load_image(progressive_jpeg(1)).size == (64, 48)  # an ordinary progressive JPEG decodes
+    bomb = progressive_jpeg(2000)
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
     for read in (load_image, image_megapixels):
         with pytest.raises(TooLargeError, match=r"a JPEG of 20\d\d scans"):
             read(bomb)
 
 
-def test_a_png_whose_text_chunk_inflates_past_the_limit_is_an_input_error(tmp_path, capsys):
-    import io
-
-    from PIL import Image, PngImagePlugin
-
+def test_a_png_whose_text_chunk_inflates_past_the_limit_is_an_input_error(tmp_path):
     from anymal.encoders.media import image_megapixels, load_image
     from anymal.errors import InputError
 
-    info = PngImagePlugin.PngInfo()
-    info.add_text("comment", "a" * (PngImagePlugin.MAX_TEXT_CHUNK + 10), zip=True)
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buf, "PNG", pnginfo=info)
     path = tmp_path / "bomb.png"
-    path.write_bytes(buf.getvalue())
+    path.write_bytes(png_text_bomb())
     for read in (load_image, image_megapixels):
         with pytest.raises(InputError, match="bomb.png"):
             read(path)
@@ -192,75 +172,39 @@ def test_a_slow_input_never_stalls_the_streams_already_decoding(tiny_model, imag
     assert len(during) > 10 and max(gaps) < 1.0, (len(during), max(gaps, default=None))
 
 
-def _boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[bytes, int, int]]:
-    import struct
-
-    out, pos, end = [], start, len(data) if end is None else end
-    while pos + 8 <= end:
-        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        out.append((kind, pos, size))
-        pos += size
-    return out
-
-
-def _mp4(tmp_path) -> bytes:
-    from test_video import gray_clip
-
-    return gray_clip(tmp_path / "clip.mp4").read_bytes()
-
-
-def _find(data: bytes, path: list[bytes]) -> tuple[int, int]:
-    """(offset, size) of the box at `path` (moov/trak/... from the top)."""
-    start, end = 0, len(data)
-    for kind in path:
-        _, pos, size = next(b for b in _boxes(data, start, end) if b[0] == kind)
-        start, end = pos + 8, pos + size
-    return start - 8, end - start + 8
-
-
-def test_an_mp4_declaring_50_million_samples_is_refused_before_ffmpeg_opens_it(tmp_path, monkeypatch):
-    import struct
-
+def test_an_mp4_declaring_50_million_samples_is_refused_before_ffmpeg_opens_it(monkeypatch):
     import av
 
     from anymal.encoders.video import load_video, video_seconds
     from anymal.errors import TooLargeError
 
-    data = bytearray(_mp4(tmp_path))
-    assert len(load_video(bytes(data), frames=2)) == 2
-    pos, _ = _find(data, [b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsz"])
-    data[pos + 12:pos + 20] = struct.pack(">II", 1000, 50_000_000)  # every sample 1000 bytes, 50 M of them
+    assert len(load_video(mp4_clip(), frames=2)) == 2
+    bomb = mp4_declaring_samples(50_000_000)
     monkeypatch.setattr(av, "open", lambda *a, **k: pytest.fail("FFmpeg opened it"))
     for read in (video_seconds, load_video):
         with pytest.raises(TooLargeError, match="more than 1,000,000 samples"):
-            read(bytes(data))
+            read(bomb)
 
 
-def test_an_mp4_of_a_thousand_tracks_is_refused_before_ffmpeg_opens_it(tmp_path, monkeypatch):
-    import struct
-
+def test_an_mp4_of_a_thousand_tracks_is_refused_before_ffmpeg_opens_it(monkeypatch):
     import av
 
     from anymal.encoders.video import video_seconds
     from anymal.errors import TooLargeError
 
-    data = _mp4(tmp_path)
-    moov, size = _find(data, [b"moov"])
-    trak, tsize = _find(data, [b"moov", b"trak"])
-    body = data[moov + 8:moov + size] + data[trak:trak + tsize] * 1000
-    bomb = data[:moov] + struct.pack(">I4s", 8 + len(body), b"moov") + body + data[moov + size:]
+    bomb = mp4_of_tracks(1000)
     monkeypatch.setattr(av, "open", lambda *a, **k: pytest.fail("FFmpeg opened it"))
     with pytest.raises(TooLargeError, match="more than 16 tracks"):
         video_seconds(bomb)
 
 
-def test_the_frames_decoded_for_a_video_are_capped_in_pixels(tmp_path, monkeypatch):
+def test_the_frames_decoded_for_a_video_are_capped_in_pixels(monkeypatch):
     """A long 4K clip with one keyframe decoded 3,000 frames before it was refused: the cap now counts
     pixels, so bigger frames get fewer."""
     from anymal.encoders import video
     from anymal.errors import InputError
 
-    clip = _mp4(tmp_path)
+    clip = mp4_clip()
     assert len(video.load_video(clip, frames=4)) == 4
     monkeypatch.setattr(video, "MAX_VIDEO_DECODE_PIXELS", 64 * 48 * 3)
     with pytest.raises(InputError, match="more than 3 decoded frames"):
@@ -373,19 +317,6 @@ def test_a_url_that_answers_gzip_in_gzip_is_counted_raw(tiny_model, images):
 
 
 # ---------------------------------------------------------------- training data and run directories
-def _png_text_bomb(path):
-    import io
-
-    from PIL import Image, PngImagePlugin
-
-    info = PngImagePlugin.PngInfo()
-    info.add_text("comment", "a" * (PngImagePlugin.MAX_TEXT_CHUNK + 10), zip=True)
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buf, "PNG", pnginfo=info)
-    path.write_bytes(buf.getvalue())
-    return path
-
-
 def test_every_bad_manifest_line_is_a_counted_skip(tiny_model, images, tmp_path):
     """With on_error: skip these aborted the run with a traceback (the PNG after every earlier sample
     was encoded); with on_error: fail each is a DataError naming its line."""
@@ -393,6 +324,8 @@ def test_every_bad_manifest_line_is_a_counted_skip(tiny_model, images, tmp_path)
     from anymal.data.jsonl import SkipReport, read_jsonl
     from anymal.errors import DataError
 
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_text_bomb())
     good = {"images": [str(images[0])], "conversations": [{"from": "human", "value": "<image>\nWhat?"},
                                                           {"from": "gpt", "value": "A box."}]}
     turn = lambda who: {"conversations": [{"from": who, "value": "hi"}, {"from": "gpt", "value": "x"}]}  # noqa: E731
@@ -400,7 +333,7 @@ def test_every_bad_manifest_line_is_a_counted_skip(tiny_model, images, tmp_path)
              '{"conversations": [], "id": ' + "9" * 5000 + "}",
              json.dumps(turn(["human"])), json.dumps(turn({"human": 1})),
              json.dumps({**good, "images": ["x" * 5000 + ".png"]}),
-             json.dumps({**good, "images": [str(_png_text_bomb(tmp_path / "bomb.png"))]})]
+             json.dumps({**good, "images": [str(bomb)]})]
     manifest = tmp_path / "train.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     samples, skipped = read_jsonl(manifest, ["image"], on_error="skip")
@@ -410,7 +343,7 @@ def test_every_bad_manifest_line_is_a_counted_skip(tiny_model, images, tmp_path)
     assert len(prepared) == 1 and report.total == 1 and "bomb.png" in str(report.summary()) + str(vars(report))
     for n in (2, 3, 4, 5):
         manifest.write_text(lines[0] + "\n" + lines[n - 1] + "\n")
-        with pytest.raises(DataError, match=f"train.jsonl:2"):
+        with pytest.raises(DataError, match="train.jsonl:2"):
             read_jsonl(manifest, ["image"], on_error="fail")
 
 
@@ -512,25 +445,13 @@ def test_a_flac_of_unknown_length_is_read_and_bounded():
         load_audio(bytes(data), max_seconds=2)
 
 
-def test_npy_headers_and_csv_fields_that_lie_are_input_errors(tmp_path):
-    import numpy as np
-
+def test_npy_headers_that_lie_are_input_errors(tmp_path):
     from anymal.encoders.geometry import load_points
     from anymal.encoders.motion import load_imu
     from anymal.errors import InputError
 
-    good = tmp_path / "a.npy"
-    np.save(good, np.zeros((100, 6), np.float32))
-    header = good.read_bytes().replace(b"(100, 6)", b"(10000000000, 6)".ljust(8))  # a huge declared shape
     huge = tmp_path / "huge.npy"
-    huge.write_bytes(header[:good.read_bytes().index(b"\n") + 1] + bytes(2400))
+    huge.write_bytes(npy_header((10_000_000_000, 6)) + bytes(2400))
     for read in (lambda p: load_imu(p, rate=50), load_points):
         with pytest.raises(InputError, match="header declares shape"):
             read(huge)
-    wide = tmp_path / "wide.csv"
-    wide.write_text("t,ax,ay,az,gx,gy,gz\n0," + "1" * 140_000 + ",0,0,0,0,0\n")
-    quote = tmp_path / "quote.csv"
-    quote.write_text('t,ax,ay,az,gx,gy,gz\n0,"1,0,0,0,0,0\n' + "0,0,0,0,0,0,0\n" * 5)
-    for bad in (wide, quote):
-        with pytest.raises(InputError):
-            load_imu(bad)
