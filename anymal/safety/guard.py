@@ -28,7 +28,7 @@ from ..modalities import IMAGE
 from . import HOLDS
 from .image import ImageCheck, PerceptionCheck, build_image_check
 from .nudity import NudityCheck
-from .text import TextClassifier, Verdict
+from .text import REQUEST_HEAD, TextClassifier, Verdict
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
@@ -64,33 +64,45 @@ class Flag:
 
 
 class Guard:
+    """`request`: the input check's head (the LLM's reading of the request, text.REQUEST_HEAD); `text`: the
+    output and pair checks' head (MiniLM, cheap enough for every streamed word; text.HEAD)."""
+
     def __init__(self, config: SafetyConfig | None = None, text: TextClassifier | None = None,
-                 image: PerceptionCheck | ImageCheck | None = None, nudity: NudityCheck | None = None):
+                 image: PerceptionCheck | ImageCheck | None = None, nudity: NudityCheck | None = None,
+                 request: TextClassifier | None = None):
         self.config = c = config or SafetyConfig()
-        self.text = text or (TextClassifier.load(threshold=c.text_threshold)
-                             if c.input_text or c.output_text or c.pair else None)
+        self.text = text or (TextClassifier.load(threshold=c.text_threshold) if c.output_text or c.pair else None)
+        self.request = request or (TextClassifier.load(REQUEST_HEAD) if c.input_text else None)
         self.image = image or (build_image_check(c.image_method, c.image_threshold) if c.input_image or c.pair else None)
         self.nudity = nudity or (NudityCheck(c.nudity_threshold) if c.nudity else None)
 
     @staticmethod
-    def _parts(messages: list[dict], kind: str) -> list:
+    def _texts(messages: list[dict]) -> list[tuple[str, str]]:
+        """(role, text) of every user and system text: a system prompt is judged as an instruction."""
         out = []
         for m in messages:
             if m["role"] == "assistant":
                 continue
             content = m["content"]
-            if kind == "text" and isinstance(content, str):
-                out.append(content)
-            for p in content if isinstance(content, list) else []:
-                if p.get("type") == kind:
-                    out.append(p.get(kind) if p.get(kind) is not None else p.get("path"))
-        return [x for x in out if x]
+            texts = [content] if isinstance(content, str) else [p["text"] for p in content if p.get("type") == "text"]
+            out += [(m["role"], t) for t in texts if t.strip()]
+        return out
+
+    @staticmethod
+    def _parts(messages: list[dict], kind: str) -> list:
+        """The user's and system's media parts of one modality (bytes, a decoded input or a path)."""
+        out = []
+        for m in messages:
+            if m["role"] == "assistant" or not isinstance(m["content"], list):
+                continue
+            out += [p.get(kind) if p.get(kind) is not None else p.get("path") for p in m["content"] if p.get("type") == kind]
+        return [x for x in out if x is not None]
 
     def check_input(self, messages: list[dict]) -> tuple[Flag | None, float]:
         """(the first failed input check or None, the input images' highest P(weapon))."""
         c, image_score = self.config, 0.0
-        if c.input_text and self.text:
-            for v in self.text.check(self._parts(messages, "text")):
+        if c.input_text and self.request:
+            for v in self.request.check(self._texts(messages)):
                 if v.unsafe:
                     return Flag("input_text", v), image_score
         images = self._parts(messages, IMAGE.name)

@@ -7,6 +7,11 @@ benign text of many kinds, harmless uses of words harmful requests share, system
 category; corpus.py). A text is unsafe when P(not safe) >= threshold; its category is the most likely
 unsafe class. The threshold is calibrated on the validation split: the lowest one that refuses at most
 `false_refusal_target` of its benign texts. Head and threshold ship in `data/text_head.safetensors`.
+
+The input check reads requests with a second head, a linear one on what the frozen LLM makes of the
+request (`features="prompt-state"`, prompt_state.py), shipped in `data/request_head.safetensors`: it
+separates intent from topic far better than the sentence embedding (docs/serving.md). Output sentences
+keep the MiniLM head, cheap enough to run at every streamed word.
 """
 from __future__ import annotations
 
@@ -23,6 +28,9 @@ from ..objectives import fit_linear_head
 from .corpus import DATA, bucket
 
 HEAD = DATA / "text_head.safetensors"
+REQUEST_HEAD = DATA / "request_head.safetensors"
+REQUEST_TARGET = 0.002  # the request head's false-refusal target on validation (see train_request_head)
+Text = str | tuple[str, str]  # a text, or (role, text): the prompt-state features read the role
 CLASSES = ["safe", "violence", "harassment", "hate", "self-harm", "sexual", "crime", "deception"]
 
 
@@ -53,9 +61,15 @@ class Verdict:
     category: str  # most likely unsafe class (meaningful when unsafe)
 
 
+def role_of(row: dict) -> str:
+    return "system" if row.get("kind") == "system" else "user"
+
+
 class TextClassifier:
-    def __init__(self, layers: dict[str, torch.Tensor], threshold: float = 0.5):
-        self.layers, self.threshold = layers, threshold
+    def __init__(self, layers: dict[str, torch.Tensor], threshold: float = 0.5, features: str = "minilm"):
+        if features not in ("minilm", "prompt-state"):
+            raise ConfigError(f"text head features {features!r}: expected 'minilm' or 'prompt-state'")
+        self.layers, self.threshold, self.features = layers, threshold, features
 
     @property
     def kind(self) -> str:
@@ -71,7 +85,7 @@ class TextClassifier:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
         calibrated = float(meta.get("threshold", 0.5))
-        return cls(load_file(str(path)), calibrated if threshold is None else threshold)
+        return cls(load_file(str(path)), calibrated if threshold is None else threshold, meta.get("features", "minilm"))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         t = self.layers
@@ -79,13 +93,21 @@ class TextClassifier:
             return F.gelu(x @ t["w1"] + t["b1"]) @ t["w2"] + t["b2"]
         return x @ t["weight"] + t["bias"]
 
-    def probs(self, texts: list[str]) -> torch.Tensor:
-        from ..text_embed import embed_texts
+    def embed(self, texts: list[Text]) -> torch.Tensor:
+        pairs = [t if isinstance(t, tuple) else ("user", t) for t in texts]
+        if self.features == "minilm":
+            from ..text_embed import embed_texts
 
+            return embed_texts([text for _, text in pairs]).float()
+        from .prompt_state import prompt_states
+
+        return standardized(prompt_states(pairs), self.layers["mu"], self.layers["sd"])
+
+    def probs(self, texts: list[Text]) -> torch.Tensor:
         with torch.no_grad():
-            return torch.softmax(self.logits(embed_texts(texts).float()), -1)
+            return torch.softmax(self.logits(self.embed(texts)), -1)
 
-    def check(self, texts: list[str]) -> list[Verdict]:
+    def check(self, texts: list[Text]) -> list[Verdict]:
         if not texts:
             return []
         p = self.probs(texts)
@@ -95,7 +117,14 @@ class TextClassifier:
 
     def save(self, path: Path) -> None:
         save_file({k: v.contiguous() for k, v in self.layers.items()}, str(path),
-                  metadata={"classes": ",".join(CLASSES), "threshold": f"{self.threshold:.4f}", "kind": self.kind})
+                  metadata={"classes": ",".join(CLASSES), "threshold": f"{self.threshold:.4f}", "kind": self.kind,
+                            "features": self.features})
+
+
+def standardized(x: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
+    """Each feature centred and scaled on the training texts, the vector then of unit norm on average
+    (the scale fit_linear_head's regularisation was tuned for, like the unit-norm MiniLM embeddings)."""
+    return (x - mu) / sd / x.shape[1] ** 0.5
 
 
 def _fit_mlp(x: torch.Tensor, y: torch.Tensor, hidden: int = 256, epochs: int = 600, seed: int = 0) -> dict:
@@ -139,6 +168,26 @@ def train_text_head(rows: list[dict], val: list[dict] | None = None, kind: str =
     if val:
         scores = 1 - clf.probs([r["text"] for r in val])[:, 0]
         clf.threshold = calibrate(scores, torch.tensor([r["label"] == "safe" for r in val]), false_refusal_target)
+    if out is not None:
+        clf.save(out)
+    return clf
+
+
+def train_request_head(rows: list[dict], val: list[dict], false_refusal_target: float = REQUEST_TARGET,
+                       out: Path | None = REQUEST_HEAD) -> TextClassifier:
+    """The input check's head: multinomial logistic regression on the LLM's state at the end of each
+    request (a system prompt as a system message). Calibrated at 0.2% of validation's benign texts, not
+    0.5%: validation shares its sources with training, and 0.5% there let 1.3% of unseen everyday text
+    through as refusals (measured once, on the test split; this choice was made after that reading)."""
+    from .prompt_state import prompt_states
+
+    x = prompt_states([(role_of(r), r["text"]) for r in rows])
+    mu, sd = x.mean(0), x.std(0) + 1e-4
+    weight, bias = fit_linear_head(standardized(x, mu, sd), torch.tensor([CLASSES.index(r["label"]) for r in rows]),
+                                   len(CLASSES), 1e-3, scale=10.0)
+    clf = TextClassifier({"weight": weight, "bias": bias, "mu": mu, "sd": sd}, features="prompt-state")
+    scores = 1 - clf.probs([(role_of(r), r["text"]) for r in val])[:, 0]
+    clf.threshold = calibrate(scores, torch.tensor([r["label"] == "safe" for r in val]), false_refusal_target)
     if out is not None:
         clf.save(out)
     return clf
