@@ -455,3 +455,28 @@ def test_npy_headers_that_lie_are_input_errors(tmp_path):
     for read in (lambda p: load_imu(p, rate=50), load_points):
         with pytest.raises(InputError, match="header declares shape"):
             read(huge)
+
+
+def test_data_urls_in_any_case_are_read_and_percent_encoded_ones_named(images):
+    import base64
+
+    from anymal.serve.protocol import Limits, ServeError, parse_chat_request
+
+    data = base64.b64encode(images[0].read_bytes()).decode()
+    ask = lambda url: {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]}  # noqa: E731
+    assert parse_chat_request(ask("DATA:image/PNG;BASE64," + data), {"image"}, Limits()).messages
+    with pytest.raises(ServeError, match="must carry its bytes as base64"):  # was "send the image as a data: URL"
+        parse_chat_request(ask("data:image/png,%89PNG%0D%0A"), {"image"}, Limits())
+
+
+def test_an_imu_csv_past_its_size_limit_is_refused_unread(tmp_path, monkeypatch):
+    from anymal.encoders import motion
+    from anymal.errors import TooLargeError
+
+    big = tmp_path / "big.csv"
+    big.write_text("t,ax,ay,az,gx,gy,gz\n" + "0,0,0,0,0,0,0\n" * 1000)
+    monkeypatch.setattr(motion, "MAX_IMU_CSV_BYTES", 1000)  # a 1 GB CSV was read whole: 5.7 GB of memory
+    monkeypatch.setattr(type(big), "read_bytes", lambda self: pytest.fail("read"))
+    for read in (lambda p: motion.load_imu(p), motion.imu_samples):
+        with pytest.raises(TooLargeError, match="bytes of CSV"):
+            read(big)

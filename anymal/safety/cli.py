@@ -58,14 +58,19 @@ def cmd_data(a) -> int:
 def cmd_train(a) -> int:
     from .image import HEAD as IMAGE_HEAD
     from .image import labelled_images, train_image_head
-    from .text import HEAD
+    from .text import HEAD, REQUEST_HEAD, REQUEST_TARGET, train_request_head
     from .text_eval import corpus, train_on
 
     splits = corpus(a.corpus)
+    benign = sum(r["label"] == "safe" for r in splits["val"])
     clf = train_on(splits, a.kind, a.false_refusals, out=HEAD)
-    print(f"wrote {HEAD} ({a.kind} head on {len(splits['train'])} texts; threshold {clf.threshold:.3f}, calibrated "
-          f"to refuse at most {a.false_refusals:.1%} of the {sum(r['label'] == 'safe' for r in splits['val'])} "
-          f"benign validation texts)", file=sys.stderr)
+    print(f"wrote {HEAD} (the output check: {a.kind} head on {len(splits['train'])} texts; threshold "
+          f"{clf.threshold:.3f}, calibrated to refuse at most {a.false_refusals:.1%} of the {benign} benign "
+          "validation texts)", file=sys.stderr)
+    print("reading every text with the LLM for the request head (a few minutes) ...", file=sys.stderr)
+    req = train_request_head(splits["train"], splits["val"])
+    print(f"wrote {REQUEST_HEAD} (the input check: linear head on the LLM's prompt state; threshold "
+          f"{req.threshold:.3f}, calibrated to refuse at most {REQUEST_TARGET:.1%} of them)", file=sys.stderr)
     manifests = _image_sets(a.images)
     if not manifests:
         print("no captioned image sets built: the image head is kept as it is "
@@ -142,7 +147,7 @@ def _plot_sweep(points, xlabel: str, ylabel: str, title: str, path: Path, symlog
 
 
 def cmd_eval(a) -> int:
-    from .text_eval import evaluate
+    from .text_eval import INPUT_CHECK, OUTPUT_CHECK, evaluate
 
     text, lines, sweep = evaluate(a.corpus, a.text_threshold, a.compare)
     manifests = _image_sets(a.images)
@@ -158,9 +163,9 @@ def cmd_eval(a) -> int:
         lines.append(f"| image (weapons), {name} @ {a.image_threshold} | captioned pictures"
                      f"{', 30% held out by their words' if 'held out' in name else ''} | {r['n']} ({r['positives']}) "
                      f"| {r['precision']:.3f} | {r['recall']:.3f} |")
-    shipped = text["shipped head"]
-    lines += ["", f"- everyday texts refused: {'; '.join(shipped['everyday refused'][:10]) or 'none'}",
-              f"- harmful texts missed (first ones): {'; '.join(shipped['harmful missed'][:6]) or 'none'}"]
+    for name in (INPUT_CHECK, OUTPUT_CHECK):
+        lines += ["", f"- {name}: everyday texts refused: {'; '.join(text[name]['everyday refused'][:10]) or 'none'}",
+                  f"- {name}: harmful texts missed (first ones): {'; '.join(text[name]['harmful missed'][:6]) or 'none'}"]
     for name, r in (image or {}).items():
         lines += [f"- image, {name}: {r['ambiguous_left_out']} ambiguous pictures left out; "
                   f"flagged: {'; '.join(r['flagged_examples'][:6])}; missed: {'; '.join(r['missed_examples'][:6])}"]

@@ -28,7 +28,7 @@ from ..modalities import IMAGE
 from . import HOLDS
 from .image import ImageCheck, PerceptionCheck, build_image_check
 from .nudity import NudityCheck
-from .text import REQUEST_HEAD, TextClassifier, Verdict
+from .text import REQUEST_HEAD, EitherHead, TextClassifier, Verdict
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
@@ -64,15 +64,18 @@ class Flag:
 
 
 class Guard:
-    """`request`: the input check's head (the LLM's reading of the request, text.REQUEST_HEAD); `text`: the
-    output and pair checks' head (MiniLM, cheap enough for every streamed word; text.HEAD)."""
+    """`request`: the LLM's reading of a request (text.REQUEST_HEAD); `text`: MiniLM's (text.HEAD), cheap
+    enough for every streamed word. The input check flags what either flags; output and pair checks use
+    `text` alone."""
 
     def __init__(self, config: SafetyConfig | None = None, text: TextClassifier | None = None,
                  image: PerceptionCheck | ImageCheck | None = None, nudity: NudityCheck | None = None,
                  request: TextClassifier | None = None):
         self.config = c = config or SafetyConfig()
-        self.text = text or (TextClassifier.load(threshold=c.text_threshold) if c.output_text or c.pair else None)
+        self.text = text or (TextClassifier.load(threshold=c.text_threshold)
+                             if c.input_text or c.output_text or c.pair else None)
         self.request = request or (TextClassifier.load(REQUEST_HEAD) if c.input_text else None)
+        self.requests = EitherHead(*(h for h in (self.request, self.text) if h is not None))
         self.image = image or (build_image_check(c.image_method, c.image_threshold) if c.input_image or c.pair else None)
         self.nudity = nudity or (NudityCheck(c.nudity_threshold) if c.nudity else None)
 
@@ -101,8 +104,8 @@ class Guard:
     def check_input(self, messages: list[dict]) -> tuple[Flag | None, float]:
         """(the first failed input check or None, the input images' highest P(weapon))."""
         c, image_score = self.config, 0.0
-        if c.input_text and self.request:
-            for v in self.request.check(self._texts(messages)):
+        if c.input_text:
+            for v in self.requests.check(self._texts(messages)):
                 if v.unsafe:
                     return Flag("input_text", v), image_score
         images = self._parts(messages, IMAGE.name)

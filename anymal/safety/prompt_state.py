@@ -29,20 +29,23 @@ def _llm(name: str):
             llm = load_llm(name, lite=False)
             dtype = torch.bfloat16 if native_bf16(resolve_device("cpu")) else torch.float32
             tok = llm.tokenizer
-            tok.padding_side = "left"
+            tok.padding_side = tok.truncation_side = "left"  # the prompt's end is what is read
             _loaded[name] = (llm.hf().model.to(dtype).eval(), tok)
         return _loaded[name]
 
 
 @torch.no_grad()
-def prompt_states(texts: list[tuple[str, str]], name: str = SAFETY_LLM, batch: int = 32) -> torch.Tensor:
+def prompt_states(texts: list[tuple[str, str]], name: str = SAFETY_LLM, batch: int = 32,
+                  progress: bool = False) -> torch.Tensor:
     """[N, hidden] float32: the final hidden state at the end of each (role, text) prompt."""
+    from tqdm import tqdm
+
     body, tok = _llm(name)
     prompts = [tok.apply_chat_template([{"role": role, "content": text}], tokenize=False,
                                        add_generation_prompt=role != "system") for role, text in texts]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad little
     out = torch.zeros(len(prompts), body.config.hidden_size)
-    for k in range(0, len(order), batch):
+    for k in tqdm(range(0, len(order), batch), desc="reading with the LLM", unit="batch", disable=not progress):
         idx = order[k:k + batch]
         enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
                   max_length=MAX_TOKENS, add_special_tokens=False)

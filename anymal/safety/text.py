@@ -107,6 +107,10 @@ class TextClassifier:
         with torch.no_grad():
             return torch.softmax(self.logits(self.embed(texts)), -1)
 
+    def margins(self, texts: list[Text]) -> torch.Tensor:
+        """P(not safe) minus the threshold: a text is flagged where this is >= 0."""
+        return 1 - self.probs(texts)[:, 0] - self.threshold
+
     def check(self, texts: list[Text]) -> list[Verdict]:
         if not texts:
             return []
@@ -119,6 +123,26 @@ class TextClassifier:
         save_file({k: v.contiguous() for k, v in self.layers.items()}, str(path),
                   metadata={"classes": ",".join(CLASSES), "threshold": f"{self.threshold:.4f}", "kind": self.kind,
                             "features": self.features})
+
+
+class EitherHead:
+    """The input check: a text is unsafe when either head flags it. The request head reads intent from the
+    LLM's prompt state; the MiniLM head still catches short direct requests it scores lower ("Give me a
+    way to end my life tonight." 0.65 vs 0.98; docs/serving.md measures the pair and each alone)."""
+
+    threshold = 0.0  # on `margins`
+
+    def __init__(self, *heads: TextClassifier):
+        self.heads = heads
+
+    def margins(self, texts: list[Text]) -> torch.Tensor:
+        return torch.stack([h.margins(texts) for h in self.heads]).max(0).values
+
+    def check(self, texts: list[Text]) -> list[Verdict]:
+        if not texts:
+            return []
+        per_head = [h.check(texts) for h in self.heads]
+        return [next((v for v in vs if v.unsafe), max(vs, key=lambda v: v.score)) for vs in zip(*per_head)]
 
 
 def standardized(x: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
@@ -181,7 +205,7 @@ def train_request_head(rows: list[dict], val: list[dict], false_refusal_target: 
     through as refusals (measured once, on the test split; this choice was made after that reading)."""
     from .prompt_state import prompt_states
 
-    x = prompt_states([(role_of(r), r["text"]) for r in rows])
+    x = prompt_states([(role_of(r), r["text"]) for r in rows], progress=True)
     mu, sd = x.mean(0), x.std(0) + 1e-4
     weight, bias = fit_linear_head(standardized(x, mu, sd), torch.tensor([CLASSES.index(r["label"]) for r in rows]),
                                    len(CLASSES), 1e-3, scale=10.0)

@@ -8,9 +8,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..errors import ConfigError
-from .text import TextClassifier, load_rows, precision_recall, train_text_head
+from .text import REQUEST_HEAD, EitherHead, TextClassifier, load_rows, precision_recall, role_of, train_text_head
 
 SPLITS = ("train", "val", "test-same-sources", "test-everyday", "test-harmful")
+INPUT_CHECK = "input check (shipped): the request head or the MiniLM head"
+OUTPUT_CHECK = "output check (shipped): MLP on MiniLM"
 
 
 def corpus(root: str | Path) -> dict[str, list[dict]]:
@@ -38,13 +40,14 @@ def _by(rows: list[dict], flags: list[bool], key: str) -> dict[str, dict]:
 
 def measure(clf: TextClassifier, splits: dict[str, list[dict]]) -> dict:
     """The held-out numbers at the head's threshold, and its threshold sweep: each text embedded once."""
-    scores = {s: 1 - clf.probs([r["text"] for r in splits[s]])[:, 0]
-              for s in ("test-everyday", "test-harmful", "test-same-sources")}
-    flags = {s: [bool(u >= clf.threshold) for u in v] for s, v in scores.items()}
+    margins = {s: clf.margins([(role_of(r), r["text"]) for r in splits[s]])
+               for s in ("test-everyday", "test-harmful", "test-same-sources")}
+    flags = {s: [bool(u >= 0) for u in v] for s, v in margins.items()}
+    scores = {s: m + clf.threshold for s, m in margins.items()}  # P(not safe) for one head
     everyday, harmful, same = (splits[s] for s in ("test-everyday", "test-harmful", "test-same-sources"))
     benign_same = [f for r, f in zip(same, flags["test-same-sources"]) if r["label"] == "safe"]
     return {
-        "kind": clf.kind, "threshold": clf.threshold,
+        "kind": getattr(clf, "kind", "either"), "threshold": clf.threshold,
         "everyday false refusals": _rate(flags["test-everyday"]), "everyday n": len(everyday),
         "everyday by source": _by(everyday, flags["test-everyday"], "source"),
         "everyday by kind": _by(everyday, flags["test-everyday"], "kind"),
@@ -91,10 +94,11 @@ def table(results: dict[str, dict]) -> list[str]:
 def evaluate(root: str | Path, threshold: float | None, compare: bool) -> tuple[dict[str, dict], list[str], list]:
     """({head: measurements}, the markdown table, the shipped head's threshold sweep)."""
     splits = corpus(root)
-    heads = {"shipped head": TextClassifier.load(threshold=threshold)}
+    minilm, request = TextClassifier.load(threshold=threshold), TextClassifier.load(REQUEST_HEAD)
+    heads = {INPUT_CHECK: EitherHead(request, minilm), "the request head alone": request, OUTPUT_CHECK: minilm}
     if compare:
         for kind in ("linear", "mlp"):
-            print(f"training the {kind} head for the comparison", file=sys.stderr)
-            heads[f"{kind} (trained now)"] = train_on(splits, kind)
+            print(f"training the {kind} MiniLM head for the comparison", file=sys.stderr)
+            heads[f"{kind} on MiniLM (trained now)"] = train_on(splits, kind)
     results = {name: measure(clf, splits) for name, clf in heads.items()}
-    return results, table(results), results["shipped head"]["sweep"]
+    return results, table(results), results[OUTPUT_CHECK]["sweep"]

@@ -83,7 +83,7 @@ class ChatRequest:
             f.unlink(missing_ok=True)
 
 
-_DATA_URL = re.compile(r"^data:([\w/+.-]+)?(;[\w=.-]+)*;base64,(.*)$", re.S)
+_DATA_URL = re.compile(r"^data:([\w/+.-]+)?(;[\w=.-]+)*;base64,(.*)$", re.S | re.I)  # schemes ignore case
 
 
 def _b64(data, param: str) -> bytes:
@@ -104,6 +104,8 @@ def _image_bytes(url, limits: Limits, param: str) -> bytes:
     scheme = url.split(":", 1)[0].lower()
     if scheme in ("http", "https"):
         return _fetch(url, limits, param)
+    if scheme == "data":  # percent-encoded, or base64 not marked as such
+        raise ServeError(400, "a data: URL must carry its bytes as base64: data:image/png;base64,...", param)
     raise ServeError(400, f"unsupported URL scheme {scheme!r}: send the image as a data: URL "
                           "(data:image/png;base64,...); file paths are never read", param)
 
