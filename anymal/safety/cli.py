@@ -16,22 +16,24 @@ def add_parser(sub) -> None:
     d = ssub.add_parser("data", help="build the text safety corpus (benign and harmful text by source and category)")
     d.add_argument("--out", default=CORPUS)
     d.set_defaults(fn=cmd_data)
-    t = ssub.add_parser("train", help="retrain the text head (labelled prompts) and the image head (captioned "
-                                      "pictures) on their train splits")
+    t = ssub.add_parser("train", help="retrain the text heads (MiniLM's, and the request head on the LLM's reading "
+                                      "of each prompt: a few minutes) and the image head (captioned pictures) on "
+                                      "their train splits")
     t.add_argument("--images", nargs="*", default=None, metavar="MANIFEST",
                    help="captioned image manifests (default: the built openclipart, emoji and tuxpaint sets "
                         "that exist; none = keep the shipped image head)")
     t.add_argument("--corpus", default=CORPUS, help="the text corpus `anymal safety data` built")
-    t.add_argument("--kind", choices=["mlp", "linear"], default="mlp", help="the text head (default mlp)")
+    t.add_argument("--kind", choices=["mlp", "linear"], default="mlp", help="the MiniLM head (default mlp)")
     t.add_argument("--false-refusals", type=float, default=0.005,
-                   help="the share of the validation split's benign texts the calibrated threshold may refuse")
+                   help="the share of the validation split's benign texts the MiniLM head's threshold may refuse "
+                        "(the request head's: 0.002)")
     t.set_defaults(fn=cmd_train)
     e = ssub.add_parser("eval", help="precision/recall of the text and image checks on held-out labelled sets")
     e.add_argument("--images", nargs="*", default=None, metavar="MANIFEST",
                    help="captioned image manifests (default: the built openclipart, emoji and tuxpaint sets "
                         "that exist); a picture whose words name a weapon is a positive")
     e.add_argument("--corpus", default=CORPUS)
-    e.add_argument("--text-threshold", type=float, default=None, help="default: the shipped head's calibrated one")
+    e.add_argument("--text-threshold", type=float, default=None, help="the MiniLM head's (default: its calibrated one)")
     e.add_argument("--compare", action="store_true",
                    help="also train the linear head and the MLP on the corpus and put their rows side by side")
     e.add_argument("--image-threshold", type=float, default=0.5)
