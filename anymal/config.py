@@ -15,6 +15,7 @@ import dacite
 import yaml
 
 from .errors import ConfigError
+from .paths import RECIPES_DIR
 from .modalities import IMAGE, MODALITIES
 from .registry import PROJECTORS, STAGES
 
@@ -210,10 +211,21 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+def resolve_recipe(path: str | Path) -> Path:
+    """A recipe file, or the name of one shipped in the package (`tuxpaint-align`, `qwen-photo-qa.yaml`):
+    a wheel install has no anymal/recipes/ under the working directory."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"recipe {p}: no such file")
+    if p.is_file():
+        return p
+    for candidate in (RECIPES_DIR / p.name, RECIPES_DIR / f"{p.name}.yaml"):
+        if p.parent == Path(".") and candidate.is_file():
+            return candidate
+    names = ", ".join(sorted(r.stem for r in RECIPES_DIR.glob("*.yaml")))
+    raise ConfigError(f"recipe {p}: no such file, nor a shipped recipe of that name ({names})")
+
+
+def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    p = resolve_recipe(path)
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:

@@ -1,4 +1,6 @@
 """Typed YAML configs: overrides, unknown keys, wrong types."""
+from pathlib import Path
+
 import pytest
 
 from anymal.config import dump_yaml, load_train_config
@@ -82,3 +84,19 @@ def test_every_registry_is_complete_in_a_fresh_process():
             "print(*(len(r) for r in (ENCODERS, LLMS, PROJECTORS, STAGES)), WRAPPERS.names())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert all(int(n) >= 3 for n in out[:4]) and out[4:] == ["['frames']"], out
+
+
+def test_a_shipped_recipe_is_found_by_its_name_from_any_directory(tmp_path, monkeypatch):
+    """`anymal train tuxpaint-align` failed: recipes were read by path only, and a wheel install has no
+    anymal/recipes/ under the working directory."""
+    from anymal.config import load_train_config
+    from anymal.errors import ConfigError
+    from anymal.paths import RECIPES_DIR
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("tuxpaint-align", "tuxpaint-align.yaml"):
+        assert Path(load_train_config(name).recipe) == RECIPES_DIR / "tuxpaint-align.yaml"
+    (tmp_path / "tuxpaint-align.yaml").write_text("stage: align\n")  # a file of that name here wins
+    assert load_train_config("tuxpaint-align.yaml").recipe == "tuxpaint-align.yaml"
+    with pytest.raises(ConfigError, match="nor a shipped recipe of that name .*tuxpaint-align"):
+        load_train_config("no-such-recipe")

@@ -262,3 +262,20 @@ def test_pretrain_refuses_a_directory_holding_an_earlier_pretraining_run(tmp_pat
     assert (run / "eval.json").exists()  # refused before anything was touched
     main(["pretrain", "imu", "--out", str(run), "--data", str(tmp_path / "no-data"), "--overwrite"])
     assert not (run / "eval.json").exists() and (run / "notes.txt").read_text() == "mine"
+
+
+def test_a_missing_manifest_is_named_with_its_build_command_before_the_model_loads(tmp_path, monkeypatch):
+    """The README's quick start stopped at `data/emoji/train.jsonl: manifest not found` after the model
+    had loaded: every manifest is checked first, and a project dataset's build command named."""
+    from anymal.config import load_train_config
+    from anymal.errors import DataError
+    from anymal.train import loop
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "tuxpaint").mkdir(parents=True)
+    (tmp_path / "data" / "tuxpaint" / "train.jsonl").write_text("{}\n")
+    monkeypatch.setattr(loop, "build_model", lambda *a: pytest.fail("the model was built"))
+    cfg = load_train_config("tuxpaint-align")
+    with pytest.raises(DataError, match=r"data/emoji/train.jsonl, data/tuxpaint/val.jsonl: manifest not found; "
+                                        r"build it with `anymal data build emoji && anymal data build tuxpaint`"):
+        loop.train(cfg, progress=False, log=lambda *_: None)

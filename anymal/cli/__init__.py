@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_parsers(sub)
 
     t = sub.add_parser("train", help="train adapters from a YAML recipe")
-    t.add_argument("recipe")
+    t.add_argument("recipe", help="a recipe file, or the name of a shipped one (`anymal train tuxpaint-align`)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. optim.lr=1e-4")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in the recipe's output_dir from its last saved state (save_every)")

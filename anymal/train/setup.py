@@ -2,6 +2,8 @@
 quantization, attention, what is frozen), the data (feature cache, skips counted), the shared prefix."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ..config import LoRAConfig, TrainConfig
@@ -39,7 +41,19 @@ def check_plan(cfg: TrainConfig, log) -> Stage:
     if cfg.data.feature_cache and any(c.startswith("encoders") for c in cfg.train):
         raise ConfigError("train: an encoder cannot learn while its features come from the feature cache; "
                           "set data.feature_cache: false")
+    _check_manifests(cfg)
     return st
+
+
+def _check_manifests(cfg: TrainConfig) -> None:
+    """Every manifest the recipe names exists, checked before the model loads (a missing second one was
+    found only after it had), with the command that builds a project dataset."""
+    paths = [cfg.data.train] if isinstance(cfg.data.train, str) else list(cfg.data.train)
+    missing = [Path(p) for p in paths + ([cfg.data.val] if cfg.data.val else []) if not Path(p).is_file()]
+    if missing:
+        builds = sorted({f"anymal data build {m.parent.name}" for m in missing if m.parent.parent.name == "data"})
+        raise DataError(f"{', '.join(map(str, missing))}: manifest not found"
+                        + (f"; build it with `{' && '.join(builds)}`" if builds else ""))
 
 
 def load_items(cfg: TrainConfig, model: AnyMAL, paths: str | list[str], caches: dict[str, FeatureCache] | None,
