@@ -259,23 +259,35 @@ def _open_av(src, fmt: str):
     return av.open(src if isinstance(src, io.BytesIO) else str(src), format=fmt)
 
 
+def decode_audio_stream(container, stream, rate: int, max_seconds: float, too_long) -> np.ndarray:
+    """A PyAV audio stream decoded to mono float32 at `rate`, one pass, stopped as soon as it holds more
+    than `max_seconds` (`too_long(seconds)` is raised then): whatever its header said, never more is
+    decoded. FFmpeg's own errors are the caller's to name."""
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    chunks, total, limit = [], 0, int(max_seconds * rate) + 1
+    for frame in container.decode(stream):
+        for r in resampler.resample(frame):
+            chunks.append(r.to_ndarray().reshape(-1))
+            total += chunks[-1].size
+        if total > limit:
+            raise too_long(total / rate)
+    chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(None)]
+    return np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+
+
 def _decode_av(src, name: str, max_seconds: float, fmt: str) -> tuple[np.ndarray, int]:
     import av
 
     try:
         with _open_av(src, fmt) as c:
-            seconds = _frames_seconds(c, c.streams.audio[0])
-        if seconds > max_seconds:
-            raise _too_long(name, seconds, max_seconds)
-        with _open_av(src, fmt) as c:
             stream = c.streams.audio[0]
             rate = stream.codec_context.sample_rate
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            chunks = [r.to_ndarray().reshape(-1) for frame in c.decode(stream) for r in resampler.resample(frame)]
-            chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(None)]
+            wave = decode_audio_stream(c, stream, rate, max_seconds, lambda s: _too_long(name, s, max_seconds))
     except (av.error.FFmpegError, IndexError) as e:
         raise InputError(f"{name}: not a readable {fmt.upper()} file: {e}") from None
-    return (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)), rate
+    return wave, rate
 
 
 def _waveform(item: tuple) -> tuple[np.ndarray, int]:

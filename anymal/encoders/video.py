@@ -29,7 +29,7 @@ from ..errors import ConfigError, InputError, TooLargeError
 from ..registry import WRAPPERS
 from .base import Encoder
 from .boxes import check_mp4_header
-from .media import as_source, describe, load_image
+from .media import as_source, decode_audio_stream, describe, load_image
 
 MAX_VIDEO_PIXELS = int(os.environ.get("ANYMAL_MAX_VIDEO_PIXELS", 3840 * 2160))
 MAX_VIDEO_SECONDS = float(os.environ.get("ANYMAL_MAX_VIDEO_SECONDS", 600.0))
@@ -239,21 +239,11 @@ def load_video_audio(item: Any, sample_rate: int = 16000, max_seconds: float = M
         duration = _duration(container, stream)
         if duration is not None:
             _check_seconds(duration, max_seconds, name)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks, total = [], 0
-        try:
-            for frame in container.decode(stream):
-                for r in resampler.resample(frame):
-                    chunks.append(r.to_ndarray().reshape(-1))
-                    total += chunks[-1].size
-                if total > (max_seconds + 1) * sample_rate:  # duration unknown or wrong: still bounded
-                    _check_seconds(total / sample_rate, max_seconds, name)
-            chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(None)]
+        try:  # duration unknown or wrong: still bounded
+            wave = decode_audio_stream(container, stream, sample_rate, max_seconds,
+                                       lambda s: _check_seconds(s, max_seconds, name))
         except av.error.FFmpegError as e:
             raise InputError(f"{name}: corrupt audio stream: {_why(e)}") from None
-    if not chunks:
-        return None
-    wave = np.concatenate(chunks).astype(np.float32, copy=False)
     return np.ascontiguousarray(wave) if wave.size else None
 
 

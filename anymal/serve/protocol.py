@@ -366,8 +366,8 @@ def parse_chat_request(body, modalities: set[str], limits: Limits) -> ChatReques
                 continue
             if not isinstance(content, list):
                 raise ServeError(400, "content: expected a string or a list of parts", f"messages[{i}].content")
-            parts += sum(1 for p in content if not (isinstance(p, dict) and p.get("type") == "text"))
-            texts += sum(1 for p in content if isinstance(p, dict) and p.get("type") == "text")
+            here = sum(1 for p in content if isinstance(p, dict) and p.get("type") == "text")
+            texts, parts = texts + here, parts + len(content) - here
             if parts > limits.max_parts:
                 raise ServeError(413, f"more than {limits.max_parts} media parts in one request", f"messages[{i}].content")
             if texts > limits.max_text_parts:
