@@ -40,7 +40,7 @@ def test_interleaved_and_furniture_judges():
 
 def test_speech_judge_and_corpus_wer():
     assert judge("speech-transcribe", "Please hold.", "please hold") == {"exact": True}
-    assert TASKS["speech-transcribe"].corpus(["a b c x"], ["a b c d"]) == {"WER": 0.25, "CER": pytest.approx(1 / 7)}
+    assert TASKS["speech-transcribe"].corpus([{"prediction": "a b c x", "reference": "a b c d"}]) == {"WER": 0.25, "CER": pytest.approx(1 / 7)}
 
 
 def test_interleaved_builder_pairs_within_splits(tmp_path):

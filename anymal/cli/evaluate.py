@@ -70,7 +70,10 @@ def cmd_eval(a) -> int:
         print(bind_retrieval(load_model(a), out, limit=a.limit)["table"], end="")
         print(f"wrote {out}/: results.json, results.md, retrieval.png", file=sys.stderr)
         return 0
-    get_task(a.task)  # an unknown task fails before the model loads
+    t = get_task(a.task)  # an unknown task, or a benchmark without its files, fails before the model loads
+    if t.reader and not (a.data and Path(a.data).exists()):
+        raise AnymalError(f"task {t.name} reads the benchmark's own files: " +
+                          (f"{a.data} does not exist" if a.data else "--data is needed; " + t.build))
     model = _eval_model(a)
     if a.sides:
         from ..eval.resolution import resolution_sweep
@@ -84,9 +87,12 @@ def cmd_eval(a) -> int:
         print(f"wrote {out}/: results.md, results.json, resolution.png ({label}: {out}/{label}/)", file=sys.stderr)
         return 0
     out = _claim(a.out or f"runs/eval/{_model_name(a)}/{a.task}", a)
+    benchmark = {k: v for k, v in (("annotations", a.annotations and Path(a.annotations)), ("split", a.split)) if v}
     res = evaluate(model, a.task, a.data, out, limit=a.limit, batch_size=a.batch_size, progress=not a.no_progress,
-                   baselines=a.baselines)
+                   baselines=a.baselines, benchmark=benchmark, media_root=a.media_root)
     print((Path(out) / "results.md").read_text(), end="")
+    for reason, n in res["skipped_by_reason"].items():
+        print(f"skipped {n} x {reason}, e.g. {res['skip_examples'][reason][0]}", file=sys.stderr)
     print(f"wrote {out}/: results.json, results.md, predictions.jsonl, plots "
           f"(n={res['n']}, skipped={res['skipped']})", file=sys.stderr)
     return 0
@@ -114,7 +120,13 @@ def add_parsers(sub) -> None:
                    help="add chance, a blind run (input removed), a linear probe and the task's reference system")
     e.add_argument("--no-baselines", action="store_true", help="with --suite: skip the baselines")
     e.add_argument("--readme", help="with --suite: write the table between the suite markers of this file")
-    e.add_argument("--data", help="JSONL manifest (default: the task's own, e.g. data/tuxpaint/test.jsonl)")
+    e.add_argument("--data", help="JSONL manifest (default: the task's own, e.g. data/tuxpaint/test.jsonl); a "
+                                  "standard benchmark's own file or folder (coco-caption, vqav2, textvqa, pope, mme, "
+                                  "mmbench, scienceqa, audiocaps, clotho: docs/evaluation.md)")
+    e.add_argument("--media-root", help="the folder relative media paths resolve in (default: --data's folder)")
+    e.add_argument("--annotations", help="a benchmark's second file: VQAv2's annotations, ScienceQA's pid_splits.json "
+                                         "(default: the official name beside --data)")
+    e.add_argument("--split", help="ScienceQA's split (default: test)")
     e.add_argument("--out", help="report directory (default: runs/eval/MODEL/TASK, MODEL = the checkpoint's "
                                  "folder name or `shipped`)")
     e.add_argument("--overwrite", action="store_true", help="replace the results of an earlier evaluation in --out")

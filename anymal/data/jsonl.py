@@ -80,7 +80,7 @@ def _media_list(rec: dict, modality: str, where: str) -> list[str]:
     return []
 
 
-def _resolve(p: str, root: Path, where: str, field_name: str) -> str:
+def resolve_media(p: str, root: Path, where: str, field_name: str) -> str:
     path = Path(p) if Path(p).is_absolute() else root / p
     try:
         if not path.is_file():
@@ -132,7 +132,7 @@ def _typed_part(part: Any, root: Path, where: str, field_name: str, modalities: 
                         f"modalities ({', '.join(modalities)})")
     if not isinstance(part.get("path"), str) or not part["path"]:
         raise DataError(f"{where}: field '{field_name}.path': expected the {kind} file's path")
-    return {**part, "path": _resolve(part["path"], root, where, f"{field_name}.path")}
+    return {**part, "path": resolve_media(part["path"], root, where, f"{field_name}.path")}
 
 
 # manifest field -> (is a turn well formed?, turn -> (role, content), what a turn must look like)
@@ -149,7 +149,7 @@ _FORMATS = {
 def parse_record(rec: Any, where: str, modalities: list[str], root: Path) -> Sample:
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-    queues = {m: [_resolve(p, root, where, m) for p in _media_list(rec, m, where)] for m in modalities}
+    queues = {m: [resolve_media(p, root, where, m) for p in _media_list(rec, m, where)] for m in modalities}
     fmt = next((k for k in _FORMATS if k in rec), None)
     if fmt is None:
         raise DataError(f"{where}: expected a 'conversations' (LLaVA) or 'messages' field")

@@ -17,8 +17,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .._version import __version__
-from ..data.jsonl import read_jsonl
+from ..data.benchmarks import Files
+from ..data.jsonl import SkipReport, read_jsonl
 from ..errors import DataError
+from ..modalities import MODALITIES
 from ..model.settings import GenerationSettings
 from .baselines import run_baselines
 from .tasks import Row, Task, get_task
@@ -50,6 +52,7 @@ def score_rows(t: Task, samples: list, preds: list[str], refs: list[str]) -> tup
     for s, p, r in zip(samples, preds, refs):
         verdict = t.judge(Row(p, r, s.meta), list(refs))
         rows.append({"where": s.where, "prediction": p, "reference": r, **verdict,
+                     **({"references": s.meta["references"]} if "references" in s.meta else {}),
                      "group": str(s.meta.get(t.group_by, "-")),
                      **({"label": str(s.meta.get(t.label_key))} if t.label_key else {})})
     return rows, summarize(t, rows)
@@ -60,21 +63,65 @@ def summarize(t: Task, rows: list[dict]) -> dict:
     keys = dict.fromkeys(k for r in rows for k, v in r.items() if isinstance(v, (bool, int, float)))
     scores = {k: sum(float(r[k]) for r in rows if k in r) / sum(k in r for r in rows) for k in keys}
     if t.corpus and rows:
-        scores.update(t.corpus([r["prediction"] for r in rows], [r["reference"] for r in rows]))
+        scores.update(t.corpus(rows))
     return scores
+
+
+def load_samples(model, t: Task, manifest: Path, benchmark: dict | None = None,
+                 media_root: str | None = None) -> tuple[list, SkipReport, int]:
+    """The task's samples this model can be scored on, the skips by reason, and how many samples the
+    manifest holds for other tasks (its `select`). A sample the judge cannot read (a meta field it
+    needs is missing) is a skip naming the field, found before anything is generated."""
+    if t.reader:
+        samples, skipped = t.reader(Files(manifest, Path(media_root) if media_root else None, **(benchmark or {})))
+    else:
+        samples, skipped = read_jsonl(manifest, list(MODALITIES), media_root, on_error="skip")
+    chosen = [s for s in samples if t.select(s.meta)]
+    usable = []
+    for s in chosen:
+        missing = sorted(_input_kinds(s.messages) - set(model.projectors))
+        if missing:
+            skipped.add(f"a {missing[0]} input, and the model has no {missing[0]} modality", s.where)
+            continue
+        try:
+            t.judge(Row("", split_reference(s.messages)[1], s.meta), [])
+        except KeyError as e:
+            skipped.add(f"no meta field {e.args[0]!r} (task {t.name} reads {t.fields or 'fields the manifest lacks'})",
+                        s.where)
+            continue
+        usable.append(s)
+    return usable, skipped, len(samples) - len(chosen)
+
+
+def _input_kinds(messages: list[dict]) -> set[str]:
+    return {p["type"] for m in messages if isinstance(m["content"], list) for p in m["content"]
+            if isinstance(p, dict) and p.get("type") != "text"}
+
+
+def _nothing_to_score(t: Task, manifest: Path, skipped: SkipReport, other_tasks: int) -> DataError:
+    why = [skipped.summary()] if skipped.total else []
+    if other_tasks:
+        why.append(f"{other_tasks} samples are for other tasks (not {t.name}'s kind)")
+    return DataError(f"{manifest}: nothing to score for task {t.name}: " + ("; ".join(why) or "no samples"))
 
 
 def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | None = None,
              out_dir: str | Path = "runs/eval", limit: int | None = None, batch_size: int = 8,
-             progress: bool = True, baselines: bool = False) -> dict:
+             progress: bool = True, baselines: bool = False, benchmark: dict | None = None,
+             media_root: str | None = None) -> dict:
     """Run one task; `baselines` adds chance, a blind run, a linear probe and the task's reference
-    system (see baselines.py) to the same report. The majority class is always reported."""
+    system (see baselines.py) to the same report. The majority class is always reported. A standard
+    benchmark (`Task.reader`) reads `manifest` (its main file) with `benchmark`'s annotations/split.
+    Nothing to score is a DataError with every skip's reason."""
     t = get_task(task) if isinstance(task, str) else task
+    if t.reader and manifest is None:
+        raise DataError(f"task {t.name} reads the benchmark's own files: {t.build}")
     manifest = Path(manifest or t.manifest)
-    if not manifest.is_file():
-        raise DataError(f"{manifest}: no such manifest; build it with `{t.build}`")
-    samples, skipped = read_jsonl(manifest, list(model.projectors), on_error="skip")
-    samples = [s for s in samples if t.select(s.meta)]
+    if not manifest.exists():
+        raise DataError(f"{manifest}: no such " + ("file or folder" if t.reader else f"manifest; build it with `{t.build}`"))
+    samples, skipped, other_tasks = load_samples(model, t, manifest, benchmark, media_root)
+    if not samples:
+        raise _nothing_to_score(t, manifest, skipped, other_tasks)
     samples = samples[:limit] if limit else samples
     settings = replace(PINNED, max_new_tokens=t.max_new_tokens)
     prompts, refs = zip(*[split_reference(s.messages) for s in samples]) if samples else ((), ())
@@ -94,7 +141,8 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
             r["blind_prediction"] = b
     result = {
         "task": t.name, "about": t.about, "manifest": str(manifest), "n": len(rows), "skipped": skipped.total,
-        "limit": limit, "data_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(), "primary": t.primary,
+        "skipped_by_reason": dict(skipped.reasons.most_common()), "skip_examples": skipped.examples,
+        "limit": limit, "data_sha256": data_hash(manifest), "primary": t.primary,
         "scores": scores, "baselines": found, "by_group": {k: v[t.primary] for k, v in by_group.items() if t.primary in v},
         "group_scores": by_group,
         "group_by": t.group_by, "notes": t.notes, "decoding": asdict(settings), "batch_size": batch_size,
@@ -102,6 +150,14 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
     }
     write_report(result, rows, Path(out_dir))
     return result
+
+
+def data_hash(path: Path) -> str:
+    """sha256 of a manifest file; of a benchmark folder, its file names and sizes (pictures unread)."""
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    listing = sorted(f"{p.relative_to(path)}:{p.stat().st_size}" for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256("\n".join(listing).encode()).hexdigest()
 
 
 def _group_scores(t: Task, rows: list[dict]) -> dict:

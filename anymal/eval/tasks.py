@@ -53,7 +53,7 @@ class Task:
     about: str
     judge: Callable[[Row, list[str]], dict]  # (row, all references of the task) -> per-sample verdicts
     select: Callable[[dict], bool] = lambda meta: True
-    corpus: Callable[[list[str], list[str]], dict] | None = None
+    corpus: Callable[[list[dict]], dict] | None = None  # judged rows (prediction, reference(s), verdicts) -> scores
     group_by: str = "category"
     label_key: str | None = None  # meta field holding the true label (confusion matrix)
     max_new_tokens: int = 48
@@ -64,6 +64,9 @@ class Task:
     probe: Probe | None = None
     retrieval: Retrieval | None = None
     report: tuple[str, ...] = ()  # the scores in the suite table (default: the primary one)
+    # a standard benchmark's reader of its own files (anymal/data/benchmarks.py); None: an anymal manifest
+    reader: Callable | None = None
+    fields: str = ""  # the meta fields the judge reads, for the error when a manifest lacks one
 
 
 TASKS: Registry[Task] = Registry("task", home="anymal.eval.catalog")  # its import registers the other modules' tasks
@@ -82,8 +85,9 @@ def _object_named(row: Row, refs: list[str]) -> dict:
     return {"object_named": names_object(row.prediction, obj)}
 
 
-def _captions(preds: list[str], refs: list[str]) -> dict:
-    return caption_scores(preds, [[r] for r in refs])
+def captions(rows: list[dict]) -> dict:
+    """Captioning metrics of each prediction against all its references (`meta.references`, else the one)."""
+    return caption_scores([r["prediction"] for r in rows], [r.get("references") or [r["reference"]] for r in rows])
 
 
 def _label(row: Row, refs: list[str]) -> dict:
@@ -93,7 +97,7 @@ def _label(row: Row, refs: list[str]) -> dict:
 
 
 register(Task("image-caption", manifest("tuxpaint", "test"), build_command("tuxpaint"),
-              "Tux Paint held-out captions (split by caption)", _object_named, corpus=_captions,
+              "Tux Paint held-out captions (split by caption)", _object_named, corpus=captions,
               primary="object_named", report=("object_named", "BLEU-4", "METEOR", "CIDEr"),
               notes=["CIDEr's IDF comes from the evaluated references: unstable on small sets"]))
 
@@ -101,12 +105,14 @@ register(Task("image-caption", manifest("tuxpaint", "test"), build_command("tuxp
 def _vqa(row: Row, refs: list[str]) -> dict:
     from .vqa import short_answer, vqa_accuracy
 
-    return {"vqa_accuracy": vqa_accuracy(short_answer(row.prediction), [row.meta["answer"]])}
+    answers = row.meta["answers"] if "answers" in row.meta else [row.meta["answer"]]
+    return {"vqa_accuracy": vqa_accuracy(short_answer(row.prediction), answers)}
 
 
 register(Task("image-vqa", manifest("easy-vqa", "test"), build_command("easy-vqa"),
               "easy-vqa test split (shapes and colours; one question per test image): one-word answers", _vqa,
               group_by="answer_type", label_key="answer", primary="vqa_accuracy", max_new_tokens=8,
+              fields="meta.answer (the reference answer) or meta.answers (a list, e.g. VQA's 10)",
               notes=["VQA normalisation (EvalAI); the answer is the reply's first clause minus 'It is'/'The answer is'",
                      "easy-vqa has one reference answer per question: VQA accuracy = exact match after normalisation"]))
 
@@ -137,11 +143,15 @@ def _exact(row: Row, refs: list[str]) -> dict:
     return {"exact": normalize_text(row.prediction) == normalize_text(row.reference)}
 
 
-def _wer(preds: list[str], refs: list[str]) -> dict:
+def _wer_of(preds: list[str], refs: list[str]) -> dict:
     from .speech import wer_cer
 
     r = wer_cer(preds, refs)
     return {"WER": r["wer"], "CER": r["cer"]}
+
+
+def _wer(rows: list[dict]) -> dict:
+    return _wer_of([r["prediction"] for r in rows], [r["reference"] for r in rows])
 
 
 def _input_paths(samples: list, kind: str) -> list[str]:
@@ -155,11 +165,11 @@ def _whisper_decoder(samples: list, refs: list[str], progress: bool) -> dict:
     from .speech import whisper_transcribe
 
     preds = whisper_transcribe(_input_paths(samples, AUDIO.name))
-    scores = _wer(preds, refs)
+    scores = _wer_of(preds, refs)
     groups = sorted({str(s.meta.get("group")) for s in samples})
     for g in groups if len(groups) > 1 else []:  # next to the model's own rows by group
         mine = [i for i, s in enumerate(samples) if str(s.meta.get("group")) == g]
-        scores[f"WER, group {g}"] = _wer([preds[i] for i in mine], [refs[i] for i in mine])["WER"]
+        scores[f"WER, group {g}"] = _wer_of([preds[i] for i in mine], [refs[i] for i in mine])["WER"]
     return {"whisper-tiny.en own decoder": scores}
 
 
