@@ -1,13 +1,16 @@
-"""Read training/eval manifests in the two formats the community uses.
+"""Read training/eval manifests in the formats the community uses.
 
 LLaVA:     {"id": ..., "image": "a.png" | [...], "conversations": [{"from": "human", "value": "<image>\\nWhat is this?"},
                                                               {"from": "gpt", "value": "A frog."}]}
 messages:  {"messages": [{"role": "user", "content": "<image>What is this?"}, {"role": "assistant", ...}],
-            "images": ["a.png"]}
+            "images": ["a.png"]}  (ms-swift; OpenAI-style roles)
+ShareGPT:  LLaVA's `conversations` plus LLaMA-Factory's `system` column and `images`/`videos`/`audios` lists
+alpaca:    {"instruction": ..., "input": ..., "output": ..., "system": ..., "history": [[q, a], ...], "images": [...]}
 
 `<image>` placeholders (generally `<modality>`) mark where each listed file goes, in order; content may
 also be a list of typed parts. Relative paths resolve against `media_root` (default: the manifest's
-folder). Every problem names the file, line and field. With `on_error="skip"` bad lines are counted
+folder). Media of a modality the run does not have (a `videos` list, a `<video>` tag) make the record a
+skip with that reason, never text to train on. Every problem names the file, line and field. With `on_error="skip"` bad lines are counted
 and reported, never silently dropped.
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..errors import DataError
 from ..modalities import MODALITIES
 
 LLAVA_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+TOOL_ROLES = {"observation", "function_call", "function", "tool"}  # ShareGPT/OpenAI tool turns
 
 
 @dataclass
@@ -146,22 +150,74 @@ _FORMATS = {
 }
 
 
+def _alpaca(rec: dict, where: str) -> list[tuple[str, Any]]:
+    """An alpaca row's turns: each `history` pair, then instruction (+ input) -> output."""
+    turns: list[tuple[str, Any]] = []
+    history = rec.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(h, list) and len(h) == 2 and all(isinstance(x, str) for x in h)
+                                                for h in history):
+        raise DataError(f"{where}: field 'history': expected a list of [question, answer] string pairs")
+    for q, a in history:
+        turns += [("user", q), ("assistant", a)]
+    for key in ("instruction", "output"):
+        if not isinstance(rec.get(key), str):
+            raise DataError(f"{where}: field {key!r}: expected a string (alpaca format)")
+    extra = rec.get("input") or ""
+    if not isinstance(extra, str):
+        raise DataError(f"{where}: field 'input': expected a string (alpaca format)")
+    return turns + [("user", rec["instruction"] + ("\n" + extra if extra else "")), ("assistant", rec["output"])]
+
+
+def _turns(rec: dict, where: str) -> tuple[str, list[tuple[str, Any]]]:
+    """(format name, [(role, content)]) of a record in any of the formats above, its `system` column first."""
+    fmt = next((k for k in _FORMATS if k in rec), "alpaca" if "instruction" in rec else None)
+    if fmt is None:
+        raise DataError(f"{where}: expected a 'conversations' (LLaVA/ShareGPT), 'messages' or 'instruction' "
+                        "(alpaca) field")
+    if fmt == "alpaca":
+        raw = _alpaca(rec, where)
+    else:
+        well_formed, to_turn, shape = _FORMATS[fmt]
+        turns = rec[fmt]
+        if not isinstance(turns, list) or not turns:
+            raise DataError(f"{where}: field '{fmt}': expected a non-empty list")
+        raw = []
+        for i, t in enumerate(turns):
+            if isinstance(t, dict) and t.get("from", t.get("role")) in TOOL_ROLES:
+                raise DataError(f"{where}: field '{fmt}'[{i}]: a tool turn ({t.get('from', t.get('role'))!r}): "
+                                "tool calling is not supported")
+            if not isinstance(t, dict) or not well_formed(t):
+                raise DataError(f"{where}: field '{fmt}'[{i}]: expected {shape}")
+            raw.append(to_turn(t))
+    system = rec.get("system")
+    if system:
+        if not isinstance(system, str):
+            raise DataError(f"{where}: field 'system': expected the system prompt as a string")
+        if raw[0][0] == "system":
+            raise DataError(f"{where}: both a 'system' field and a system turn: keep one")
+        raw.insert(0, ("system", system))
+    return fmt, raw
+
+
+def _foreign_media(rec: dict, raw: list[tuple[str, Any]], where: str, modalities: list[str]) -> None:
+    """Media of a modality this run has no adapter for: refused (the record is skipped, counted by this
+    reason), never left in as a literal `<video>` tag or an ignored list."""
+    for m in MODALITIES:
+        if m in modalities:
+            continue
+        listed = _media_list(rec, m, where)
+        tagged = any(isinstance(c, str) and f"<{m}>" in c for _, c in raw)
+        if listed or tagged:
+            what = f"lists {len(listed)} {m} file(s)" if listed else f"has a <{m}> tag"
+            raise DataError(f"{where}: the record {what}, and this run has no {m} modality")
+
+
 def parse_record(rec: Any, where: str, modalities: list[str], root: Path) -> Sample:
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    fmt, raw = _turns(rec, where)
+    _foreign_media(rec, raw, where, modalities)
     queues = {m: [resolve_media(p, root, where, m) for p in _media_list(rec, m, where)] for m in modalities}
-    fmt = next((k for k in _FORMATS if k in rec), None)
-    if fmt is None:
-        raise DataError(f"{where}: expected a 'conversations' (LLaVA) or 'messages' field")
-    well_formed, to_turn, shape = _FORMATS[fmt]
-    turns = rec[fmt]
-    if not isinstance(turns, list) or not turns:
-        raise DataError(f"{where}: field '{fmt}': expected a non-empty list")
-    raw = []
-    for i, t in enumerate(turns):
-        if not isinstance(t, dict) or not well_formed(t):
-            raise DataError(f"{where}: field '{fmt}'[{i}]: expected {shape}")
-        raw.append(to_turn(t))
     # LLaVA convention: a single listed file with no placeholder goes before the first user text
     for m, q in queues.items():
         if len(q) == 1 and not any(isinstance(c, str) and f"<{m}>" in c for _, c in raw):
