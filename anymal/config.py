@@ -97,9 +97,22 @@ class ModelConfig:
 
 
 @dataclass
+class DataSource:
+    """A dataset named with more than its path (docs/training.md, "Data formats"): the format when its
+    content does not say it, the split of a Hugging Face dataset, the columns holding the text or media."""
+    path: str  # a manifest, parquet file, dataset folder, or a Hub id `hf://owner/name` (from the local cache)
+    format: Literal["auto", "jsonl", "parquet", "arrow", "imagefolder", "audiofolder"] = "auto"
+    split: str | None = None  # default: train (for `val`: validation, else test)
+    columns: dict[str, str] = field(default_factory=dict)  # {image|audio|question|answer|caption|label: column}
+    media_root: str | None = None  # relative media paths resolve here (default: the dataset's folder)
+
+
+@dataclass
 class DataConfig:
-    train: str | list[str] = ""  # JSONL manifest(s) (LLaVA or messages format); several are concatenated
-    val: str | None = None
+    # manifests (LLaVA, ShareGPT/LLaMA-Factory, messages, alpaca), parquet files, Hugging Face dataset folders or
+    # `hf://` ids, each a path or a DataSource; several are concatenated
+    train: str | list[str | DataSource] = ""
+    val: str | DataSource | None = None
     media_root: str | None = None  # relative media paths resolve here (default: the manifest's folder)
     on_error: Literal["skip", "fail"] = "skip"  # bad samples: skip-and-count, or stop at the first
     feature_cache: bool = True  # encode every input once, reuse the frozen features afterwards
@@ -236,7 +249,9 @@ def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfi
     cfg = from_dict(TrainConfig, data, where=f"recipe {p}")
     cfg.recipe = cfg.recipe or str(p)  # a run's dumped config.yaml keeps naming the recipe it came from
     # relative data paths in a recipe are relative to the recipe file
-    def near_recipe(v: str) -> str:
+    def near_recipe(v: str | DataSource) -> str | DataSource:
+        if isinstance(v, DataSource):
+            return dataclasses.replace(v, path=near_recipe(v.path))
         return str(p.parent / v) if not Path(v).is_absolute() and not Path(v).exists() and (p.parent / v).exists() else v
 
     cfg.data.train = [near_recipe(v) for v in cfg.data.train] if isinstance(cfg.data.train, list) else near_recipe(cfg.data.train)

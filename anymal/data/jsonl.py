@@ -243,7 +243,7 @@ def parse_record(rec: Any, where: str, modalities: list[str], root: Path) -> Sam
     return Sample(messages, where, meta)
 
 
-def _parsed(rec: Any, where: str, modalities: list[str], root: Path) -> Sample:
+def parsed_record(rec: Any, where: str, modalities: list[str], root: Path) -> Sample:
     """parse_record, where a record of a shape no check foresaw is still that line's DataError."""
     try:
         return parse_record(rec, where, modalities, root)
@@ -306,7 +306,7 @@ def read_jsonl(path: str | Path, modalities: list[str], media_root: str | None =
         try:
             if isinstance(rec, DataError):
                 raise rec
-            samples.append(_parsed(rec, where, modalities, root))
+            samples.append(parsed_record(rec, where, modalities, root))
         except DataError as e:
             if on_error == "fail":
                 raise

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from .._version import __version__
 from ..data.benchmarks import Files
-from ..data.jsonl import SkipReport, read_jsonl
+from ..data.jsonl import SkipReport
+from ..data.sources import HELD_OUT, read_source
 from ..errors import DataError
 from ..modalities import MODALITIES
 from ..model.settings import GenerationSettings
@@ -75,7 +76,7 @@ def load_samples(model, t: Task, manifest: Path, benchmark: dict | None = None,
     if t.reader:
         samples, skipped = t.reader(Files(manifest, Path(media_root) if media_root else None, **(benchmark or {})))
     else:
-        samples, skipped = read_jsonl(manifest, list(MODALITIES), media_root, on_error="skip")
+        samples, skipped = read_source(manifest, list(MODALITIES), media_root, on_error="skip", splits=HELD_OUT)
     chosen = [s for s in samples if t.select(s.meta)]
     usable = []
     for s in chosen:
@@ -116,8 +117,9 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
     t = get_task(task) if isinstance(task, str) else task
     if t.reader and manifest is None:
         raise DataError(f"task {t.name} reads the benchmark's own files: {t.build}")
-    manifest = Path(manifest or t.manifest)
-    if not manifest.exists():
+    hub = str(manifest or "").startswith("hf://")  # a Hub dataset, from the local cache
+    manifest = str(manifest) if hub else Path(manifest or t.manifest)
+    if not hub and not manifest.exists():
         raise DataError(f"{manifest}: no such " + ("file or folder" if t.reader else f"manifest; build it with `{t.build}`"))
     samples, skipped, other_tasks = load_samples(model, t, manifest, benchmark, media_root)
     if not samples:
@@ -142,7 +144,7 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
     result = {
         "task": t.name, "about": t.about, "manifest": str(manifest), "n": len(rows), "skipped": skipped.total,
         "skipped_by_reason": dict(skipped.reasons.most_common()), "skip_examples": skipped.examples,
-        "limit": limit, "data_sha256": data_hash(manifest), "primary": t.primary,
+        "limit": limit, "data_sha256": None if hub else data_hash(manifest), "primary": t.primary,
         "scores": scores, "baselines": found, "by_group": {k: v[t.primary] for k, v in by_group.items() if t.primary in v},
         "group_scores": by_group,
         "group_by": t.group_by, "notes": t.notes, "decoding": asdict(settings), "batch_size": batch_size,

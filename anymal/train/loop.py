@@ -116,7 +116,7 @@ class Trainer(StepLoop):
                                    length_grouping(cfg, lengths, self.log), cfg.data.length_window)
         self.state, self.start, self.t0 = RunState(), 0, time.time()
         self.sharded = self.d.world > 1 and cfg.strategy == "fsdp"
-        self.run_entry = {"stage": cfg.stage, "init_from": cfg.init_from, "data": cfg.data.train, "seed": cfg.seed,
+        self.run_entry = {"stage": cfg.stage, "init_from": cfg.init_from, "data": to_dict(cfg.data)["train"], "seed": cfg.seed,
                           **({"recipe": cfg.recipe} if cfg.recipe else {})}
 
     def resume(self) -> None:

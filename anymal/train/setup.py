@@ -6,10 +6,11 @@ from pathlib import Path
 
 import torch
 
-from ..config import LoRAConfig, TrainConfig
+from ..config import DataSource, LoRAConfig, TrainConfig
 from ..data.dataset import Prepared, collate, prepare
 from ..data.feature_cache import FeatureCache
-from ..data.jsonl import SkipReport, read_jsonl
+from ..data.jsonl import SkipReport
+from ..data.sources import HELD_OUT, TRAIN, as_source, check_source, read_source
 from ..errors import ConfigError, DataError
 from ..llm import attention
 from ..llm.backbone import native_bf16
@@ -46,21 +47,28 @@ def check_plan(cfg: TrainConfig, log) -> Stage:
 
 
 def _check_manifests(cfg: TrainConfig) -> None:
-    """Every manifest the recipe names exists, checked before the model loads (a missing second one was
+    """Every data source the recipe names exists, checked before the model loads (a missing second one was
     found only after it had), with the command that builds a project dataset."""
-    paths = [cfg.data.train] if isinstance(cfg.data.train, str) else list(cfg.data.train)
-    missing = [Path(p) for p in paths + ([cfg.data.val] if cfg.data.val else []) if not Path(p).is_file()]
+    sources = [as_source(s) for s in _listed(cfg.data.train) + ([cfg.data.val] if cfg.data.val else [])]
+    for s in sources:
+        if s.path.startswith("hf://"):
+            check_source(s)
+    missing = [Path(s.path) for s in sources if not s.path.startswith("hf://") and not Path(s.path).exists()]
     if missing:
         builds = sorted({f"anymal data build {m.parent.name}" for m in missing if m.parent.parent.name == "data"})
         raise DataError(f"{', '.join(map(str, missing))}: manifest not found"
                         + (f"; build it with `{' && '.join(builds)}`" if builds else ""))
 
 
-def load_items(cfg: TrainConfig, model: AnyMAL, paths: str | list[str], caches: dict[str, FeatureCache] | None,
-          skipped: SkipReport, progress: bool, desc: str) -> list[Prepared]:
+def _listed(sources) -> list:
+    return [sources] if isinstance(sources, (str, DataSource)) else list(sources)
+
+
+def load_items(cfg: TrainConfig, model: AnyMAL, sources, caches: dict[str, FeatureCache] | None,
+               skipped: SkipReport, progress: bool, desc: str, splits: tuple[str, ...] = TRAIN) -> list[Prepared]:
     samples = []
-    for path in [paths] if isinstance(paths, str) else paths:
-        got, bad = read_jsonl(path, list(model.projectors), cfg.data.media_root, cfg.data.on_error)
+    for source in _listed(sources):
+        got, bad = read_source(source, list(model.projectors), cfg.data.media_root, cfg.data.on_error, splits)
         samples += got
         skipped.merge(bad)
     return prepare(samples, model, caches, cfg.data.on_error, skipped, desc=desc, progress=progress)
@@ -152,7 +160,7 @@ def load_data(cfg: TrainConfig, model: AnyMAL, d: dist.Dist, progress: bool, log
         if (turn == 0) == d.main:
             train_items = load_items(cfg, model, cfg.data.train, caches, skipped, progress and d.main, "preparing train")
             val_items = load_items(cfg, model, cfg.data.val, caches, skipped, progress and d.main,
-                              "preparing val") if cfg.data.val else []
+                                   "preparing val", HELD_OUT) if cfg.data.val else []
         dist.barrier(d)
     log(skipped.summary())
     if caches:
