@@ -59,3 +59,33 @@ def test_the_readme_demo_output_is_current(default_model, monkeypatch, capsys):
     monkeypatch.setattr("anymal.cli.chat.load_model", lambda path: default_model)
     assert main(["demo"]) == 0
     assert capsys.readouterr().out == block
+
+
+def _train_quick_start() -> list[list[str]]:
+    """The `anymal` commands of the README's "Train, in one screen" block that run on this machine (not the
+    torchrun or GPU lines, nor --resume of a finished run), split at `&&`, comments dropped."""
+    import shlex
+
+    block = re.search(r"## Train, in one screen\n\n```bash\n(.*?)```", README, re.S).group(1)
+    commands = []
+    for line in block.splitlines():
+        line = line.split("  #")[0].strip()
+        if line.startswith("anymal ") and "--resume" not in line:
+            commands += [shlex.split(c)[1:] for c in line.split("&&")]
+    return commands
+
+
+@pytest.mark.integration
+def test_the_readme_training_quick_start_runs_as_written(tmp_path, monkeypatch, capsys):
+    """Build both datasets, train the shipped recipe by name, evaluate it with baselines: only the step count
+    (100 -> 2) and the number of test items (--limit 4) are cut, for CI's time."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
+    commands = _train_quick_start()
+    assert [c[0] for c in commands] == ["data", "data", "train", "eval"]
+    for argv in commands:
+        argv = [a.replace("optim.max_steps=100", "optim.max_steps=2") for a in argv]
+        argv += ["--limit", "4", "--no-progress"] if argv[0] == "eval" else ["--no-progress"] if argv[0] == "train" else []
+        assert main(argv) == 0, argv
+    assert "(n=4, skipped=0)" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "tuxpaint-align" / "checkpoint" / "adapters.safetensors").is_file()
