@@ -207,3 +207,18 @@ def test_a_manifest_without_the_task_field_is_one_clear_line(tiny_checkpoint, im
                  "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "no meta field 'answer' (task image-vqa reads meta.answer" in err and "Traceback" not in err
+
+
+def test_every_task_documents_the_fields_it_reads():
+    from anymal.eval.tasks import TASKS
+
+    assert not [name for name in TASKS.names() if not TASKS.get(name).fields]
+
+
+def test_the_docs_list_every_task_and_the_fields_it_reads():
+    from anymal.eval.tasks import TASKS
+    from anymal.paths import PACKAGE_DIR
+
+    doc = (PACKAGE_DIR.parent / "docs" / "evaluation.md").read_text()
+    assert not [n for n in TASKS.names() if f"| `{n}` |" not in doc]
+    assert not [n for n in TASKS.names() if TASKS.get(n).reader is None and TASKS.get(n).fields not in doc]

@@ -138,3 +138,9 @@ def test_the_command_line_parses_without_loading_the_model_stack():
     from anymal import AnyMAL, GenerationSettings  # the facade still hands them out
 
     assert AnyMAL.__name__ == "AnyMAL" and GenerationSettings().max_new_tokens > 0
+
+
+def test_recipes_lists_the_shipped_ones(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("all-modalities") and "tuxpaint-align               Stage 1 (alignment)" in out

@@ -122,6 +122,17 @@ def cmd_info(a) -> int:
     return 0
 
 
+def cmd_recipes(a) -> int:
+    """The shipped recipes, each with the first line of its leading comment."""
+    from ..paths import RECIPES_DIR
+
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        about = next((line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
+        print(f"{path.stem:28s} {about}")
+    print(f"(in {RECIPES_DIR}; `anymal train NAME` runs one, `--set key=value` changes a value)", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="anymal", description="Any-modality augmented language models.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -136,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an earlier run in the recipe's output_dir (without it or --resume, one is refused)")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(fn=cmd_train)
+
+    sub.add_parser("recipes", help="list the shipped training recipes (`anymal train NAME` runs one)").set_defaults(
+        fn=cmd_recipes)
 
     x = sub.add_parser("export", help="write a standalone checkpoint with the LoRA layers merged into the LLM")
     x.add_argument("model", help="an instruct (LoRA) checkpoint directory")

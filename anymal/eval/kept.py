@@ -43,5 +43,6 @@ register(Task("unrelated", manifest("unrelated", "test"), build_command("unrelat
               "questions unrelated to the attached photo / sound / motion / video (held-out question forms, topics "
               "and inputs), answered as the frozen LLM answers them alone", judge, group_by="category",
               primary="kept", max_new_tokens=48, baseline=llm_alone, report=("kept", "fact_correct"),
+              fields="meta.category; meta.expect (optional: a regex the answer must match)",
               notes=["kept: token F1 with the LLM's own answer >= 0.5; exact: the same words",
                      "fact_correct: factual questions (capital of France, ...) answered with the right word"]))

@@ -159,6 +159,8 @@ register(Task("photo-qa", manifest("photo-qa", "test"), build_command("photo-qa"
               "questions users ask about held-out real pictures (GCompris photos by photo, Tux Paint photo stamps "
               "by caption), scored per question type (--manifest data/photo-qa/test-kinds.jsonl: kinds never "
               "trained on)", judge, group_by="task", primary="correct", max_new_tokens=32, baseline=baselines,
+              fields="meta.task (a question type); closed types: meta.answer; naming types: meta.names; "
+                     "what-at: meta.other",
               report=("correct", "addressed", "name_correct", "yesno_correct", "colour_correct", "count_correct",
                       "where_correct", "size_correct"),
               notes=["closed types (yes/no, colour, count, where, size) are judged by the first such word the "
@@ -212,6 +214,8 @@ register(Task("video-qa", manifest("photo-video", "test"), build_command("photo-
               "X, describe it, what moves and which way; content answers should not be the motion template "
               "(--manifest data/photo-video/test-kinds.jsonl: kinds never trained on)", video_judge,
               group_by="task", primary="correct", max_new_tokens=32, baseline=video_baselines,
+              fields="meta.task (video-what, video-yesno, caption, direction...); meta.names or meta.object; "
+                     "meta.direction; yes/no: meta.answer",
               report=("correct", "object_named", "yesno_correct", "direction_correct", "no_motion_template"),
               notes=["object named: the answer contains one of the photo's words (plural-insensitive); yes/no: the "
                      "answer's first word; direction: the direction's words in order (as video-motion)",

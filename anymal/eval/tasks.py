@@ -99,6 +99,8 @@ def _label(row: Row, refs: list[str]) -> dict:
 register(Task("image-caption", manifest("tuxpaint", "test"), build_command("tuxpaint"),
               "Tux Paint held-out captions (split by caption)", _object_named, corpus=captions,
               primary="object_named", report=("object_named", "BLEU-4", "METEOR", "CIDEr"),
+              fields="meta.object (optional: the word that must be named; default: the caption's object), "
+                     "meta.references (optional: every reference caption)",
               notes=["CIDEr's IDF comes from the evaluated references: unstable on small sets"]))
 
 
@@ -132,6 +134,8 @@ register(Task("magnifier", manifest("magnifier", "test"), build_command("magnifi
               "MagnifierBench-style: a held-out stamp at ~1% of a cluttered 1024-2048 px canvas, asked "
               "multiple-choice (4 letters) and open-ended", _magnifier, group_by="form", primary="correct",
               max_new_tokens=16, chance={"correct": 0.125, "mc_accuracy": 0.25}, report=("mc_accuracy", "open_accuracy"),
+              fields="meta.form ('multiple-choice' or 'open'); multiple choice: meta.options (texts), meta.letter; "
+                     "open: meta.object",
               notes=["multiple-choice: the letter is read by anymal.eval.vqa.extract_choice (letter, else the one "
                      "option named); chance 0.25 there and ~0 open-ended, 0.125 over both forms"]))
 
@@ -194,12 +198,14 @@ register(Task("speech-transcribe", manifest("audio", "test"), build_command("aud
               "held-out Asterisk prompts + espeak-ng/flite speech (split by transcript) and a Festival voice no "
               "training clip uses (group 'held-out voice')", _exact,
               select=lambda m: m.get("kind") == "speech", corpus=_wer, group_by="group", primary="exact",
+              fields="meta.kind = 'speech' (the reference is the assistant turn)",
               max_new_tokens=64, baseline=_whisper_decoder, report=("WER", "CER", "exact"),
               notes=["WER normalisation: lower case, punctuation removed; digits and number words differ"]))
 register(Task("sound-name", manifest("audio", "test"), build_command("audio"),
               "held-out sound recordings (Tux Paint, OpenSFX, Scratch, GCompris; split by recording): is the "
               "sound's source named? group 'known kind': other recordings of the kind were trained on; 'new kind': "
               "none were", _object_named, select=lambda m: m.get("kind") == "sound", group_by="group",
+              fields="meta.kind = 'sound', meta.object (optional: the source's word)",
               primary="object_named", baseline=_sound_majority,
               notes=["small sets (tens of recordings per group): read with care"]))
 
@@ -220,6 +226,7 @@ register(Task("video-motion", manifest("video", "test"), build_command("video"),
               "held-out Tux Paint stamps moving in 4 directions: direction and object", _video,
               select=lambda m: m.get("task") in ("caption", "direction", "object"),
               group_by="direction", primary="direction_correct", chance={"direction_correct": 0.25},
+              fields="meta.task ('caption', 'direction' or 'object'), meta.direction, meta.object",
               report=("direction_correct", "object_named"),
               probe=Probe(manifest("video", "train"), "direction", "direction_correct"),
               notes=["chance for the direction is 0.25 (4 balanced directions)"]))
@@ -252,6 +259,7 @@ def _activity_caption(activity: str) -> str:
 register(Task("imu-activity", manifest("hapt", "test"), build_command("hapt"),
               "UCI HAPT windows of held-out users 26-30: is the activity named?", _activity,
               group_by="activity", label_key="activity", primary="accuracy", chance={"accuracy": 1 / 12},
+              fields="meta.activity (one of the 12 HAPT activity names)",
               probe=Probe(manifest("hapt", "train"), "activity", "accuracy"),
               retrieval=Retrieval("activity", _activities, _activity_caption, "accuracy"),
               notes=["matcher: the answer is mapped to the closest of the 36 activity captions (3 per activity)"]))
@@ -281,6 +289,7 @@ def _category_text(category: str) -> str:
 register(Task("points-category", manifest("furniture", "test"), build_command("furniture"),
               "Sweet Home 3D models with held-out names: category and object named", _furniture,
               primary="category_named", probe=Probe(manifest("furniture", "train"), "category", "category_named"),
+              fields="meta.category, meta.name (the model's name)",
               retrieval=Retrieval("category", _categories, _category_text, "category_named")))
 
 
@@ -304,6 +313,8 @@ def _interleaved(row: Row, refs: list[str]) -> dict:
 register(Task("interleaved", manifest("interleaved", "test"), build_command("interleaved"),
               "image + IMU (activity and object) and image + sound (do they match?) questions", _interleaved,
               group_by="kind", primary="both_correct",
+              fields="meta.kind ('image+imu' or 'image+sound'); image+imu: meta.activity, meta.object; "
+                     "image+sound: meta.match (true/false)",
               report=("activity_correct", "object_named", "both_correct", "match_correct")))
 
 
@@ -337,6 +348,7 @@ register(Task("photo-object", manifest("photos", "test"), build_command("photos"
               "GCompris real photos held out by photo (near-duplicates grouped): is what it shows named? "
               "(--manifest data/photos/test-kinds.jsonl: kinds never trained on)", _photo_named,
               select=lambda m: m.get("task") == "name", primary="object_named", baseline=_perception_answers,
+              fields="meta.task = 'name', meta.names (every acceptable name)",
               notes=["named = the answer contains one of the photo's words (e.g. 'pliers'/'plier'), plural-insensitive",
                      "baselines: each perception model's top label, the fixed rule (detector if >= 0.5, else "
                      "classifier), the oracle (any name perception gives)"]))
@@ -362,6 +374,7 @@ register(Task("photo-layout", manifest("photos", "test"), build_command("photos"
               "canvases of held-out real photos: which side, what is on a side, is there an X, how many photos",
               _photo_layout, select=lambda m: m.get("task") in ("side", "what-side", "there", "count"),
               group_by="task", primary="correct", max_new_tokens=16,
+              fields="meta.task (side, what-side, there, count), meta.answer, meta.names; what-side: meta.left, meta.right",
               chance={"side_correct": 0.5, "there_correct": 0.5, "count_correct": 0.25},
               report=("side_correct", "what-side_correct", "there_correct", "count_correct"),
               notes=["answers follow from how the canvas was composed (true by construction)"]))
