@@ -158,7 +158,13 @@ def test_coco_captions_are_scored_against_every_reference(tmp_path):
     assert scores["BLEU-4"] == pytest.approx(1.0, abs=1e-6) and scores["ROUGE-L"] == pytest.approx(1.0)
 
 
-def test_audiocaps_groups_five_rows_per_clip_and_counts_missing_clips(tmp_path):
+@pytest.fixture
+def no_meteor(monkeypatch):
+    """METEOR's Java start costs ~5 s; coco-caption's test and test_eval_harness run it."""
+    monkeypatch.setattr("anymal.eval.metrics.shutil.which", lambda name: None)
+
+
+def test_audiocaps_groups_five_rows_per_clip_and_counts_missing_clips(tmp_path, no_meteor):
     lines = ["audiocap_id,youtube_id,start_time,caption"]
     lines += [f"{i},clipA,30,{c}" for i, c in enumerate(_REFS)] + [f"{9 + i},gone,0,{c}" for i, c in enumerate(_REFS)]
     (tmp_path / "test.csv").write_text("\n".join(lines) + "\n")
@@ -169,7 +175,7 @@ def test_audiocaps_groups_five_rows_per_clip_and_counts_missing_clips(tmp_path):
     assert samples[0].messages[0]["content"][0]["type"] == "audio" and scores["BLEU-4"] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_clotho_reads_five_caption_columns(tmp_path):
+def test_clotho_reads_five_caption_columns(tmp_path, no_meteor):
     (tmp_path / "clotho_captions_evaluation.csv").write_text(
         "file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n" +
         "bark.wav," + ",".join(_REFS) + "\n")

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ..errors import DataError
 from .jsonl import Sample, SkipReport, resolve_media
+from ..modalities import AUDIO, IMAGE
 from .media_store import stored_media
 
 SHORT = "Answer the question using a single word or phrase."  # LLaVA-1.5's VQAv2/TextVQA/POPE/MME prompt
@@ -98,7 +99,7 @@ def coco_captions(f: Files) -> tuple[list[Sample], SkipReport]:
     def make(image_id, where):
         if not refs[image_id]:
             raise DataError(f"{where}: no caption in 'annotations'")
-        return qa_sample(where, "image", resolve_media(images[image_id], f.root, where, "file_name"), CAPTION,
+        return qa_sample(where, IMAGE.name, resolve_media(images[image_id], f.root, where, "file_name"), CAPTION,
                          refs[image_id][0], {"references": refs[image_id], "image_id": image_id})
     return _collect(((f"{f.data}: image {k}", k) for k in images), make)
 
@@ -119,7 +120,7 @@ def vqav2(f: Files) -> tuple[list[Sample], SkipReport]:
         a = answers[qid]
         given = [need(x, "answer", f"{where}: annotation answers", str) for x in need(a, "answers", where, list)]
         path = _first_file(f.root, [f"COCO_{subtype}_{image_id:012d}.jpg", f"{image_id:012d}.jpg"], where, "image_id")
-        return qa_sample(where, "image", path, f"{need(rec, 'question', where, str)}\n{SHORT}",
+        return qa_sample(where, IMAGE.name, path, f"{need(rec, 'question', where, str)}\n{SHORT}",
                          a.get("multiple_choice_answer") or given[0],
                          {"answers": given, "answer_type": a.get("answer_type", "-"), "question_id": qid})
     return _collect(((f"{f.data}: questions[{i}]", r) for i, r in enumerate(need(q, "questions", str(f.data), list))), make)
@@ -132,7 +133,7 @@ def textvqa(f: Files) -> tuple[list[Sample], SkipReport]:
     def make(rec, where):
         given = need(rec, "answers", where, list)
         path = resolve_media(f"{need(rec, 'image_id', where, str)}.jpg", f.root, where, "image_id")
-        return qa_sample(where, "image", path, f"{need(rec, 'question', where, str)}\n{SHORT}", str(given[0]),
+        return qa_sample(where, IMAGE.name, path, f"{need(rec, 'question', where, str)}\n{SHORT}", str(given[0]),
                          {"answers": [str(a) for a in given], "question_id": rec.get("question_id")})
     return _collect(((f"{f.data}: data[{i}]", r) for i, r in enumerate(need(d, "data", str(f.data), list))), make)
 
@@ -157,7 +158,7 @@ def pope(f: Files) -> tuple[list[Sample], SkipReport]:
         if label not in ("yes", "no"):
             raise DataError(f"{where}: field 'label': expected 'yes' or 'no', got {label!r}")
         category = rec.get("category") or path.stem.rsplit("_", 1)[-1]
-        return qa_sample(where, "image", resolve_media(need(rec, "image", where, str), f.root, where, "image"),
+        return qa_sample(where, IMAGE.name, resolve_media(need(rec, "image", where, str), f.root, where, "image"),
                          f"{need(rec, 'text', where, str)}\n{SHORT}", label, {"label": label, "category": category})
     return _collect(items, make)
 
@@ -179,8 +180,8 @@ def mme(f: Files) -> tuple[list[Sample], SkipReport]:
         folder = subtask_dir / "images" if txt.parent.name == "questions_answers_YN" else txt.parent
         names = [txt.stem + s for s in (".jpg", ".png", ".jpeg", ".JPG", ".PNG")]
         answer = parts[1].strip().lower()
-        return qa_sample(where, "image", _first_file(folder, names, where, "image"), f"{parts[0].strip()}\n{SHORT}",
-                         answer, {"label": answer, "subtask": subtask_dir.name, "image": str(txt.with_suffix(""))})
+        return qa_sample(where, IMAGE.name, _first_file(folder, names, where, "image"), f"{parts[0].strip()}\n{SHORT}",
+                         answer, {"label": answer, "subtask": subtask_dir.name, "picture": str(txt.with_suffix(""))})
     return _collect(items, make)
 
 
@@ -195,12 +196,21 @@ def _cell(row: dict, key: str) -> str:
     return "" if v.lower() == "nan" else v
 
 
+def _tsv_rows(path: Path) -> list[dict]:
+    """A TSV whose fields may be whole base64 pictures: the csv module's field limit raised while it reads
+    (the limit is global: other readers keep theirs)."""
+    default = csv.field_size_limit(1 << 26)
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            return list(csv.DictReader(fh, delimiter="\t"))
+    finally:
+        csv.field_size_limit(default)
+
+
 def mmbench(f: Files) -> tuple[list[Sample], SkipReport]:
     """MMBench's TSV (index, question, hint, A-D, answer, category, base64 image); rows whose `index`
     agree modulo 1,000,000 are one question's circular variants."""
-    csv.field_size_limit(1 << 26)  # a base64 picture is one field
-    with f.data.open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
+    rows = _tsv_rows(f.data)
     missing = [c for c in ("index", "question", "A", "B", "answer", "image") if rows and c not in rows[0]]
     if missing or not rows:
         raise DataError(f"{f.data}: expected MMBench's TSV with columns index, question, A, B, ..., answer, image; "
@@ -216,7 +226,7 @@ def mmbench(f: Files) -> tuple[list[Sample], SkipReport]:
             picture = base64.b64decode(row["image"], validate=True)
         except (binascii.Error, ValueError):
             raise DataError(f"{where}: field 'image': expected a base64 picture") from None
-        return qa_sample(where, "image", stored_media(picture),
+        return qa_sample(where, IMAGE.name, stored_media(picture),
                          choice_prompt(_cell(row, "question"), options, _cell(row, "hint")), answer,
                          {"letter": answer, "options": options, "category": _cell(row, "category") or "-",
                           "circular": str(int(float(row["index"])) % 1_000_000)})
@@ -239,7 +249,7 @@ def scienceqa(f: Files) -> tuple[list[Sample], SkipReport]:
             path = _first_file(f.root, [f"{split}/{pid}/{p['image']}", f"images/{split}/{pid}/{p['image']}"], where, "image")
         hint = (p.get("hint") or "").strip()
         context = "IMG" if path else "TXT" if hint else "NO"
-        return qa_sample(where, "image", path, choice_prompt(need(p, "question", where, str), options,
+        return qa_sample(where, IMAGE.name, path, choice_prompt(need(p, "question", where, str), options,
                                                              f"Context: {hint}" if hint else ""),
                          chr(65 + answer), {"letter": chr(65 + answer), "options": options, "context": context,
                                             "subject": p.get("subject", "-")})
@@ -264,7 +274,7 @@ def audiocaps(f: Files) -> tuple[list[Sample], SkipReport]:
         stems = [yt, f"Y{yt}", first.get("audiocap_id", ""), f"{yt}_{first.get('start_time', '')}"]
         path = _first_file(f.root, [s + x for s in stems if s for x in _AUDIO_SUFFIXES], where, "youtube_id")
         refs = [row["caption"] for _, row in clip[1]]
-        return qa_sample(where, "audio", path, SOUND_CAPTION, refs[0], {"references": refs, "clip": yt})
+        return qa_sample(where, AUDIO.name, path, SOUND_CAPTION, refs[0], {"references": refs, "clip": yt})
     return _collect(((f"{f.data}:{rs[0][0]}", (yt, rs)) for yt, rs in clips.items()), make)
 
 
@@ -274,7 +284,7 @@ def clotho(f: Files) -> tuple[list[Sample], SkipReport]:
 
     def make(row, where):
         refs = [row[k] for k in sorted(row, key=str) if re.fullmatch(r"caption_\d+", k or "") and row[k]]
-        return qa_sample(where, "audio", resolve_media(row["file_name"], f.root, where, "file_name"), SOUND_CAPTION,
+        return qa_sample(where, AUDIO.name, resolve_media(row["file_name"], f.root, where, "file_name"), SOUND_CAPTION,
                          refs[0], {"references": refs, "clip": row["file_name"]})
     return _collect(((f"{f.data}:{n}", row) for n, row in rows), make)
 

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import DataError
-from ..modalities import MODALITIES
+from ..modalities import AUDIO, IMAGE, MODALITIES, VIDEO
 from .media_store import stored_media
 
-FEATURE_KINDS = {"Image": "image", "Audio": "audio", "Video": "video"}  # datasets feature -> modality
+FEATURE_KINDS = {"Image": IMAGE.name, "Audio": AUDIO.name, "Video": VIDEO.name}  # datasets feature -> modality
 TEXT_FORMATS = ("messages", "conversations", "instruction")  # columns that make a row a jsonl.py record
 TEXT_ROLES = {"question", "answer", "caption", "label"}  # `columns:` keys that say where the text is
 PROMPTS = {"caption": "Describe the {kind}.", "label": "What is this {kind}?"}
-KIND_WORDS = {"image": "picture", "audio": "sound", "video": "clip"}
+KIND_WORDS = {IMAGE.name: "picture", AUDIO.name: "sound", VIDEO.name: "clip"}
 FOLDER_SUFFIXES = {"imagefolder": (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"),
                    "audiofolder": (".wav", ".flac", ".mp3", ".ogg")}
 ROW_BATCH = 256
@@ -158,7 +158,7 @@ def arrow_rows(folder: Path) -> Iterator[tuple[str, dict, dict]]:
 def folder_rows(folder: Path, kind: str) -> Iterator[tuple[str, dict, dict]]:
     """imagefolder/audiofolder: metadata.jsonl/.csv rows (`file_name` -> the file), else every file with the
     name of its class folder as a label."""
-    media = "image" if kind == "imagefolder" else "audio"
+    media = IMAGE.name if kind == "imagefolder" else AUDIO.name
     meta = next((folder / n for n in ("metadata.jsonl", "metadata.csv") if (folder / n).is_file()), None)
     if meta is None:
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES[kind])

@@ -68,7 +68,7 @@ def mme_answer(prediction: str) -> str:
 
 
 def _mme(row: Row, refs: list[str]) -> dict:
-    return {"accuracy": mme_answer(row.prediction) == row.meta["label"], "image": row.meta["image"],
+    return {"accuracy": mme_answer(row.prediction) == row.meta["label"], "picture": row.meta["picture"],
             "subtask": row.meta["subtask"]}
 
 
@@ -82,7 +82,7 @@ def mme_scores(rows: list[dict]) -> dict:
     for name, mine in sorted(by_subtask.items()):
         pictures = defaultdict(list)
         for r in mine:
-            pictures[r["image"]].append(bool(r["accuracy"]))
+            pictures[r["picture"]].append(bool(r["accuracy"]))
         acc = sum(r["accuracy"] for r in mine) / len(mine)
         acc_plus = sum(all(v) for v in pictures.values()) / len(pictures)
         out[f"{name} score"] = 100 * (acc + acc_plus)
