@@ -313,3 +313,28 @@ def test_an_unwritable_cache_still_decodes_with_a_warning(tmp_path, monkeypatch,
     assert "could not cache the 4-bit weights" in caplog.text
     logits, cache_kv = q4.prefill(embeds, mask, pos)
     assert torch.isfinite(q4.step(logits.argmax(-1, keepdim=True), torch.ones(1, 5), pos[:, -1:] + 1, cache_kv)).all()
+
+
+@needs_int4
+def test_drafts_run_on_a_bf16_models_cache():
+    """A bf16 model's exact decoder keeps a bf16 KV cache, and its 4-bit drafts attend in it (`anymal chat
+    --dtype bfloat16` failed at its first drafted token); the drafted greedy tokens stay the exact ones."""
+    model = _as_q4_1(_tiny("llama")).to(torch.bfloat16)
+    embeds, mask, _ = _padded_prompts(model, (5,))
+    fast = FastLM(model, speculate=6)
+    assert fast.new_cache(1, 8).keys.dtype == torch.bfloat16
+    batch = DecodeBatch(fast)
+    batch.join(embeds.to(torch.bfloat16), mask, [GenerationSettings(max_new_tokens=24)])
+    drafted = [t.tolist() for t in decode_tokens(batch, 24, [-1])]
+    plain = DecodeBatch(FastLM(model))
+    plain.join(embeds.to(torch.bfloat16), mask, [GenerationSettings(max_new_tokens=24)])
+    assert drafted == [t.tolist() for t in decode_tokens(plain, 24, [-1])] and fast.draft is not None
+
+
+@pytest.mark.integration
+def test_bf16_chat_answers_with_every_decoder(capsys):
+    from anymal.cli import main
+
+    for decoder in ("auto", "fast", "fast-q4", "transformers") if native_int4() else ("auto", "fast", "transformers"):
+        assert main(["chat", "--dtype", "bfloat16", "--decoder", decoder, "--max-new-tokens", "6", "Say hi."]) == 0
+        assert capsys.readouterr().out.strip(), decoder

@@ -176,7 +176,7 @@ class _Q4Block:
 
 
 class Q4Step:
-    """One decode step of every row (T = 1) with 4-bit weights, writing into the fp32 `KVCache`."""
+    """One decode step of every row (T = 1) with 4-bit weights, writing into the `KVCache` (in the model's dtype)."""
 
     def __init__(self, fast, model: nn.Module):
         why = q4_unsupported(model)
@@ -210,10 +210,11 @@ class Q4Step:
             turned = torch.addcmul(halves * cos, torch.stack((-halves[:, :, 1], halves[:, :, 0]), 2), sin).view(B, qk)
             key_at[i].copy_(turned[:, H * D:].view(B, KV, D))
             value_at[i].copy_(out[:, qk:qk + kv].view(B, KV, D))
-            scores = turned[:, :H * D].view(B, KV, H // KV, D) @ keys[i]
+            # the cache holds the model's dtype (bf16/fp16 models too): attention runs in it, softmax in fp32
+            scores = turned[:, :H * D].view(B, KV, H // KV, D).to(keys.dtype) @ keys[i]
             if bias is not None:
                 scores = scores + bias
-            heads = torch.softmax(scores, -1) @ values[i]  # [B, KV, H / KV, D]: heads in order
+            heads = torch.softmax(scores, -1, dtype=torch.float32).to(values.dtype) @ values[i]  # [B, KV, H / KV, D]
             x.add_(b.o(heads.view(B, H * D)))
             gate_up = b.gate_up(_rms(x, b.norm2))
             x.add_(b.down(F.silu(gate_up[:, :b.inner]) * gate_up[:, b.inner:]))
