@@ -52,6 +52,8 @@ class LanguageModel(nn.Module):
         self.default_stop = ensure_chat_template(tokenizer)
         self.hidden_size = int(model.get_input_embeddings().embedding_dim)
         self.num_layers = int(model.config.num_hidden_layers)
+        # the positions it was trained on: the server's default cap on answer tokens
+        self.context_window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self.embed_rms = self._embedding_rms()
         self.eos_token_ids = self._eos_ids()
         self.decoder = "auto"

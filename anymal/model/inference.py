@@ -5,7 +5,6 @@ module everything from encoding a conversation's inputs to decoding its answer.
 """
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -14,8 +13,10 @@ import torch
 
 from ..errors import InputError
 from ..llm.kv import TransformersRunner
+from ..modalities import MODALITIES
 from .generation import DecodeBatch, GenerationSettings, TextStream, decode_tokens
 from .messages import Conversation, MediaPart, from_prompt, is_rate_pair
+from .settings import with_options
 
 
 @dataclass
@@ -104,9 +105,11 @@ class Inference:
         batch.join(prompt.embeds, prompt.mask, [settings] * len(prompt.counts), prompt.bind)
         yield from decode_tokens(batch, settings.max_new_tokens, self.llm.eos_token_ids)
 
-    def generate(self, conversations: list[list[dict]], settings: GenerationSettings | None = None) -> list[str]:
-        """Batched generation (left padding); greedy output equals one-by-one generation."""
-        s = settings or GenerationSettings()
+    def generate(self, conversations: list[list[dict]], settings: GenerationSettings | None = None,
+                 **options: Any) -> list[str]:
+        """Batched generation (left padding); greedy output equals one-by-one generation. `options`:
+        generation settings by keyword, in anymal's or transformers' names (`max_new_tokens=`, `do_sample=`)."""
+        s = with_options(settings, options) if options else settings or GenerationSettings()
         prompt = self.prepare(conversations)
         streams = [self.text_stream(s.stop) for _ in conversations]
         for step in self.decode(prompt, s):
@@ -138,14 +141,10 @@ class Inference:
 
         Keyword inputs are modality names (`image=`), each a path/array, an `(input, rate_hz)` pair
         (`imu=("walk.npy", 50.0)`, `audio=(wave, 16000)`) or a list of them; they are placed before
-        the text. Generation options (`max_new_tokens=`, `temperature=`, ...) may be
-        given as keywords too.
+        the text. Generation options (`max_new_tokens=`, `temperature=`, and transformers' names such
+        as `do_sample=`, `top_k=`) may be given as keywords too.
         """
-        s = copy.deepcopy(settings) if settings else GenerationSettings()
-        for k in list(inputs):
-            if hasattr(s, k):
-                setattr(s, k, inputs.pop(k))
-        s.validate()
+        s = with_options(settings, {k: inputs.pop(k) for k in list(inputs) if k not in MODALITIES})
         if isinstance(prompt, list):
             if inputs:
                 raise TypeError("pass modality inputs inside the messages when giving full messages")

@@ -30,11 +30,12 @@ from starlette.requests import ClientDisconnect
 
 from ..errors import AnymalError
 from ..safety.guard import Guard, OutputFilter
+from .access import AccessLog
 from .engine import Engine, Job
 from .events import Delta, Event, Failed, Finish, PromptUsage
 from .protocol import Limits, ServeError, input_error, parse_chat_request
 
-log = logging.getLogger("anymal.serve")
+log = logging.getLogger("anymal.serve")  # errors; one line per request goes to access.py's logger
 PAGE = Path(__file__).with_name("static") / "index.html"
 
 
@@ -56,6 +57,8 @@ class ServeConfig:
 def create_app(model, config: ServeConfig | None = None) -> FastAPI:
     cfg = config or ServeConfig()
     engine = Engine(model, cfg.max_batch, cfg.max_queue)
+    if cfg.limits.max_tokens is None:
+        cfg.limits.max_tokens = model.llm.context_window
     # request parsing (decoding media, fetching URLs) and input checks get their own threads: asyncio's
     # default pool has min(32, cores + 4) of them, which a few slow requests would otherwise fill
     workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="anymal-request")
@@ -69,6 +72,7 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
 
         app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(AccessLog)  # outermost: refused hosts and CORS preflights get their line too
 
     @app.exception_handler(ServeError)
     async def _serve_error(_req, e: ServeError):
@@ -99,11 +103,21 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
     async def health():
         return {"status": "ok", "model": cfg.model_id, "queued": engine.queued, "batches": engine.batches}
 
+    served = {"id": cfg.model_id, "object": "model", "created": 0, "owned_by": "anymal",
+              "modalities": sorted(model.projectors)}
+
     @app.get("/v1/models")
     async def models(request: Request):
         check_key(request)
-        return {"object": "list", "data": [{"id": cfg.model_id, "object": "model", "created": 0,
-                                            "owned_by": "anymal", "modalities": sorted(model.projectors)}]}
+        return {"object": "list", "data": [served]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def one_model(model_id: str, request: Request):  # the SDKs' models.retrieve(id)
+        check_key(request)
+        if model_id != cfg.model_id:
+            raise ServeError(404, f"model {model_id!r} not found; this server serves {cfg.model_id!r}", "model",
+                             "model_not_found")
+        return served
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -122,6 +136,7 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
             req.cleanup()
             raise input_error(e, req.files) from None
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        request.state.access = access = {"id": cid, "n": req.n}
         if flag:  # refused before the model sees it
             req.cleanup()
             events = _refused(req.n, flag.refusal(guard.config.refusal))
@@ -135,13 +150,14 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
             filters = [OutputFilter(guard, image_score, hold) for _ in range(req.n)] if guard else None
             events = _events(job, request, time.monotonic() + cfg.timeout_s, filters, guard)
         if req.stream:
-            return StreamingResponse(_sse(events, req, cid, created, cfg.model_id), media_type="text/event-stream",
+            return StreamingResponse(_sse(events, req, cid, created, cfg.model_id, access), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
             texts, reasons, usage = await _collect(events, req.n)
         finally:
             await events.aclose()
             req.cleanup()
+        access["tokens"] = f"{usage['prompt_tokens']}+{usage['completion_tokens']}"
         return {"id": cid, "object": "chat.completion", "created": created, "model": cfg.model_id,
                 "choices": [{"index": i, "message": {"role": "assistant", "content": texts[i]},
                              "finish_reason": reasons[i], "logprobs": None} for i in range(req.n)],
@@ -318,7 +334,7 @@ def _chunk(cid: str, created: int, model: str, choices: list[dict], usage: dict 
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
-async def _sse(events, req, cid: str, created: int, model: str):
+async def _sse(events, req, cid: str, created: int, model: str, access: dict):
     try:
         yield _chunk(cid, created, model, [{"index": i, "delta": {"role": "assistant", "content": ""},
                                             "finish_reason": None, "logprobs": None} for i in range(req.n)])
@@ -337,8 +353,10 @@ async def _sse(events, req, cid: str, created: int, model: str):
         except ServeError as e:  # headers are sent: the error rides the stream
             yield f"data: {json.dumps(e.body())}\n\n"
             return
+        usage = _usage(prompt, completion)
+        access["tokens"] = f"{usage['prompt_tokens']}+{usage['completion_tokens']}"
         if req.include_usage:
-            yield _chunk(cid, created, model, [], _usage(prompt, completion))
+            yield _chunk(cid, created, model, [], usage)
         yield "data: [DONE]\n\n"
     finally:
         await events.aclose()

@@ -8,7 +8,7 @@ from pathlib import Path
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..devices import device_args
-from ..modalities import IMAGE
+from ..modalities import IMAGE, MODALITIES
 from ..safety import HOLDS
 
 REQUEST_HEAD_SECONDS = 10.0
@@ -64,6 +64,16 @@ def add_parser(sub) -> None:
                         "127.0.0.1, ::1 and --host; any when bound to 0.0.0.0 or :: without this flag)")
     s.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser calls from ORIGIN (repeatable; default: CORS off)")
+    s.add_argument("--max-tokens-limit", type=int, metavar="N",
+                   help="the most answer tokens a request may ask for (default: the LLM's context window)")
+    s.add_argument("--max-n", type=int, default=4, help="the most choices (n) a request may ask for (default 4)")
+    s.add_argument("--max-body-mb", type=float, default=32.0, help="the largest request body in MB (default 32)")
+    s.add_argument("--input-limit", action="append", default=[], metavar="MODALITY=AMOUNT",
+                   help="the most one input may measure, e.g. image=40 (MP), audio=60 (s), video=300 (s), imu=60000 "
+                        "(samples); defaults: " + ", ".join(f"{m.name}={m.size.limit:g} {m.size.unit}"
+                                                          for m in MODALITIES.values() if m.size))
+    s.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="the access log (one line per request on stderr): text or one JSON object a line")
     s.add_argument("--no-safety", action="store_true", help="switch every safety check off")
     s.add_argument("--safety-off", action="append", default=[], choices=["input_text", "output_text", "pair"],
                    help="switch one safety check off (repeatable)")
@@ -89,8 +99,8 @@ def cmd_serve(a) -> int:
 
     from ..errors import ConfigError
     from ..model.anymal import AnyMAL
+    from .access import configure as configure_access_log
     from .app import ServeConfig, create_app
-    from .protocol import Limits
 
     if a.max_batch < 1 or a.max_queue < 0 or a.timeout <= 0 or a.max_connections < 1:
         raise ConfigError("--max-batch >= 1, --max-queue >= 0, --timeout > 0 and --max-connections >= 1 expected")
@@ -110,7 +120,7 @@ def cmd_serve(a) -> int:
                               if Path(a.model).exists() else a.model)  # a Hub id names itself
     cfg = ServeConfig(model_id=model_id, api_key=a.api_key, max_batch=a.max_batch, max_queue=a.max_queue,
                       timeout_s=a.timeout, cors_origins=tuple(a.cors_origin), allowed_hosts=_hosts(a),
-                      limits=Limits(allow_url_hosts=tuple(a.allow_url_host)), safety=guard)
+                      limits=_limits(a), safety=guard)
     if a.host not in ("127.0.0.1", "localhost", "::1") and not a.api_key:
         print(f"anymal: warning: serving on {a.host} without an API key", file=sys.stderr)
     checks = "off" if guard is None else ", ".join(k for k in ("input_text", "input_image", "output_text", "pair")
@@ -118,9 +128,32 @@ def cmd_serve(a) -> int:
     print(f"serving {model_id!r} ({', '.join(sorted(model.projectors))}) on http://{a.host}:{a.port}/v1; "
           f"safety checks: {checks}", file=sys.stderr)
     _raise_open_files(a.max_connections)
-    uvicorn.run(create_app(model, cfg), host=a.host, port=a.port, log_level="warning", http=TimedH11,
+    configure_access_log(a.log_format)
+    uvicorn.run(create_app(model, cfg), host=a.host, port=a.port, log_level="warning", http=TimedH11, access_log=False,
                 timeout_keep_alive=5, limit_concurrency=a.max_connections)
     return 0
+
+
+def _limits(a):
+    """Limits from the command line; answer tokens default to the LLM's context window."""
+    from ..errors import ConfigError
+    from .protocol import Limits
+
+    sizes = dict(Limits().sizes)
+    for item in a.input_limit:
+        name, _, amount = item.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = -1.0
+        if name not in sizes or value <= 0:
+            raise ConfigError(f"--input-limit {item!r}: expected MODALITY=AMOUNT > 0, MODALITY one of {', '.join(sizes)}")
+        sizes[name] = value
+    limit = a.max_tokens_limit  # None: the LLM's context window (create_app)
+    if (limit is not None and limit < 1) or a.max_n < 1 or a.max_body_mb <= 0:
+        raise ConfigError("--max-tokens-limit >= 1, --max-n >= 1 and --max-body-mb > 0 expected")
+    return Limits(allow_url_hosts=tuple(a.allow_url_host), max_tokens=limit, max_n=a.max_n, sizes=sizes,
+                  max_body_bytes=int(a.max_body_mb * 2**20))
 
 
 def _raise_open_files(connections: int) -> None:

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AnymalError, InputError, TooLargeError
-from ..model.settings import GenerationSettings
+from ..model.settings import GREEDY_BELOW, GenerationSettings
 from ..modalities import MODALITIES, Modality
 from ..registry import import_target
 from ..model.messages import check_text
+from .shapes import common_shapes
 
 
 class ServeError(Exception):
@@ -49,7 +50,7 @@ class Limits:
     # the most one input may measure, in its record's unit (image MP, audio/video s, IMU samples)
     sizes: dict[str, float] = field(default_factory=lambda: {m.name: m.size.limit for m in MODALITIES.values()
                                                              if m.size})
-    max_tokens: int = 512
+    max_tokens: int | None = None  # answer tokens a request may ask for (None: the LLM's context window)
     max_n: int = 4
     max_parts: int = 16
     allow_url_hosts: tuple[str, ...] = ()  # http(s) image URLs: off unless hosts are listed
@@ -232,6 +233,7 @@ def input_error(e: AnymalError, files: list[Path], param: str | None = None) -> 
 def _part(part, modalities: set[str], limits: Limits, req: ChatRequest, param: str) -> dict:
     if not isinstance(part, dict) or not isinstance(part.get("type"), str):
         raise ServeError(400, "expected a content part object with a 'type'", param)
+    part = common_shapes(part, param)
     kind = part["type"]
     if kind == "text":
         if not isinstance(part.get("text"), str):
@@ -301,7 +303,7 @@ def _number(body: dict, key: str, lo: float, hi: float, default, integer: bool =
 
 # the request parameters parse_chat_request reads
 READ = {"messages", "model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
-        "top_p", "n", "stop", "seed", "repetition_penalty"}
+        "top_p", "top_k", "min_p", "n", "stop", "seed", "repetition_penalty"}
 IGNORED = {"user", "store", "metadata", "service_tier", "parallel_tool_calls"}  # bookkeeping, no effect on an answer
 # OpenAI parameters anymal does not implement: accepted only with the value that asks for nothing
 UNSUPPORTED = {"tools": [], "tool_choice": "none", "functions": [], "function_call": "none", "logprobs": False,
@@ -323,6 +325,16 @@ def _check_parameters(body: dict) -> None:
                                   "tools, structured output, log-probabilities or penalties); leave it out", key)
 
 
+def _temperature(body: dict, n: int) -> float:
+    """Greedy by default, as every front end (not OpenAI's 1.0); but `n` > 1 choices are sampled at 1.0
+    unless a temperature is given, and asking for several greedy ones is refused (they would be the same)."""
+    t = _number(body, "temperature", 0, 2, 1.0 if n > 1 else GenerationSettings().temperature)
+    if n > 1 and t < GREEDY_BELOW:
+        raise ServeError(400, f"n={n} with temperature {t}: greedy decoding gives one answer; ask for n=1, or sample "
+                              "(temperature > 0, the default when n > 1)", "n")
+    return t
+
+
 def parse_chat_request(body, modalities: set[str], limits: Limits) -> ChatRequest:
     if not isinstance(body, dict):
         raise ServeError(400, "the request body must be a JSON object")
@@ -335,17 +347,20 @@ def parse_chat_request(body, modalities: set[str], limits: Limits) -> ChatReques
     if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(x, str) and x for x in stop):
         raise ServeError(400, "stop: expected a string or up to 4 non-empty strings", "stop")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, limits.max_tokens, 256, integer=True)
+    cap = limits.max_tokens or 2048  # a server's app sets the LLM's context window; 2048 before one does
+    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, cap, 256, integer=True)
     seed = _number(body, "seed", -2**63, 2**63 - 1, None, integer=True)
-    d = GenerationSettings()  # the defaults every front end shares (greedy), not OpenAI's temperature 1
-    settings = GenerationSettings(max_new_tokens=max_tokens, temperature=_number(body, "temperature", 0, 2, d.temperature),
-                                  top_p=_number(body, "top_p", 1e-9, 1, d.top_p),
-                                  repetition_penalty=_number(body, "repetition_penalty", 0.5, 2, d.repetition_penalty),
+    n = _number(body, "n", 1, limits.max_n, 1, integer=True)
+    settings = GenerationSettings(max_new_tokens=max_tokens, temperature=_temperature(body, n),
+                                  top_p=_number(body, "top_p", 1e-9, 1, 1.0),
+                                  top_k=max(_number(body, "top_k", -1, 10**6, 0, integer=True), 0),  # vLLM: -1 = off
+                                  min_p=_number(body, "min_p", 0, 0.999, 0.0),
+                                  repetition_penalty=_number(body, "repetition_penalty", 0.5, 2, 1.0),
                                   stop=stop, seed=seed)
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise ServeError(400, "stream_options: expected an object like {\"include_usage\": true}", "stream_options")
-    req = ChatRequest([], settings, n=_number(body, "n", 1, limits.max_n, 1, integer=True),
+    req = ChatRequest([], settings, n=n,
                       stream=_flag(body, "stream"), include_usage=_flag(options, "include_usage", "stream_options."),
                       model=body.get("model"))
     if len(msgs) > limits.max_text_parts:
