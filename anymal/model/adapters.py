@@ -14,6 +14,7 @@ from ..config import to_dict
 from ..errors import CheckpointError
 from ..llm import LOCAL_LLM, save_llm_dir
 from ..llm.lora import LORA_MARK, has_lora
+from .card import write_travel_files
 from .checkpoint import check_facts, read_manifest, read_weights, write_checkpoint
 
 
@@ -139,7 +140,19 @@ class AdapterWeights:
         manifest = {"anymal_version": __version__, "stage": stage, "lineage": self.lineage,
                     "config": config, **facts, **(extra or {})}
         out = write_checkpoint(path, manifest, self.adapter_state() if state is None else state)
+        write_travel_files(out, manifest, self.llm.model)
         if self.visual_cache is not None:
             self.visual_cache.save(out)
         return out
+
+    def push_to_hub(self, repo_id: str, private: bool = False, revision: str | None = None,
+                    message: str | None = None) -> str:
+        """Save this model (weights, manifest, model card) and upload it to Hub repo `repo_id`; the commit URL."""
+        import tempfile
+
+        from .hub import push_checkpoint
+
+        with tempfile.TemporaryDirectory() as d:
+            self.save_pretrained(d)
+            return push_checkpoint(d, repo_id, private=private, revision=revision, message=message)
 

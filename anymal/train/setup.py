@@ -14,6 +14,7 @@ from ..data.sources import HELD_OUT, TRAIN, as_source, check_source, read_source
 from ..errors import ConfigError, DataError
 from ..llm import attention
 from ..llm.backbone import native_bf16
+from ..llm.linears import base_model
 from ..llm.lora import lora_parameters
 from ..llm.quantize import quantize_llm
 from ..model.anymal import AnyMAL
@@ -39,6 +40,9 @@ def check_plan(cfg: TrainConfig, log) -> Stage:
         raise ConfigError(f"stage {cfg.stage!r} trains bind heads, but no modality has `projector: bind`")
     if cfg.bind_text_noise is not None and cfg.stage != "bind-inject":
         raise ConfigError(f"bind_text_noise (text-only bind training) applies to stage bind-inject, not {cfg.stage!r}")
+    if cfg.gradient_checkpointing and not (st.needs_lora or st.saves_llm):
+        raise ConfigError(f"gradient_checkpointing applies where LLM weights train (LoRA or full stages), not stage "
+                          f"{cfg.stage!r}, whose frozen LLM keeps no weight gradients")
     if cfg.data.feature_cache and any(c.startswith("encoders") for c in cfg.train):
         raise ConfigError("train: an encoder cannot learn while its features come from the feature cache; "
                           "set data.feature_cache: false")
@@ -102,8 +106,21 @@ def build_model(cfg: TrainConfig, d: dist.Dist, log) -> AnyMAL:
     model.to(d.device)
     model.llm.model.set_attn_implementation(train_attention(cfg, model))
     apply_stage(model, cfg.stage, cfg.freeze, cfg.train)
+    if cfg.gradient_checkpointing:
+        enable_checkpointing(model.llm.model)
     model.bind_text_noise = cfg.bind_text_noise
     return model
+
+
+def enable_checkpointing(llm: torch.nn.Module) -> None:
+    """transformers' gradient checkpointing on the causal LM (inside a peft wrapper too), non-reentrant:
+    the inputs are embeddings with projector gradients, not token ids."""
+    base = base_model(llm)
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.2's name for it
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    base.config.use_cache = False
 
 
 def resolve_train_dtype(choice: str | None, device: torch.device, log) -> str | None:
