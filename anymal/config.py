@@ -172,6 +172,8 @@ class TrainConfig:
     # on CPU: glibc keeps freed memory for the next step instead of returning it to the OS and
     # faulting it back in (anymal/train/host.py)
     keep_freed_memory: bool = True
+    # where metrics go besides metrics.jsonl and curves.png (anymal/train/trackers.py; W&B and MLflow offline)
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=lambda: ["tensorboard"])
     # recompute each LLM layer's activations in the backward pass instead of keeping them (transformers'
     # gradient checkpointing): less memory for the 7B recipes, ~30% more compute; stages that train LLM
     # weights (LoRA, full), where the LLM runs in train mode

@@ -123,3 +123,47 @@ def test_gradient_checkpointing_is_refused_where_no_llm_weight_trains(tiny_llm_d
                                                      "gradient_checkpointing": True, "data": {"train": "x.jsonl"}}))
     with pytest.raises(ConfigError, match="gradient_checkpointing applies where LLM weights train"):
         check_plan(load_train_config(tmp_path / "r.yaml"), print)
+
+
+def test_report_to_wandb_and_mlflow_offline(tmp_path, images, tiny_llm_dir, monkeypatch):
+    """Recorded calls (neither package is installed here): each tracker gets every logged row at its step,
+    offline by default, and is closed; a tracker whose package is missing fails before the model loads."""
+    import sys
+    import types
+
+    import yaml
+
+    from anymal.config import load_train_config
+    from anymal.errors import ConfigError
+    from anymal.train.loop import train
+
+    calls = []
+    run = types.SimpleNamespace(log=lambda m, step: calls.append(("wandb.log", step, sorted(m))),
+                                finish=lambda: calls.append(("wandb.finish",)))
+    wandb = types.SimpleNamespace(init=lambda **kw: calls.append(("wandb.init", kw["mode"], kw["dir"])) or run)
+    mlflow = types.SimpleNamespace(
+        set_tracking_uri=lambda uri: calls.append(("mlflow.uri", uri)),
+        start_run=lambda run_name: calls.append(("mlflow.start", run_name)),
+        log_params=lambda p: calls.append(("mlflow.params", p["optim.max_steps"])),
+        log_metrics=lambda m, step: calls.append(("mlflow.log", step, sorted(m))),
+        end_run=lambda: calls.append(("mlflow.end",)))
+    rec = {"image": str(images[0]), "conversations": [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "Red."}]}
+    (tmp_path / "t.jsonl").write_text(json.dumps(rec) + "\n")
+    recipe = {"model": {"llm": {"id": str(tiny_llm_dir)}, "modalities": {"image": {"encoder": "tiny-cnn", "num_tokens": 4}}},
+              "data": {"train": str(tmp_path / "t.jsonl")}, "optim": {"max_steps": 4, "batch_size": 1, "warmup_steps": 1},
+              "output_dir": str(tmp_path / "run"), "log_every": 2, "report_to": ["tensorboard", "wandb", "mlflow"]}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed: refused up front
+    with pytest.raises(ConfigError, match="report_to: wandb needs the wandb package"):
+        train(load_train_config(tmp_path / "r.yaml"), progress=False, log=lambda *_: None)
+    monkeypatch.setitem(sys.modules, "wandb", wandb)
+    monkeypatch.setitem(sys.modules, "mlflow", mlflow)
+    monkeypatch.setattr("anymal.train.trackers.importlib.util.find_spec", lambda name: object())
+    monkeypatch.setenv("ANYMAL_CACHE", str(tmp_path / "cache"))
+    train(load_train_config(tmp_path / "r.yaml"), progress=False, log=lambda *_: None, overwrite=True)
+    assert ("wandb.init", "offline", str(tmp_path / "run")) in calls and calls.count(("wandb.finish",)) == 1
+    assert ("mlflow.uri", (tmp_path / "run" / "mlruns").resolve().as_uri()) in calls and ("mlflow.params", "4") in calls
+    logged = [c for c in calls if c[0] == "wandb.log"]
+    assert [c[1] for c in logged] == [c[1] for c in calls if c[0] == "mlflow.log"] and 2 in [c[1] for c in logged]
+    assert "loss" in logged[0][2] and calls[-1] in (("mlflow.end",), ("wandb.finish",))
+    assert any((tmp_path / "run" / "tensorboard").iterdir())

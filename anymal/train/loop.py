@@ -210,7 +210,8 @@ class Trainer(StepLoop):
         cfg, o, st, resume = self.cfg, self.cfg.optim, self.state, self.resuming
         if resume:
             self.resume()
-        runlog = RunLog(self.out, self.d.main, self.start if resume else None, plot_every=cfg.plot_every)
+        runlog = RunLog(self.out, self.d.main, self.start if resume else None, plot_every=cfg.plot_every,
+                        report_to=tuple(cfg.report_to), config=to_dict(cfg))
         if not resume and self.val_items:
             runlog.write({"step": 0, **self.validate()})
             st.initial_val = st.val_loss

@@ -14,9 +14,11 @@ from pathlib import Path
 
 from ..errors import TrainingError
 from .plots import plot_curves
+from .trackers import open_trackers
 
 # what a training run writes into its directory (config.yaml and plan.txt are rewritten by every start)
-RUN_FILES = ("metrics.jsonl", "tensorboard", "checkpoint", "resume.pt", "curves.png", "plan.txt", "config.yaml")
+RUN_FILES = ("metrics.jsonl", "tensorboard", "wandb", "mlruns", "checkpoint", "resume.pt", "curves.png", "plan.txt",
+             "config.yaml")
 EVIDENCE = ("metrics.jsonl", "checkpoint", "resume.pt")  # a run happened here
 LOCK_FILE = ".lock"  # held by the run writing here
 # what `anymal pretrain` writes (contrastive encoders: train/contrastive.py, pretrain_encoders.py; the
@@ -71,11 +73,13 @@ def _lock(run_dir: Path):
 
 
 class RunLog:
+    """metrics.jsonl, the curves, and the trackers of `report_to` (trackers.py)."""
+
     def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None = None, curves: str = "curves.png",
-                 plot_every: int = 50):
+                 plot_every: int = 50, report_to: tuple[str, ...] = ("tensorboard",), config: dict | None = None):
         self.file, self.curves, self.plot_every = run_dir / "metrics.jsonl", run_dir / curves, plot_every
         self.enabled = enabled
-        self.tb = None
+        self.trackers = []
         if not enabled:
             return
         if resume_step is not None and self.file.is_file():
@@ -84,18 +88,16 @@ class RunLog:
             self.file.write_text("".join(l + "\n" for l in kept))
         elif self.file.exists():
             self.file.unlink()
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+        self.trackers = open_trackers(list(report_to), run_dir, config or {}, resume_step)
 
     def write(self, row: dict) -> None:
         if not self.enabled:
             return
         with self.file.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        for k, v in row.items():
-            if k != "step" and isinstance(v, (int, float)):
-                self.tb.add_scalar(k, v, row["step"])
+        metrics = {k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}
+        for tracker in self.trackers:
+            tracker.log(metrics, row["step"])
 
     def plot(self, step: int) -> None:
         """Redraw the curves every `plot_every` steps."""
@@ -104,5 +106,6 @@ class RunLog:
 
     def close(self) -> None:
         if self.enabled:
-            self.tb.close()
+            for tracker in self.trackers:
+                tracker.close()
             plot_curves(self.file, self.curves)

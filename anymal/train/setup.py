@@ -22,6 +22,7 @@ from ..model.prefix import SharedPrefix, find_shared_prefix
 from . import distributed as dist
 from .sampling import random_padding
 from .stages import Stage, apply_stage, get_stage
+from .trackers import check_trackers
 
 
 def check_plan(cfg: TrainConfig, log) -> Stage:
@@ -46,6 +47,7 @@ def check_plan(cfg: TrainConfig, log) -> Stage:
     if cfg.data.feature_cache and any(c.startswith("encoders") for c in cfg.train):
         raise ConfigError("train: an encoder cannot learn while its features come from the feature cache; "
                           "set data.feature_cache: false")
+    check_trackers(cfg.report_to)
     _check_manifests(cfg)
     return st
 
