@@ -23,7 +23,7 @@ from .registry import PROJECTORS, STAGES
 @dataclass
 class LLMConfig:
     id: str = "smollm2-135m-instruct"  # registry name, Hugging Face id or local directory
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     max_length: int = 1024  # longest sample (text + modality tokens) accepted
 
 

@@ -10,7 +10,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-DTYPES = ("float32", "bfloat16")  # the frozen LLM's weights; encoders and projectors stay float32
+DTYPES = ("float32", "bfloat16", "float16")  # the frozen LLM's weights; encoders and projectors stay float32
 # how answers are decoded (anymal/llm/fast.py): auto = fast where it covers the LLM, else transformers
 DECODERS = ("auto", "fast", "fast-q4", "transformers")
 

@@ -332,9 +332,18 @@ def test_drafts_run_on_a_bf16_models_cache():
 
 
 @pytest.mark.integration
-def test_bf16_chat_answers_with_every_decoder(capsys):
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_every_decoder_answers_in_every_dtype(dtype, capsys):
+    """The decoder x dtype matrix on the shipped LLM (CPU; float32 is every other test's): each answers, greedy
+    (auto is the exact fast decoder with 4-bit drafts); `anymal chat --dtype bfloat16`, the README's command."""
+    from anymal import AnyMAL
     from anymal.cli import main
 
-    for decoder in ("auto", "fast", "fast-q4", "transformers") if native_int4() else ("auto", "fast", "transformers"):
-        assert main(["chat", "--dtype", "bfloat16", "--decoder", decoder, "--max-new-tokens", "6", "Say hi."]) == 0
-        assert capsys.readouterr().out.strip(), decoder
+    model = AnyMAL.from_pretrained(dtype=dtype)
+    assert model.llm.dtype == getattr(torch, dtype)
+    for decoder in ("auto", "fast-q4", "transformers") if native_int4() else ("auto", "transformers"):
+        model.llm.decoder = decoder
+        answer = model.chat("Say hi.", max_new_tokens=3)
+        assert answer.strip(), (dtype, decoder)
+    if dtype == "bfloat16":
+        assert main(["chat", "--dtype", dtype, "--max-new-tokens", "6", "Say hi."]) == 0 and capsys.readouterr().out.strip()

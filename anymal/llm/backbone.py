@@ -28,7 +28,7 @@ from .lite import LiteCausalLM, lite_config
 from .tokenizer import PLAIN_CLASSES, lite_tokenizer
 from .templates import ensure_chat_template
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def native_bf16(device: torch.device) -> bool:
