@@ -294,13 +294,18 @@ def test_web_page_in_headless_chromium_previews_streams_sends_each_file_once_and
         key = WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "key").is_displayed()
                                               and d.find_element(By.ID, "key"))  # the test server wants a key
         key.send_keys(KEY)
-        # record what the page sends; short answers keep three turns inside the tiny LLM's 256 tokens
+        # record what the page sends; short answers (the settings' max tokens) keep three turns inside the
+        # tiny LLM's 256 tokens
         driver.execute_script("window.sent = []; const f = window.fetch; window.fetch = (u, o) => {"
-                              " if (o && o.body) { const b = {...JSON.parse(o.body), max_tokens: 8};"
-                              " window.sent.push(b); o = {...o, body: JSON.stringify(b)}; } return f(u, o); };")
+                              " if (o && o.body) window.sent.push(JSON.parse(o.body)); return f(u, o); };")
+        driver.find_element(By.CSS_SELECTOR, "#settings summary").click()
+        tokens = driver.find_element(By.ID, "max-tokens")
+        tokens.clear()
+        tokens.send_keys("8")
         reply = ask([images[3]], "What is this?", 1)
         want = every_modality.generate([_ours(images[3])], GenerationSettings(max_new_tokens=8))[0]
-        assert reply.get_property("textContent") == want and want
+        assert reply.get_attribute("data-raw") == want and want  # shown rendered as Markdown
+        assert driver.execute_script("return window.sent")[0]["max_tokens"] == 8
         assert driver.find_elements(By.CSS_SELECTOR, "#log .user .chip img")  # the picture, not "[image_url]"
         assert driver.save_screenshot(str(out / "web-demo.png"))
 
@@ -319,9 +324,18 @@ def test_web_page_in_headless_chromium_previews_streams_sends_each_file_once_and
         ask([images[0]], "What is this?", 1)
         assert [m["role"] for m in driver.execute_script("return window.sent")[2]["messages"]] == ["user"]
 
-        driver.refresh()  # the key is kept for the tab: no need to type it again
+        driver.refresh()  # the key is kept for the tab, the conversation and the settings for the browser
         WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "key").get_property("value") == KEY)
-        ask([images[1]], "What is this?", 1)
+        assert driver.find_element(By.ID, "reply-1").get_attribute("data-raw") is not None
+        assert driver.find_element(By.ID, "max-tokens").get_property("value") == "8"
+        driver.execute_script("window.sent = []; const f = window.fetch; window.fetch = (u, o) => {"
+                              " if (o && o.body) window.sent.push(JSON.parse(o.body)); return f(u, o); };")
+        driver.find_element(By.CSS_SELECTOR, "#settings summary").click()
+        driver.find_element(By.ID, "system").send_keys("Be brief.")
+        ask([images[1]], "What is this?", 2)
+        sent = driver.execute_script("return window.sent")[-1]
+        assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
+        assert sent["messages"][0]["content"] == "Be brief." and sent["temperature"] == 0
     finally:
         driver.quit()
         server.__exit__()
@@ -446,3 +460,51 @@ def test_an_imagebind_model_serves_with_its_injection(tiny_llm_dir, images):
             model.bind.gates.zero_()
         plain = s.client().chat.completions.create(model="tiny", messages=_ask(images[0]), temperature=0, max_tokens=8)
     assert plain.choices[0].message.content != want
+
+
+def test_web_page_stop_button_and_markdown(tiny_model):
+    """Stop ends the answer being streamed and keeps what came; replies render as Markdown, escaped first."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        with Server(tiny_model) as server:
+            driver.get(server.url + "/")
+            WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "key").is_displayed()).__bool__()
+            driver.find_element(By.ID, "key").send_keys(KEY)
+            html = driver.execute_script("return renderMarkdown(arguments[0])",
+                                         "**Bold** and `code` <script>x</script>\n- one\n- two\n```\na < b\n```")
+            assert html == ("<p><strong>Bold</strong> and <code>code</code> &lt;script&gt;x&lt;/script&gt;</p>"
+                            "<ul><li>one</li><li>two</li></ul><pre><code>a &lt; b\n</code></pre>")
+            # an answer that never ends by itself: one chunk, then the stream waits (until Stop aborts it)
+            driver.execute_script("""
+              const f = window.fetch;
+              window.fetch = (u, o) => {
+                if (!o || !o.body) return f(u, o);
+                const chunk = 'data: ' + JSON.stringify({choices: [{index: 0, delta: {content: "Hel"}}]}) + '\\n\\n';
+                const body = new ReadableStream({start(c) {
+                  c.enqueue(new TextEncoder().encode(chunk));
+                  o.signal.addEventListener("abort", () => c.error(new DOMException("aborted", "AbortError")));
+                }});
+                return Promise.resolve(new Response(body, {status: 200}));
+              };""")
+            driver.find_element(By.ID, "prompt").send_keys("Tell me a long story.")
+            driver.find_element(By.ID, "send").click()
+            WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "reply-1").get_attribute("data-raw") == "Hel")
+            assert driver.find_element(By.ID, "stop").is_displayed() and not driver.find_element(By.ID, "send").is_displayed()
+            driver.find_element(By.ID, "stop").click()
+            reply = WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "reply-1").get_attribute("data-done")
+                                                    and d.find_element(By.ID, "reply-1"))
+            assert reply.get_attribute("data-stopped") == "1" and reply.text == "Hel"
+            assert driver.find_element(By.ID, "send").is_displayed()
+            kept = driver.execute_script("return JSON.parse(localStorage.getItem('anymal-chat'))")
+            assert kept == [{"role": "user", "content": "Tell me a long story."}, {"role": "assistant", "content": "Hel"}]
+    finally:
+        driver.quit()
