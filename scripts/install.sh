@@ -24,6 +24,8 @@ APT_PACKAGES=(
   tmux                      # the REPL's terminal test (line editing, history, completion)
   fortunes python3-doc debian-faq  # benign text of many kinds for the text safety corpus (anymal safety data)
 )
+# the official openai npm SDK's test (tests/js/) runs on Node.js
+command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 # METEOR (pycocoevalcap's bundled jar) runs on Java
 command -v java >/dev/null 2>&1 || APT_PACKAGES+=(default-jre-headless)
 if ! python3 -c 'import sys, venv; assert sys.version_info >= (3, 11)' 2>/dev/null; then
@@ -65,4 +67,6 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # its declared deps pull the GUI OpenCV build, which the headless one already installed replaces
 "${PIP[@]}" --no-deps nudenet==3.4.2
 "${PIP[@]}" -e ".[test]"
+# the openai npm SDK for tests/js/openai_sdk.cjs, pinned, beside the virtual environment
+[ -d .venv/node/node_modules/openai ] || npm install --silent --no-audit --no-fund --prefix .venv/node openai@7.60.0
 .venv/bin/python -c "import torch, anymal; print('anymal', anymal.__version__, 'with torch', torch.__version__)"

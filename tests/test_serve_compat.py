@@ -115,3 +115,27 @@ def test_hugging_face_generation_kwargs(tiny_model):
     assert len(tiny_model.generate([[{"role": "user", "content": "Hi"}]], max_new_tokens=2, do_sample=False)) == 1
     with pytest.raises(InputError, match="unknown generation option 'colour'"):
         tiny_model.chat("Hi", colour="red")
+
+
+@pytest.mark.integration
+def test_the_official_sdks_standard_requests(default_model):
+    """The Python and npm openai SDKs (npm's installed by scripts/install.sh) against the shipped model:
+    models.retrieve, and LangChain's max_tokens=2048 with and without streaming."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    with Server(default_model) as s:
+        client = s.client()
+        assert client.models.retrieve("tiny").id == "tiny"
+        reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Say hi."}],
+                                               max_tokens=2048, temperature=0)
+        assert reply.choices[0].message.content and reply.choices[0].finish_reason == "stop"
+        out = subprocess.run(["node", str(root / "tests" / "js" / "openai_sdk.cjs"), s.url, "sk-test", "tiny"],
+                             capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "NODE_PATH": str(root / ".venv" / "node" / "node_modules")})
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["id"] == "tiny" and got["answer"] == got["streamed"] == reply.choices[0].message.content
+    assert got["finish"] == "stop"
