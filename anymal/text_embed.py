@@ -48,17 +48,21 @@ class MiniLM:
 
     @torch.no_grad()
     def embed(self, texts: list[str]) -> torch.Tensor:
+        """Batches of similar lengths (texts sorted by length, results put back in order): a batch pads to
+        its longest text, and a corpus of mostly short lines with a few long ones padded every batch."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a list of strings")
-        out = []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.zeros(len(texts), DIM)
         for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(list(texts[i:i + self.batch_size]), padding=True, truncation=True,
+            rows = order[i:i + self.batch_size]
+            enc = self.tokenizer([texts[j] for j in rows], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt")
             hidden = self.model(**enc).last_hidden_state  # [B, T, 384]
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(F.normalize(mean, p=2, dim=1))
-        return torch.cat(out) if out else torch.zeros(0, DIM)
+            out[rows] = F.normalize(mean, p=2, dim=1)
+        return out
 
 
 @lru_cache(maxsize=1)

@@ -205,7 +205,7 @@ def _stream(guard, deltas, hold=None):
         for ev in [PromptUsage({"text": 7}), *(Delta(0, d, tokens := tokens + 6) for d in deltas), Finish(0, "stop", 99)]:
             job.events.put_nowait(ev)
         events = _events(job, _Req(), 1e12, [OutputFilter(guard, hold=hold)], guard)
-        return job, [c async for c in _sse(events, job.request, "id", 0, "m")]
+        return job, [c async for c in _sse(events, job.request, "id", 0, "m", {})]
 
     job, chunks = asyncio.run(run())
     assert chunks[-1] == "data: [DONE]\n\n"
