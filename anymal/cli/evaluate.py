@@ -71,7 +71,7 @@ def cmd_eval(a) -> int:
         print(f"wrote {out}/: results.json, results.md, retrieval.png", file=sys.stderr)
         return 0
     t = get_task(a.task)  # an unknown task, or a benchmark without its files, fails before the model loads
-    if t.reader and not (a.data and Path(a.data).exists()):
+    if t.reader and not t.manifest and not (a.data and Path(a.data).exists()):
         raise AnymalError(f"task {t.name} reads the benchmark's own files: " +
                           (f"{a.data} does not exist" if a.data else "--data is needed; " + t.build))
     model = _eval_model(a)

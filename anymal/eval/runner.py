@@ -115,7 +115,7 @@ def evaluate(model, task: str | Task = "image-caption", manifest: str | Path | N
     benchmark (`Task.reader`) reads `manifest` (its main file) with `benchmark`'s annotations/split.
     Nothing to score is a DataError with every skip's reason."""
     t = get_task(task) if isinstance(task, str) else task
-    if t.reader and manifest is None:
+    if t.reader and manifest is None and not t.manifest:
         raise DataError(f"task {t.name} reads the benchmark's own files: {t.build}")
     hub = str(manifest or "").startswith("hf://")  # a Hub dataset, from the local cache
     manifest = str(manifest) if hub else Path(manifest or t.manifest)
