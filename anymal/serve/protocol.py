@@ -26,19 +26,8 @@ from ..model.settings import GREEDY_BELOW, GenerationSettings
 from ..modalities import MODALITIES, Modality
 from ..registry import import_target
 from ..model.messages import check_text
+from .errors import ServeError
 from .shapes import common_shapes
-
-
-class ServeError(Exception):
-    """An error for the client, in OpenAI's format."""
-
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 type: str = "invalid_request_error"):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
-
-    def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from ..modalities import AUDIO, VIDEO
+from .errors import ServeError
 
 # vLLM's media parts -> the modality whose part reads the same data: {"type": "video_url", "video_url": {"url": ...}}
 URL_PARTS = {"video_url": VIDEO.part, "audio_url": AUDIO.part}
@@ -26,8 +27,6 @@ def common_shapes(part: dict, param: str) -> dict:
     url = body.get("url") if isinstance(body, dict) else body
     m = re.match(r"data:[a-z]+/([\w.+-]+);base64,", url, re.I) if isinstance(url, str) else None
     if not m:
-        from .protocol import ServeError  # here: protocol.py imports this module
-
         raise ServeError(400, f"a {kind} part takes a base64 data: URL (data:video/mp4;base64,...)", param + f".{kind}.url")
     target = URL_PARTS[kind]
     return {"type": target, target: {"format": MIME_FORMATS.get(m.group(1).lower(), m.group(1).lower()),
