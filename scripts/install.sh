@@ -66,6 +66,9 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 # Silero VAD (MIT): voice activity, a perception part of the audio modality (encoders/voice.py); its ONNX
 # model runs on onnxruntime, and its helpers on the torch above (its declared deps would add torchaudio)
 "${PIP[@]}" --no-deps silero-vad==6.2.3
+# RapidOCR (Apache-2.0): PP-OCRv4 ONNX models that read text in pictures (encoders/reading.py); its declared
+# deps pull the GUI OpenCV build, which the headless one replaces (pyclipper and shapely are in pyproject)
+"${PIP[@]}" --no-deps rapidocr-onnxruntime==1.4.4
 # NudeNet's detector for the optional nudity check (safety/nudity.py reads its ONNX file on onnxruntime);
 # its declared deps pull the GUI OpenCV build, which the headless one already installed replaces
 "${PIP[@]}" --no-deps nudenet==3.4.2

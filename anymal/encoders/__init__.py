@@ -6,7 +6,7 @@ from .base import Encoder
 from .loading import load_encoder
 # registration side effects: every encoder and wrapper module registers itself on import
 from . import (colours, efficientnet, imu, patches, perception, points, sound_kinds, tiles,  # noqa: F401
-               transcript, video, voice, whisper)
+               reading, transcript, video, voice, whisper)
 
 
 @ENCODERS.register_fallback
