@@ -335,17 +335,32 @@ def test_drafts_run_on_a_bf16_models_cache():
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_every_decoder_answers_in_every_dtype(dtype, capsys):
     """The decoder x dtype matrix on the shipped LLM (CPU; float32 is every other test's): each answers, greedy
-    (auto is the exact fast decoder with 4-bit drafts; float16 with it alone, its CPU matmuls are slow);
-    `anymal chat --dtype bfloat16`, the README's command."""
+    (auto is the exact fast decoder with 4-bit drafts); `anymal chat --dtype bfloat16`, the README's command."""
     from anymal import AnyMAL
     from anymal.cli import main
 
     model = AnyMAL.from_pretrained(dtype=dtype)
     assert model.llm.dtype == getattr(torch, dtype)
-    decoders = ("auto", "fast-q4", "transformers") if native_int4() else ("auto", "transformers")
-    for decoder in decoders if dtype == "bfloat16" else decoders[:1]:  # fp16 matmuls are slow on a CPU
+    for decoder in ("auto", "fast", "fast-q4", "transformers") if native_int4() else ("auto", "fast", "transformers"):
         model.llm.decoder = decoder
-        answer = model.chat("Say hi.", max_new_tokens=3)
+        answer = model.chat("Say hi.", max_new_tokens=2)
         assert answer.strip(), (dtype, decoder)
     if dtype == "bfloat16":
         assert main(["chat", "--dtype", dtype, "--max-new-tokens", "6", "Say hi."]) == 0 and capsys.readouterr().out.strip()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_every_decoder_on_a_gpu_answers_or_is_refused_by_name(dtype):
+    """On CUDA the fast decoders and transformers answer in every dtype; fast-q4 (a CPU int4 kernel) is
+    refused with a line that says so."""
+    from anymal import AnyMAL
+
+    model = AnyMAL.from_pretrained(dtype=dtype, device="cuda")
+    for decoder in ("auto", "fast", "transformers"):
+        model.llm.decoder = decoder
+        assert model.chat("Say hi.", max_new_tokens=2).strip(), (dtype, decoder)
+    model.llm.decoder = "fast-q4"
+    with pytest.raises(ConfigError, match="fast-q4 decoding cannot run this LLM"):
+        model.chat("Say hi.", max_new_tokens=2)
