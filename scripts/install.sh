@@ -22,6 +22,7 @@ APT_PACKAGES=(
   gcompris-qt-data          # real captioned photos (GCompris, GPL-3 / per-folder CC licences)
   chromium chromium-driver  # headless browser test of the web chat page (Debian's; nothing downloaded)
   tmux                      # the REPL's terminal test (line editing, history, completion)
+  tesseract-ocr tesseract-ocr-eng  # reading screenshots and pages (encoders/reading.py: tesseract-text; Apache-2.0)
   fortunes python3-doc debian-faq  # benign text of many kinds for the text safety corpus (anymal safety data)
 )
 # the official openai npm SDK's test (tests/js/) runs on Node.js

@@ -52,3 +52,16 @@ def test_a_model_hands_the_llm_the_text_read(tiny_llm_dir, tmp_path):
     texts = [p.texts(rows[None].float()) for p in projector.modules() if hasattr(p, "texts")]
     assert texts and texts[0] == ["STOP"]
     assert isinstance(model.chat("What does the sign say?", image=str(sign), max_new_tokens=2), str)
+
+
+def test_tesseract_reads_a_screenshot_with_its_spaces(tmp_path):
+    tess = ENCODERS.build("tesseract-text", "image")
+    img = Image.new("RGB", (900, 220), "white")
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default(size=36)
+    for k, text in enumerate(["The quick brown fox jumps.", "Total: $42.50 (3 items)"]):
+        draw.text((30, 30 + 80 * k), text, fill="black", font=font)
+    img.save(tmp_path / "screen.png")
+    rows = tess(tess.preprocess(tmp_path / "screen.png")[None])[0]
+    assert _text(tess, rows) == "The quick brown fox jumps.\nTotal: $42.50 (3 items)"
+    assert 0.5 < rows[0, 1] <= 1 and rows[0, 4] < 0.5  # confident; the first line in the top half
+    assert not tess(tess.preprocess(EXAMPLES / "goat.png")[None])[0].any()
