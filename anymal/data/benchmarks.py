@@ -196,25 +196,10 @@ def _cell(row: dict, key: str) -> str:
     return "" if v.lower() == "nan" else v
 
 
-def _tsv_rows(path: Path) -> list[dict]:
-    """A TSV whose fields may be whole base64 pictures: the csv module's field limit raised while it reads
-    (the limit is global: other readers keep theirs)."""
-    default = csv.field_size_limit(1 << 26)
-    try:
-        with path.open(encoding="utf-8", newline="") as fh:
-            return list(csv.DictReader(fh, delimiter="\t"))
-    finally:
-        csv.field_size_limit(default)
-
-
 def mmbench(f: Files) -> tuple[list[Sample], SkipReport]:
     """MMBench's TSV (index, question, hint, A-D, answer, category, base64 image); rows whose `index`
     agree modulo 1,000,000 are one question's circular variants."""
-    rows = _tsv_rows(f.data)
-    missing = [c for c in ("index", "question", "A", "B", "answer", "image") if rows and c not in rows[0]]
-    if missing or not rows:
-        raise DataError(f"{f.data}: expected MMBench's TSV with columns index, question, A, B, ..., answer, image; "
-                        f"missing {', '.join(missing) or 'every row'}")
+    rows = _csv_rows(f.data, ("index", "question", "A", "B", "answer", "image"), delimiter="\t")
 
     def make(row, where):
         options = [_cell(row, c) for c in "ABCDEFGHI" if _cell(row, c)]
@@ -230,7 +215,7 @@ def mmbench(f: Files) -> tuple[list[Sample], SkipReport]:
                          choice_prompt(_cell(row, "question"), options, _cell(row, "hint")), answer,
                          {"letter": answer, "options": options, "category": _cell(row, "category") or "-",
                           "circular": str(int(float(row["index"])) % 1_000_000)})
-    return _collect(((f"{f.data}:{i + 2}", r) for i, r in enumerate(rows)), make)
+    return _collect(((f"{f.data}:{n}", row) for n, row in rows), make)
 
 
 def scienceqa(f: Files) -> tuple[list[Sample], SkipReport]:
@@ -289,12 +274,18 @@ def clotho(f: Files) -> tuple[list[Sample], SkipReport]:
     return _collect(((f"{f.data}:{n}", row) for n, row in rows), make)
 
 
-def _csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict]]:
+def _csv_rows(path: Path, columns: tuple[str, ...], delimiter: str = ",") -> list[tuple[int, dict]]:
+    """(line, row) of a CSV/TSV with the columns it must have; fields may be whole base64 pictures (MMBench),
+    so the csv module's field limit is raised while it reads (the limit is global: other readers keep theirs)."""
     if not path.is_file():
         raise DataError(f"{path}: not found")
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: expected CSV columns {', '.join(columns)}; missing {', '.join(missing)}")
-        return [(n, row) for n, row in enumerate(reader, 2)]
+    default = csv.field_size_limit(1 << 26)
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh, delimiter=delimiter)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path}: expected columns {', '.join(columns)}; missing {', '.join(missing)}")
+            return [(n, row) for n, row in enumerate(reader, 2)]
+    finally:
+        csv.field_size_limit(default)

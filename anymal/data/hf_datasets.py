@@ -46,7 +46,7 @@ def _class_names(features: dict) -> dict[str, list[str]]:
 
 def _media_columns(features: dict, names: list[str], columns: dict[str, str]) -> dict[str, str]:
     """{column: modality}: from the features, else the mapping, else the column's own name ("images")."""
-    out = {c: _kind_of(f) for c, f in features.items() if _kind_of(f)}
+    out = {c: kind for c, kind in ((c, _kind_of(f)) for c, f in features.items()) if kind}
     out.update({col: kind for kind, col in columns.items() if kind in MODALITIES})
     for c in names:
         for m in MODALITIES.values():
@@ -79,12 +79,13 @@ def _pick(row: dict, columns: dict[str, str], role: str, names: tuple[str, ...])
 def row_record(row: dict, features: dict, columns: dict[str, str], root: Path, where: str) -> dict:
     """One dataset row as a jsonl.py record (conversation + media lists)."""
     media: dict[str, list[str]] = {}
-    for col, kind in _media_columns(features, list(row), columns).items():
+    media_columns = _media_columns(features, list(row), columns)
+    for col, kind in media_columns.items():
         if col in row:
             media.setdefault(MODALITIES.get(kind).list_key, []).extend(_cell_paths(row[col], root, where, col))
     media = {k: v for k, v in media.items() if v}
     if any(k in row for k in TEXT_FORMATS) and not set(columns) & TEXT_ROLES:
-        rec = {k: v for k, v in row.items() if k not in _media_columns(features, list(row), columns)}
+        rec = {k: v for k, v in row.items() if k not in media_columns}
         return {**rec, **media}
     kind = next((m.name for m in MODALITIES.values() if m.list_key in media), None)
     tags = "".join(f"<{m.name}>" * len(media.get(m.list_key, [])) for m in MODALITIES.values())
@@ -92,9 +93,10 @@ def row_record(row: dict, features: dict, columns: dict[str, str], root: Path, w
         _pick(row, columns, "answer", ("answer", "answers", "response"))
     if question is None and answer is None:
         answer = _pick(row, columns, "caption", ("caption", "captions", "text", "sentences"))
-        label_col = columns.get("label") or next((c for c in _class_names(features) if c in row), None)
+        classes = _class_names(features)
+        label_col = columns.get("label") or next((c for c in classes if c in row), None)
         if answer is None and label_col is not None:
-            answer = _label(row[label_col], _class_names(features).get(label_col), where, label_col)
+            answer = _label(row[label_col], classes.get(label_col), where, label_col)
         question = PROMPTS["caption" if label_col is None else "label"].format(kind=KIND_WORDS.get(kind, "input"))
     answer = answer[0] if isinstance(answer, list) and answer else answer
     if not isinstance(question, str) or not isinstance(answer, (str, int, float)):

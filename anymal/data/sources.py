@@ -28,7 +28,8 @@ def as_source(source: str | DataSource) -> DataSource:
 def _sniff(path: Path) -> str:
     """A file's format by its first bytes; a folder's by the files in it."""
     if path.is_file():
-        head = path.open("rb").read(8)
+        with path.open("rb") as f:
+            head = f.read(8)
         return "parquet" if head.startswith(PARQUET_MAGIC) else "arrow" if head.startswith(ARROW_MAGIC) else "jsonl"
     names = {p.name for p in path.iterdir()}
     if names & {"dataset_info.json", "dataset_dict.json"}:
@@ -41,13 +42,17 @@ def _sniff(path: Path) -> str:
     raise DataError(f"{path}: cannot tell this folder's format: expected {FORMATS}")
 
 
+def local_path(src: DataSource) -> Path:
+    """Where a source's files are: its path, or a Hub id's snapshot in the local cache (a DataError if absent)."""
+    if src.path.startswith("hf://"):
+        return hf.hub_snapshot(src.path[5:].removeprefix("datasets/"))
+    return Path(src.path)
+
+
 def check_source(source: str | DataSource) -> None:
     """A DataError when the source is not there (before any model loads)."""
-    src = as_source(source)
-    if src.path.startswith("hf://"):
-        hf.hub_snapshot(src.path[5:].removeprefix("datasets/"))
-    elif not Path(src.path).exists():
-        raise DataError(f"{src.path}: manifest not found")
+    if not local_path(as_source(source)).exists():
+        raise DataError(f"{as_source(source).path}: manifest not found")
 
 
 def _rows(path: Path, fmt: str, splits: tuple[str, ...]) -> Iterator[tuple[str, dict, dict]]:
@@ -76,7 +81,7 @@ def read_source(source: str | DataSource, modalities: list[str], media_root: str
     """Samples of one source and the records skipped, by reason (`on_error="fail"`: the first one raises).
     A dataset with splits gives the source's `split`, else the first of `splits` it has."""
     src = as_source(source)
-    path = hf.hub_snapshot(src.path[5:].removeprefix("datasets/")) if src.path.startswith("hf://") else Path(src.path)
+    path = local_path(src)
     if not path.exists():
         raise DataError(f"{path}: manifest not found")
     fmt = src.format if src.format != "auto" else _sniff(path)

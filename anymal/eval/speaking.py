@@ -10,7 +10,7 @@ from ..data.builders import build_command, manifest
 from ..data.jsonl import SkipReport, read_jsonl
 from ..modalities import AUDIO
 from .question_types import said
-from .tasks import Row, Task, _input_paths, register
+from .tasks import Row, Task, input_paths, register
 
 QUESTION = "Is anyone speaking in this recording?"
 
@@ -22,7 +22,7 @@ def read_clips(f: Files) -> tuple[list, SkipReport]:
         got, bad = read_jsonl(path, [AUDIO.name], str(f.media_root) if f.media_root else None, on_error="skip")
         skipped.merge(bad)
         for s in got:
-            clip = _input_paths([s], AUDIO.name)[0]
+            clip = input_paths([s], AUDIO.name)[0]
             if clip in seen:
                 continue
             seen.add(clip)
@@ -44,7 +44,7 @@ def voice_activity(samples: list, refs: list[str], progress: bool) -> dict:
     from ..registry import ENCODERS
 
     vad = ENCODERS.build("silero-vad", AUDIO.name)
-    answers = ["Yes." if vad.speech_seconds(p) > 0 else "No." for p in _input_paths(samples, AUDIO.name)]
+    answers = ["Yes." if vad.speech_seconds(p) > 0 else "No." for p in input_paths(samples, AUDIO.name)]
     rows = [judge(Row(a, "", s.meta), []) for a, s in zip(answers, samples)]
     out = {"correct": sum(r["correct"] for r in rows) / len(rows)}
     for g in sorted({s.meta["group"] for s in samples}):

@@ -158,7 +158,7 @@ def _wer(rows: list[dict]) -> dict:
     return _wer_of([r["prediction"] for r in rows], [r["reference"] for r in rows])
 
 
-def _input_paths(samples: list, kind: str) -> list[str]:
+def input_paths(samples: list, kind: str) -> list[str]:
     """The path of each sample's first `kind` part (a reference system reads the files itself)."""
     return [next(p["path"] for m in s.messages for p in m["content"] if isinstance(p, dict) and p.get("type") == kind)
             for s in samples]
@@ -168,7 +168,7 @@ def _whisper_decoder(samples: list, refs: list[str], progress: bool) -> dict:
     """Whisper tiny.en end to end (its own decoder, CTranslate2, greedy) on the very same clips."""
     from .speech import whisper_transcribe
 
-    preds = whisper_transcribe(_input_paths(samples, AUDIO.name))
+    preds = whisper_transcribe(input_paths(samples, AUDIO.name))
     scores = _wer_of(preds, refs)
     groups = sorted({str(s.meta.get("group")) for s in samples})
     for g in groups if len(groups) > 1 else []:  # next to the model's own rows by group
@@ -333,7 +333,7 @@ def _perception_answers(samples: list, refs: list[str], progress: bool) -> dict:
     from .perception_rule import Perceived
 
     seen = Perceived()
-    looks = [seen.look(p) for p in _input_paths(samples, IMAGE.name)]
+    looks = [seen.look(p) for p in input_paths(samples, IMAGE.name)]
     answers = {"ssd-mobilenet-coco top label": [lk["detector"] for lk in looks],
                "efficientnet-lite3-labels top label": [lk["classifier"] for lk in looks],
                f"fixed rule (detector if >= {seen.sure}, else classifier)": [lk["top"] for lk in looks]}

@@ -28,6 +28,7 @@ from .lite import LiteCausalLM, lite_config
 from .tokenizer import PLAIN_CLASSES, lite_tokenizer
 from .templates import ensure_chat_template
 
+DEFAULT_CONTEXT = 2048  # an LLM whose config names no context window is taken to have this one
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -53,7 +54,7 @@ class LanguageModel(nn.Module):
         self.hidden_size = int(model.get_input_embeddings().embedding_dim)
         self.num_layers = int(model.config.num_hidden_layers)
         # the positions it was trained on: the server's default cap on answer tokens
-        self.context_window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+        self.context_window = int(getattr(model.config, "max_position_embeddings", 0) or DEFAULT_CONTEXT)
         self.embed_rms = self._embedding_rms()
         self.eos_token_ids = self._eos_ids()
         self.decoder = "auto"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AnymalError, InputError, TooLargeError
+from ..llm.backbone import DEFAULT_CONTEXT
 from ..model.settings import GREEDY_BELOW, GenerationSettings
 from ..modalities import MODALITIES, Modality
 from ..registry import import_target
@@ -314,10 +315,10 @@ def _check_parameters(body: dict) -> None:
                                   "tools, structured output, log-probabilities or penalties); leave it out", key)
 
 
-def _temperature(body: dict, n: int) -> float:
+def _temperature(body: dict, n: int, default: float) -> float:
     """Greedy by default, as every front end (not OpenAI's 1.0); but `n` > 1 choices are sampled at 1.0
     unless a temperature is given, and asking for several greedy ones is refused (they would be the same)."""
-    t = _number(body, "temperature", 0, 2, 1.0 if n > 1 else GenerationSettings().temperature)
+    t = _number(body, "temperature", 0, 2, 1.0 if n > 1 else default)
     if n > 1 and t < GREEDY_BELOW:
         raise ServeError(400, f"n={n} with temperature {t}: greedy decoding gives one answer; ask for n=1, or sample "
                               "(temperature > 0, the default when n > 1)", "n")
@@ -336,15 +337,16 @@ def parse_chat_request(body, modalities: set[str], limits: Limits) -> ChatReques
     if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(x, str) and x for x in stop):
         raise ServeError(400, "stop: expected a string or up to 4 non-empty strings", "stop")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    cap = limits.max_tokens or 2048  # a server's app sets the LLM's context window; 2048 before one does
+    cap = limits.max_tokens or DEFAULT_CONTEXT  # a server's app sets the LLM's context window
     max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, cap, 256, integer=True)
     seed = _number(body, "seed", -2**63, 2**63 - 1, None, integer=True)
     n = _number(body, "n", 1, limits.max_n, 1, integer=True)
-    settings = GenerationSettings(max_new_tokens=max_tokens, temperature=_temperature(body, n),
-                                  top_p=_number(body, "top_p", 1e-9, 1, 1.0),
-                                  top_k=max(_number(body, "top_k", -1, 10**6, 0, integer=True), 0),  # vLLM: -1 = off
-                                  min_p=_number(body, "min_p", 0, 0.999, 0.0),
-                                  repetition_penalty=_number(body, "repetition_penalty", 0.5, 2, 1.0),
+    d = GenerationSettings()  # the defaults every front end shares (greedy), not OpenAI's temperature 1
+    settings = GenerationSettings(max_new_tokens=max_tokens, temperature=_temperature(body, n, d.temperature),
+                                  top_p=_number(body, "top_p", 1e-9, 1, d.top_p),
+                                  top_k=max(_number(body, "top_k", -1, 10**6, d.top_k, integer=True), 0),  # vLLM: -1 = off
+                                  min_p=_number(body, "min_p", 0, 0.999, d.min_p),
+                                  repetition_penalty=_number(body, "repetition_penalty", 0.5, 2, d.repetition_penalty),
                                   stop=stop, seed=seed)
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
