@@ -48,6 +48,19 @@ def test_short_run_lowers_loss_and_writes_artefacts(tmp_path, images, tiny_llm_d
     assert any((tmp_path / "cache" / "features").rglob("*.safetensors"))  # feature cache was used
 
 
+def test_samples_that_only_frozen_adapters_read_are_counted_not_trained(tmp_path, images, tiny_llm_dir):
+    """With the LLM frozen, a sample whose inputs all go through frozen adapters gives no gradient: a skip with its
+    reason, and a run of nothing else stops before training, saying why."""
+    recipe = _recipe(tmp_path, tiny_llm_dir, _dataset(tmp_path, images), max_steps=1)
+    r = yaml.safe_load(recipe.read_text())
+    r["model"]["modalities"]["video"] = {"encoder": "tiny-cnn", "frames": 2, "projector": "mlp", "num_tokens": 4}
+    recipe.write_text(yaml.safe_dump(r))
+    with pytest.raises(DataError, match=r"reads only frozen adapters \(image\): no gradient"):
+        train(load_train_config(recipe, ["freeze=[projectors.image]"]), progress=False, log=lambda *_: None)
+    res = train(load_train_config(recipe), progress=False, log=lambda *_: None)
+    assert res.skipped == 0  # the same samples train an image adapter that is not frozen
+
+
 def test_bad_samples_are_skipped_and_counted_or_fatal(tmp_path, images, tiny_llm_dir, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(images[0].read_bytes()[:70])

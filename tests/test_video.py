@@ -224,3 +224,50 @@ def test_a_video_part_can_bring_its_own_audio_track(tmp_path):
     assert [p.modality for p in normalize(msg(mute), {"video", "audio"})[0][1] if isinstance(p, MediaPart)] == ["video"]
     with pytest.raises(InputError, match="needs a model with an audio adapter"):
         normalize(msg(tone), {"video"})
+
+
+def _textured_stamp(rng: np.random.Generator, side: int = 90) -> Image.Image:
+    """A cut-out of random coloured blocks (a thing whose pixels differ from each other, like a photo)."""
+    blocks = rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)
+    return Image.fromarray(blocks).resize((side, side), Image.NEAREST).convert("RGBA")
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_frame_motion_says_which_way_the_thing_moves(direction):
+    import random
+
+    from anymal.data.builders.stamp_video import render
+    from anymal.encoders.frame_motion import DIRECTIONS as SAID, FrameMotion
+
+    part = FrameMotion("frame-motion", "image")
+    frames = render(_textured_stamp(np.random.default_rng(0)), direction, 4, 224, random.Random(direction))
+    x = torch.stack([part.preprocess(f) for f in frames])
+    rows = part(x, clip_frames=4)
+    assert rows.shape == (4, 1, 8)
+    assert [SAID[int(k) - 1] for k in rows[:, 0, 0]] == [direction] * 4
+    assert (rows[:, 0, 1] > 0.5).all()  # a clear step is said with confidence
+    assert not part(x, clip_frames=1).any()  # single pictures: nothing moves
+
+
+def test_frame_motion_says_nothing_without_a_static_background():
+    from anymal.encoders.frame_motion import FrameMotion
+
+    part = FrameMotion("frame-motion", "image")
+    noise = torch.from_numpy(np.random.default_rng(1).integers(0, 255, (4, 64, 64, 3)).astype(np.float32))
+    assert not part(noise, clip_frames=4).any()  # every pixel changes: a moving camera, not a moving thing
+    still = torch.full((4, 64, 64, 3), 200.0)
+    still[:, 20:40, 20:40] = 30.0  # a thing that stays put is the background here: nothing to follow
+    assert not part(still, clip_frames=4).any()
+
+
+def test_a_video_encoder_tells_its_frame_motion_part_the_clip(tmp_path):
+    """Through the real wiring (video wrapper -> composed encoder -> part), on the two bundled clips."""
+    from anymal.encoders.frame_motion import DIRECTIONS as SAID
+    from anymal.paths import PACKAGE_DIR
+
+    enc = load_encoder("tiny-cnn", "video", frames=4, perception=["frame-motion"])
+    assert enc.id == "tiny-cnn+frame-motion@4f" and enc.num_tokens == 4 * (16 + 1)
+    clips = [PACKAGE_DIR / "assets" / "examples" / n for n in ("horse-moving-right.mp4", "goat-moving-up.mp4")]
+    feats = enc(torch.stack([enc.preprocess(c) for c in clips]))
+    labels = feats.reshape(2, 4, 17, -1)[:, :, 16, 0]  # each frame's motion entry, its label index + 1
+    assert [[SAID[int(k) - 1] for k in clip] for clip in labels] == [["left to right"] * 4, ["bottom to top"] * 4]

@@ -115,11 +115,15 @@ def test_judge_reads_each_type_and_the_motion_template():
     assert "motion_template" not in video_judge(Row("A giraffe moving.", "", {**base, "task": "video-describe"}), [])
 
 
-def test_majority_baseline_reads_the_training_split(built):
+def test_baselines_read_the_training_split_and_the_frames(built):
+    """The majority (the training split's commonest answers), the fixed perception rule over the frames (the
+    naming rule, frame-motion's direction) and the oracle (any name any frame's perception gives)."""
     from anymal.data.jsonl import read_jsonl
 
     out, _, _ = built
     samples, _ = read_jsonl(out / "test.jsonl", [VIDEO.name])
-    (scores,) = get_task("video-qa").baseline(samples, [], False).values()
-    assert scores["motion_template"] == 0.0 and 0.0 <= scores["yesno_correct"] <= 1.0
-    assert scores["direction_correct"] <= 0.5  # one fixed direction cannot read 4 balanced ones
+    majority, rule, oracle = get_task("video-qa").baseline(samples, [], False).values()
+    assert majority["motion_template"] == 0.0 and 0.0 <= majority["yesno_correct"] <= 1.0
+    assert majority["direction_correct"] <= 0.5  # one fixed direction cannot read 4 balanced ones
+    assert rule["direction_correct"] == 1.0  # the frame-motion part follows the photo across the background
+    assert rule["motion_template"] == 0.0 and oracle["object_named"] >= rule["object_named"]

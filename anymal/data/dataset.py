@@ -25,7 +25,7 @@ def prepare(samples: list[Sample], model, caches: dict[str, FeatureCache] | None
             skipped: SkipReport, desc: str = "preparing", progress: bool = True) -> list[Prepared]:
     out = []
     if caches is not None:  # encode the uncached inputs in batches first
-        media = [p for s in samples for p in _media_or_none(model, s)]
+        media = [p for s in samples for p in media_or_none(model, s)]
         for m, cache in caches.items():
             cache.fill([p.source for p in media if p.modality == m], progress=progress, desc=f"{desc}: encoding {m}")
     for s in tqdm(samples, desc=desc, disable=not progress, unit="sample"):
@@ -49,7 +49,8 @@ def prepare(samples: list[Sample], model, caches: dict[str, FeatureCache] | None
     return out
 
 
-def _media_or_none(model, sample: Sample) -> list:
+def media_or_none(model, sample: Sample) -> list:
+    """The sample's inputs, or none where they cannot be read (reported when the sample itself is prepared)."""
     try:
         return model.processor.media(sample.messages)
     except AnymalError:  # reported (or raised) with its line when the sample itself is prepared

@@ -5,8 +5,8 @@ from ..registry import ENCODERS, import_target
 from .base import Encoder
 from .loading import load_encoder
 # registration side effects: every encoder and wrapper module registers itself on import
-from . import (colours, efficientnet, imu, patches, perception, points, sound_kinds, tiles,  # noqa: F401
-               reading, transcript, video, voice, whisper)
+from . import (colours, efficientnet, frame_motion, imu, patches, perception, points, sound_kinds,  # noqa: F401
+               tiles, reading, transcript, video, voice, whisper)
 
 
 @ENCODERS.register_fallback

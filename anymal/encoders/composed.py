@@ -56,13 +56,17 @@ class ComposedEncoder(Encoder):
         """The main part's valid tokens, then every perception token (they never depend on length)."""
         return torch.cat([feats[:valid - self.percept_tokens], feats[self.main.num_tokens:]])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, clip_frames: int = 1) -> torch.Tensor:
+        """`clip_frames`: how many consecutive inputs are the frames of one clip (a video wrapper says so)."""
         lead, out, at, frames = x.shape[:-1], [], 0, None
         for part, shape in zip(self.parts, self._shapes or self._probe_shapes()):
             n = math.prod(shape)
             inputs = x[..., at:at + n].reshape(-1, *shape)
             # a part that reads the main part's frames gets them instead of encoding the input again
-            y = part(inputs, frames) if getattr(part, "reads_main", None) else part(inputs)
+            if getattr(part, "reads_main", None):
+                y = part(inputs, frames)
+            else:  # a part that follows a clip (frame-motion) reads its frames together
+                y = part(inputs, clip_frames) if getattr(part, "reads_clip", False) else part(inputs)
             frames = y if frames is None else frames
             out.append(F.pad(y, (0, self.dim - y.shape[-1])))
             at += n

@@ -277,7 +277,8 @@ class VideoEncoder(Encoder):
         b, f = x.shape[:2]
         if f != self.frames:
             raise InputError(f"video encoder {self.id}: expected {self.frames} frames, got input {tuple(x.shape)}")
-        y = self.inner(x.flatten(0, 1))  # [B*F, N, D]
+        # a composed image encoder is told the frames of a clip are consecutive (its frame-motion part reads them)
+        y = self.inner(x.flatten(0, 1), f) if hasattr(self.inner, "parts") else self.inner(x.flatten(0, 1))  # [B*F, N, D]
         return y.reshape(b, f * y.shape[1], y.shape[2])
 
     def facts(self) -> dict:

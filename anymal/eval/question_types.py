@@ -19,7 +19,7 @@ from ..data.builders.questions import NUMBER_WORDS, UNSURE
 from ..data.builders.stamp_video import DIRECTIONS
 from ..modalities import IMAGE, VIDEO
 from .matching import contains_phrase
-from .perception_rule import Perceived
+from .perception_rule import ClipPerceived, Perceived
 from .tasks import Row, Task, _names_any, register
 
 SIDES = ["left", "right", "top", "bottom"]
@@ -205,8 +205,32 @@ def _video_constant(task: str, value: str) -> str:
 def video_baselines(samples: list, refs: list[str], progress: bool) -> dict:
     common = _train_answers(samples, VIDEO.name, _video_answer)
     majority = [_video_constant(s.meta["task"], common.get(s.meta["task"], "")) for s in samples]
+    rule = ClipPerceived()
+    seen = [rule.clip(_video_path(s)) for s in samples]
     return {"majority (commonest training answer per type; a caption names the commonest object)":
-            _score(samples, majority, video_judge)}
+            _score(samples, majority, video_judge),
+            "fixed perception rule (the naming rule's commonest name over the frames; frame-motion's direction)":
+                _score(samples, [_video_rule(s.meta, c) for s, c in zip(samples, seen)], video_judge),
+            "perception oracle (any name any frame's perception gives; the rule's direction and yes/no)":
+                _score(samples, [_video_rule(s.meta, {**c, "top": ", ".join(c["all"])}) for s, c in zip(samples, seen)],
+                       video_judge)}
+
+
+def _video_path(sample) -> str:
+    return next(p["path"] for m in sample.messages if isinstance(m["content"], list) for p in m["content"]
+                if isinstance(p, dict) and p.get("type") == VIDEO.name)
+
+
+def _video_rule(meta: dict, seen: dict) -> str:
+    """The fixed rule's answer to one clip question, in the training answers' forms."""
+    task, name, way = meta["task"], seen["top"], seen["direction"]
+    if task == "video-yesno":
+        return "Yes." if ClipPerceived.seen_shows(seen, meta["asked"]) else "No."
+    if task == "direction":
+        return f"From {way}." if way else ""
+    if task in ("caption", "video-describe"):
+        return f"A video of a {name} moving from {way}." if way else f"A video of a {name}."
+    return f"A {name}."
 
 
 register(Task("video-qa", manifest("photo-video", "test"), build_command("photo-video"),

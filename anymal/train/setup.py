@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..config import DataSource, LoRAConfig, TrainConfig
-from ..data.dataset import Prepared, collate, prepare
+from ..data.dataset import Prepared, collate, media_or_none, prepare
 from ..data.feature_cache import FeatureCache
 from ..data.jsonl import SkipReport
 from ..data.sources import HELD_OUT, TRAIN, as_source, check_source, read_source
@@ -77,7 +77,25 @@ def load_items(cfg: TrainConfig, model: AnyMAL, sources, caches: dict[str, Featu
         got, bad = read_source(source, list(model.projectors), cfg.data.media_root, cfg.data.on_error, splits)
         samples += got
         skipped.merge(bad)
+    if splits == TRAIN:
+        samples = drop_untrainable(model, samples, skipped)
     return prepare(samples, model, caches, cfg.data.on_error, skipped, desc=desc, progress=progress)
+
+
+def drop_untrainable(model: AnyMAL, samples: list, skipped: SkipReport) -> list:
+    """With the LLM frozen, a sample whose every input goes through a frozen adapter gives no gradient (an
+    image-only question while only the video adapter trains): it is counted as a skip, not encoded and run."""
+    if model.bind is not None or any(p.requires_grad for p in model.llm.parameters()):
+        return samples
+    trainable = {m for m, proj in model.projectors.items() if any(p.requires_grad for p in proj.parameters())}
+    keep = []
+    for s in samples:
+        inputs = {p.modality for p in media_or_none(model, s)}
+        if inputs and not inputs & trainable:
+            skipped.add(f"reads only frozen adapters ({', '.join(sorted(inputs))}): no gradient", s.where)
+        else:
+            keep.append(s)
+    return keep
 
 
 @torch.no_grad()
