@@ -23,6 +23,7 @@ APT_PACKAGES=(
   chromium chromium-driver  # headless browser test of the web chat page (Debian's; nothing downloaded)
   tmux                      # the REPL's terminal test (line editing, history, completion)
   tesseract-ocr tesseract-ocr-eng  # reading screenshots and pages (encoders/reading.py: tesseract-text; Apache-2.0)
+  fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf  # typefaces of the text rendered in the read-text set
   fortunes python3-doc debian-faq  # benign text of many kinds for the text safety corpus (anymal safety data)
 )
 # the official openai npm SDK's test (tests/js/) runs on Node.js

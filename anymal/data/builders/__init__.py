@@ -38,6 +38,9 @@ BUILDERS.lazy("furniture", _B + "furniture:build_furniture",
 BUILDERS.lazy("easy-vqa", _B + "easy_vqa:build_easy_vqa", "easy-vqa (PyPI) shapes and colours -> one-word VQA")
 BUILDERS.lazy("magnifier", _B + "magnifier:build_magnifier",
               "held-out Tux Paint stamps at ~1% of a cluttered 1024-2048 px canvas -> MC + open questions")
+BUILDERS.lazy("read-text", _B + "read_text:build_read_text",
+              "strings rendered onto GCompris photos (signs, labels) and window/page canvases -> read it / is there "
+              "text / window title, split by photo and by string")
 BUILDERS.lazy("unrelated", _B + "unrelated:build_unrelated",
               "questions unrelated to the attached photo / sound / motion / video, answered as the LLM alone "
               "answers them (after photos, tuxpaint, audio, hapt, photo-video)")
