@@ -5,10 +5,9 @@ much memory does the server take?
 
 One server process (the shipped model, default safety checks). Three phases, side by side:
 1. unloaded: text requests one at a time (their median latency is the reference);
-2. the same text requests, one at a time, while `--clients` senders send bombs for `--seconds`, then
-   while they send `GET /health` (nothing to parse or check) for half as long: what the volume alone costs.
-   The senders run in 4 processes at the lowest CPU priority (nice 19): in a deployment clients are other
-   machines, here they share the server's 2 cores, and at normal priority they took half of them;
+2. the same text requests, one at a time, while `--clients` threads send bombs for `--seconds`, then
+   while they send `GET /health` (nothing to parse or check) for half as long: what the volume alone costs
+   when clients and server share the machine's cores;
 3. `--clients` threads sending, each in turn, a bomb and a good request with the settings JavaScript
    clients send ("temperature": 1, "repetition_penalty": 2, "temperature": 1e-300: integers and
    extremes that failed whole batches before), for `--seconds`: every good request must succeed.
@@ -23,14 +22,12 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import multiprocessing
-import os
 import statistics
 import sys
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -114,21 +111,8 @@ def _timed(client, url: str, body: dict, repeats: int = 3) -> tuple[int, float]:
     return code, statistics.median(times)
 
 
-def storm(url: str, jobs: list[tuple[str, str, dict]], clients: int, until: float,
-          procs: int = 4) -> list[tuple[str, str, int]]:
-    """`clients` senders sending `jobs` in turn until `until`: (kind, name, status) of each. They run in
-    `procs` processes at the lowest CPU priority: in a deployment the clients are other machines, here they
-    share the server's cores, so they take what the server and the measured request leave (and their
-    threads do not share the measuring client's GIL)."""
-    with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice,
-                             initargs=(19,)) as pool:
-        parts = [pool.submit(_senders, url, jobs, list(range(k, clients, procs)), clients, until) for k in range(procs)]
-        return [r for f in parts for r in f.result()]
-
-
-def _senders(url: str, jobs: list, ks: list[int], clients: int, until: float) -> list[tuple[str, str, int]]:
-    client = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=len(ks) + 2))
-
+def storm(client, url: str, jobs: list[tuple[str, str, dict]], clients: int, until: float) -> list[tuple[str, str, int]]:
+    """`clients` threads sending `jobs` in turn until `until`: (kind, name, status) of each."""
     def worker(k: int):
         out, i = [], k
         while time.time() < until:
@@ -138,8 +122,8 @@ def _senders(url: str, jobs: list, ks: list[int], clients: int, until: float) ->
             i += clients
         return out
 
-    with ThreadPoolExecutor(len(ks)) as pool:
-        return [r for rows in pool.map(worker, ks) for r in rows]
+    with ThreadPoolExecutor(clients) as pool:
+        return [r for rows in pool.map(worker, range(clients)) for r in rows]
 
 
 def main() -> int:
@@ -164,14 +148,14 @@ def main() -> int:
         until = time.time() + a.seconds
         with ThreadPoolExecutor(1) as side:
             loaded_f = side.submit(probe, client, url, model, until, 0)
-            bombs_only = storm(url, [("bomb", *b) for b in bad], a.clients, until)
+            bombs_only = storm(client, url, [("bomb", *b) for b in bad], a.clients, until)
             loaded = loaded_f.result()
         until = time.time() + a.seconds / 2  # the same number of clients asking for nothing: what volume costs
         with ThreadPoolExecutor(1) as side:
             health_f = side.submit(probe, client, url, model, until, 0)
-            storm(url, [("health", "GET /health", None)], a.clients, until)
+            storm(client, url, [("health", "GET /health", None)], a.clients, until)
             health = health_f.result()
-        rows = storm(url, mixed, a.clients, time.time() + a.seconds)
+        rows = storm(client, url, mixed, a.clients, time.time() + a.seconds)
         peak = rss.close()
     finally:
         server.terminate()

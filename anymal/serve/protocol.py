@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
 import tempfile
 import threading
@@ -51,9 +50,7 @@ class Limits:
     fetch_slots: threading.BoundedSemaphore = field(init=False, repr=False, compare=False)
     # inputs measured (and images decoded) at once: a burst of crafted files cannot hold every request
     # thread, nor the memory a container's index takes while it is opened; others wait up to probe_wait_s
-    # one core left to generation: with 2 cores, inputs are read one at a time (a burst of 50 bombs a second
-    # on 4 slots took both cores from the decode loop: a text answer x7 slower)
-    max_probes: int = max(1, min(4, (os.cpu_count() or 2) - 1))
+    max_probes: int = 4
     probe_wait_s: float = 30.0
     probe_slots: threading.BoundedSemaphore = field(init=False, repr=False, compare=False)
 
