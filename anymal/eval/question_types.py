@@ -20,7 +20,7 @@ from ..data.builders.stamp_video import DIRECTIONS
 from ..modalities import IMAGE, VIDEO
 from .matching import contains_phrase
 from .perception_rule import ClipPerceived, Perceived
-from .tasks import Row, Task, _names_any, register
+from .tasks import Row, Task, _names_any, input_paths, register
 
 SIDES = ["left", "right", "top", "bottom"]
 SIZES = {"big": "big", "large": "big", "small": "small", "tiny": "small", "little": "small"}
@@ -206,7 +206,7 @@ def video_baselines(samples: list, refs: list[str], progress: bool) -> dict:
     common = _train_answers(samples, VIDEO.name, _video_answer)
     majority = [_video_constant(s.meta["task"], common.get(s.meta["task"], "")) for s in samples]
     rule = ClipPerceived()
-    seen = [rule.clip(_video_path(s)) for s in samples]
+    seen = [rule.clip(p) for p in input_paths(samples, VIDEO.name)]
     return {"majority (commonest training answer per type; a caption names the commonest object)":
             _score(samples, majority, video_judge),
             "fixed perception rule (the naming rule's commonest name over the frames; frame-motion's direction)":
@@ -214,11 +214,6 @@ def video_baselines(samples: list, refs: list[str], progress: bool) -> dict:
             "perception oracle (any name any frame's perception gives; the rule's direction and yes/no)":
                 _score(samples, [_video_rule(s.meta, {**c, "top": ", ".join(c["all"])}) for s, c in zip(samples, seen)],
                        video_judge)}
-
-
-def _video_path(sample) -> str:
-    return next(p["path"] for m in sample.messages if isinstance(m["content"], list) for p in m["content"]
-                if isinstance(p, dict) and p.get("type") == VIDEO.name)
 
 
 def _video_rule(meta: dict, seen: dict) -> str:

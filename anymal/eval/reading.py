@@ -12,7 +12,7 @@ from collections import Counter
 
 from ..data.builders import build_command, manifest
 from ..modalities import IMAGE
-from .question_types import said
+from .question_types import _score, said
 from .tasks import Row, Task, input_paths, register
 
 READERS = ("rapidocr-text", "tesseract-text")
@@ -62,15 +62,11 @@ def ocr_readers(samples: list, refs: list[str], progress: bool) -> dict:
 
 
 def _scores(samples: list, answers: list[str]) -> dict:
-    rows = [(s.meta, judge(Row(a, "", s.meta), [])) for a, s in zip(answers, samples)]
-    out: dict[str, float] = {}
-    for key in ("correct", "exact", "word_accuracy", "has_text_correct"):
-        vals = [float(v[key]) for _, v in rows if key in v]
-        if vals:
-            out[key] = sum(vals) / len(vals)
-    for kind in sorted({m["kind"] for m, _ in rows if m["task"] != "has-text"}):
-        vals = [v["word_accuracy"] for m, v in rows if m["kind"] == kind and "word_accuracy" in v]
-        out[f"word_accuracy, {kind}"] = sum(vals) / len(vals)
+    """The judge's verdicts averaged (as the model's are), and word accuracy per kind of picture."""
+    out = _score(samples, answers, judge)
+    for kind in sorted({s.meta["kind"] for s in samples if s.meta["task"] != "has-text"}):
+        mine = [(s, a) for s, a in zip(samples, answers) if s.meta["kind"] == kind and s.meta["task"] != "has-text"]
+        out[f"word_accuracy, {kind}"] = _score([s for s, _ in mine], [a for _, a in mine], judge)["word_accuracy"]
     return out
 
 
