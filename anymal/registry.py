@@ -42,7 +42,10 @@ class Registry(Generic[T]):
     """Names -> items (factories, records, or lazily imported ones), with a one-line `about` each.
     Reads like a dict (`REG[name]`, `name in REG`, iteration in registration order)."""
 
+    made: list["Registry"] = []  # every registry, for `foreign_modules`
+
     def __init__(self, kind: str, home: str | None = None):
+        Registry.made.append(self)
         self.kind, self._home = kind, home
         self._items: dict[str, Any] = {}
         self._about: dict[str, str] = {}
@@ -131,6 +134,18 @@ class Registry(Generic[T]):
 
     def __delitem__(self, name: str) -> None:
         del self._items[name]
+
+
+def foreign_modules() -> list[str]:
+    """The modules outside anymal that registered something here (a user's own encoder, a test's tiny
+    parts): a fresh process that imports them sees the same registries (the server's engine process)."""
+    found = set()
+    for reg in Registry.made:
+        for item in reg._items.values():
+            module = item.target.partition(":")[0] if isinstance(item, _Lazy) else getattr(item, "__module__", None)
+            if isinstance(module, str) and module.partition(".")[0] not in ("anymal", "__main__", "__mp_main__"):
+                found.add(module)
+    return sorted(found)
 
 
 ENCODERS: Registry = Registry("encoder", home="anymal.encoders")

@@ -3,18 +3,21 @@ much memory does the server take?
 
     python bench/serve_bombs.py [--clients 32] [--seconds 60] [--max-tokens 8] [--model DIR]
 
-One server process (the shipped model, default safety checks). Three phases, side by side:
+One `anymal serve` (the shipped model, default safety checks; its engine and upload workers are child
+processes). Three phases, side by side:
 1. unloaded: text requests one at a time (their median latency is the reference);
 2. the same text requests, one at a time, while `--clients` threads send bombs for `--seconds`, then
    while they send `GET /health` (nothing to parse or check) for half as long: what the volume alone costs
-   when clients and server share the machine's cores;
+   when clients and server share the machine's cores (the senders run niced, standing in for clients on
+   other machines: they get the CPU the server leaves; the probe's thread keeps its priority);
 3. `--clients` threads sending, each in turn, a bomb and a good request with the settings JavaScript
    clients send ("temperature": 1, "repetition_penalty": 2, "temperature": 1e-300: integers and
    extremes that failed whole batches before), for `--seconds`: every good request must succeed.
 Bombs: a 20,000-scan progressive JPEG, MP4s declaring 50 million samples or 1,000 tracks, 50,000 one-
 character text parts, .npy headers declaring 10^10 rows, a 140,000-character CSV field, a PNG text bomb
 (tests/bad_inputs.py builds them). Reported: good requests ok / failed, the bombs' status codes, the text
-request's median latency loaded vs unloaded, and the server's peak RSS (sampled every 0.2 s). Writes
+request's median latency loaded vs unloaded, and the server's peak memory over its processes (the
+front end, the engine, the upload workers; PSS and RSS summed, sampled every 0.3 s). Writes
 runs/bench/bombs/results.{json,md}; exits 1 when a good request failed or a bomb got a 500.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import statistics
 import sys
 import threading
@@ -39,6 +43,7 @@ from bad_inputs import (mp4_declaring_samples, mp4_of_tracks, npy_header, png_te
                         progressive_jpeg)
 from serve_load import _rss_mb, start_server  # noqa: E402
 
+NICE_SENDERS = int(os.environ.get("NICE_SENDERS", 19))
 TEXT = [{"role": "user", "content": "What is the capital of France?"}]
 
 
@@ -73,18 +78,21 @@ def goods(model: str, max_tokens: int) -> list[tuple[str, dict]]:
 
 
 class RSS:
-    """The server's peak resident memory, sampled in a thread."""
+    """The server's peak memory over its processes (RSS summed, and PSS: shared pages counted once),
+    sampled in a thread."""
 
     def __init__(self, pid: int):
-        self.pid, self.peak, self.stop = pid, _rss_mb(pid), threading.Event()
+        self.pid, self.stop = pid, threading.Event()
+        self.peak = self.first = (_rss_mb(pid), _rss_mb(pid, proportional=True))
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        while not self.stop.wait(0.2):
-            self.peak = max(self.peak, _rss_mb(self.pid))
+        while not self.stop.wait(0.3):
+            now = (_rss_mb(self.pid), _rss_mb(self.pid, proportional=True))
+            self.peak = tuple(max(a, b) for a, b in zip(self.peak, now))
 
-    def close(self) -> float:
+    def close(self) -> tuple[float, float]:
         self.stop.set()
         self.thread.join()
         return self.peak
@@ -114,6 +122,9 @@ def _timed(client, url: str, body: dict, repeats: int = 3) -> tuple[int, float]:
 def storm(client, url: str, jobs: list[tuple[str, str, dict]], clients: int, until: float) -> list[tuple[str, str, int]]:
     """`clients` threads sending `jobs` in turn until `until`: (kind, name, status) of each."""
     def worker(k: int):
+        # the senders stand in for clients on other machines: niced, they take only the CPU the server
+        # leaves (on this thread alone; the probe's thread keeps its priority)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE_SENDERS)
         out, i = [], k
         while time.time() < until:
             kind, name, body = jobs[i % len(jobs)]
@@ -167,7 +178,8 @@ def main() -> int:
               "loaded_n": len(loaded), "ratio": statistics.median(loaded) / statistics.median(alone),
               "health_flood_p50_s": statistics.median(health),
               "good": len(good_rows), "good_failed": dict(failed), "bombs": sum(status.values()),
-              "bomb_status": dict(status), "bomb_alone": each, "rss_mb_unloaded": rss_alone, "rss_mb_peak": peak}
+              "bomb_status": dict(status), "bomb_alone": each, "rss_mb_unloaded": rss_alone[0], "rss_mb_peak": peak[0],
+              "pss_mb_unloaded": rss_alone[1], "pss_mb_peak": peak[1]}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1))
@@ -180,7 +192,9 @@ def main() -> int:
              f"| then bombs and good requests in turn ({a.clients} clients, {a.seconds:g} s): good requests "
              f"(integer and extreme settings) ok | {len(good_rows) - sum(failed.values())}/{len(good_rows)} |",
              f"| bombs sent | {result['bombs']} |",
-             f"| server RSS: unloaded / peak | {rss_alone:.0f} / {peak:.0f} MB |"]
+             f"| server memory, its processes' PSS summed (shared pages once): unloaded / peak | "
+             f"{rss_alone[1]:.0f} / {peak[1]:.0f} MB |",
+             f"| the same as RSS summed (torch's shared pages in each process) | {rss_alone[0]:.0f} / {peak[0]:.0f} MB |"]
     lines += ["", "| bomb | sent alone: status, seconds | in the storms: status x count |", "|---|---|---|"]
     lines += [f"| {name} | {code}, {dt:.3f} s | " + ", ".join(f"{k.rsplit(': ', 1)[1]} x{v}" for k, v in sorted(status.items())
                                                         if k.rsplit(": ", 1)[0] == name) + " |"

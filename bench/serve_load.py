@@ -20,6 +20,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,11 +43,24 @@ def _parts() -> list[list[dict]]:
          {"type": "text", "text": "What is the person doing?"}]]
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def _rss_mb(pid: int, proportional: bool = False) -> float:
+    """The server's resident memory, MB: its process and its children (the engine, the upload workers)
+    summed. RSS counts the pages of shared libraries (torch's) once in every process; `proportional`
+    (PSS) splits each shared page between the processes that map it: the memory the server really holds."""
+    import psutil
+
+    try:
+        top = psutil.Process(pid)
+        procs = [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return float("nan")
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_full_info().pss if proportional else p.memory_info().rss
+        except psutil.NoSuchProcess:  # a worker that just exited
+            pass
+    return total / 2**20
 
 
 def _port() -> int:
@@ -60,12 +74,15 @@ def start_server(a, max_batch: int, queue: int) -> tuple[subprocess.Popen, str]:
     port = _port()
     cmd = [sys.executable, "-m", "anymal.cli", "serve", "--port", str(port), "--max-batch", str(max_batch),
            "--max-queue", str(queue)] + (["--model", a.model] if a.model else [])
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # its log goes to a file: a pipe nobody reads fills up with access lines (64 KB) and then blocks the
+    # server's event loop on its next log write, which stalls every request
+    log = tempfile.NamedTemporaryFile("w+", prefix="anymal-serve-", suffix=".log", delete=False)
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
     while time.time() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"server exited: {server.stderr.read()[-2000:]}")
+            raise SystemExit(f"server exited ({log.name}): {Path(log.name).read_text()[-2000:]}")
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
                 return server, url

@@ -157,7 +157,7 @@ CASES = [
     Case("image", "text-bomb.png", _bytes(png_text_bomb()), "image"),
     Case("video", "samples.mp4", _bytes(mp4_declaring_samples(50_000_000)), "samples"),
     Case("video", "tracks.mp4", _bytes(mp4_of_tracks(1000)), "tracks"),
-    Case("imu", "wide-field.csv", _text(_imu_head + "0," + "1" * 140_000 + ",0,0,0,0,0\n"), "not a readable CSV"),
+    Case("imu", "wide-field.csv", _text(_imu_head + "0," + "1" * 140_000 + ",0,0,0,0,0\n"), "a line of over 16,384"),
     Case("imu", "open-quote.csv", _text(_imu_head + '0,"1,0,0,0,0,0\n' + _imu_rows * 60), "not a readable CSV"),
     Case("imu", "declared.npy", _bytes(npy_header((10_000_000_000, 6)) + bytes(2400)), "header declares", rate=50.0),
     Case("points", "declared.npy", _bytes(npy_header((10_000_000_000, 3)) + bytes(2400)), "header declares"),

@@ -480,3 +480,20 @@ def test_an_imu_csv_past_its_size_limit_is_refused_unread(tmp_path, monkeypatch)
     for read in (lambda p: motion.load_imu(p), motion.imu_samples):
         with pytest.raises(TooLargeError, match="bytes of CSV"):
             read(big)
+
+
+def test_an_imu_csv_line_no_row_needs_is_refused_at_the_door(tmp_path):
+    """A 140,000-character field was a queued request, a safety check and a csv.Error in the engine; the
+    sample count the server takes at the door now refuses it, naming the line, as every reader does."""
+    from anymal.encoders import motion
+    from anymal.errors import InputError
+
+    wide = tmp_path / "wide.csv"
+    wide.write_text("t,ax,ay,az,gx,gy,gz\n0,0,0,0,0,0,0\n0," + "1" * 140_000 + ",0,0,0,0,0\n")
+    for read in (motion.imu_samples, motion.load_imu):
+        with pytest.raises(InputError, match=r"wide\.csv:3: a line of over 16,384 characters"):
+            read(wide)
+    ok = tmp_path / "extra-columns.csv"  # a phone app's export: many more columns, still read
+    ok.write_text("t,ax,ay,az,gx,gy,gz," + ",".join(f"c{i}" for i in range(200)) + "\n"
+                  + ("0.0,0,0,9.8,0,0,0," + ",".join(["1.5"] * 200) + "\n") * 3)
+    assert motion.imu_samples(ok) == 4

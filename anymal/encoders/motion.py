@@ -11,6 +11,7 @@ import csv
 import io
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ MAX_MAGNITUDE = 1e4  # 1,000 g or 10,000 rad/s: beyond any sensor, a unit or par
 MAX_IMU_SECONDS = float(os.environ.get("ANYMAL_MAX_IMU_SECONDS", 600.0))
 # 600 s at 1 kHz in long lines: a 1 GB CSV was read whole (5.7 GB of memory) before any limit applied
 MAX_IMU_CSV_BYTES = int(os.environ.get("ANYMAL_MAX_IMU_CSV_BYTES", 64 * 2**20))
+# a row of t and six numbers is under 200 characters; extra columns a phone app exports fit easily
+MAX_IMU_CSV_LINE = 16_384
+_LONG_LINE = re.compile(rb"[^\n]{%d}" % (MAX_IMU_CSV_LINE + 1))
 
 
 def _text(path: Path) -> str:
@@ -32,6 +36,7 @@ def _text(path: Path) -> str:
         raw = path.read_bytes()
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e.strerror}") from None
+    _check_csv_lines(raw, str(path))
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -43,8 +48,12 @@ def _text(path: Path) -> str:
 def _check_csv_size(src: io.BytesIO | Path) -> None:
     size = src.getbuffer().nbytes if isinstance(src, io.BytesIO) else src.stat().st_size
     if size > MAX_IMU_CSV_BYTES:
-        raise TooLargeError(f"{getattr(src, 'name', 'the IMU CSV')}: {size:,} bytes of CSV; at most "
+        raise TooLargeError(f"{_source_name(src)}: {size:,} bytes of CSV; at most "
                             f"{MAX_IMU_CSV_BYTES:,} are read (raise ANYMAL_MAX_IMU_CSV_BYTES)")
+
+
+def _source_name(src: io.BytesIO | Path) -> str:
+    return str(src) if isinstance(src, Path) else getattr(src, "name", "the IMU CSV")
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -90,7 +99,18 @@ def imu_samples(item: Any) -> int:
             raise InputError(f"{src.name}: not a readable .npy array") from None
     _check_csv_size(src)
     data = src.getvalue() if isinstance(src, io.BytesIO) else src.read_bytes()
+    _check_csv_lines(data, _source_name(src))
     return data.count(b"\n") + (not data.endswith(b"\n"))
+
+
+def _check_csv_lines(data: bytes, name: str) -> None:
+    """Refuse a line no IMU row needs before anything parses it: the server counts samples with this at
+    the door, so a 140,000-character field costs a scan, not a queued request and a safety check."""
+    long = _LONG_LINE.search(data)
+    if long:
+        line = data.count(b"\n", 0, long.start()) + 1
+        raise InputError(f"{name}:{line}: a line of over {MAX_IMU_CSV_LINE:,} characters; an IMU CSV row (t,"
+                         f"{','.join(COLUMNS)} and any extra columns) is at most that long")
 
 
 def _check_rate(rate: Any, name: str) -> None:

@@ -33,7 +33,8 @@ from ..safety.guard import Guard, OutputFilter
 from .access import AccessLog
 from .engine import Engine, Job
 from .events import Delta, Event, Failed, Finish, PromptUsage
-from .protocol import Limits, ServeError, input_error, parse_chat_request
+from .protocol import Limits, ServeError, input_error, parse_chat_body
+from .worker import UploadLane
 
 log = logging.getLogger("anymal.serve")  # errors; one line per request goes to access.py's logger
 PAGE = Path(__file__).with_name("static") / "index.html"
@@ -52,20 +53,27 @@ class ServeConfig:
     # machine sends its own name, and is refused.
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     safety: Guard | None = None  # AnyMAL's input/output checks (anymal.safety.guard); None = off
+    # processes that parse large bodies (0: a thread here). `anymal serve` uses them: parsing a flood of
+    # uploads in this process took the interpreter from the safety checks of every other request
+    upload_processes: int = 0
 
 
 def create_app(model, config: ServeConfig | None = None) -> FastAPI:
+    """The app serving `model`: an AnyMAL (decoded in a thread of this process) or an engine that
+    decodes elsewhere (`worker.EngineProcess`, what `anymal serve` runs)."""
     cfg = config or ServeConfig()
-    engine = Engine(model, cfg.max_batch, cfg.max_queue)
+    engine = model if hasattr(model, "submit") else Engine(model, cfg.max_batch, cfg.max_queue)
     if cfg.limits.max_tokens is None:
-        cfg.limits.max_tokens = model.llm.context_window
+        cfg.limits.max_tokens = engine.context_window
     # request parsing (decoding media, fetching URLs) and input checks get their own threads: asyncio's
     # default pool has min(32, cores + 4) of them, which a few slow requests would otherwise fill
     workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="anymal-request")
+    uploads = UploadLane(cfg.upload_processes)  # large bodies: parsed a few at a time, apart (worker.py)
     app = FastAPI(title="anymal", docs_url=None, redoc_url=None, openapi_url=None)  # no unauthenticated schema
     app.state.engine, app.state.config = engine, cfg
     app.router.add_event_handler("shutdown", engine.close)
     app.router.add_event_handler("shutdown", lambda: workers.shutdown(wait=False, cancel_futures=True))
+    app.router.add_event_handler("shutdown", uploads.close)
     app.add_middleware(HostCheck, allowed=cfg.allowed_hosts)
     if cfg.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -101,10 +109,12 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health():
+        if engine.dead:
+            return JSONResponse({"status": "error", "error": engine.dead}, status_code=503)
         return {"status": "ok", "model": cfg.model_id, "queued": engine.queued, "batches": engine.batches}
 
     served = {"id": cfg.model_id, "object": "model", "created": 0, "owned_by": "anymal",
-              "modalities": sorted(model.projectors)}
+              "modalities": engine.modalities}
 
     @app.get("/v1/models")
     async def models(request: Request):
@@ -125,8 +135,11 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
         raw = await _read_body(request, cfg.limits)
         loop = asyncio.get_running_loop()
         # parsed in a request thread: a 30 MB body takes the event loop ~0.3 s, which every stream would wait
-        body = await loop.run_in_executor(workers, _json, raw)
-        req = await loop.run_in_executor(workers, parse_chat_request, body, set(model.projectors), cfg.limits)
+        modalities = set(engine.modalities)
+        if len(raw) >= UPLOAD_BYTES:
+            req = await uploads.parse(raw, modalities, cfg.limits)
+        else:
+            req = await loop.run_in_executor(workers, parse_chat_body, raw, modalities, cfg.limits)
         if req.model not in (None, cfg.model_id):
             req.cleanup()
             raise ServeError(404, f"model {req.model!r} not found; this server serves {cfg.model_id!r}",
@@ -168,6 +181,7 @@ def create_app(model, config: ServeConfig | None = None) -> FastAPI:
     return app
 
 
+UPLOAD_BYTES = 256 * 2**10  # a body this large carries media (or very many parts): parsed in the upload lane
 _CODES = {404: "not_found", 405: "method_not_allowed"}
 # The page runs only its own inline script and style, talks only to this server, loads nothing from
 # elsewhere, and is never framed by another site (clickjacking)
@@ -228,17 +242,6 @@ async def _body_within(request: Request, limit: int) -> bytes:
     except ClientDisconnect:  # gone mid-upload: nobody to answer, nothing to log
         raise ServeError(499, "client closed the request") from None
     return bytes(buf)
-
-
-def _json(raw: bytes):
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ServeError(400, "the request body is not valid JSON") from None
-    except ValueError as e:  # an integer of more digits than Python converts (4,300)
-        raise ServeError(400, f"the request body's JSON holds a number it cannot read: {e}") from None
-    except RecursionError:
-        raise ServeError(400, "the request body's JSON is nested too deeply") from None
 
 
 def _usage(prompt: dict, completion: int) -> dict:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -101,10 +102,14 @@ def cmd_serve(a) -> int:
     from ..model.anymal import AnyMAL
     from .access import configure as configure_access_log
     from .app import ServeConfig, create_app
+    from .worker import EngineProcess
 
     if a.max_batch < 1 or a.max_queue < 0 or a.timeout <= 0 or a.max_connections < 1:
         raise ConfigError("--max-batch >= 1, --max-queue >= 0, --timeout > 0 and --max-connections >= 1 expected")
-    model = AnyMAL.from_pretrained(a.model, device=a.device, dtype=a.dtype, revision=a.revision, decoder=a.decoder)
+    # the model loads and decodes in its own process (worker.py: request parsing and safety checks here
+    # would otherwise take the interpreter from the decode loop); the parent never holds a copy
+    engine = EngineProcess(partial(AnyMAL.from_pretrained, a.model, device=a.device, dtype=a.dtype,
+                                   revision=a.revision, decoder=a.decoder), a.max_batch, a.max_queue)
     guard = None
     if not a.no_safety:
         from ..safety.guard import Guard, SafetyConfig
@@ -113,23 +118,23 @@ def cmd_serve(a) -> int:
         sc = SafetyConfig(text_threshold=a.safety_text_threshold, image_threshold=a.safety_image_threshold,
                           input_image=a.image_check, nudity=a.nudity_check, nudity_threshold=a.nudity_threshold,
                           hold=a.safety_hold, **{k: False for k in a.safety_off})
-        encoder = model.encoders[IMAGE.name] if IMAGE.name in model.encoders else None  # reuse its EfficientNets
-        image = build_image_check(sc.image_method, sc.image_threshold, encoder) if sc.input_image or sc.pair else None
+        wants_image = (sc.input_image or sc.pair) and IMAGE.name in engine.modalities
+        image = build_image_check(sc.image_method, sc.image_threshold) if wants_image else None
         guard = Guard(sc, image=image)
     model_id = a.model_id or ("anymal-default" if not a.model else Path(a.model).resolve().name
                               if Path(a.model).exists() else a.model)  # a Hub id names itself
     cfg = ServeConfig(model_id=model_id, api_key=a.api_key, max_batch=a.max_batch, max_queue=a.max_queue,
                       timeout_s=a.timeout, cors_origins=tuple(a.cors_origin), allowed_hosts=_hosts(a),
-                      limits=_limits(a), safety=guard)
+                      limits=_limits(a), safety=guard, upload_processes=max(1, (os.cpu_count() or 2) // 2))
     if a.host not in ("127.0.0.1", "localhost", "::1") and not a.api_key:
         print(f"anymal: warning: serving on {a.host} without an API key", file=sys.stderr)
     checks = "off" if guard is None else ", ".join(k for k in ("input_text", "input_image", "output_text", "pair")
                                                     if getattr(guard.config, k)) or "off"
-    print(f"serving {model_id!r} ({', '.join(sorted(model.projectors))}) on http://{a.host}:{a.port}/v1; "
+    print(f"serving {model_id!r} ({', '.join(engine.modalities)}) on http://{a.host}:{a.port}/v1; "
           f"safety checks: {checks}", file=sys.stderr)
     _raise_open_files(a.max_connections)
     configure_access_log(a.log_format)
-    uvicorn.run(create_app(model, cfg), host=a.host, port=a.port, log_level="warning", http=TimedH11, access_log=False,
+    uvicorn.run(create_app(engine, cfg), host=a.host, port=a.port, log_level="warning", http=TimedH11, access_log=False,
                 timeout_keep_alive=5, limit_concurrency=a.max_connections)
     return 0
 

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..errors import AnymalError
 from ..model.generation import TextStream
@@ -33,14 +34,18 @@ log = logging.getLogger("anymal.serve")
 @dataclass
 class Job:
     request: ChatRequest
-    loop: asyncio.AbstractEventLoop
+    loop: asyncio.AbstractEventLoop | None  # the handler's event loop, where `events` are read
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     checked: float = field(default_factory=time.monotonic)  # last look at the client's connection
     conversation: Conversation | None = None  # the request's messages, validated once
+    sink: Callable[[Event], None] | None = None  # where events go instead (the engine process's pipe)
 
     def emit(self, event: Event) -> None:
-        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        if self.sink is not None:
+            self.sink(event)
+        else:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
 
 @dataclass
@@ -53,6 +58,8 @@ class _Row:
 
 
 class Engine:
+    dead: str | None = None  # why it stopped serving (an engine process can exit; this thread cannot)
+
     def __init__(self, model, max_batch: int = 8, max_queue: int = 64):
         self.model, self.max_batch, self.max_queue = model, max_batch, max_queue
         self.waiting: deque[Job] = deque()
@@ -70,8 +77,19 @@ class Engine:
         self.thread = threading.Thread(target=self._loop, name="anymal-engine", daemon=True)
         self.thread.start()
 
+    @property
+    def modalities(self) -> list[str]:
+        return sorted(self.model.projectors)
+
+    @property
+    def context_window(self) -> int:
+        return self.model.llm.context_window
+
     def submit(self, request: ChatRequest) -> Job:
-        job = Job(request, asyncio.get_running_loop())
+        """Queue a request from the handler's event loop; its events arrive on `job.events`."""
+        return self.enqueue(Job(request, asyncio.get_running_loop()))
+
+    def enqueue(self, job: Job) -> Job:
         with self.cond:
             if len(self.waiting) >= self.max_queue:
                 raise ServeError(503, f"the server is busy ({self.max_queue} requests waiting); retry later",

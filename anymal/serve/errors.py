@@ -10,5 +10,8 @@ class ServeError(Exception):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
 
+    def __reduce__(self):  # crosses the pipe from the engine process whole (Exception's would drop the status)
+        return ServeError, (self.status, self.message, self.param, self.code, self.type)
+
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}

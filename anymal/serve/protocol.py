@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import tempfile
 import threading
@@ -57,6 +58,13 @@ class Limits:
     def __post_init__(self) -> None:
         self.fetch_slots = threading.BoundedSemaphore(self.max_fetches)
         self.probe_slots = threading.BoundedSemaphore(self.max_probes)
+
+    def __getstate__(self) -> dict:  # to an upload process: its own slots there (semaphores do not pickle)
+        return {k: v for k, v in self.__dict__.items() if k not in ("fetch_slots", "probe_slots")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
 
 
 @dataclass
@@ -323,6 +331,22 @@ def _temperature(body: dict, n: int, default: float) -> float:
         raise ServeError(400, f"n={n} with temperature {t}: greedy decoding gives one answer; ask for n=1, or sample "
                               "(temperature > 0, the default when n > 1)", "n")
     return t
+
+
+def parse_chat_body(raw: bytes, modalities: set[str], limits: Limits) -> ChatRequest:
+    """A request body as it arrived (bytes) -> ChatRequest, or the ServeError for the client."""
+    return parse_chat_request(_json(raw), modalities, limits)
+
+
+def _json(raw: bytes):
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ServeError(400, "the request body is not valid JSON") from None
+    except ValueError as e:  # an integer of more digits than Python converts (4,300)
+        raise ServeError(400, f"the request body's JSON holds a number it cannot read: {e}") from None
+    except RecursionError:
+        raise ServeError(400, "the request body's JSON is nested too deeply") from None
 
 
 def parse_chat_request(body, modalities: set[str], limits: Limits) -> ChatRequest:
