@@ -20,6 +20,9 @@ from .modalities import IMAGE, MODALITIES
 from .registry import PROJECTORS, STAGES
 
 
+DEFAULT_CONTEXT = 2048  # an LLM whose config names no context window is taken to have this one
+
+
 @dataclass
 class LLMConfig:
     id: str = "smollm2-135m-instruct"  # registry name, Hugging Face id or local directory

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import DEFAULT_CONTEXT
 from ..devices import check_decoder
 from ..errors import ConfigError
 from ..paths import assemble_parts, cache_dir
@@ -28,7 +29,6 @@ from .lite import LiteCausalLM, lite_config
 from .tokenizer import PLAIN_CLASSES, lite_tokenizer
 from .templates import ensure_chat_template
 
-DEFAULT_CONTEXT = 2048  # an LLM whose config names no context window is taken to have this one
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

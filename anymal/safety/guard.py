@@ -31,6 +31,7 @@ from .nudity import NudityCheck
 from .text import REQUEST_HEAD, EitherHead, TextClassifier, Verdict
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+_FINISHED = re.compile(r"[.!?][\"')\]]*\s*$")  # a sentence that ends where the answer ends
 
 
 @dataclass
@@ -167,10 +168,20 @@ class OutputFilter:
                 out, self.said, self.buf = out + words, self.said + words, self.buf[cut:]
         return out
 
-    def close(self) -> str:
+    def close(self, cut: bool = False) -> str:
+        """What is left to release at the end of the answer. `cut`: the answer stopped at its token limit,
+        so a last sentence without its end is unfinished: one the check does not pass is withheld (the
+        answer ends before it, finish_reason stays "length") rather than refusing the answer for words
+        cut mid-sentence ("To convert Celsius you multiply the temperature by" read alone)."""
         rest, self.buf = self.buf, ""
-        if self.flag is None and self._ok(self.said + rest):
+        if self.flag is not None:
+            return ""
+        flag = self.guard.check_sentence(self.said + rest, self.image_score)
+        if flag is None:
             return self.passed + rest
+        if cut and not _FINISHED.search(rest):
+            return self.passed
+        self.flag, self.passed = flag, ""
         return ""
 
     def _ok(self, sentence: str) -> bool:

@@ -299,7 +299,7 @@ async def _events(job: Job, request, deadline: float, filters: list | None, guar
             if isinstance(ev, Delta):
                 text = await asyncio.to_thread(f.push, ev.text) if f else ev.text
             else:
-                text = await asyncio.to_thread(f.close) if f else ""
+                text = await asyncio.to_thread(f.close, ev.reason == "length") if f else ""
             if text:
                 released.add(ev.choice)
                 yield Delta(ev.choice, text, ev.tokens)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AnymalError, InputError, TooLargeError
-from ..llm.backbone import DEFAULT_CONTEXT
+from ..config import DEFAULT_CONTEXT
 from ..model.settings import GREEDY_BELOW, GenerationSettings
 from ..modalities import MODALITIES, Modality
 from ..registry import import_target
