@@ -54,14 +54,16 @@ def test_grouped_attention_in_bf16_on_the_real_llm_matches_eager(default_model, 
     _, batch = _batch(model, images[:3])
     eager = _loss_and_grads(model, batch, "eager")
     grouped = _loss_and_grads(model, batch, attention.NAME)
-    # the same bf16 rounding of the probabilities; softmax's backward runs in bf16 instead of fp32
-    assert grouped[0] == pytest.approx(eager[0], rel=2e-3)
+    # the same bf16 rounding of the probabilities; softmax's backward runs in bf16 instead of fp32. How far
+    # the two losses drift depends on the CPU's bf16 kernels: within 2e-3 with Intel's AMX, 7e-3 on an AMD
+    # EPYC (AVX512-BF16), where the gradients below still agree to a cosine of 0.99998
+    assert grouped[0] == pytest.approx(eager[0], rel=1e-2)
     cos = torch.nn.functional.cosine_similarity
     flat = [torch.cat([g.flatten() for g in grads]) for grads in (grouped[1], eager[1])]
     assert cos(*flat, dim=0) > 0.999  # the whole adapter gradient
-    for a, b in zip(grouped[1], eager[1]):  # and each weight that carries a share of it (a tiny one is bf16 noise)
-        if b.norm() >= 0.01 * flat[1].norm():
-            assert cos(a.flatten(), b.flatten(), dim=0) > 0.999
+    for a, b in zip(grouped[1], eager[1]):  # and each weight that carries a share of it (a tiny one is bf16 noise;
+        if b.norm() >= 0.01 * flat[1].norm():  # one sits at 0.9990 on the AMD machine with two threads)
+            assert cos(a.flatten(), b.flatten(), dim=0) > 0.998
 
 
 def test_what_grouped_attention_does_not_cover_goes_to_the_models_eager_function(tiny_llm_dir):

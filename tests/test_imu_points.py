@@ -67,7 +67,7 @@ def _toy_set(n: int, seed: int) -> ContrastiveSet:
 
 def test_contrastive_training_learns_and_is_deterministic(tmp_path):
     cfg = ContrastiveConfig(epochs=8, batch_size=32, lr=1e-2, warmup_steps=2, progress=False, threads=1)
-    runs = []
+    threads, runs = torch.get_num_threads(), []
     for k in range(2):
         torch.manual_seed(0)
         res = train_contrastive(_TinyNet(), 16, _toy_set(128, 1), _toy_set(64, 2), cfg, tmp_path / f"r{k}",
@@ -81,6 +81,8 @@ def test_contrastive_training_learns_and_is_deterministic(tmp_path):
         assert (tmp_path / "r0" / f).is_file()
     weights = [(tmp_path / r / "weights.safetensors").read_bytes() for r in ("r0", "r1")]
     assert weights[0] == weights[1]
+    # one thread for the run only: kept afterwards, it made every later test in the process run on one core
+    assert torch.get_num_threads() == threads
 
 
 def test_linear_probe_separates_easy_classes():

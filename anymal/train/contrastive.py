@@ -173,17 +173,21 @@ def train_contrastive(encoder: nn.Module, feat_dim: int, train: ContrastiveSet, 
     """Train `encoder` (+ head) and write the run dir; keeps the epoch with the lowest val loss."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    model = ContrastiveModel(encoder, feat_dim, train.text.shape[-1], cfg)
-    trainer = ContrastiveTrainer(model, train, val, cfg)
-    t0 = time.time()
-    runlog = RunLog(out, enabled=True, curves="loss.png", plot_every=trainer.steps_per_epoch * 10)
-    trainer.loop(0, trainer.total, runlog, "contrastive", cfg.progress)
-    runlog.close()
-    best = trainer.keep_best()
-    seconds = time.time() - t0
+    try:  # the thread count is the whole process's: given back after this run (a caller's later work kept 1)
+        seed_everything(cfg.seed)
+        model = ContrastiveModel(encoder, feat_dim, train.text.shape[-1], cfg)
+        trainer = ContrastiveTrainer(model, train, val, cfg)
+        t0 = time.time()
+        runlog = RunLog(out, enabled=True, curves="loss.png", plot_every=trainer.steps_per_epoch * 10)
+        trainer.loop(0, trainer.total, runlog, "contrastive", cfg.progress)
+        runlog.close()
+        best = trainer.keep_best()
+        seconds = time.time() - t0
+    finally:
+        torch.set_num_threads(threads)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     tensors.update({k: v.detach().float().contiguous() for k, v in (extra_tensors or {}).items()})
     save_file(tensors, str(out / "weights.safetensors"))
