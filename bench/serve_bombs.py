@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 from bad_inputs import (mp4_declaring_samples, mp4_of_tracks, npy_header, png_text_bomb,  # noqa: E402
                         progressive_jpeg)
-from serve_load import _rss_mb, start_server  # noqa: E402
+from serve_load import _memory_mb, start_server  # noqa: E402
 
 NICE_SENDERS = int(os.environ.get("NICE_SENDERS", 19))
 TEXT = [{"role": "user", "content": "What is the capital of France?"}]
@@ -83,14 +83,13 @@ class RSS:
 
     def __init__(self, pid: int):
         self.pid, self.stop = pid, threading.Event()
-        self.peak = self.first = (_rss_mb(pid), _rss_mb(pid, proportional=True))
+        self.peak = _memory_mb(pid)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         while not self.stop.wait(0.3):
-            now = (_rss_mb(self.pid), _rss_mb(self.pid, proportional=True))
-            self.peak = tuple(max(a, b) for a, b in zip(self.peak, now))
+            self.peak = tuple(max(a, b) for a, b in zip(self.peak, _memory_mb(self.pid)))
 
     def close(self) -> tuple[float, float]:
         self.stop.set()

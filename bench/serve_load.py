@@ -43,24 +43,29 @@ def _parts() -> list[list[dict]]:
          {"type": "text", "text": "What is the person doing?"}]]
 
 
-def _rss_mb(pid: int, proportional: bool = False) -> float:
-    """The server's resident memory, MB: its process and its children (the engine, the upload workers)
-    summed. RSS counts the pages of shared libraries (torch's) once in every process; `proportional`
-    (PSS) splits each shared page between the processes that map it: the memory the server really holds."""
+def _memory_mb(pid: int) -> tuple[float, float]:
+    """The server's memory, MB, over its process and its children (the engine, the upload workers):
+    (RSS summed, PSS summed). RSS counts the pages of shared libraries (torch's) once in every process;
+    PSS splits each shared page between the processes that map it: the memory the server really holds."""
     import psutil
 
     try:
         top = psutil.Process(pid)
         procs = [top, *top.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return float("nan")
-    total = 0
+        return float("nan"), float("nan")
+    rss = pss = 0
     for p in procs:
         try:
-            total += p.memory_full_info().pss if proportional else p.memory_info().rss
+            info = p.memory_full_info()
         except psutil.NoSuchProcess:  # a worker that just exited
-            pass
-    return total / 2**20
+            continue
+        rss, pss = rss + info.rss, pss + info.pss
+    return rss / 2**20, pss / 2**20
+
+
+def _rss_mb(pid: int) -> float:
+    return _memory_mb(pid)[0]
 
 
 def _port() -> int:

@@ -55,6 +55,11 @@ def data_url(path) -> str:
     return "data:image/png;base64," + base64.b64encode(open(path, "rb").read()).decode()
 
 
+def _ours(image, text="What is this?"):
+    """The same question as `_ask`, in the Python API's message form (for model.generate)."""
+    return [{"role": "user", "content": [{"type": "image", "path": str(image)}, {"type": "text", "text": text}]}]
+
+
 def _ask(image, text="What is this?"):
     return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(image)}},
                                          {"type": "text", "text": text}]}]

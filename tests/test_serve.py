@@ -21,11 +21,7 @@ from PIL import Image
 
 from anymal.model.generation import GenerationSettings
 from anymal.serve.protocol import Limits
-from serving import KEY, Server, _ask, _free_port, _status
-
-def _ours(image, text="What is this?"):
-    return [{"role": "user", "content": [{"type": "image", "path": str(image)}, {"type": "text", "text": text}]}]
-
+from serving import KEY, Server, _ask, _free_port, _ours, _status
 
 def test_openai_client_chat_streaming_and_not_equal_the_model(server, tiny_model, images):
     c = server.client()

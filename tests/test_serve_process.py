@@ -20,11 +20,7 @@ from anymal.model.generation import GenerationSettings
 from anymal.registry import foreign_modules
 from anymal.serve.protocol import Limits, ServeError, parse_chat_body
 from anymal.serve.worker import EngineProcess, UploadLane
-from serving import KEY, Server, _ask
-
-
-def _ours(image, text="What is this?"):
-    return [{"role": "user", "content": [{"type": "image", "path": str(image)}, {"type": "text", "text": text}]}]
+from serving import KEY, Server, _ask, _ours
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ def cmd_serve(a) -> int:
     from ..model.anymal import AnyMAL
     from .access import configure as configure_access_log
     from .app import ServeConfig, create_app
-    from .worker import EngineProcess
+    from .worker import UPLOAD_WORKERS, EngineProcess
 
     if a.max_batch < 1 or a.max_queue < 0 or a.timeout <= 0 or a.max_connections < 1:
         raise ConfigError("--max-batch >= 1, --max-queue >= 0, --timeout > 0 and --max-connections >= 1 expected")
@@ -125,7 +125,7 @@ def cmd_serve(a) -> int:
                               if Path(a.model).exists() else a.model)  # a Hub id names itself
     cfg = ServeConfig(model_id=model_id, api_key=a.api_key, max_batch=a.max_batch, max_queue=a.max_queue,
                       timeout_s=a.timeout, cors_origins=tuple(a.cors_origin), allowed_hosts=_hosts(a),
-                      limits=_limits(a), safety=guard, upload_processes=max(1, (os.cpu_count() or 2) // 2))
+                      limits=_limits(a), safety=guard, upload_processes=UPLOAD_WORKERS)
     if a.host not in ("127.0.0.1", "localhost", "::1") and not a.api_key:
         print(f"anymal: warning: serving on {a.host} without an API key", file=sys.stderr)
     checks = "off" if guard is None else ", ".join(k for k in ("input_text", "input_image", "output_text", "pair")

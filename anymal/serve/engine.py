@@ -92,8 +92,7 @@ class Engine:
     def enqueue(self, job: Job) -> Job:
         with self.cond:
             if len(self.waiting) >= self.max_queue:
-                raise ServeError(503, f"the server is busy ({self.max_queue} requests waiting); retry later",
-                                 code="server_busy", type="server_error")
+                raise busy(self.max_queue)
             self.waiting.append(job)
             self.cond.notify()
         return job
@@ -222,6 +221,12 @@ class Engine:
             job.emit(Delta(row.choice, tail, row.used))
         job.emit(Finish(row.choice, reason, row.used - (tid in row.stream.eos)))
         return False
+
+
+def busy(max_queue: int) -> ServeError:
+    """The 503 a request gets when `max_queue` requests are waiting already."""
+    return ServeError(503, f"the server is busy ({max_queue} requests waiting); retry later", code="server_busy",
+                      type="server_error")
 
 
 def _partition(items: list, test) -> tuple[list, list]:

@@ -28,13 +28,14 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 
 from ..registry import foreign_modules
-from .engine import Engine, Job
+from .engine import Engine, Job, busy
 from .events import Failed, Finish
 from .protocol import ChatRequest, Limits, ServeError, parse_chat_body
 
 log = logging.getLogger("anymal.serve")
 NO_LIMIT = 1 << 30  # the child's own queue: the front end bounds how many requests wait
 UPLOAD_NICE = 10
+UPLOAD_WORKERS = max(1, (os.cpu_count() or 2) // 2)  # half the cores: the rest stay with decoding
 
 
 class _Cancel(threading.Event):
@@ -82,8 +83,7 @@ class EngineProcess:
         if self.dead:
             raise ServeError(503, self.dead, code="engine_exited", type="server_error")
         if len(self.waiting) >= self.max_queue:
-            raise ServeError(503, f"the server is busy ({self.max_queue} requests waiting); retry later",
-                             code="server_busy", type="server_error")
+            raise busy(self.max_queue)
         jid = next(self.ids)
         job = Job(request, asyncio.get_running_loop(), cancelled=_Cancel(lambda: self._send(("cancel", jid))))
         with self.lock:
@@ -193,7 +193,7 @@ class UploadLane:
 
     def _pool(self) -> Executor:
         if not self.processes:
-            return ThreadPoolExecutor(max(1, (os.cpu_count() or 2) // 2), thread_name_prefix="anymal-upload")
+            return ThreadPoolExecutor(UPLOAD_WORKERS, thread_name_prefix="anymal-upload")
         return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_prepare_upload_worker, initargs=(foreign_modules(),))
 
